@@ -1,0 +1,259 @@
+// `make bench`: DPDK's vhost backend vs zcnic's device, each facing the same DPDK virtio-user
+// frontend, in the same run on the same machine. See --help.
+
+import { execa } from 'execa';
+import { readFileSync } from 'node:fs';
+import { cpus, release } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+
+import { Testpmd } from '../harness/dpdk/testpmd.js';
+import { runCase, type BenchSettings, type Direction, type Peer } from './cases.js';
+import { runHeapCheck } from './heap.js';
+import { markdownTable, ratioOf, writeReport, type BenchReport, type Cell, type HostInfo, type Row } from './report.js';
+import { ZcnicDevice } from './zcnic-device.js';
+
+const USAGE = `usage: node dist/bench/run.js [options]
+
+  --seconds N             measured window per case (default 10)
+  --warmup N              warm-up before the window (default 2)
+  --only dpdk|zcnic       run one backend only; the other column says "not run"
+  --sizes LIST            frame sizes, comma-separated (default 64,1500)
+  --cases LIST            transmitq,receiveq (default both); "none" for only the heap check
+  --heap-seconds N        also run the zcnic sink for N s and check its V8 heap stays flat
+  --heap-tolerance-mib X  allowed heap range during the heap check (default 1)
+  --zcnic-cpus LIST       taskset CPU list for the zcnic process (default 1, the backend's
+                          forwarding core; "none" = no pinning)
+  --zcnic-entry FILE       the zcnic CLI to run (default dist/cli/zcnic.js)
+  --out DIR               results directory (default bench/results)
+  --verbose               echo every line the processes print
+`;
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+class UsageError extends Error {}
+
+interface Cli {
+  seconds: number;
+  warmup: number;
+  only: Peer | null;
+  sizes: number[];
+  cases: Direction[];
+  heapSeconds: number | null;
+  heapToleranceMib: number;
+  zcnicCpus: string | undefined;
+  zcnicEntry: string;
+  out: string;
+  verbose: boolean;
+}
+
+function positive(name: string, v: string | undefined, dflt: number, integer = false): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+    throw new UsageError(`--${name} must be a positive ${integer ? 'integer' : 'number'}, got "${v}"`);
+  }
+  return n;
+}
+
+function parseCli(argv: string[]): Cli | 'help' {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      seconds: { type: 'string' },
+      warmup: { type: 'string' },
+      only: { type: 'string' },
+      sizes: { type: 'string' },
+      cases: { type: 'string' },
+      'heap-seconds': { type: 'string' },
+      'heap-tolerance-mib': { type: 'string' },
+      'zcnic-cpus': { type: 'string' },
+      'zcnic-entry': { type: 'string' },
+      out: { type: 'string' },
+      verbose: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    strict: true,
+  });
+  if (values.help) return 'help';
+  const only = values.only ?? null;
+  if (only !== null && only !== 'dpdk' && only !== 'zcnic') {
+    throw new UsageError(`--only must be dpdk or zcnic, got "${only}"`);
+  }
+  const sizes = (values.sizes ?? '64,1500').split(',').map((s) => positive('sizes', s.trim(), 0, true));
+  const casesText = values.cases ?? 'transmitq,receiveq';
+  const cases: Direction[] = [];
+  if (casesText !== 'none') {
+    for (const c of casesText.split(',').map((x) => x.trim())) {
+      if (c !== 'transmitq' && c !== 'receiveq') {
+        throw new UsageError(`--cases takes transmitq, receiveq or none, got "${c}"`);
+      }
+      cases.push(c);
+    }
+  }
+  const heapSeconds = values['heap-seconds'] === undefined ? null : positive('heap-seconds', values['heap-seconds'], 0);
+  if (heapSeconds !== null && only === 'dpdk') {
+    throw new UsageError('--heap-seconds measures the zcnic device; it cannot be combined with --only dpdk');
+  }
+  if (cases.length === 0 && heapSeconds === null) throw new UsageError('nothing to run');
+  const cpusArg = values['zcnic-cpus'] ?? '1';
+  return {
+    seconds: positive('seconds', values.seconds, 10),
+    warmup: positive('warmup', values.warmup, 2),
+    only,
+    sizes,
+    cases,
+    heapSeconds,
+    heapToleranceMib: positive('heap-tolerance-mib', values['heap-tolerance-mib'], 1),
+    zcnicCpus: cpusArg === 'none' ? undefined : cpusArg,
+    zcnicEntry: resolve(values['zcnic-entry'] ?? join(ROOT, 'dist', 'cli', 'zcnic.js')),
+    out: values.out ?? join(ROOT, 'bench', 'results'),
+    verbose: values.verbose ?? false,
+  };
+}
+
+async function hostInfo(): Promise<HostInfo> {
+  let cpuModel = cpus()[0]?.model ?? 'unknown CPU';
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    if (m?.[1]) cpuModel = m[1].trim();
+  } catch {
+    // Not Linux, or no procfs: keep os.cpus()'s answer.
+  }
+  const dpkg = await execa('dpkg-query', ['-W', '-f=${Version}', 'dpdk-dev'], { reject: false });
+  return {
+    cpuModel,
+    cpus: cpus().length,
+    kernel: release(),
+    node: process.version,
+    dpdk: dpkg.exitCode === 0 && dpkg.stdout ? `dpdk-dev ${dpkg.stdout}` : 'unknown',
+  };
+}
+
+function log(msg: string): void {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}\n`);
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+async function runCell(
+  direction: Direction,
+  frameSize: number,
+  peer: Peer,
+  cli: Cli,
+  settings: BenchSettings,
+): Promise<Cell> {
+  if (cli.only !== null && cli.only !== peer) return { status: 'not run', reason: `--only ${cli.only}` };
+  if (settings.signal?.aborted) return { status: 'not run', reason: 'interrupted' };
+  log(`${direction} ${frameSize} B vs ${peer}: ${cli.warmup} s warm-up + ${cli.seconds} s`);
+  try {
+    const m = await runCase({ direction, frameSize }, peer, settings);
+    log(`  ${m.mpps.toFixed(3)} Mpps (${m.gbps.toFixed(2)} Gbit/s)${m.notes.length ? `; ${m.notes.join('; ')}` : ''}`);
+    return { status: 'ok', measurement: m };
+  } catch (err) {
+    log(`  failed: ${errorText(err)}`);
+    return { status: 'error', error: errorText(err) };
+  }
+}
+
+async function main(): Promise<number> {
+  let cli: Cli | 'help';
+  try {
+    cli = parseCli(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`${errorText(err)}\n\n${USAGE}`);
+    return 2;
+  }
+  if (cli === 'help') {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+
+  // First signal: stop every child, let the run unwind and still write what it has.
+  // Second signal: leave at once (execa's cleanup still kills the children).
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (abort.signal.aborted) process.exit(130);
+    log(`${sig}: stopping`);
+    abort.abort();
+    void Testpmd.closeAll();
+    void ZcnicDevice.closeAll();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const settings: BenchSettings = {
+    warmupSec: cli.warmup,
+    seconds: cli.seconds,
+    zcnicEntry: cli.zcnicEntry,
+    zcnicCpus: cli.zcnicCpus,
+    log,
+    verbose: cli.verbose,
+    signal: abort.signal,
+  };
+  const started = new Date();
+  const host = await hostInfo();
+
+  const rows: Row[] = [];
+  for (const direction of cli.cases) {
+    for (const frameSize of cli.sizes) {
+      const dpdk = await runCell(direction, frameSize, 'dpdk', cli, settings);
+      const zcnic = await runCell(direction, frameSize, 'zcnic', cli, settings);
+      rows.push({ direction, frameSize, dpdk, zcnic, ratio: ratioOf(dpdk, zcnic) });
+    }
+  }
+
+  let heap: BenchReport['heap'] = null;
+  if (cli.heapSeconds !== null && !abort.signal.aborted) {
+    log(`heap check: zcnic sink for ${cli.heapSeconds} s`);
+    try {
+      const result = await runHeapCheck(settings, cli.heapSeconds, cli.heapToleranceMib * 1048576);
+      heap = { status: 'ok', result };
+    } catch (err) {
+      log(`  heap check failed: ${errorText(err)}`);
+      heap = { status: 'error', error: errorText(err) };
+    }
+  }
+
+  const report: BenchReport = {
+    startedAt: started.toISOString(),
+    finishedAt: new Date().toISOString(),
+    host,
+    settings: { warmupSec: cli.warmup, seconds: cli.seconds, zcnicCpus: cli.zcnicCpus ?? null, only: cli.only },
+    rows,
+    heap,
+  };
+  const paths = writeReport(cli.out, report, started);
+  if (rows.length > 0) process.stdout.write(`\n${markdownTable(rows)}\n\n`);
+  if (heap?.status === 'ok') {
+    const h = heap.result;
+    const mib = (n: number): string => (n / 1048576).toFixed(2);
+    process.stdout.write(
+      `zcnic heap: ${mib(h.beforeBytes)} MiB before, ${mib(h.afterBytes)} MiB after ${h.seconds.toFixed(1)} s ` +
+        `(range ${mib(h.maxBytes - h.minBytes)} MiB): ${h.flat ? 'flat' : 'NOT FLAT'}\n`,
+    );
+  }
+  process.stdout.write(`results: ${paths.md}\n         ${paths.json}\n`);
+
+  if (abort.signal.aborted) return 130;
+  const failed =
+    rows.some((r) => r.dpdk.status === 'error' || r.zcnic.status === 'error') ||
+    heap?.status === 'error' ||
+    (heap?.status === 'ok' && !heap.result.flat);
+  return failed ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  async (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    await Testpmd.closeAll();
+    await ZcnicDevice.closeAll();
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,121 @@
+/**
+ * `zcnic device`: runs the virtio-net device behind a vhost-user socket until SIGINT/SIGTERM,
+ * then prints the final stats as one JSON line (its last line of stdout) and exits 0.
+ * Logs go to stderr; stats are readable while it runs through the control socket.
+ */
+import { parseArgs } from 'node:util';
+import { VhostUserServer } from 'vfio-user-ts';
+import { ControlServer, parseGeneratorOptions } from '../device/control-server.js';
+import type { DatapathMode } from '../device/datapath/messages.js';
+import { portNames, type PortName } from '../device/ports/port.js';
+import { parseMac } from '../device/test-frame.js';
+import { VirtioNet } from '../device/virtio-net.js';
+import { UsageError, integerOption } from './options.js';
+
+export const deviceHelp = `Usage: zcnic device --socket PATH [options]
+
+Runs zcnic's virtio-net device as a vhost-user backend listening on PATH (created mode 0600).
+QEMU (-chardev socket,path=PATH -netdev vhost-user,...) or DPDK's net_virtio_user connect to it.
+Runs until SIGINT or SIGTERM, then prints the final stats as one JSON line on stdout and exits 0.
+
+Options:
+  --socket PATH        vhost-user socket to listen on (required)
+  --control PATH       control socket (newline-delimited JSON: {"cmd":"stats"}, {"cmd":"resetCounters"},
+                       {"cmd":"setPort",...}); default PATH.ctl
+  --port NAME          where frames go and come from: sink (count and drop, default), reflect
+                       (transmitq frames come back on receiveq), gen (inject test frames)
+  --gen-size N         generated frame length in bytes, 60..65535 (default 64)
+  --gen-count N        frames to generate per queue pair, 0 = no limit (default 0)
+  --gen-pps N          frames per second per queue pair, 0 = as fast as buffers allow (default 0)
+  --pcap FILE          write every frame, both directions, to FILE (pcap, readable by tshark)
+  --queues N           queue pairs offered (default 1)
+  --workers N          datapath worker threads (default 1; pair k runs on worker k mod N)
+  --poll               busy-poll the rings (highest rate, one core stays busy) instead of
+                       sleeping on the driver's kicks
+  --mac MAC            the NIC's MAC, the destination of generated frames (default 52:54:00:12:34:56)
+  -v, --verbose        log every vhost-user message
+  -h, --help           this text
+`;
+
+export async function deviceCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      socket: { type: 'string' },
+      control: { type: 'string' },
+      port: { type: 'string', default: 'sink' },
+      'gen-size': { type: 'string', default: '64' },
+      'gen-count': { type: 'string', default: '0' },
+      'gen-pps': { type: 'string', default: '0' },
+      pcap: { type: 'string' },
+      queues: { type: 'string', default: '1' },
+      workers: { type: 'string', default: '1' },
+      poll: { type: 'boolean', default: false },
+      mac: { type: 'string', default: '52:54:00:12:34:56' },
+      verbose: { type: 'boolean', short: 'v', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (values.help) {
+    process.stdout.write(deviceHelp);
+    return 0;
+  }
+  if (!values.socket) throw new UsageError('--socket PATH is required');
+  if (!portNames.includes(values.port as PortName)) throw new UsageError(`--port must be one of ${portNames.join(', ')}, not ${values.port}`);
+  parseMac(values.mac);
+  const gen = parseGeneratorOptions(
+    { size: integerOption('--gen-size', values['gen-size']), count: integerOption('--gen-count', values['gen-count']), pps: integerOption('--gen-pps', values['gen-pps']) },
+    { size: 64, count: 0, pps: 0 },
+  );
+  if (typeof gen === 'string') throw new UsageError(gen.replace(/^gen\./, '--gen-'));
+  const queuePairs = integerOption('--queues', values.queues);
+  if (queuePairs < 1 || queuePairs > 128) throw new UsageError('--queues must be 1..128');
+  const workers = integerOption('--workers', values.workers);
+  if (workers < 1) throw new UsageError('--workers must be at least 1');
+  const mode: DatapathMode = values.poll ? 'poll' : 'kick';
+  const log = (line: string): void => void process.stderr.write(`zcnic device: ${line}\n`);
+
+  let server: VhostUserServer | null = null;
+  const firstSeen = new Set<string>();
+  let failure: string | null = null;
+  const device = await VirtioNet.create({
+    queuePairs,
+    workers,
+    mode,
+    port: { port: values.port as PortName, gen, mac: values.mac },
+    pcapPath: values.pcap ?? null,
+    onQueueError: (queue, kind, detail, fatal) => {
+      // One line per kind of error and queue; the counters carry the rest.
+      const key = `${queue}:${kind}`;
+      if (!firstSeen.has(key)) {
+        firstSeen.add(key);
+        log(`queue ${queue}: ${kind}: ${detail}${fatal ? ' (queue stopped, device needs reset)' : ''}`);
+      }
+      if (fatal) {
+        device.markNeedsReset();
+        server?.signalVringError(queue);
+      }
+    },
+    onFailure: (reason) => {
+      failure = reason;
+      log(reason);
+      process.kill(process.pid, 'SIGTERM');
+    },
+  });
+  server = new VhostUserServer({ socketPath: values.socket, device, log, trace: values.verbose });
+  const control = await ControlServer.listen(values.control ?? `${values.socket}.ctl`, device);
+  log(`listening on ${values.socket} (${queuePairs} queue pair${queuePairs > 1 ? 's' : ''}, port ${values.port}, ${mode} mode)`);
+
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await server.close();
+  await control.close();
+  const stats = device.stats();
+  await device.close();
+  process.stdout.write(`${JSON.stringify(stats)}\n`);
+  return failure ? 1 : 0;
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+/** zcnic's command line: one subcommand per job. */
+import { deviceCommand } from './device-command.js';
+import { UsageError } from './options.js';
+
+const help = `Usage: zcnic <command> [options]
+
+Commands:
+  device    run the virtio-net device behind a vhost-user socket
+
+Run 'zcnic <command> --help' for a command's options.
+`;
+
+const commands: Record<string, (argv: string[]) => Promise<number>> = { device: deviceCommand };
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '-h' || name === '--help') {
+    process.stdout.write(help);
+    return name ? 0 : 2;
+  }
+  const command = commands[name];
+  if (!command) throw new UsageError(`unknown command ${JSON.stringify(name)}`);
+  return command(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => (process.exitCode = code),
+  (error: unknown) => {
+    if (error instanceof UsageError || (error instanceof TypeError && 'code' in error && String(error.code).startsWith('ERR_PARSE_ARGS'))) {
+      process.stderr.write(`zcnic: ${error.message}\nTry 'zcnic ${process.argv[2] ?? ''} --help'.\n`);
+      process.exitCode = 2;
+    } else {
+      process.stderr.write(`zcnic: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+      process.exitCode = 1;
+    }
+  },
+);

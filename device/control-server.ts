@@ -1,0 +1,117 @@
+/**
+ * The device's control API: a unix socket (mode 0600) speaking newline-delimited JSON, one
+ * request per line, one answer line each. It is how the harness, tests and benchmarks read
+ * counters and reconfigure the device between tests without restarting it.
+ *
+ *   {"cmd":"stats"}                          -> the stats object (same shape as the exit line)
+ *   {"cmd":"resetCounters"}                  -> {"ok":true}
+ *   {"cmd":"setPort","port":"gen","gen":{"size":64,"count":1000,"pps":0}} -> {"ok":true}
+ *
+ * A request that cannot be served gets {"error":"..."}; the connection stays open.
+ */
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { portNames, type GeneratorOptions, type PortName } from './ports/port.js';
+import type { VirtioNet } from './virtio-net.js';
+
+const MAX_LINE = 64 * 1024;
+
+export function parseGeneratorOptions(value: unknown, defaults: GeneratorOptions): GeneratorOptions | string {
+  if (value === undefined) return defaults;
+  if (typeof value !== 'object' || value === null) return 'gen must be an object {size,count,pps}';
+  const record = value as Record<string, unknown>;
+  const out = { ...defaults };
+  for (const key of ['size', 'count', 'pps'] as const) {
+    const v = record[key];
+    if (v === undefined) continue;
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) return `gen.${key} must be a non-negative integer`;
+    out[key] = v;
+  }
+  if (out.size < 60 || out.size > 65535) return `gen.size ${out.size} is outside 60..65535`;
+  return out;
+}
+
+export class ControlServer {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+
+  private constructor(server: Server, private readonly path: string) {
+    this.server = server;
+  }
+
+  static listen(path: string, device: VirtioNet): Promise<ControlServer> {
+    rmSync(path, { force: true });
+    const server = createServer();
+    const control = new ControlServer(server, path);
+    server.on('connection', (socket) => control.serve(socket, device));
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => {
+        chmodSync(path, 0o600);
+        resolve(control);
+      });
+    });
+  }
+
+  private serve(socket: Socket, device: VirtioNet): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    let buffered = '';
+    let chain = Promise.resolve();
+    socket.on('data', (chunk) => {
+      buffered += chunk.toString('utf8');
+      if (buffered.length > MAX_LINE && !buffered.includes('\n')) {
+        socket.end(`${JSON.stringify({ error: `request longer than ${MAX_LINE} bytes` })}\n`);
+        return;
+      }
+      let newline: number;
+      while ((newline = buffered.indexOf('\n')) >= 0) {
+        const line = buffered.slice(0, newline);
+        buffered = buffered.slice(newline + 1);
+        if (line.trim() === '') continue;
+        chain = chain.then(async () => {
+          const answer = await this.answer(line, device);
+          if (!socket.destroyed) socket.write(`${JSON.stringify(answer)}\n`);
+        });
+      }
+    });
+  }
+
+  private async answer(line: string, device: VirtioNet): Promise<unknown> {
+    let request: Record<string, unknown>;
+    try {
+      const parsed: unknown = JSON.parse(line);
+      if (typeof parsed !== 'object' || parsed === null) return { error: 'a request is a JSON object' };
+      request = parsed as Record<string, unknown>;
+    } catch {
+      return { error: 'not JSON' };
+    }
+    switch (request.cmd) {
+      case 'stats':
+        return device.stats();
+      case 'resetCounters':
+        device.resetCounters();
+        return { ok: true };
+      case 'setPort': {
+        const base = device.portOptions;
+        const port = request.port ?? base.port;
+        if (typeof port !== 'string' || !portNames.includes(port as PortName)) return { error: `port must be one of ${portNames.join(', ')}` };
+        const gen = parseGeneratorOptions(request.gen, base.gen);
+        if (typeof gen === 'string') return { error: gen };
+        await device.setPort({ ...base, port: port as PortName, gen });
+        return { ok: true };
+      }
+      default:
+        return { error: `unknown cmd ${JSON.stringify(request.cmd)}; known: stats, resetCounters, setPort` };
+    }
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    return new Promise((resolve) => this.server.close(() => {
+      rmSync(this.path, { force: true });
+      resolve();
+    }));
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The device's counters: one Float64Array per datapath worker, over a SharedArrayBuffer so the
+ * control plane reads them while the worker runs, without messages. Float64 counts exactly up
+ * to 2^53. Indexes are constants so the hot path is a plain typed-array increment.
+ */
+import { chainErrorNames } from './descriptor-chain.js';
+
+/** Buckets of the descriptors-per-chain histogram, by upper bound. */
+export const descriptorBuckets = [1, 2, 3, 4, 8, 16, Infinity] as const;
+const bucketLabels = ['1', '2', '3', '4', '5-8', '9-16', '17+'];
+
+/** Chain errors get one counter each, at chainErrors + code - 1. */
+const chainErrorKinds = chainErrorNames.slice(1);
+
+export const Counter = {
+  txFrames: 0,
+  txBytes: 1,
+  rxFrames: 2,
+  rxBytes: 3,
+  rxBuffers: 4,
+  /** Frames a port had for receiveq when the driver had posted no (or too few) buffers. */
+  rxNoBuffers: 5,
+  /** descriptorBuckets.length counters. */
+  descriptorsPerChain: 6,
+  indirectChains: 13,
+  /** The first buffer holds the virtio-net header and nothing else. */
+  vnetHeaderAlone: 14,
+  /** The Ethernet header does not start in the buffer of the virtio-net header (skb_headlen == 0 and the like). */
+  ethernetHeaderNotWithVnetHeader: 15,
+  /** The frame (after the virtio-net header) spans more than one buffer. */
+  frameSplitAcrossBuffers: 16,
+  availIndexJump: 17,
+  /** chainErrorKinds.length counters. */
+  chainErrors: 18,
+  txWriteOnlyBuffer: 18 + chainErrorKinds.length,
+  txHeaderTooShort: 19 + chainErrorKinds.length,
+  txFrameTooLarge: 20 + chainErrorKinds.length,
+  rxReadableBuffer: 21 + chainErrorKinds.length,
+  rxBufferTooSmall: 22 + chainErrorKinds.length,
+  /** A gauge, not a count: the worker's V8 heap in use, sampled every second. */
+  heapUsedBytes: 23 + chainErrorKinds.length,
+} as const;
+
+export const COUNTER_COUNT = Counter.heapUsedBytes + 1;
+
+export function createCounters(): Float64Array {
+  return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
+}
+
+/** The counters as the stats JSON shows them (the sum over all workers). */
+export interface DeviceCounters {
+  /** The datapath workers' V8 heaps (flat under load: the datapath allocates nothing per frame). */
+  datapathHeapUsedBytes: number;
+  transmitq: { frames: number; bytes: number };
+  receiveq: { frames: number; bytes: number; buffers: number; noBuffers: number };
+  errors: Record<string, number>;
+  chainShapes: {
+    descriptorsPerChain: Record<string, number>;
+    indirect: number;
+    vnetHeaderAlone: number;
+    ethernetHeaderNotWithVnetHeader: number;
+    frameSplitAcrossBuffers: number;
+  };
+}
+
+export function sumCounters(blocks: readonly Float64Array[]): Float64Array {
+  const total = new Float64Array(COUNTER_COUNT);
+  for (const block of blocks) for (let i = 0; i < COUNTER_COUNT; i++) total[i]! += block[i]!;
+  return total;
+}
+
+export function describeCounters(c: Float64Array): DeviceCounters {
+  const errors: Record<string, number> = { availIndexJump: c[Counter.availIndexJump]! };
+  chainErrorKinds.forEach((name, i) => (errors[name] = c[Counter.chainErrors + i]!));
+  errors.txWriteOnlyBuffer = c[Counter.txWriteOnlyBuffer]!;
+  errors.txHeaderTooShort = c[Counter.txHeaderTooShort]!;
+  errors.txFrameTooLarge = c[Counter.txFrameTooLarge]!;
+  errors.rxReadableBuffer = c[Counter.rxReadableBuffer]!;
+  errors.rxBufferTooSmall = c[Counter.rxBufferTooSmall]!;
+  const descriptorsPerChain: Record<string, number> = {};
+  bucketLabels.forEach((label, i) => (descriptorsPerChain[label] = c[Counter.descriptorsPerChain + i]!));
+  return {
+    datapathHeapUsedBytes: c[Counter.heapUsedBytes]!,
+    transmitq: { frames: c[Counter.txFrames]!, bytes: c[Counter.txBytes]! },
+    receiveq: { frames: c[Counter.rxFrames]!, bytes: c[Counter.rxBytes]!, buffers: c[Counter.rxBuffers]!, noBuffers: c[Counter.rxNoBuffers]! },
+    errors,
+    chainShapes: {
+      descriptorsPerChain,
+      indirect: c[Counter.indirectChains]!,
+      vnetHeaderAlone: c[Counter.vnetHeaderAlone]!,
+      ethernetHeaderNotWithVnetHeader: c[Counter.ethernetHeaderNotWithVnetHeader]!,
+      frameSplitAcrossBuffers: c[Counter.frameSplitAcrossBuffers]!,
+    },
+  };
+}
+
+/** The histogram bucket index for a chain of `n` buffers. */
+export function descriptorBucket(n: number): number {
+  if (n <= 4) return n - 1;
+  if (n <= 8) return 4;
+  if (n <= 16) return 5;
+  return 6;
+}

@@ -1,0 +1,267 @@
+/**
+ * The datapath of a set of queue pairs: maps guest memory, sets up rings when the control plane
+ * starts a queue, and runs the queues, either woken by the driver's kicks (default: an idle
+ * device sleeps on its kick eventfds and costs no CPU, which matters when TCG wants both cores)
+ * or busy-polling (`poll`: the highest rate, for the DPDK benchmark; one core stays busy).
+ *
+ * It runs inside a worker thread (datapath/worker.ts) so that the control plane stays
+ * responsive; it takes messages through handle() and answers through `post`, so tests can also
+ * drive it in-process.
+ */
+import { getHeapStatistics } from 'node:v8';
+import { GuestMemory, sys, type FdWatcher, type MemoryRegion } from 'vfio-user-ts';
+import { PcapWriter } from '../pcap-writer.js';
+import { GenPort } from '../ports/gen.js';
+import { ServiceAgain, type Port, type PortOptions } from '../ports/port.js';
+import { ReflectPort } from '../ports/reflect.js';
+import { SinkPort } from '../ports/sink.js';
+import { Counter } from '../counters.js';
+import { QueuePair } from '../queue-pair.js';
+import type { QueueErrorReporter } from '../queue-errors.js';
+import { ReceiveQueue } from '../receive-queue.js';
+import { TransmitQueue } from '../transmit-queue.js';
+import { FeatureBit, hasFeature } from '../virtio.js';
+import { Vring } from '../vring.js';
+import { netHeaderLength } from '../net-header.js';
+import type { DatapathMode, DatapathWorkerData, FromDatapath, QueueStart, ToDatapath } from './messages.js';
+
+/** Chains per burst: large enough to amortise the index reads, small enough to stay fair. */
+const BURST = 256;
+/** Bursts per pair before yielding to the event loop (control messages, other pairs). */
+const BURSTS_PER_TURN = 64;
+
+interface ActiveQueue {
+  start: QueueStart;
+  watcher: FdWatcher | null;
+}
+
+export class Datapath implements QueueErrorReporter {
+  private memory: GuestMemory | null = null;
+  private readonly counters: Float64Array;
+  private readonly pairs = new Map<number, QueuePair>();
+  private readonly active = new Map<number, ActiveQueue>();
+  private readonly mode: DatapathMode;
+  private portOptions: PortOptions;
+  private readonly pcap: PcapWriter | null;
+  /** Pairs with work pending, run at the next turn. */
+  private readonly runnable = new Set<QueuePair>();
+  private turnScheduled = false;
+  private readonly timers = new Map<number, NodeJS.Timeout>();
+  private shuttingDown = false;
+  private readonly heapSampler: NodeJS.Timeout;
+
+  constructor(data: DatapathWorkerData, private readonly post: (message: FromDatapath) => void) {
+    this.counters = new Float64Array(data.counters);
+    this.mode = data.mode;
+    this.portOptions = data.port;
+    this.pcap = data.pcapPath ? new PcapWriter(data.pcapPath) : null;
+    for (const index of data.pairs) {
+      const pair = new QueuePair(index, this.pcap);
+      pair.port = this.createPort(pair);
+      this.pairs.set(index, pair);
+    }
+    this.sampleHeap();
+    this.heapSampler = setInterval(() => this.sampleHeap(), 1000).unref();
+  }
+
+  private sampleHeap(): void {
+    this.counters[Counter.heapUsedBytes] = getHeapStatistics().used_heap_size;
+  }
+
+  handle(message: ToDatapath): void {
+    switch (message.type) {
+      case 'memory':
+        this.post({ type: 'memoryMapped', error: this.setMemory(message.regions) });
+        return;
+      case 'start':
+        this.post({ type: 'started', queue: message.start.queue, error: this.startQueue(message.start) });
+        return;
+      case 'stop':
+        this.post({ type: 'stopped', queue: message.queue, base: this.stopQueue(message.queue) });
+        return;
+      case 'port':
+        this.portOptions = message.port;
+        for (const pair of this.pairs.values()) {
+          pair.port = this.createPort(pair);
+          this.schedule(pair);
+        }
+        this.post({ type: 'portSet' });
+        return;
+      case 'shutdown':
+        this.shutdown();
+        this.post({ type: 'shutDown' });
+        return;
+    }
+  }
+
+  queueError(queue: number, kind: string, detail: string, fatal: boolean): void {
+    this.post({ type: 'queueError', queue, kind, detail, fatal });
+  }
+
+  private createPort(pair: QueuePair): Port {
+    const options = this.portOptions;
+    switch (options.port) {
+      case 'sink':
+        return new SinkPort();
+      case 'reflect':
+        return new ReflectPort(pair, this.counters);
+      case 'gen':
+        return new GenPort(pair, options.gen, options.mac, pair.index);
+    }
+  }
+
+  /**
+   * Maps a new memory table (an empty one just unmaps). The transport stops every queue first;
+   * a queue still running here would point into the old mappings, so it is stopped too.
+   */
+  private setMemory(regions: readonly MemoryRegion[]): string | null {
+    for (const queue of [...this.active.keys()]) this.stopQueue(queue);
+    this.memory?.close();
+    this.memory = null;
+    if (regions.length === 0) return null;
+    try {
+      this.memory = new GuestMemory(regions, sys.mapShared, sys.unmap);
+    } catch (error) {
+      return `cannot map guest memory: ${(error as Error).message}`;
+    }
+    return null;
+  }
+
+  private startQueue(start: QueueStart): string | null {
+    const memory = this.memory;
+    if (!memory) return 'no memory table yet';
+    const pair = this.pairs.get(start.queue >> 1);
+    if (!pair) return `queue ${start.queue} is not served by this worker`;
+    if (this.active.has(start.queue)) this.stopQueue(start.queue);
+    const eventIdx = hasFeature(start.features, FeatureBit.ringEventIdx);
+    const ring = Vring.create(memory, start.addresses, eventIdx, start.base);
+    if (typeof ring === 'string') return ring;
+    const indirect = hasFeature(start.features, FeatureBit.ringIndirectDesc);
+    const mergeable = hasFeature(start.features, FeatureBit.netMrgRxbuf);
+    const headerLength = netHeaderLength(hasFeature(start.features, FeatureBit.version1), mergeable);
+    const isTransmit = (start.queue & 1) === 1;
+    if (isTransmit) pair.tx = new TransmitQueue(memory, ring, indirect, headerLength, this.counters, pair, this, start.queue);
+    else pair.rx = new ReceiveQueue(memory, ring, indirect, headerLength, mergeable, this.counters, this, start.queue);
+    const queue: ActiveQueue = { start, watcher: null };
+    if (this.mode === 'kick') {
+      ring.enableKicks();
+      queue.watcher = sys.watchReadable(start.kickFd, () => {
+        sys.eventfdRead(start.kickFd);
+        this.schedule(pair);
+      });
+    } else {
+      ring.disableKicks();
+    }
+    this.active.set(start.queue, queue);
+    this.schedule(pair);
+    return null;
+  }
+
+  /** Stops a queue and returns the avail index the driver should resume from. */
+  private stopQueue(queueIndex: number): number {
+    const queue = this.active.get(queueIndex);
+    const pair = this.pairs.get(queueIndex >> 1);
+    if (!queue || !pair) return 0;
+    queue.watcher?.stop();
+    this.active.delete(queueIndex);
+    const side = (queueIndex & 1) === 1 ? pair.tx : pair.rx;
+    const base = side ? side.ring.lastAvailIdx : queue.start.base;
+    if ((queueIndex & 1) === 1) pair.tx = null;
+    else pair.rx = null;
+    return base;
+  }
+
+  private schedule(pair: QueuePair): void {
+    this.runnable.add(pair);
+    if (!this.turnScheduled && !this.shuttingDown) {
+      this.turnScheduled = true;
+      setImmediate(this.turn);
+    }
+  }
+
+  /** One turn of the scheduler: runs every runnable pair for a bounded number of bursts. */
+  private readonly turn = (): void => {
+    this.turnScheduled = false;
+    const pairs = [...this.runnable];
+    this.runnable.clear();
+    for (const pair of pairs) if (this.runPair(pair) || this.mode === 'poll') this.schedule(pair);
+    this.pcap?.flush();
+  };
+
+  /** Runs a pair; true when it has more work right now. */
+  private runPair(pair: QueuePair): boolean {
+    const poll = this.mode === 'poll';
+    let more = false;
+    pair.now = performance.now();
+    const tx = pair.tx;
+    if (tx && !tx.broken) {
+      let bursts = 0;
+      for (;;) {
+        if (!poll) tx.ring.disableKicks();
+        const n = tx.processBurst(BURST);
+        if (n === BURST) {
+          if (++bursts === BURSTS_PER_TURN) {
+            more = true;
+            break;
+          }
+          continue;
+        }
+        if (poll || tx.broken) break;
+        // Idle: ask for kicks again, then look once more for chains that raced the request.
+        tx.ring.enableKicks();
+        if (tx.ring.availableCount() === 0) break;
+      }
+      if (tx.needsNotify) {
+        tx.needsNotify = false;
+        this.notify(pair.index * 2 + 1);
+      }
+    }
+    const rx = pair.rx;
+    const port = pair.port;
+    if (rx && !rx.broken && port) {
+      rx.beginBurst();
+      let again: number = ServiceAgain.now;
+      for (let bursts = 0; bursts < BURSTS_PER_TURN && again === ServiceAgain.now; bursts++) again = port.service(pair.now);
+      rx.endBurst();
+      if (again === ServiceAgain.now) more = true;
+      else if (again > 0) this.wakeLater(pair, again);
+      else if (again === ServiceAgain.whenBuffers && !poll) {
+        // Ask for the driver's next kick, then look once more for buffers that raced the request.
+        rx.ring.enableKicks();
+        if (rx.ring.availableCount() !== 0) more = true;
+      } else if (!poll) rx.ring.disableKicks();
+      if (rx.needsNotify) {
+        rx.needsNotify = false;
+        this.notify(pair.index * 2);
+      }
+    }
+    return more;
+  }
+
+  private wakeLater(pair: QueuePair, ms: number): void {
+    if (this.timers.has(pair.index)) return;
+    this.timers.set(
+      pair.index,
+      setTimeout(() => {
+        this.timers.delete(pair.index);
+        this.schedule(pair);
+      }, Math.max(1, Math.ceil(ms))),
+    );
+  }
+
+  private notify(queueIndex: number): void {
+    const queue = this.active.get(queueIndex);
+    if (queue && queue.start.callFd >= 0) sys.eventfdWrite(queue.start.callFd, 1);
+  }
+
+  private shutdown(): void {
+    this.shuttingDown = true;
+    clearInterval(this.heapSampler);
+    for (const queue of [...this.active.keys()]) this.stopQueue(queue);
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.pcap?.close();
+    this.memory?.close();
+    this.memory = null;
+  }
+}

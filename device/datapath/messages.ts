@@ -1,0 +1,46 @@
+/** What the control plane and a datapath worker say to each other (structured-clone messages). */
+import type { MemoryRegion } from 'vfio-user-ts';
+import type { PortOptions } from '../ports/port.js';
+import type { VringAddresses } from '../vring.js';
+
+export type DatapathMode = 'kick' | 'poll';
+
+/** Given to the worker at creation. */
+export interface DatapathWorkerData {
+  readonly counters: SharedArrayBuffer;
+  /** The queue pairs this worker serves (pair k = receiveq 2k, transmitq 2k+1). */
+  readonly pairs: readonly number[];
+  readonly mode: DatapathMode;
+  readonly port: PortOptions;
+  readonly pcapPath: string | null;
+}
+
+export interface QueueStart {
+  readonly queue: number;
+  readonly addresses: VringAddresses;
+  /** First avail index to read (SET_VRING_BASE). */
+  readonly base: number;
+  readonly kickFd: number;
+  /** -1 when the frontend gave no call fd (it polls). */
+  readonly callFd: number;
+  readonly features: number;
+}
+
+export type ToDatapath =
+  | { readonly type: 'memory'; readonly regions: readonly MemoryRegion[] }
+  | { readonly type: 'start'; readonly start: QueueStart }
+  | { readonly type: 'stop'; readonly queue: number }
+  | { readonly type: 'port'; readonly port: PortOptions }
+  | { readonly type: 'shutdown' };
+
+export type FromDatapath =
+  | { readonly type: 'ready' }
+  /** Reply to 'memory' once mapped, or why it could not be. */
+  | { readonly type: 'memoryMapped'; readonly error: string | null }
+  /** Reply to 'start': null, or why the rings cannot be used. */
+  | { readonly type: 'started'; readonly queue: number; readonly error: string | null }
+  /** Reply to 'stop': where the driver should resume (GET_VRING_BASE). */
+  | { readonly type: 'stopped'; readonly queue: number; readonly base: number }
+  | { readonly type: 'portSet' }
+  | { readonly type: 'queueError'; readonly queue: number; readonly kind: string; readonly detail: string; readonly fatal: boolean }
+  | { readonly type: 'shutDown' };

@@ -1,0 +1,53 @@
+/**
+ * Where frames go after the transmitq and come from before the receiveq. One port instance per
+ * queue pair, living in the datapath worker that serves the pair.
+ */
+import type { TxFrame } from '../tx-frame.js';
+
+/** The queue pair's receive side as a port sees it. */
+export interface FrameReceiver {
+  /**
+   * Offers one frame to the receiveq. False: the driver has not posted buffers for it (nothing
+   * consumed; the port is serviced again after the driver's next receiveq kick).
+   */
+  receive(src: DataView, srcOffset: number, length: number): boolean;
+}
+
+/** When a port wants to be serviced again. */
+export const ServiceAgain = {
+  /** Nothing to send until something else happens (a transmitq frame, a control command). */
+  onEvent: -1,
+  /** Blocked until the driver posts receive buffers (its next receiveq kick). */
+  whenBuffers: -2,
+  /** As soon as possible (more work is ready now). */
+  now: 0,
+} as const;
+
+export interface Port {
+  /** A frame from the transmitq; `frame` is only valid during the call. */
+  transmit(frame: TxFrame): void;
+  /**
+   * Lets the port fill the receiveq. Returns a ServiceAgain value, or the
+   * milliseconds after which it wants to be serviced (rate pacing).
+   */
+  service(now: number): number;
+}
+
+export type PortName = 'sink' | 'reflect' | 'gen';
+export const portNames: readonly PortName[] = ['sink', 'reflect', 'gen'];
+
+export interface GeneratorOptions {
+  /** Frame length in bytes (60..65535). */
+  readonly size: number;
+  /** Frames to send; 0 = until stopped. */
+  readonly count: number;
+  /** Frames per second; 0 = as fast as the driver takes them. */
+  readonly pps: number;
+}
+
+export interface PortOptions {
+  readonly port: PortName;
+  readonly gen: GeneratorOptions;
+  /** The NIC's MAC (destination of generated frames). */
+  readonly mac: string;
+}

@@ -1,0 +1,33 @@
+/**
+ * One receiveq/transmitq pair (queue indexes 2k and 2k+1) and its port: frames from the
+ * transmitq go to the port (and the pcap), frames from the port go to the receiveq (and the
+ * pcap). The datapath worker owns these and decides when each side runs.
+ */
+import type { PcapWriter } from './pcap-writer.js';
+import type { Port } from './ports/port.js';
+import type { FrameReceiver } from './ports/port.js';
+import type { ReceiveQueue } from './receive-queue.js';
+import type { TransmitQueue, TxFrameConsumer } from './transmit-queue.js';
+import type { TxFrame } from './tx-frame.js';
+
+export class QueuePair implements TxFrameConsumer, FrameReceiver {
+  rx: ReceiveQueue | null = null;
+  tx: TransmitQueue | null = null;
+  port: Port | null = null;
+  /** performance.now() of the current burst, for pcap timestamps without a clock read per frame. */
+  now = 0;
+
+  constructor(readonly index: number, private readonly pcap: PcapWriter | null) {}
+
+  transmitted(frame: TxFrame): void {
+    if (this.pcap && frame.linearize()) this.pcap.write(frame.linearView, 0, frame.length, performance.timeOrigin + this.now);
+    this.port!.transmit(frame);
+  }
+
+  receive(src: DataView, srcOffset: number, length: number): boolean {
+    const rx = this.rx;
+    if (!rx || !rx.receive(src, srcOffset, length)) return false;
+    if (this.pcap) this.pcap.write(src, srcOffset, length, performance.timeOrigin + this.now);
+    return true;
+  }
+}

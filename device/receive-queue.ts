@@ -1,0 +1,180 @@
+/**
+ * The receiveq side of virtio-net: places frames that a port produces into the buffers the
+ * driver posted, writing the virtio-net header in front. With MRG_RXBUF a frame may take several
+ * chains and the first header's num_buffers says how many (virtio 1.2 5.1.6.4); without it, one
+ * chain must hold header and frame.
+ *
+ * avail.idx is read once per burst (beginBurst) and again only when the snapshot runs out.
+ */
+import type { GuestMemory } from 'vfio-user-ts';
+import { copyBytes } from './copy-bytes.js';
+import { Counter } from './counters.js';
+import { ChainError, chainErrorNames, DescriptorChain } from './descriptor-chain.js';
+import { NetHeader } from './net-header.js';
+import type { QueueErrorReporter } from './queue-errors.js';
+import type { Vring } from './vring.js';
+
+export class ReceiveQueue {
+  readonly ring: Vring;
+  broken = false;
+  /** Set when published used elements want a driver notification; the caller clears it. */
+  needsNotify = false;
+  private readonly chain: DescriptorChain;
+  private readonly views: readonly DataView[];
+  /** Heads known to be available and not yet taken. */
+  private available = 0;
+  /** The header as written in front of every frame (num_buffers filled per frame). */
+  private readonly header = new DataView(new ArrayBuffer(12));
+  /** Where the last scatter stopped. */
+  private cursorBuffer = 0;
+  private cursorOffset = 0;
+  /** Where the first chain's num_buffers bytes live (the header may be split). */
+  private readonly numBuffersRegion = new Int32Array(2);
+  private readonly numBuffersOffset = new Float64Array(2);
+
+  constructor(
+    memory: GuestMemory,
+    ring: Vring,
+    indirectAllowed: boolean,
+    private readonly headerLength: number,
+    private readonly mergeable: boolean,
+    private readonly counters: Float64Array,
+    private readonly reporter: QueueErrorReporter,
+    private readonly queueIndex: number,
+  ) {
+    this.ring = ring;
+    this.views = memory.views;
+    this.chain = new DescriptorChain(memory, ring, indirectAllowed);
+  }
+
+  /** Takes a fresh snapshot of avail.idx. Returns how many heads are available. */
+  beginBurst(): number {
+    if (this.broken) return 0;
+    const count = this.ring.availableCount();
+    if (count < 0) {
+      this.counters[Counter.availIndexJump]!++;
+      this.breakRing('availIndexJump', `avail.idx is more than the queue size (${this.ring.size}) ahead of ${this.ring.lastAvailIdx}`);
+      this.available = 0;
+      return 0;
+    }
+    this.available = count;
+    return count;
+  }
+
+  /** Publishes what the burst placed. */
+  endBurst(): void {
+    if (this.ring.publishUsed()) this.needsNotify = true;
+  }
+
+  /**
+   * Places `length` bytes of `src` from `srcOffset` as one frame. Returns false when the driver
+   * has not posted enough buffers (nothing was consumed: try again after its next kick); true
+   * when the frame was placed, or dropped for a counted reason.
+   */
+  receive(src: DataView, srcOffset: number, length: number): boolean {
+    if (this.broken) return false;
+    const total = this.headerLength + length;
+    const ring = this.ring;
+    const chain = this.chain;
+    let chains = 0;
+    let written = 0;
+    while (written < total) {
+      if (this.available === 0 && (this.beginBurst() === 0 || this.broken)) {
+        ring.untake(chains);
+        ring.unpushUsed(chains);
+        return false;
+      }
+      const head = ring.takeHead();
+      this.available--;
+      chains++;
+      const error = chain.resolve(head);
+      if (error !== ChainError.none) {
+        this.counters[Counter.chainErrors + error - 1]!++;
+        this.breakRing(chainErrorNames[error]!, `head ${head} descriptor ${chain.errorDescriptor} addr 0x${chain.errorAddress.toString(16)} len ${chain.errorLength}`);
+        ring.untake(chains);
+        ring.unpushUsed(chains - 1);
+        return false;
+      }
+      if (chain.readableBytes > 0) {
+        this.counters[Counter.rxReadableBuffer]!++;
+        this.breakRing('rxReadableBuffer', `head ${head}: ${chain.readableBytes} device-readable bytes in a receive chain`);
+        ring.untake(chains);
+        ring.unpushUsed(chains - 1);
+        return false;
+      }
+      this.cursorBuffer = 0;
+      this.cursorOffset = 0;
+      let inChain = 0;
+      if (written === 0) {
+        if (!this.mergeable && chain.writableBytes < total) {
+          this.counters[Counter.rxBufferTooSmall]!++;
+          this.reporter.queueError(this.queueIndex, 'rxBufferTooSmall', `head ${head}: ${chain.writableBytes} bytes for a ${total}-byte frame without mergeable buffers; dropped`, false);
+          ring.pushUsed(head, 0);
+          return true;
+        }
+        if (chain.writableBytes < this.headerLength) {
+          this.counters[Counter.rxBufferTooSmall]!++;
+          this.breakRing('rxBufferTooSmall', `head ${head}: ${chain.writableBytes} bytes cannot hold the ${this.headerLength}-byte header`);
+          ring.untake(chains);
+          ring.unpushUsed(chains - 1);
+          return false;
+        }
+        if (this.headerLength >= NetHeader.numBuffers + 2) this.locateNumBuffers();
+        this.header.setUint16(NetHeader.numBuffers, 1, true);
+        inChain = this.scatter(this.header, 0, this.headerLength);
+      }
+      const frameDone = written === 0 ? 0 : written - this.headerLength;
+      inChain += this.scatter(src, srcOffset + frameDone, length - frameDone);
+      written += inChain;
+      ring.pushUsed(head, inChain);
+    }
+    if (this.headerLength >= NetHeader.numBuffers + 2) this.writeNumBuffers(chains);
+    const counters = this.counters;
+    counters[Counter.rxFrames]!++;
+    counters[Counter.rxBytes]! += length;
+    counters[Counter.rxBuffers]! += chains;
+    return true;
+  }
+
+  /** Copies up to `length` bytes into the current chain from the cursor on; returns how many fit. */
+  private scatter(src: DataView, srcOffset: number, length: number): number {
+    const chain = this.chain;
+    const views = this.views;
+    let done = 0;
+    while (done < length && this.cursorBuffer < chain.count) {
+      const b = this.cursorBuffer;
+      const room = chain.length[b]! - this.cursorOffset;
+      const take = room < length - done ? room : length - done;
+      copyBytes(views[chain.region[b]!]!, chain.offset[b]! + this.cursorOffset, src, srcOffset + done, take);
+      done += take;
+      this.cursorOffset += take;
+      if (this.cursorOffset === chain.length[b]!) {
+        this.cursorBuffer++;
+        this.cursorOffset = 0;
+      }
+    }
+    return done;
+  }
+
+  /** Records where header bytes 10 and 11 (num_buffers) fall in the first chain's buffers. */
+  private locateNumBuffers(): void {
+    const chain = this.chain;
+    for (let k = 0; k < 2; k++) {
+      let at = NetHeader.numBuffers + k;
+      let b = 0;
+      while (at >= chain.length[b]!) at -= chain.length[b++]!;
+      this.numBuffersRegion[k] = chain.region[b]!;
+      this.numBuffersOffset[k] = chain.offset[b]! + at;
+    }
+  }
+
+  private writeNumBuffers(chains: number): void {
+    this.views[this.numBuffersRegion[0]!]!.setUint8(this.numBuffersOffset[0]!, chains & 0xff);
+    this.views[this.numBuffersRegion[1]!]!.setUint8(this.numBuffersOffset[1]!, chains >> 8);
+  }
+
+  private breakRing(kind: string, detail: string): void {
+    this.broken = true;
+    this.reporter.queueError(this.queueIndex, kind, detail, true);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * A frame the driver put on the transmitq, as ports see it: the virtio-net header's fields and
+ * the Ethernet frame behind it, still in guest memory (split across buffers however the driver
+ * laid it out). Ports that need the bytes in one piece call `linearize()`, which copies once into
+ * scratch and completes a partial checksum there (the buffers are device-readable only, so the
+ * device must not write them). One instance per queue, reused for every frame.
+ */
+import type { GuestMemory } from 'vfio-user-ts';
+import type { DescriptorChain } from './descriptor-chain.js';
+import { copyBytes } from './copy-bytes.js';
+import { completeChecksum, NetHeader, NetHeaderFlags } from './net-header.js';
+
+/** The largest frame we accept: 64 KiB (no GSO is offered, so a frame is at most MTU-sized in practice). */
+export const MAX_FRAME_LENGTH = 65536;
+
+export class TxFrame {
+  /** Ethernet frame length (after the virtio-net header). */
+  length = 0;
+  /** Header fields. */
+  flags = 0;
+  gsoType = 0;
+  csumStart = 0;
+  csumOffset = 0;
+  /** Buffer index and offset in it where the Ethernet frame starts. */
+  firstBuffer = 0;
+  firstOffset = 0;
+  /** Whether `linear` holds this frame already (several consumers may ask). */
+  linearized = false;
+  /** The bytes after linearize(). */
+  readonly linear = new Uint8Array(MAX_FRAME_LENGTH);
+  readonly linearView = new DataView(this.linear.buffer);
+  readonly chain: DescriptorChain;
+  private readonly memory: GuestMemory;
+  private readonly header = new DataView(new ArrayBuffer(16));
+
+  constructor(memory: GuestMemory, chain: DescriptorChain) {
+    this.memory = memory;
+    this.chain = chain;
+  }
+
+  /**
+   * Reads the header of the chain just resolved and finds where the frame starts. Returns false
+   * when the readable bytes are fewer than the header.
+   */
+  load(headerLength: number): boolean {
+    const chain = this.chain;
+    if (chain.readableBytes < headerLength) return false;
+    // Gather the header, which may itself be split (a driver may send 1-byte buffers).
+    let buffer = 0;
+    let offset = 0;
+    for (let copied = 0; copied < headerLength; ) {
+      const take = Math.min(headerLength - copied, chain.length[buffer]! - offset);
+      copyBytes(this.header, copied, this.memory.views[chain.region[buffer]!]!, chain.offset[buffer]! + offset, take);
+      copied += take;
+      offset += take;
+      if (offset === chain.length[buffer]!) {
+        buffer++;
+        offset = 0;
+      }
+    }
+    // Skip empty buffers so firstBuffer really holds the first frame byte.
+    while (buffer < chain.count && offset === chain.length[buffer]!) {
+      buffer++;
+      offset = 0;
+    }
+    this.firstBuffer = buffer;
+    this.firstOffset = offset;
+    this.length = chain.readableBytes - headerLength;
+    this.linearized = false;
+    const h = this.header;
+    this.flags = h.getUint8(NetHeader.flags);
+    this.gsoType = h.getUint8(NetHeader.gsoType);
+    this.csumStart = h.getUint16(NetHeader.csumStart, true);
+    this.csumOffset = h.getUint16(NetHeader.csumOffset, true);
+    return true;
+  }
+
+  /** Copies the frame to `dst` at `dstOffset` (which must have room for `length` bytes). */
+  copyTo(dst: DataView, dstOffset: number): void {
+    const chain = this.chain;
+    const views = this.memory.views;
+    let buffer = this.firstBuffer;
+    let offset = this.firstOffset;
+    let remaining = this.length;
+    while (remaining > 0) {
+      const take = Math.min(remaining, chain.length[buffer]! - offset);
+      copyBytes(dst, dstOffset, views[chain.region[buffer]!]!, chain.offset[buffer]! + offset, take);
+      dstOffset += take;
+      remaining -= take;
+      buffer++;
+      offset = 0;
+    }
+  }
+
+  /**
+   * Copies the frame into `linear` (length bytes), completing the checksum the driver left
+   * partial. Returns false when the frame is larger than the scratch.
+   */
+  linearize(): boolean {
+    if (this.linearized) return true;
+    if (this.length > MAX_FRAME_LENGTH) return false;
+    this.copyTo(this.linearView, 0);
+    if ((this.flags & NetHeaderFlags.needsCsum) !== 0) completeChecksum(this.linearView, this.length, this.csumStart, this.csumOffset);
+    this.linearized = true;
+    return true;
+  }
+}

@@ -1,0 +1,146 @@
+/**
+ * The virtio-net device as the control plane sees it: which features it offers, how its queue
+ * pairs are spread over datapath workers, and its counters. Transports (the vhost-user server
+ * today) drive it through VhostUserDevice; the control API reads stats and switches ports.
+ */
+import type { MemoryRegion, VhostUserDevice, VirtqueueSetup } from 'vfio-user-ts';
+import { createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
+import { DatapathWorker } from './datapath/datapath-worker.js';
+import type { DatapathMode } from './datapath/messages.js';
+import type { PortOptions } from './ports/port.js';
+import { FeatureBit, featureMask } from './virtio.js';
+
+export interface VirtioNetOptions {
+  readonly queuePairs: number;
+  /** Datapath worker threads; pair k is served by worker k % workers. */
+  readonly workers: number;
+  readonly mode: DatapathMode;
+  readonly port: PortOptions;
+  /** A pcap file of every frame in both directions; with several workers, one file each (-wN). */
+  readonly pcapPath: string | null;
+  /** A queue error: logged by the caller; `fatal` means the device now needs a reset. */
+  readonly onQueueError: (queue: number, kind: string, detail: string, fatal: boolean) => void;
+  /** A worker died: the device cannot go on. */
+  readonly onFailure: (reason: string) => void;
+}
+
+export interface DeviceStats extends DeviceCounters {
+  port: PortOptions['port'];
+  needsReset: boolean;
+  heap: { usedBytes: number };
+}
+
+export class VirtioNet implements VhostUserDevice {
+  readonly features: number;
+  readonly queuePairs: number;
+  needsReset = false;
+  private readonly workers: DatapathWorker[];
+  private readonly counterBlocks: Float64Array[];
+  private port: PortOptions;
+  /** Counters at the last reset, subtracted from what the workers count. */
+  private baseline: Float64Array;
+
+  private constructor(options: VirtioNetOptions, workers: DatapathWorker[], counterBlocks: Float64Array[]) {
+    this.queuePairs = options.queuePairs;
+    this.workers = workers;
+    this.counterBlocks = counterBlocks;
+    this.port = options.port;
+    this.baseline = sumCounters([]);
+    const bits: number[] = [
+      FeatureBit.version1,
+      FeatureBit.netCsum,
+      FeatureBit.netGuestCsum,
+      FeatureBit.netMtu,
+      FeatureBit.netMac,
+      FeatureBit.netMrgRxbuf,
+      FeatureBit.netStatus,
+      FeatureBit.ringIndirectDesc,
+      FeatureBit.ringEventIdx,
+    ];
+    if (options.queuePairs > 1) bits.push(FeatureBit.netMq);
+    this.features = featureMask(...bits);
+  }
+
+  static async create(options: VirtioNetOptions): Promise<VirtioNet> {
+    const count = Math.max(1, Math.min(options.workers, options.queuePairs));
+    const workers: DatapathWorker[] = [];
+    const blocks: Float64Array[] = [];
+    for (let w = 0; w < count; w++) {
+      const counters = createCounters();
+      blocks.push(counters);
+      const pairs = [];
+      for (let p = w; p < options.queuePairs; p += count) pairs.push(p);
+      const pcapPath = options.pcapPath && count > 1 ? `${options.pcapPath}-w${w}` : options.pcapPath;
+      workers.push(
+        new DatapathWorker(
+          { counters: counters.buffer as SharedArrayBuffer, pairs, mode: options.mode, port: options.port, pcapPath },
+          (e) => options.onQueueError(e.queue, e.kind, e.detail, e.fatal),
+          options.onFailure,
+        ),
+      );
+    }
+    const device = new VirtioNet(options, workers, blocks);
+    await Promise.all(workers.map((w) => w.whenReady()));
+    return device;
+  }
+
+  private workerOf(queueIndex: number): DatapathWorker {
+    return this.workers[(queueIndex >> 1) % this.workers.length]!;
+  }
+
+  async setMemory(regions: readonly MemoryRegion[]): Promise<string | null> {
+    const answers = await Promise.all(this.workers.map((w) => w.request({ type: 'memory', regions }, 'memoryMapped')));
+    return answers.find((a) => a.error !== null)?.error ?? null;
+  }
+
+  releaseMemory(): Promise<void> {
+    return this.setMemory([]).then(() => undefined);
+  }
+
+  async startQueue(index: number, setup: VirtqueueSetup): Promise<string | null> {
+    const { size, descAddr, availAddr, usedAddr, base, kickFd, callFd, features } = setup;
+    const answer = await this.workerOf(index).request(
+      { type: 'start', start: { queue: index, addresses: { size, descAddr, availAddr, usedAddr }, base, kickFd, callFd, features } },
+      'started',
+    );
+    return answer.error;
+  }
+
+  async stopQueue(index: number): Promise<number> {
+    return (await this.workerOf(index).request({ type: 'stop', queue: index }, 'stopped')).base;
+  }
+
+  reset(): void {
+    this.needsReset = false;
+  }
+
+  /** Marks the device broken (DEVICE_NEEDS_RESET) after a fatal queue error. */
+  markNeedsReset(): void {
+    this.needsReset = true;
+  }
+
+  get portOptions(): PortOptions {
+    return this.port;
+  }
+
+  async setPort(port: PortOptions): Promise<void> {
+    this.port = port;
+    await Promise.all(this.workers.map((w) => w.request({ type: 'port', port }, 'portSet')));
+  }
+
+  /** Counters since the last resetCounters(), plus state. */
+  stats(): DeviceStats {
+    const total = sumCounters(this.counterBlocks);
+    for (let i = 0; i < total.length; i++) total[i]! -= this.baseline[i]!;
+    return { ...describeCounters(total), port: this.port.port, needsReset: this.needsReset, heap: { usedBytes: process.memoryUsage().heapUsed } };
+  }
+
+  /** Starts counting from zero (the workers' own counters keep running; we subtract). */
+  resetCounters(): void {
+    this.baseline = sumCounters(this.counterBlocks);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.shutdown()));
+  }
+}

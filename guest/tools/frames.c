@@ -1,0 +1,487 @@
+/*
+ * frames: send or receive zcnic test frames (docs/test-frame.md) on an interface
+ * through an AF_PACKET raw socket.
+ *
+ *   frames -i IFACE -n COUNT -s SIZE -f FLOW [--dst-mac MAC]       send
+ *   frames -r -i IFACE -n COUNT -w SECONDS                          receive and verify
+ *
+ * Ends with one JSON line on stdout:
+ *   {"sent":N}
+ *   {"received":N,"verified":N,"corrupt":N,"duplicates":N,"gaps":N,"out_of_order":N}
+ * Everything else goes to stderr.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef PACKET_IGNORE_OUTGOING
+#define PACKET_IGNORE_OUTGOING 23
+#endif
+
+#define ETH_HLEN_ 14
+#define OFF_IP 14
+#define OFF_UDP 34
+#define OFF_MAGIC 42
+#define OFF_FLOW 46
+#define OFF_SEQ 50
+#define OFF_PATTERN 58
+#define MIN_FRAME 60
+#define UDP_DPORT 9000
+#define UDP_SPORT_BASE 10000
+#define MAX_FLOWS 256
+/* Sending gives up when the TX queue has not moved for this long. */
+#define STALL_S 5
+/* A flow's seen-bitmap grows on demand up to this many sequence numbers (8 MiB). */
+#define MAX_TRACKED_SEQ (64ULL * 1024 * 1024)
+
+static const uint8_t MAGIC[4] = {'Z', 'C', 'N', 'C'};
+
+struct opts {
+	const char *iface;
+	unsigned long long count;
+	unsigned size;
+	uint32_t flow;
+	uint8_t dst_mac[6];
+	uint32_t src_ip, dst_ip; /* network order */
+	int receive;
+	double wait_s;
+	int verbose;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: frames [-i IFACE] [-n COUNT] [-s SIZE] [-f FLOW] [--dst-mac MAC]\n"
+		"              [--src-ip A.B.C.D] [--dst-ip A.B.C.D]          send COUNT test frames\n"
+		"       frames -r [-i IFACE] [-n COUNT] [-w SECONDS]          receive and verify\n"
+		"\n"
+		"  -i IFACE        interface (default eth0)\n"
+		"  -n COUNT        frames to send, or to wait for (default 1000)\n"
+		"  -s SIZE         frame length in bytes without FCS, 60..MTU+14 (default 128)\n"
+		"  -f FLOW         flow id: UDP source port 10000+FLOW, flow field (default 0)\n"
+		"  --dst-mac MAC   destination MAC (default ff:ff:ff:ff:ff:ff)\n"
+		"  --src-ip/--dst-ip  IPv4 addresses (default 198.18.0.2 -> 198.18.0.1, the guest's side)\n"
+		"  -r              receive mode: count and verify frames of the test format\n"
+		"  -w SECONDS      receive mode: give up after this long (default 10)\n"
+		"  -v              more chatter on stderr\n"
+		"  -h              this help\n"
+		"Frame layout: docs/test-frame.md. Prints one JSON line with the totals.\n");
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char tail;
+	if (sscanf(s, "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
+		return -1;
+	for (int i = 0; i < 6; i++) {
+		if (v[i] > 0xff)
+			return -1;
+		mac[i] = (uint8_t)v[i];
+	}
+	return 0;
+}
+
+static int parse_ull(const char *s, unsigned long long *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || end == s || *end || s[0] == '-')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
+static void put32le(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint32_t get32le(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+static void put64le(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
+static uint64_t get64le(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = (v << 8) | p[i]; return v; }
+
+/* One's-complement sum over the 20-byte IPv4 header; 0 means "checksum valid" when verifying. */
+static uint16_t ip_checksum(const uint8_t *h)
+{
+	uint32_t sum = 0;
+	for (int i = 0; i < 20; i += 2)
+		sum += get16(h + i);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* Fill everything that does not depend on seq once; build_frame() then patches per frame. */
+static void frame_template(uint8_t *f, const struct opts *o, const uint8_t src_mac[6])
+{
+	memset(f, 0, o->size);
+	memcpy(f, o->dst_mac, 6);
+	memcpy(f + 6, src_mac, 6);
+	put16(f + 12, ETHERTYPE_IP);
+	uint8_t *ip = f + OFF_IP;
+	ip[0] = 0x45;
+	put16(ip + 2, (uint16_t)(o->size - ETH_HLEN_));
+	put16(ip + 6, 0x4000); /* DF */
+	ip[8] = 64;
+	ip[9] = IPPROTO_UDP;
+	memcpy(ip + 12, &o->src_ip, 4);
+	memcpy(ip + 16, &o->dst_ip, 4);
+	uint8_t *udp = f + OFF_UDP;
+	put16(udp, (uint16_t)(UDP_SPORT_BASE + o->flow));
+	put16(udp + 2, UDP_DPORT);
+	put16(udp + 4, (uint16_t)(o->size - OFF_UDP));
+	memcpy(f + OFF_MAGIC, MAGIC, 4);
+	put32le(f + OFF_FLOW, o->flow);
+}
+
+static void build_frame(uint8_t *f, unsigned size, uint64_t seq)
+{
+	uint8_t *ip = f + OFF_IP;
+	put16(ip + 4, (uint16_t)(seq & 0xffff));
+	put16(ip + 10, 0);
+	put16(ip + 10, ip_checksum(ip));
+	put64le(f + OFF_SEQ, seq);
+	for (unsigned i = OFF_PATTERN; i < size; i++)
+		f[i] = (uint8_t)((seq + i) & 0xff);
+}
+
+static int open_socket(const char *iface, int proto, int *ifindex, uint8_t mac[6], unsigned *mtu)
+{
+	int fd = socket(AF_PACKET, SOCK_RAW, htons((uint16_t)proto));
+	if (fd < 0) {
+		perror("frames: socket(AF_PACKET)");
+		return -1;
+	}
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", iface);
+	if (ioctl(fd, SIOCGIFINDEX, &ifr) < 0) {
+		fprintf(stderr, "frames: no interface %s: %s\n", iface, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	*ifindex = ifr.ifr_ifindex;
+	if (ioctl(fd, SIOCGIFHWADDR, &ifr) == 0)
+		memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	if (ioctl(fd, SIOCGIFMTU, &ifr) == 0)
+		*mtu = (unsigned)ifr.ifr_mtu;
+	struct sockaddr_ll sll;
+	memset(&sll, 0, sizeof sll);
+	sll.sll_family = AF_PACKET;
+	sll.sll_protocol = htons((uint16_t)proto);
+	sll.sll_ifindex = *ifindex;
+	if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+		perror("frames: bind");
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int do_send(const struct opts *o)
+{
+	int ifindex;
+	uint8_t mac[6] = {0};
+	unsigned mtu = 1500;
+	/* Protocol 0: a send-only socket, so the kernel does not queue every frame back to us. */
+	int fd = open_socket(o->iface, 0, &ifindex, mac, &mtu);
+	if (fd < 0)
+		return 1;
+	if (o->size > mtu + ETH_HLEN_) {
+		fprintf(stderr, "frames: size %u exceeds MTU %u + 14\n", o->size, mtu);
+		return 1;
+	}
+	uint8_t *f = malloc(o->size);
+	if (!f)
+		return 1;
+	frame_template(f, o, mac);
+	unsigned long long sent = 0, retries = 0;
+	double t0 = now_s(), last_progress = t0;
+	for (uint64_t seq = 0; seq < o->count;) {
+		build_frame(f, o->size, seq);
+		ssize_t n = send(fd, f, o->size, 0);
+		if (n == (ssize_t)o->size) {
+			sent++;
+			seq++;
+			last_progress = now_s();
+			continue;
+		}
+		if (n < 0 && (errno == ENOBUFS || errno == EAGAIN || errno == EINTR)) {
+			/* Queue full (the qdisc dropped it): back off briefly and send the same seq again,
+			 * unless the device has stopped taking frames altogether. */
+			if (now_s() - last_progress > STALL_S) {
+				fprintf(stderr, "frames: no progress for %d s at seq %llu: the device is not consuming TX\n", STALL_S,
+					(unsigned long long)seq);
+				break;
+			}
+			retries++;
+			struct timespec ts = {0, 50 * 1000};
+			nanosleep(&ts, NULL);
+			continue;
+		}
+		fprintf(stderr, "frames: send seq %llu: %s\n", (unsigned long long)seq, n < 0 ? strerror(errno) : "short write");
+		break;
+	}
+	double dt = now_s() - t0;
+	if (o->verbose || retries)
+		fprintf(stderr, "frames: sent %llu frames of %u bytes on %s in %.3f s (%llu retries)\n", sent, o->size, o->iface, dt, retries);
+	printf("{\"sent\":%llu}\n", sent);
+	fflush(stdout);
+	free(f);
+	close(fd);
+	return sent == o->count ? 0 : 1;
+}
+
+struct flow_state {
+	int used;
+	uint32_t id;
+	uint8_t *seen; /* bitmap of sequence numbers */
+	uint64_t cap;  /* bits allocated */
+	uint64_t highest;
+	int any;
+};
+
+static struct flow_state flows[MAX_FLOWS];
+
+static struct flow_state *flow_get(uint32_t id)
+{
+	for (int i = 0; i < MAX_FLOWS; i++) {
+		if (flows[i].used && flows[i].id == id)
+			return &flows[i];
+		if (!flows[i].used) {
+			flows[i].used = 1;
+			flows[i].id = id;
+			return &flows[i];
+		}
+	}
+	return NULL;
+}
+
+/* Returns 1 when seq was already seen, 0 when new, -1 when it cannot be tracked. */
+static int flow_mark(struct flow_state *fs, uint64_t seq)
+{
+	if (seq >= MAX_TRACKED_SEQ)
+		return -1;
+	if (seq >= fs->cap) {
+		uint64_t cap = fs->cap ? fs->cap : 4096;
+		while (cap <= seq)
+			cap *= 2;
+		uint8_t *p = realloc(fs->seen, cap / 8);
+		if (!p)
+			return -1;
+		memset(p + fs->cap / 8, 0, (cap - fs->cap) / 8);
+		fs->seen = p;
+		fs->cap = cap;
+	}
+	uint8_t bit = (uint8_t)(1u << (seq & 7));
+	if (fs->seen[seq / 8] & bit)
+		return 1;
+	fs->seen[seq / 8] |= bit;
+	return 0;
+}
+
+/* Is this one of ours at all? IPv4 + UDP to port 9000; verification decides the rest. */
+static int is_test_frame(const uint8_t *f, size_t len)
+{
+	return len >= OFF_MAGIC && get16(f + 12) == ETHERTYPE_IP && (f[OFF_IP] >> 4) == 4 && f[OFF_IP + 9] == IPPROTO_UDP &&
+	       get16(f + OFF_UDP + 2) == UDP_DPORT;
+}
+
+static int verify_frame(const uint8_t *f, size_t len)
+{
+	const uint8_t *ip = f + OFF_IP;
+	if (len < MIN_FRAME || ip[0] != 0x45)
+		return 0;
+	if (get16(ip + 2) != len - ETH_HLEN_ || get16(f + OFF_UDP + 4) != len - OFF_UDP)
+		return 0;
+	if (ip_checksum(ip) != 0)
+		return 0;
+	if (memcmp(f + OFF_MAGIC, MAGIC, 4) != 0)
+		return 0;
+	uint64_t seq = get64le(f + OFF_SEQ);
+	if (get16(ip + 4) != (seq & 0xffff))
+		return 0;
+	for (size_t i = OFF_PATTERN; i < len; i++)
+		if (f[i] != (uint8_t)((seq + i) & 0xff))
+			return 0;
+	return 1;
+}
+
+static int do_receive(const struct opts *o)
+{
+	int ifindex;
+	uint8_t mac[6];
+	unsigned mtu = 1500;
+	int fd = open_socket(o->iface, ETH_P_ALL, &ifindex, mac, &mtu);
+	if (fd < 0)
+		return 1;
+	int one = 1;
+	/* Our own transmissions (another frames process on this interface) are not arrivals. */
+	if (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one, sizeof one) < 0 && o->verbose)
+		perror("frames: PACKET_IGNORE_OUTGOING");
+	int rcvbuf = 16 << 20;
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+
+	static uint8_t buf[65536];
+	unsigned long long received = 0, verified = 0, corrupt = 0, dups = 0, ooo = 0, untracked = 0;
+	double deadline = now_s() + o->wait_s;
+	while (received < o->count) {
+		double left = deadline - now_s();
+		if (left <= 0)
+			break;
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int pr = poll(&pfd, 1, (int)(left * 1000) + 1);
+		if (pr < 0 && errno != EINTR) {
+			perror("frames: poll");
+			break;
+		}
+		if (pr <= 0)
+			continue;
+		ssize_t n = recv(fd, buf, sizeof buf, MSG_TRUNC | MSG_DONTWAIT);
+		if (n < 0)
+			continue;
+		size_t len = (size_t)n > sizeof buf ? sizeof buf : (size_t)n;
+		if (!is_test_frame(buf, len))
+			continue;
+		received++;
+		if ((size_t)n > sizeof buf || !verify_frame(buf, len)) {
+			corrupt++;
+			continue;
+		}
+		verified++;
+		struct flow_state *fs = flow_get(get32le(buf + OFF_FLOW));
+		uint64_t seq = get64le(buf + OFF_SEQ);
+		int m = fs ? flow_mark(fs, seq) : -1;
+		if (m < 0) {
+			untracked++;
+			continue;
+		}
+		if (m == 1) {
+			dups++;
+			continue;
+		}
+		if (fs->any && seq < fs->highest)
+			ooo++;
+		if (!fs->any || seq > fs->highest)
+			fs->highest = seq;
+		fs->any = 1;
+	}
+	/* Gaps: per flow, sequence numbers from 0 to the highest seen that never arrived. */
+	unsigned long long gaps = 0;
+	for (int i = 0; i < MAX_FLOWS && flows[i].used; i++) {
+		if (!flows[i].any)
+			continue;
+		for (uint64_t s = 0; s <= flows[i].highest; s++)
+			if (!(flows[i].seen[s / 8] & (1u << (s & 7))))
+				gaps++;
+		free(flows[i].seen);
+	}
+	if (o->verbose || untracked)
+		fprintf(stderr, "frames: %llu frames with untrackable flow/seq\n", untracked);
+	printf("{\"received\":%llu,\"verified\":%llu,\"corrupt\":%llu,\"duplicates\":%llu,\"gaps\":%llu,\"out_of_order\":%llu}\n",
+	       received, verified, corrupt, dups, gaps, ooo);
+	fflush(stdout);
+	close(fd);
+	return received >= o->count && corrupt == 0 ? 0 : 1;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {.iface = "eth0", .count = 1000, .size = 128, .flow = 0, .wait_s = 10};
+	memset(o.dst_mac, 0xff, 6);
+	inet_pton(AF_INET, "198.18.0.2", &o.src_ip);
+	inet_pton(AF_INET, "198.18.0.1", &o.dst_ip);
+	enum { OPT_DST_MAC = 256, OPT_SRC_IP, OPT_DST_IP };
+	static const struct option longopts[] = {
+		{"iface", required_argument, 0, 'i'}, {"count", required_argument, 0, 'n'},
+		{"size", required_argument, 0, 's'},  {"flow", required_argument, 0, 'f'},
+		{"receive", no_argument, 0, 'r'},     {"wait", required_argument, 0, 'w'},
+		{"dst-mac", required_argument, 0, OPT_DST_MAC}, {"src-ip", required_argument, 0, OPT_SRC_IP},
+		{"dst-ip", required_argument, 0, OPT_DST_IP},   {"verbose", no_argument, 0, 'v'},
+		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+	};
+	int c;
+	unsigned long long v;
+	while ((c = getopt_long(argc, argv, "i:n:s:f:rw:vh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'i':
+			o.iface = optarg;
+			break;
+		case 'n':
+			if (parse_ull(optarg, &o.count) < 0)
+				goto bad;
+			break;
+		case 's':
+			if (parse_ull(optarg, &v) < 0 || v < MIN_FRAME || v > 65535)
+				goto bad;
+			o.size = (unsigned)v;
+			break;
+		case 'f':
+			if (parse_ull(optarg, &v) < 0 || v > 0xffffffffULL)
+				goto bad;
+			o.flow = (uint32_t)v;
+			break;
+		case 'r':
+			o.receive = 1;
+			break;
+		case 'w':
+			o.wait_s = strtod(optarg, NULL);
+			if (o.wait_s <= 0)
+				goto bad;
+			break;
+		case 'v':
+			o.verbose = 1;
+			break;
+		case OPT_DST_MAC:
+			if (parse_mac(optarg, o.dst_mac) < 0)
+				goto bad;
+			break;
+		case OPT_SRC_IP:
+			if (inet_pton(AF_INET, optarg, &o.src_ip) != 1)
+				goto bad;
+			break;
+		case OPT_DST_IP:
+			if (inet_pton(AF_INET, optarg, &o.dst_ip) != 1)
+				goto bad;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		continue;
+	bad:
+		fprintf(stderr, "frames: bad value for -%c: %s\n", c < 256 ? c : '-', optarg);
+		usage(stderr);
+		return 2;
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (o.flow > 0xffff - UDP_SPORT_BASE && !o.receive)
+		fprintf(stderr, "frames: flow %u does not fit the UDP source port; it wraps\n", o.flow);
+	return o.receive ? do_receive(&o) : do_send(&o);
+}

@@ -1,0 +1,198 @@
+// Kernel stage: a vmlinuz plus the decompressed modules the guest loads, in load order.
+// Built once per kernel key into .cache/kernels/<key>/ and reused by every initramfs.
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { ensureDeb, extractDeb, KERNEL_PACKAGE, KERNEL_VERSION } from './debian.js';
+import { normalizeModName, parseBuiltin, parseModInfo, resolveLoadOrder } from './modinfo.js';
+import { BuildError, run, type RunOptions } from './run.js';
+
+/**
+ * Modules the guest needs (dependencies such as failover/net_failover are added from
+ * each module's metadata). Built-in ones are skipped: Debian builds virtio_pci and
+ * virtio_console in, virtio_net and tun are modules.
+ */
+export const GUEST_MODULES: readonly string[] = ['virtio_pci', 'virtio_net', 'tun', 'virtio_console'];
+
+export type InitrdCompression = 'zstd' | 'gzip';
+
+export type KernelInput = { kind: 'debian' } | { kind: 'byo'; kernel: string; modules: string };
+
+export interface KernelStage {
+  release: string;
+  vmlinuz: string;
+  /** Module files in the stage folder, in the order insmod must load them. */
+  modules: { name: string; file: string }[];
+  /** Requested modules the kernel has built in. */
+  builtin: string[];
+  initrdCompression: InitrdCompression;
+  source: string;
+}
+
+const STAGE_FILE = 'kernel.json';
+const MODULE_FILE = /\.ko(\.xz|\.zst|\.gz)?$/;
+
+export async function loadKernelStage(dir: string): Promise<KernelStage | undefined> {
+  try {
+    const text = await readFile(join(dir, STAGE_FILE), 'utf8');
+    return JSON.parse(text) as KernelStage;
+  } catch {
+    return undefined;
+  }
+}
+
+async function walkModules(root: string): Promise<Map<string, string>> {
+  const index = new Map<string, string>();
+  const entries = await readdir(root, { recursive: true, withFileTypes: true });
+  for (const e of entries) {
+    if (!e.isFile() || !MODULE_FILE.test(e.name)) continue;
+    const name = normalizeModName(e.name.replace(MODULE_FILE, ''));
+    // `parentPath` is Node >= 20.12; `path` is the older spelling of the same thing.
+    const dir = (e as { parentPath?: string }).parentPath ?? (e as { path?: string }).path ?? root;
+    if (!index.has(name)) index.set(name, join(dir, e.name));
+  }
+  return index;
+}
+
+async function decompress(file: string, ro: RunOptions): Promise<Uint8Array> {
+  if (file.endsWith('.ko')) return readFile(file);
+  if (file.endsWith('.gz')) return gunzipSync(await readFile(file));
+  const tool = file.endsWith('.xz') ? 'xz' : 'zstd';
+  return (await run(tool, ['-dc', file], { ...ro, binary: true })).stdoutBuffer;
+}
+
+/** Which initramfs compressions the kernel can unpack, from its build config. */
+export function chooseCompression(config: string | undefined): InitrdCompression {
+  // gzip is the safe default: every config that supports an initramfs has RD_GZIP.
+  return config !== undefined && /^CONFIG_RD_ZSTD=y$/m.test(config) ? 'zstd' : 'gzip';
+}
+
+async function only(dir: string, what: string, pred: (n: string) => boolean): Promise<string> {
+  const hits = (await readdir(dir).catch(() => [] as string[])).filter(pred);
+  if (hits.length !== 1 || hits[0] === undefined) {
+    throw new BuildError(`expected one ${what} in ${dir}, found ${hits.length ? hits.join(', ') : 'none'}`);
+  }
+  return join(dir, hits[0]);
+}
+
+async function readOptional(path: string): Promise<string | undefined> {
+  return readFile(path, 'utf8').catch(() => undefined);
+}
+
+interface KernelTree {
+  vmlinuz: string;
+  modulesRoot: string;
+  config: string | undefined;
+  source: string;
+}
+
+async function debianTree(debsDir: string, scratch: string, ro: RunOptions): Promise<KernelTree> {
+  const deb = await ensureDeb(debsDir, KERNEL_PACKAGE, KERNEL_VERSION, ro);
+  ro.log?.(`unpacking ${KERNEL_PACKAGE}…`);
+  await extractDeb(deb, scratch, ro);
+  const boot = join(scratch, 'boot');
+  const modulesRoot = await only(join(scratch, 'lib', 'modules'), 'module tree', () => true);
+  const configPath = await only(boot, 'kernel config', (n) => n.startsWith('config-')).catch(() => undefined);
+  return {
+    vmlinuz: await only(boot, 'vmlinuz', (n) => n.startsWith('vmlinuz-')),
+    modulesRoot,
+    config: configPath ? await readOptional(configPath) : undefined,
+    source: `debian ${KERNEL_PACKAGE}=${KERNEL_VERSION}`,
+  };
+}
+
+async function byoTree(kernel: string, modules: string): Promise<KernelTree> {
+  // `make modules_install` leaves `build` pointing at the source tree, whose .config says
+  // which initramfs compressions are built in; without a config we fall back to gzip.
+  // An unpacked distribution kernel has it at <root>/boot/config-<release> instead.
+  const config =
+    (await readOptional(join(modules, 'build', '.config'))) ??
+    (await readOptional(join(modules, '..', '..', '..', 'boot', `config-${basename(modules)}`)));
+  // Only base names: the stage metadata must not record where this machine keeps things.
+  return { vmlinuz: kernel, modulesRoot: modules, config, source: `byo ${basename(kernel)} + modules ${basename(modules)}` };
+}
+
+/** Build the kernel stage into `stageDir` (atomically: a half-built stage is never visible). */
+export async function buildKernelStage(
+  input: KernelInput,
+  stageDir: string,
+  debsDir: string,
+  ro: RunOptions,
+): Promise<KernelStage> {
+  const tmp = `${stageDir}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  const scratch = join(tmp, 'extract');
+  const out = join(tmp, 'stage');
+  await mkdir(join(out, 'modules'), { recursive: true });
+  try {
+    const tree = input.kind === 'debian' ? await debianTree(debsDir, scratch, ro) : await byoTree(input.kernel, input.modules);
+    const builtinText = await readOptional(join(tree.modulesRoot, 'modules.builtin'));
+    const builtin = parseBuiltin(builtinText ?? '');
+    const index = await walkModules(tree.modulesRoot);
+    const bytes = new Map<string, Uint8Array>();
+    const assumedBuiltin: string[] = [];
+
+    const depsOf = async (name: string): Promise<readonly string[]> => {
+      const file = index.get(name);
+      if (file === undefined) {
+        if (builtinText === undefined) {
+          // No modules.builtin (a hand-made tree): trust that the kernel has it built in.
+          assumedBuiltin.push(name);
+          return [];
+        }
+        throw new BuildError(`module ${name} is neither built into the kernel (modules.builtin) nor present under ${tree.modulesRoot}`);
+      }
+      const data = await decompress(file, ro);
+      bytes.set(name, data);
+      return parseModInfo(data).depends;
+    };
+    const order = (await resolveLoadOrder(GUEST_MODULES, (n) => builtin.has(n), depsOf)).filter((n) => bytes.has(n));
+
+    // The release string is what `uname -r` prints in the guest; the modules' vermagic is
+    // authoritative, the folder name (lib/modules/<release>) the fallback.
+    let release = basename(tree.modulesRoot);
+    const first = order[0];
+    const firstBytes = first !== undefined ? bytes.get(first) : undefined;
+    if (firstBytes) {
+      const vermagic = parseModInfo(firstBytes).vermagic?.split(' ')[0];
+      if (vermagic) release = vermagic;
+    }
+
+    const modules: { name: string; file: string }[] = [];
+    for (const name of order) {
+      const data = bytes.get(name);
+      if (!data) continue;
+      const vm = parseModInfo(data).vermagic?.split(' ')[0];
+      if (vm !== undefined && vm !== release) {
+        throw new BuildError(`module ${name} was built for ${vm}, not ${release}: the modules do not match the kernel`);
+      }
+      const file = `modules/${name}.ko`;
+      await writeFile(join(out, file), data);
+      modules.push({ name, file });
+    }
+    await copyFile(tree.vmlinuz, join(out, 'vmlinuz'));
+
+    const stage: KernelStage = {
+      release,
+      vmlinuz: 'vmlinuz',
+      modules,
+      builtin: [...GUEST_MODULES.map(normalizeModName).filter((n) => builtin.has(n)), ...assumedBuiltin],
+      initrdCompression: chooseCompression(tree.config),
+      source: tree.source,
+    };
+    await writeFile(join(out, STAGE_FILE), `${JSON.stringify(stage, null, 2)}\n`);
+    await rm(scratch, { recursive: true, force: true });
+    await rm(stageDir, { recursive: true, force: true });
+    await rename(out, stageDir);
+    return stage;
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+}
+
+export async function isFile(path: string): Promise<boolean> {
+  return stat(path).then(
+    (s) => s.isFile(),
+    () => false,
+  );
+}

@@ -1,0 +1,737 @@
+/*
+ * zcnic_sys: the few Linux system calls that Node.js does not expose
+ * (SCM_RIGHTS fd passing, mmap, memfd, eventfd, polling an arbitrary fd).
+ * Each function does one call and reports errors; every decision about
+ * protocols or buffering is made in TypeScript (src/sys.ts documents the API).
+ *
+ * The addon is context-aware (NAPI_MODULE_INIT) and keeps no global state,
+ * so every worker thread can load it for itself.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* recvMsg accepts up to this many fds per call; more means MSG_CTRUNC. */
+#define RECV_MAX_FDS 32
+/* The kernel's per-message limit (SCM_MAX_FD, include/net/scm.h, not in uapi). */
+#define SEND_MAX_FDS 253
+/* Integers handed to JS as numbers must stay exact. */
+#define MAX_SAFE_INT 9007199254740991LL
+
+/* ---- errors -------------------------------------------------------------- */
+
+static napi_value make_error(napi_env env, const char *code, const char *msg,
+                             const char *syscall) {
+  napi_value code_v, msg_v, err, syscall_v;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_v);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &msg_v);
+  napi_create_error(env, code_v, msg_v, &err);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_v);
+  napi_set_named_property(env, err, "syscall", syscall_v);
+  return err;
+}
+
+/* Throws Error("<syscall>: ENAME (description)") with .code, .errno, .syscall
+ * like Node's own system errors, except that .errno is positive. Returns NULL
+ * so that callbacks can `return throw_errno(...)`. */
+static napi_value throw_errno(napi_env env, const char *syscall, int err) {
+  /* strerrorname_np/strerrordesc_np are thread-safe, unlike strerror. */
+  const char *name = strerrorname_np(err);
+  const char *desc = strerrordesc_np(err);
+  char msg[256];
+  napi_value error, errno_v;
+  if (name == NULL) name = "EUNKNOWN";
+  snprintf(msg, sizeof msg, "%s: %s (%s)", syscall, name,
+           desc != NULL ? desc : "unknown error");
+  error = make_error(env, name, msg, syscall);
+  napi_create_int32(env, err, &errno_v);
+  napi_set_named_property(env, error, "errno", errno_v);
+  napi_throw(env, error);
+  return NULL;
+}
+
+/* Makes sure a failed Node-API call leaves an exception for JS to see. */
+static napi_value fail(napi_env env, const char *what) {
+  bool pending = false;
+  napi_is_exception_pending(env, &pending);
+  if (!pending) napi_throw_error(env, NULL, what);
+  return NULL;
+}
+
+/* ---- arguments ----------------------------------------------------------- */
+
+static bool get_args(napi_env env, napi_callback_info info, const char *fn,
+                     size_t want, napi_value *argv) {
+  size_t argc = want;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) {
+    fail(env, "napi_get_cb_info failed");
+    return false;
+  }
+  if (argc < want) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: expected %zu arguments, got %zu", fn, want, argc);
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", msg);
+    return false;
+  }
+  return true;
+}
+
+/* An integral JS number in [min, max]: TypeError or RangeError otherwise. */
+static bool get_int(napi_env env, napi_value v, const char *fn, const char *name,
+                    int64_t min, int64_t max, int64_t *out) {
+  double d;
+  char msg[160];
+  if (napi_get_value_double(env, v, &d) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s: %s must be a number", fn, name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  if (!(d >= (double)min && d <= (double)max) || d != (double)(int64_t)d) {
+    snprintf(msg, sizeof msg, "%s: %s must be an integer in [%lld, %lld], got %g",
+             fn, name, (long long)min, (long long)max, d);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  *out = (int64_t)d;
+  return true;
+}
+
+static bool get_fd(napi_env env, napi_value v, const char *fn, int *fd) {
+  int64_t x;
+  if (!get_int(env, v, fn, "fd", 0, INT32_MAX, &x)) return false;
+  *fd = (int)x;
+  return true;
+}
+
+/* A string that fits in buf including its terminating NUL and has no NUL
+ * inside (C would silently cut it there). */
+static bool get_string(napi_env env, napi_value v, const char *fn, const char *name,
+                       char *buf, size_t size) {
+  size_t len;
+  char msg[160];
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+    snprintf(msg, sizeof msg, "%s: %s must be a string", fn, name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  if (len >= size) {
+    snprintf(msg, sizeof msg, "%s: %s is longer than %zu bytes", fn, name, size - 1);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  napi_get_value_string_utf8(env, v, buf, size, &len);
+  if (strlen(buf) != len) {
+    snprintf(msg, sizeof msg, "%s: %s contains a NUL character", fn, name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE", msg);
+    return false;
+  }
+  return true;
+}
+
+/* The byte range [offset, offset+length) of a Uint8Array (Buffer included). */
+static bool get_bytes(napi_env env, napi_value *argv, const char *fn,
+                      uint8_t **ptr, size_t *n) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  int64_t off, cnt;
+  napi_is_typedarray(env, argv[0], &is_typed);
+  if (!is_typed ||
+      napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: buffer must be a Uint8Array", fn);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  if (!get_int(env, argv[1], fn, "offset", 0, (int64_t)len, &off) ||
+      !get_int(env, argv[2], fn, "length", 0, (int64_t)len - off, &cnt))
+    return false;
+  *ptr = (uint8_t *)data + off;
+  *n = (size_t)cnt;
+  return true;
+}
+
+static bool is_array(napi_env env, napi_value v, const char *fn, const char *name) {
+  bool ok = false;
+  napi_is_array(env, v, &ok);
+  if (!ok) {
+    char msg[128];
+    snprintf(msg, sizeof msg, "%s: %s must be an array", fn, name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+  }
+  return ok;
+}
+
+static napi_value num(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+static napi_value undefined(napi_env env) {
+  napi_value v;
+  napi_get_undefined(env, &v);
+  return v;
+}
+
+/* ---- unix sockets -------------------------------------------------------- */
+
+static bool get_sockaddr(napi_env env, napi_value v, const char *fn,
+                         struct sockaddr_un *addr) {
+  memset(addr, 0, sizeof *addr);
+  addr->sun_family = AF_UNIX;
+  return get_string(env, v, fn, "path", addr->sun_path, sizeof addr->sun_path);
+}
+
+/* unixListen(path, backlog): listening socket fd (non-blocking, close-on-exec). */
+static napi_value unix_listen(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  struct sockaddr_un addr;
+  struct stat st;
+  int64_t backlog;
+  int fd, err;
+  const char *call;
+  if (!get_args(env, info, "unixListen", 2, argv) ||
+      !get_sockaddr(env, argv[0], "unixListen", &addr) ||
+      !get_int(env, argv[1], "unixListen", "backlog", 0, INT32_MAX, &backlog))
+    return NULL;
+  /* A socket file left by a previous run would make bind fail with
+   * EADDRINUSE; anything that is not a socket is not ours to remove. */
+  if (lstat(addr.sun_path, &st) == 0 && S_ISSOCK(st.st_mode) && unlink(addr.sun_path) != 0)
+    return throw_errno(env, "unlink", errno);
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, "bind", err);
+  }
+  /* Nobody can connect before listen(), so restricting the mode here
+   * leaves no window in which another user could get in. */
+  if (chmod(addr.sun_path, 0600) != 0) {
+    call = "chmod";
+  } else if (listen(fd, (int)backlog) != 0) {
+    call = "listen";
+  } else {
+    return num(env, fd);
+  }
+  err = errno;
+  close(fd);
+  unlink(addr.sun_path);
+  return throw_errno(env, call, err);
+}
+
+/* unixConnect(path): connected socket fd (non-blocking, close-on-exec). */
+static napi_value unix_connect(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct sockaddr_un addr;
+  int fd, flags, err;
+  const char *call;
+  if (!get_args(env, info, "unixConnect", 1, argv) ||
+      !get_sockaddr(env, argv[0], "unixConnect", &addr))
+    return NULL;
+  fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  /* A blocking connect only waits while the listener's backlog is full;
+   * a non-blocking one would report EAGAIN and need a retry protocol. */
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    call = "connect";
+  } else if ((flags = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0) {
+    call = "fcntl";
+  } else {
+    return num(env, fd);
+  }
+  err = errno;
+  close(fd);
+  return throw_errno(env, call, err);
+}
+
+/* accept(listenFd): connection fd, or -1 when none is pending. */
+static napi_value accept_conn(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int lfd, fd;
+  if (!get_args(env, info, "accept", 1, argv) || !get_fd(env, argv[0], "accept", &lfd))
+    return NULL;
+  do fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd >= 0) return num(env, fd);
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return num(env, -1);
+  return throw_errno(env, "accept4", errno);
+}
+
+static void close_all(const int *fds, size_t n) {
+  for (size_t i = 0; i < n; i++) close(fds[i]);
+}
+
+/* recvMsg(fd, target, offset, length, fdsOut): bytes read (> 0), 0 at end of
+ * stream (ECONNRESET included: the peer is gone either way), -1 if nothing is
+ * available. Received fds are close-on-exec and pushed onto fdsOut. */
+static napi_value recv_msg(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int fd;
+  uint8_t *ptr;
+  size_t len, nfds = 0;
+  ssize_t n;
+  int fds[RECV_MAX_FDS];
+  union { /* aligned as cmsg headers require */
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof fds)];
+  } control;
+  struct iovec iov;
+  struct msghdr msg;
+  if (!get_args(env, info, "recvMsg", 5, argv) || !get_fd(env, argv[0], "recvMsg", &fd) ||
+      !get_bytes(env, argv + 1, "recvMsg", &ptr, &len) ||
+      !is_array(env, argv[4], "recvMsg", "fdsOut"))
+    return NULL;
+  if (len == 0) {
+    /* 0 bytes read is how end of stream is reported. */
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "recvMsg: length must be at least 1");
+    return NULL;
+  }
+  iov.iov_base = ptr;
+  iov.iov_len = len;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  do n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return num(env, -1);
+    if (errno == ECONNRESET) return num(env, 0);
+    return throw_errno(env, "recvmsg", errno);
+  }
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    /* The size of control bounds the total, so fds cannot overflow. */
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    memcpy(fds + nfds, CMSG_DATA(c), count * sizeof(int));
+    nfds += count;
+  }
+  if (msg.msg_flags & MSG_CTRUNC) {
+    /* The kernel closed the fds that did not fit; the bytes of this read are
+     * consumed too, so the stream cannot be trusted any more. */
+    close_all(fds, nfds);
+    napi_throw(env, make_error(env, "ECTRUNC", "recvmsg: too many file descriptors", "recvmsg"));
+    return NULL;
+  }
+  uint32_t base;
+  napi_get_array_length(env, argv[4], &base);
+  for (size_t i = 0; i < nfds; i++) {
+    if (napi_set_element(env, argv[4], base + (uint32_t)i, num(env, fds[i])) != napi_ok) {
+      close_all(fds + i, nfds - i);
+      return fail(env, "recvMsg: cannot store into fdsOut");
+    }
+  }
+  return num(env, (double)n);
+}
+
+/* sendMsg(fd, bytes, offset, length, fds): bytes sent, or -1 if the socket
+ * buffer is full. The fds travel with the first byte sent. */
+static napi_value send_msg(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  int fd;
+  uint8_t *ptr;
+  size_t len;
+  uint32_t nfds;
+  ssize_t n;
+  union {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(SEND_MAX_FDS * sizeof(int))];
+  } control;
+  struct iovec iov;
+  struct msghdr msg;
+  if (!get_args(env, info, "sendMsg", 5, argv) || !get_fd(env, argv[0], "sendMsg", &fd) ||
+      !is_array(env, argv[4], "sendMsg", "fds"))
+    return NULL;
+  napi_get_array_length(env, argv[4], &nfds);
+  if (nfds > SEND_MAX_FDS) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "sendMsg: more than 253 fds");
+    return NULL;
+  }
+  memset(&msg, 0, sizeof msg);
+  /* The fds are read first: reading array elements can run JS (getters)
+   * that could detach the buffer whose address get_bytes returns. */
+  if (nfds > 0) {
+    memset(&control, 0, sizeof control);
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    for (uint32_t i = 0; i < nfds; i++) {
+      napi_value v;
+      int one;
+      if (napi_get_element(env, argv[4], i, &v) != napi_ok) return fail(env, "sendMsg: fds");
+      if (!get_fd(env, v, "sendMsg", &one)) return NULL;
+      memcpy(CMSG_DATA(c) + i * sizeof(int), &one, sizeof one);
+    }
+  }
+  if (!get_bytes(env, argv + 1, "sendMsg", &ptr, &len)) return NULL;
+  if (nfds > 0 && len == 0) {
+    /* A stream socket carries fds only along with data. */
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "sendMsg: fds need at least 1 byte");
+    return NULL;
+  }
+  iov.iov_base = ptr;
+  iov.iov_len = len;
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  do n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return num(env, (double)n);
+  if (errno == EAGAIN || errno == EWOULDBLOCK) return num(env, -1);
+  return throw_errno(env, "sendmsg", errno);
+}
+
+/* close(fd) */
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  if (!get_args(env, info, "close", 1, argv) || !get_fd(env, argv[0], "close", &fd))
+    return NULL;
+  /* On Linux the fd is released even when close reports EINTR, so a retry
+   * could close an fd that another thread has just opened. */
+  if (close(fd) != 0 && errno != EINTR) return throw_errno(env, "close", errno);
+  return undefined(env);
+}
+
+/* ---- shared memory ------------------------------------------------------- */
+
+/* memfdCreate(name, size): close-on-exec memfd of the given size. */
+static napi_value memfd_create_sized(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  char name[250]; /* the kernel's limit is 249 bytes plus NUL */
+  int64_t size;
+  int fd, err;
+  if (!get_args(env, info, "memfdCreate", 2, argv) ||
+      !get_string(env, argv[0], "memfdCreate", "name", name, sizeof name) ||
+      !get_int(env, argv[1], "memfdCreate", "size", 0, MAX_SAFE_INT, &size))
+    return NULL;
+  fd = memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "memfd_create", errno);
+  if (ftruncate(fd, (off_t)size) != 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, "ftruncate", err);
+  }
+  return num(env, fd);
+}
+
+/* One mmap'ed range. It is referenced by the ArrayBuffer's backing-store
+ * finalizer and by the wrap on the ArrayBuffer object that unmap() uses to
+ * find it; these two go away in either order, hence the count. Both run on
+ * the JS thread of the env that created the mapping. */
+typedef struct {
+  void *addr; /* NULL once unmapped */
+  size_t length;
+  int refs;
+} mapping;
+
+static void mapping_release(mapping *m) {
+  if (--m->refs > 0) return;
+  if (m->addr != NULL) munmap(m->addr, m->length);
+  free(m);
+}
+
+static void on_mapping_gone(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)data;
+  mapping_release(hint);
+}
+
+static void on_wrap_gone(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  mapping_release(data);
+}
+
+/* mapShared(fd, offset, length): ArrayBuffer over a MAP_SHARED read-write
+ * mapping; it is unmapped when the buffer is collected or by unmap(). */
+static napi_value map_shared(napi_env env, napi_callback_info info) {
+  napi_value argv[3], ab;
+  int fd;
+  int64_t offset, length;
+  mapping *m;
+  void *addr;
+  if (!get_args(env, info, "mapShared", 3, argv) || !get_fd(env, argv[0], "mapShared", &fd) ||
+      !get_int(env, argv[1], "mapShared", "offset", 0, MAX_SAFE_INT, &offset) ||
+      !get_int(env, argv[2], "mapShared", "length", 1, MAX_SAFE_INT, &length))
+    return NULL;
+  m = malloc(sizeof *m);
+  if (m == NULL) return throw_errno(env, "malloc", ENOMEM);
+  addr = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
+  if (addr == MAP_FAILED) {
+    int err = errno;
+    free(m);
+    return throw_errno(env, "mmap", err);
+  }
+  m->addr = addr;
+  m->length = (size_t)length;
+  m->refs = 2; /* the ArrayBuffer's, and the one that becomes the wrap's */
+  if (napi_create_external_arraybuffer(env, addr, m->length, on_mapping_gone, m, &ab) != napi_ok) {
+    /* Node 20 runs the finalizer when it rejects a buffer (e.g. larger than
+     * buffer.constants.MAX_LENGTH, which sys.ts checks first); the Node-API
+     * contract says it does not. Either way only this release is left. */
+    m->refs = 1;
+    mapping_release(m);
+    return fail(env, "mapShared: cannot create the ArrayBuffer");
+  }
+  if (napi_wrap(env, ab, m, on_wrap_gone, NULL, NULL) != napi_ok) {
+    mapping_release(m);
+    return fail(env, "mapShared: cannot tag the ArrayBuffer");
+  }
+  return ab;
+}
+
+/* unmap(buffer): detach a buffer from mapShared and munmap it right away. */
+static napi_value unmap(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  bool is_ab = false;
+  mapping *m = NULL;
+  if (!get_args(env, info, "unmap", 1, argv)) return NULL;
+  napi_is_arraybuffer(env, argv[0], &is_ab);
+  if (!is_ab) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "unmap: buffer must be an ArrayBuffer");
+    return NULL;
+  }
+  if (napi_unwrap(env, argv[0], (void **)&m) != napi_ok || m == NULL) {
+    napi_throw_error(env, "ERR_INVALID_ARG_VALUE",
+                     "unmap: the ArrayBuffer was not returned by mapShared");
+    return NULL;
+  }
+  if (m->addr == NULL) {
+    napi_throw_error(env, "ERR_INVALID_STATE", "unmap: the ArrayBuffer is already unmapped");
+    return NULL;
+  }
+  /* Detach first: once unmapped, any access through it would fault. */
+  if (napi_detach_arraybuffer(env, argv[0]) != napi_ok)
+    return fail(env, "unmap: cannot detach the ArrayBuffer");
+  if (munmap(m->addr, m->length) != 0) return throw_errno(env, "munmap", errno);
+  m->addr = NULL;
+  return undefined(env);
+}
+
+/* ---- eventfd ------------------------------------------------------------- */
+
+/* eventfdCreate(initial, nonblocking) */
+static napi_value eventfd_create(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t initial;
+  bool nonblocking;
+  int fd;
+  if (!get_args(env, info, "eventfdCreate", 2, argv) ||
+      !get_int(env, argv[0], "eventfdCreate", "initial", 0, UINT32_MAX, &initial))
+    return NULL;
+  if (napi_get_value_bool(env, argv[1], &nonblocking) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                          "eventfdCreate: nonblocking must be a boolean");
+    return NULL;
+  }
+  fd = eventfd((unsigned int)initial, EFD_CLOEXEC | (nonblocking ? EFD_NONBLOCK : 0));
+  if (fd < 0) return throw_errno(env, "eventfd", errno);
+  return num(env, fd);
+}
+
+/* eventfdRead(fd): the counter (reset to 0 by the read), 0 if it was 0 on a
+ * non-blocking fd. Counters above 2^53 lose precision as JS numbers. */
+static napi_value eventfd_read_counter(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  uint64_t value;
+  ssize_t n;
+  if (!get_args(env, info, "eventfdRead", 1, argv) || !get_fd(env, argv[0], "eventfdRead", &fd))
+    return NULL;
+  do n = read(fd, &value, sizeof value);
+  while (n < 0 && errno == EINTR);
+  if (n == sizeof value) return num(env, (double)value);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return num(env, 0);
+  return throw_errno(env, "read", n < 0 ? errno : EIO);
+}
+
+/* eventfdWrite(fd, value): add value to the counter. */
+static napi_value eventfd_write_counter(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  int64_t value;
+  uint64_t v;
+  ssize_t n;
+  if (!get_args(env, info, "eventfdWrite", 2, argv) || !get_fd(env, argv[0], "eventfdWrite", &fd) ||
+      !get_int(env, argv[1], "eventfdWrite", "value", 0, MAX_SAFE_INT, &value))
+    return NULL;
+  v = (uint64_t)value;
+  do n = write(fd, &v, sizeof v);
+  while (n < 0 && errno == EINTR);
+  if (n == sizeof v) return undefined(env);
+  /* EAGAIN: the counter would overflow, so the fd is readable already and
+   * the reader will see the signal anyway. */
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return undefined(env);
+  return throw_errno(env, "write", n < 0 ? errno : EIO);
+}
+
+/* ---- fd watchers --------------------------------------------------------- */
+
+/* One uv_poll_t on the loop of the env that created it. The memory is shared
+ * by the open uv handle and by the JS stop() function, which can go away in
+ * either order; both run on the env's own thread. */
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref callback;
+  napi_async_context async;
+  napi_async_cleanup_hook_handle cleanup;
+  bool closing;
+  int refs;
+} watcher;
+
+static void watcher_release(watcher *w) {
+  if (--w->refs == 0) free(w);
+}
+
+static void on_poll_closed(uv_handle_t *handle) {
+  watcher *w = handle->data;
+  /* Deleted only now, not in stop(): stop() may run inside the callback. */
+  if (w->callback != NULL) napi_delete_reference(w->env, w->callback);
+  if (w->async != NULL) napi_async_destroy(w->env, w->async);
+  /* Last: during teardown this lets the env go. */
+  if (w->cleanup != NULL) napi_remove_async_cleanup_hook(w->cleanup);
+  watcher_release(w);
+}
+
+static void watcher_close(watcher *w) {
+  if (w->closing) return;
+  w->closing = true;
+  uv_close((uv_handle_t *)&w->poll, on_poll_closed);
+}
+
+/* The env (e.g. a worker) is being torn down: the handle must be closed
+ * before its loop is, which is why the hook is asynchronous. */
+static void on_env_teardown(napi_async_cleanup_hook_handle handle, void *arg) {
+  (void)handle;
+  watcher_close(arg);
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  watcher *w = handle->data;
+  napi_env env = w->env;
+  napi_handle_scope scope;
+  napi_value fn, global;
+  bool pending = false;
+  /* Errors (status < 0) are passed on as readability too: the read that
+   * follows reports them. */
+  (void)status;
+  (void)events;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_get_reference_value(env, w->callback, &fn);
+  napi_get_global(env, &global);
+  /* napi_make_callback, not napi_call_function: it runs the callback in the
+   * async context of watchReadable's caller (AsyncLocalStorage) and in a
+   * callback scope that runs queued nextTick and promise jobs after it. */
+  if (napi_make_callback(env, w->async, global, fn, 0, NULL, NULL) != napi_ok &&
+      napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+    napi_value error;
+    napi_get_and_clear_last_exception(env, &error);
+    napi_fatal_exception(env, error);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static napi_value stop_watcher(napi_env env, napi_callback_info info) {
+  watcher *w;
+  napi_get_cb_info(env, info, NULL, NULL, NULL, (void **)&w);
+  watcher_close(w);
+  return undefined(env);
+}
+
+static void on_stop_gone(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  watcher_release(data);
+}
+
+/* watchReadable(fd, onReadable): { stop() }. */
+static napi_value watch_readable(napi_env env, napi_callback_info info) {
+  napi_value argv[2], name, stop, result;
+  napi_valuetype type;
+  uv_loop_t *loop;
+  watcher *w;
+  int fd, rc;
+  if (!get_args(env, info, "watchReadable", 2, argv) || !get_fd(env, argv[0], "watchReadable", &fd))
+    return NULL;
+  if (napi_typeof(env, argv[1], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE",
+                          "watchReadable: onReadable must be a function");
+    return NULL;
+  }
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok) return fail(env, "watchReadable: no loop");
+  w = calloc(1, sizeof *w);
+  if (w == NULL) return throw_errno(env, "calloc", ENOMEM);
+  /* Note: uv_poll_init also puts the fd into O_NONBLOCK mode. */
+  rc = uv_poll_init(loop, &w->poll, fd);
+  if (rc < 0) {
+    free(w);
+    return throw_errno(env, "uv_poll_init", -rc);
+  }
+  w->poll.data = w;
+  w->env = env;
+  w->refs = 1; /* the handle's, dropped in on_poll_closed */
+  if (napi_create_reference(env, argv[1], 1, &w->callback) != napi_ok ||
+      napi_create_string_utf8(env, "zcnic.FdWatcher", NAPI_AUTO_LENGTH, &name) != napi_ok ||
+      napi_async_init(env, NULL, name, &w->async) != napi_ok ||
+      napi_add_async_cleanup_hook(env, on_env_teardown, w, &w->cleanup) != napi_ok ||
+      napi_create_function(env, "stop", NAPI_AUTO_LENGTH, stop_watcher, w, &stop) != napi_ok ||
+      napi_add_finalizer(env, stop, w, on_stop_gone, NULL, NULL) != napi_ok)
+    goto failed;
+  w->refs++; /* stop()'s, dropped when it is collected */
+  if (napi_create_object(env, &result) != napi_ok ||
+      napi_set_named_property(env, result, "stop", stop) != napi_ok)
+    goto failed;
+  rc = uv_poll_start(&w->poll, UV_READABLE | UV_DISCONNECT, on_poll);
+  if (rc < 0) {
+    watcher_close(w);
+    return throw_errno(env, "uv_poll_start", -rc);
+  }
+  return result;
+failed:
+  watcher_close(w);
+  return fail(env, "watchReadable: Node-API call failed");
+}
+
+/* ---- module -------------------------------------------------------------- */
+
+NAPI_MODULE_INIT() {
+  static const napi_property_descriptor props[] = {
+      {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unixConnect", NULL, unix_connect, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"accept", NULL, accept_conn, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"recvMsg", NULL, recv_msg, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sendMsg", NULL, send_msg, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"close", NULL, close_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"memfdCreate", NULL, memfd_create_sized, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapShared", NULL, map_shared, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"unmap", NULL, unmap, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdCreate", NULL, eventfd_create, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdRead", NULL, eventfd_read_counter, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"eventfdWrite", NULL, eventfd_write_counter, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watchReadable", NULL, watch_readable, NULL, NULL, NULL, napi_enumerable, NULL},
+  };
+  if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
+    return fail(env, "zcnic_sys: cannot define exports");
+  return exports;
+}

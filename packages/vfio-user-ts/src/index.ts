@@ -1,0 +1,11 @@
+export * as sys from './sys.js';
+export type { FdWatcher, SysError } from './sys.js';
+export { isSysError } from './sys.js';
+export * from './unix-socket.js';
+export * from './memory-table.js';
+export * from './guest-memory.js';
+export * from './rate-limited-log.js';
+export * from './vhost-user/protocol.js';
+export * from './vhost-user/message-validator.js';
+export * from './vhost-user/message-channel.js';
+export * from './vhost-user/vhost-user-server.js';

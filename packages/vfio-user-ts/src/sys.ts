@@ -1,0 +1,167 @@
+/**
+ * Typed access to the zcnic_sys addon: the Linux system calls that Node.js
+ * lacks (fd passing over unix sockets, mmap of shared memory, memfd, eventfd)
+ * and a way to be called back when an arbitrary fd becomes readable.
+ *
+ * Every fd these functions create is close-on-exec. A failing system call
+ * throws a {@link SysError}; bad arguments throw a TypeError or RangeError.
+ * The addon loads in every worker thread that imports this module.
+ */
+import { constants as bufferConstants } from 'node:buffer';
+import { createRequire } from 'node:module';
+
+/** The error a failing system call throws, e.g. `mmap: ENOMEM (Cannot allocate memory)`. */
+export interface SysError extends Error {
+  /** The errno name, e.g. `'EBADF'`; `'ECTRUNC'` for a truncated fd list from recvMsg. */
+  code: string;
+  /** The positive errno value; absent for `'ECTRUNC'`, which is no errno. */
+  errno?: number;
+  /** The call that failed, e.g. `'recvmsg'`. */
+  syscall: string;
+}
+
+/** Whether `err` is a {@link SysError}, optionally with the given code. */
+export function isSysError(err: unknown, code?: string): err is SysError {
+  return (
+    err instanceof Error &&
+    typeof (err as Partial<SysError>).syscall === 'string' &&
+    typeof (err as Partial<SysError>).code === 'string' &&
+    (code === undefined || (err as SysError).code === code)
+  );
+}
+
+/** A running watch on an fd; see {@link watchReadable}. */
+export interface FdWatcher {
+  /** Stops the watch; calling it again does nothing. */
+  stop(): void;
+}
+
+/** The functions of the addon, exactly as it exports them. */
+export interface SysBinding {
+  unixListen(path: string, backlog: number): number;
+  unixConnect(path: string): number;
+  accept(listenFd: number): number;
+  recvMsg(fd: number, target: Uint8Array, offset: number, length: number, fdsOut: number[]): number;
+  sendMsg(fd: number, bytes: Uint8Array, offset: number, length: number, fds: readonly number[]): number;
+  close(fd: number): void;
+  memfdCreate(name: string, size: number): number;
+  mapShared(fd: number, offset: number, length: number): ArrayBuffer;
+  unmap(buffer: ArrayBuffer): void;
+  eventfdCreate(initial: number, nonblocking: boolean): number;
+  eventfdRead(fd: number): number;
+  eventfdWrite(fd: number, value: number): void;
+  watchReadable(fd: number, onReadable: () => void): FdWatcher;
+}
+
+const binding = createRequire(import.meta.url)('../build/Release/zcnic_sys.node') as SysBinding;
+
+/**
+ * Creates a listening unix stream socket at `path` (non-blocking). A socket
+ * file already at `path` is removed first; any other file makes it fail with
+ * EADDRINUSE. The socket file gets mode 0600 before anyone can connect.
+ */
+export function unixListen(path: string, backlog: number): number {
+  return binding.unixListen(path, backlog);
+}
+
+/** Connects to the unix stream socket at `path`; the fd returned is non-blocking. */
+export function unixConnect(path: string): number {
+  return binding.unixConnect(path);
+}
+
+/** Accepts one pending connection (non-blocking fd), or returns -1 if none is pending. */
+export function accept(listenFd: number): number {
+  return binding.accept(listenFd);
+}
+
+/**
+ * Reads up to `length` (at least 1) bytes into `target[offset...]` and pushes
+ * any fds that came with them onto `fdsOut`. Returns the number of bytes read,
+ * 0 at end of stream (also when the peer reset the connection: the peer is gone
+ * either way), or -1 if nothing is available now.
+ *
+ * On a stream socket, fds arrive with the read that returns the first byte of
+ * the sendMsg that carried them. Such a read may begin with bytes of earlier
+ * sends, and it ends at the end of that sendMsg (or earlier, if `length` is
+ * short): one read never returns the fds of two sendMsg calls. More than 32 fds at once throws a SysError with code 'ECTRUNC'; those fds are
+ * closed and the bytes of that read are lost, so the connection is unusable.
+ */
+export function recvMsg(fd: number, target: Uint8Array, offset: number, length: number, fdsOut: number[]): number {
+  return binding.recvMsg(fd, target, offset, length, fdsOut);
+}
+
+/**
+ * Sends `bytes[offset...offset+length]` with `fds` (at most 253) attached to
+ * the first byte; sending fds needs at least 1 byte. Returns the number of
+ * bytes sent, which can be fewer than `length` (the fds went with them), or -1
+ * if the socket buffer is full and nothing was sent. A closed peer throws EPIPE
+ * (no SIGPIPE).
+ */
+export function sendMsg(fd: number, bytes: Uint8Array, offset: number, length: number, fds: readonly number[]): number {
+  return binding.sendMsg(fd, bytes, offset, length, fds);
+}
+
+/** Closes an fd. Stop any watcher on it first. */
+export function close(fd: number): void {
+  binding.close(fd);
+}
+
+/** Creates a memfd of `size` bytes (sparse: pages are allocated when touched). */
+export function memfdCreate(name: string, size: number): number {
+  return binding.memfdCreate(name, size);
+}
+
+/**
+ * Maps `length` bytes of `fd` from `offset` (a multiple of the page size)
+ * read-write and shared. The mapping lasts until {@link unmap} or until the
+ * ArrayBuffer is garbage collected. Node 20 limits one ArrayBuffer to
+ * `buffer.constants.MAX_LENGTH` (4 GiB): map larger regions in pieces.
+ */
+export function mapShared(fd: number, offset: number, length: number): ArrayBuffer {
+  if (length > bufferConstants.MAX_LENGTH) {
+    throw new RangeError(`mapShared: length ${length} is above buffer.constants.MAX_LENGTH (${bufferConstants.MAX_LENGTH})`);
+  }
+  return binding.mapShared(fd, offset, length);
+}
+
+/**
+ * Detaches a buffer from {@link mapShared} (its byteLength becomes 0 and every
+ * view on it becomes empty) and unmaps the memory now. Throws for any other
+ * ArrayBuffer and for one already unmapped.
+ */
+export function unmap(buffer: ArrayBuffer): void {
+  binding.unmap(buffer);
+}
+
+/** Creates an eventfd (a 64-bit counter) with the given initial value. */
+export function eventfdCreate(initial: number, nonblocking: boolean): number {
+  return binding.eventfdCreate(initial, nonblocking);
+}
+
+/**
+ * Reads and resets the counter: returns its value, or 0 if it was 0 (a
+ * blocking eventfd waits instead). Note that {@link watchReadable} makes the
+ * fd non-blocking.
+ */
+export function eventfdRead(fd: number): number {
+  return binding.eventfdRead(fd);
+}
+
+/** Adds `value` to the counter (a full counter already signals, so that is not an error). */
+export function eventfdWrite(fd: number, value: number): void {
+  binding.eventfdWrite(fd, value);
+}
+
+/**
+ * Calls `onReadable` on this thread's event loop whenever `fd` is readable
+ * or its peer hung up (level-triggered: again and again until it is drained
+ * or the watch is stopped). The callback runs in the async context that was
+ * current when the watch started (AsyncLocalStorage sees its store); promise
+ * jobs and nextTick callbacks it queues run right after it; what it throws is
+ * an uncaught exception. The watch keeps the event loop alive until stopped, and ends by itself
+ * when the thread's environment is torn down (e.g. a worker exits). An fd can
+ * have one watcher per thread; the fd is put into non-blocking mode.
+ */
+export function watchReadable(fd: number, onReadable: () => void): FdWatcher {
+  return binding.watchReadable(fd, onReadable);
+}

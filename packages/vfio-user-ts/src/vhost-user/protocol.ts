@@ -1,0 +1,71 @@
+/**
+ * vhost-user wire constants and payload layouts (QEMU docs/interop/vhost-user.rst). Messages
+ * are a 12-byte header (request, flags, size; little-endian u32s) and `size` payload bytes;
+ * file descriptors travel as SCM_RIGHTS with the header.
+ */
+
+export const HEADER_SIZE = 12;
+/** Largest payload we accept; the largest real one (a GET_CONFIG) is far below it. */
+export const MAX_PAYLOAD = 4096;
+export const VERSION = 0x1;
+
+export const HeaderFlags = { versionMask: 0x3, reply: 0x4, needReply: 0x8 } as const;
+
+/** Front-end requests (the numbers are the protocol's). */
+export const Request = {
+  getFeatures: 1,
+  setFeatures: 2,
+  setOwner: 3,
+  resetOwner: 4,
+  setMemTable: 5,
+  setLogBase: 6,
+  setLogFd: 7,
+  setVringNum: 8,
+  setVringAddr: 9,
+  setVringBase: 10,
+  getVringBase: 11,
+  setVringKick: 12,
+  setVringCall: 13,
+  setVringErr: 14,
+  getProtocolFeatures: 15,
+  setProtocolFeatures: 16,
+  getQueueNum: 17,
+  setVringEnable: 18,
+  sendRarp: 19,
+  netSetMtu: 20,
+  setBackendReqFd: 21,
+  resetDevice: 34,
+  setStatus: 39,
+  getStatus: 40,
+} as const;
+
+export const requestNames: ReadonlyMap<number, string> = new Map(Object.entries(Request).map(([name, value]) => [value, name]));
+
+export function requestName(request: number): string {
+  return requestNames.get(request) ?? `request ${request}`;
+}
+
+/** Protocol feature bits. */
+export const ProtocolFeature = {
+  mq: 0,
+  logShmfd: 1,
+  rarp: 2,
+  replyAck: 3,
+  netMtu: 4,
+  backendReq: 5,
+  resetDevice: 13,
+  status: 16,
+} as const;
+
+/** Bit 8 of the u64 of SET_VRING_KICK/CALL/ERR: no fd follows (the frontend polls). */
+export const VRING_NOFD_MASK = 0x100;
+export const VRING_INDEX_MASK = 0xff;
+
+/** At most this many memory regions (CONFIGURE_MEM_SLOTS, which raises it, is not offered). */
+export const MAX_MEM_REGIONS = 8;
+/** A region in SET_MEM_TABLE: gpa, size, uva, mmap offset (u64 each). */
+export const MEM_REGION_SIZE = 32;
+/** SET_MEM_TABLE: u32 count, u32 padding, then the regions. */
+export const MEM_TABLE_HEADER = 8;
+/** SET_VRING_ADDR: u32 index, u32 flags, u64 desc, u64 used, u64 avail, u64 log. */
+export const VRING_ADDR_SIZE = 40;

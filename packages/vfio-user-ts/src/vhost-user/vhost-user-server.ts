@@ -1,0 +1,411 @@
+/**
+ * The backend side of vhost-user: listens on a unix socket (mode 0600), serves one frontend at a
+ * time (QEMU, DPDK's virtio-user, our fuzzer), accepts the next after a disconnect. It validates
+ * every message (message-validator.ts) before acting, keeps the per-virtqueue state the protocol
+ * builds up (size, addresses, base, kick/call/err fds, enable), and starts a queue on the device
+ * when everything it needs is there. Protocol errors never throw past the connection: a bad
+ * message gets a REPLY_ACK failure when the frontend asked for one, otherwise the connection is
+ * closed with one log line saying what was wrong.
+ *
+ * The device behind it is transport-independent (VhostUserDevice); a vfio-user server would
+ * drive the same interface.
+ */
+import { checkRegions, MemoryTable, type MemoryRegion } from '../memory-table.js';
+import { RateLimitedLog, type LogSink } from '../rate-limited-log.js';
+import * as sys from '../sys.js';
+import { UnixStreamListener, type UnixStreamConnection } from '../unix-socket.js';
+import { MessageChannel } from './message-channel.js';
+import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
+import { HeaderFlags, MAX_MEM_REGIONS, ProtocolFeature, Request, requestName } from './protocol.js';
+
+/** Everything a device needs to run one virtqueue. Addresses are guest-physical. */
+export interface VirtqueueSetup {
+  readonly size: number;
+  readonly descAddr: number;
+  readonly availAddr: number;
+  readonly usedAddr: number;
+  /** First avail index to process. */
+  readonly base: number;
+  readonly kickFd: number;
+  /** -1: the frontend wants no interrupts. */
+  readonly callFd: number;
+  /** The negotiated virtio features. */
+  readonly features: number;
+}
+
+/** The device a transport serves. */
+export interface VhostUserDevice {
+  /** Virtio feature bits offered (< 2^53). */
+  readonly features: number;
+  /** Queue pairs (what GET_QUEUE_NUM reports for a net device). */
+  readonly queuePairs: number;
+  /** Maps a new memory table (the regions' fds stay open until this resolves). */
+  setMemory(regions: readonly MemoryRegion[]): Promise<string | null>;
+  /** Starts a virtqueue; resolves to null or why it cannot run. */
+  startQueue(index: number, setup: VirtqueueSetup): Promise<string | null>;
+  /** Stops a virtqueue; resolves to the avail index to resume from. */
+  stopQueue(index: number): Promise<number>;
+  /** DEVICE_NEEDS_RESET: set when a ring broke the rules, cleared by a reset. */
+  readonly needsReset: boolean;
+  /** Device reset (RESET_OWNER, RESET_DEVICE, status 0, disconnect): forget ring errors. */
+  reset(): void;
+  /** The frontend is gone: unmap its memory. */
+  releaseMemory(): Promise<void>;
+}
+
+/** The vhost-user bit in the device feature word that enables protocol features. */
+export const PROTOCOL_FEATURES_BIT = 30;
+
+const OFFERED_PROTOCOL_FEATURES =
+  2 ** ProtocolFeature.mq + 2 ** ProtocolFeature.replyAck + 2 ** ProtocolFeature.netMtu + 2 ** ProtocolFeature.resetDevice + 2 ** ProtocolFeature.status;
+
+interface VringState {
+  size: number;
+  desc: number;
+  used: number;
+  avail: number;
+  hasAddresses: boolean;
+  base: number;
+  kickFd: number;
+  callFd: number;
+  errFd: number;
+  /** SET_VRING_KICK seen (the ring is started, in the spec's words) and not stopped since. */
+  started: boolean;
+  enabled: boolean;
+  running: boolean;
+}
+
+function freshVring(): VringState {
+  return { size: 0, desc: 0, used: 0, avail: 0, hasAddresses: false, base: 0, kickFd: -1, callFd: -1, errFd: -1, started: false, enabled: false, running: false };
+}
+
+function u64Payload(value: number): Uint8Array {
+  const bytes = new Uint8Array(8);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, value % 4294967296, true);
+  view.setUint32(4, Math.floor(value / 4294967296), true);
+  return bytes;
+}
+
+function bitSet(word: number, bit: number): boolean {
+  return Math.floor(word / 2 ** bit) % 2 === 1;
+}
+
+/** True when every bit of `subset` is set in `set`. */
+function isSubset(subset: number, set: number): boolean {
+  for (let bit = 0; bit < 53; bit++) if (bitSet(subset, bit) && !bitSet(set, bit)) return false;
+  return true;
+}
+
+export interface VhostUserServerOptions {
+  readonly socketPath: string;
+  readonly device: VhostUserDevice;
+  readonly log: LogSink;
+  /** Log every message (request and decoded fields) as it arrives. */
+  readonly trace?: boolean;
+}
+
+export class VhostUserServer {
+  private readonly listener: UnixStreamListener;
+  private readonly device: VhostUserDevice;
+  private readonly log: RateLimitedLog;
+  private channel: MessageChannel | null = null;
+  private readonly vrings: VringState[];
+  private memory: MemoryTable | null = null;
+  private features = 0;
+  private protocolFeatures = 0;
+  private featuresSet = false;
+  private status = 0;
+  /** Messages are handled one at a time, in order, even when handling one waits for the device. */
+  private work: Promise<void> = Promise.resolve();
+  private connections = 0;
+  private closing = false;
+  private readonly trace: boolean;
+
+  constructor(options: VhostUserServerOptions) {
+    this.device = options.device;
+    this.log = new RateLimitedLog(options.log);
+    this.trace = options.trace ?? false;
+    this.vrings = Array.from({ length: options.device.queuePairs * 2 }, freshVring);
+    this.listener = UnixStreamListener.listen(options.socketPath);
+    this.listener.onConnection((connection) => this.accept(connection));
+  }
+
+  /** Offered virtio features, with vhost-user's protocol-features bit. */
+  get offeredFeatures(): number {
+    return bitSet(this.device.features, PROTOCOL_FEATURES_BIT) ? this.device.features : this.device.features + 2 ** PROTOCOL_FEATURES_BIT;
+  }
+
+  get connected(): boolean {
+    return this.channel !== null;
+  }
+
+  /** Signals the frontend that a vring broke (SET_VRING_ERR's eventfd), if it gave one. */
+  signalVringError(index: number): void {
+    const fd = this.vrings[index]?.errFd ?? -1;
+    if (fd >= 0) sys.eventfdWrite(fd, 1);
+  }
+
+  /** Stops serving: closes the connection (stopping its queues) and the listening socket. */
+  async close(): Promise<void> {
+    this.closing = true;
+    this.listener.close();
+    this.channel?.close('backend shutting down');
+    await this.work;
+  }
+
+  private accept(connection: UnixStreamConnection): void {
+    if (this.channel || this.closing) {
+      this.log.log('vhost-user: refusing a second frontend while one is connected');
+      connection.close();
+      return;
+    }
+    const id = ++this.connections;
+    this.log.log(`vhost-user: frontend ${id} connected`);
+    this.channel = new MessageChannel(
+      connection,
+      (message) => this.enqueue(() => this.handle(message)),
+      (reason) => {
+        this.log.log(`vhost-user: frontend ${id} disconnected${reason ? `: ${reason}` : ''}`);
+        this.channel = null;
+        this.enqueue(() => this.resetConnectionState());
+      },
+    );
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.work = this.work.then(task).catch((error: unknown) => {
+      this.log.log(`vhost-user: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+      this.channel?.close('internal error');
+    });
+  }
+
+  private async handle(raw: RawMessage): Promise<void> {
+    const channel = this.channel;
+    if (!channel) {
+      for (const fd of raw.fds) sys.close(fd);
+      return;
+    }
+    const validated = validateMessage(raw, { queueCount: this.vrings.length, maxRegions: MAX_MEM_REGIONS });
+    const wantsAck = (raw.flags & HeaderFlags.needReply) !== 0 && bitSet(this.protocolFeatures, ProtocolFeature.replyAck);
+    if (!validated.ok) {
+      for (const fd of raw.fds) sys.close(fd);
+      return this.refuse(channel, raw.request, wantsAck, validated.error);
+    }
+    if (this.trace) this.log.log(`vhost-user: ${requestName(raw.request)} ${JSON.stringify({ ...validated.message, request: undefined, kind: undefined })}`);
+    const result = await this.apply(validated.message);
+    if (result.reply) channel.reply(raw.request, result.reply);
+    else if (result.error !== null) this.refuse(channel, raw.request, wantsAck, `${requestName(raw.request)}: ${result.error}`);
+    else if (wantsAck) channel.reply(raw.request, u64Payload(0));
+  }
+
+  /** A message we cannot act on: a failed REPLY_ACK if one was asked for, else a disconnect. */
+  private refuse(channel: MessageChannel, request: number, wantsAck: boolean, error: string): void {
+    if (wantsAck) {
+      this.log.log(`vhost-user: refused ${error}`);
+      channel.reply(request, u64Payload(1));
+    } else {
+      this.log.log(`vhost-user: closing the connection: ${error}`);
+      channel.close(error);
+    }
+  }
+
+  private async apply(message: VhostUserMessage): Promise<{ reply?: Uint8Array; error: string | null }> {
+    const ok = { error: null };
+    switch (message.kind) {
+      case 'empty':
+        switch (message.request) {
+          case Request.getFeatures:
+            return { reply: u64Payload(this.offeredFeatures), error: null };
+          case Request.getProtocolFeatures:
+            return { reply: u64Payload(OFFERED_PROTOCOL_FEATURES), error: null };
+          case Request.getQueueNum:
+            return { reply: u64Payload(this.device.queuePairs), error: null };
+          case Request.getStatus:
+            return { reply: u64Payload(this.status | (this.device.needsReset ? 0x40 : 0)), error: null };
+          case Request.setOwner:
+            return ok;
+          default: // RESET_OWNER, RESET_DEVICE
+            await this.resetDevice();
+            return ok;
+        }
+      case 'u64':
+        return this.applyU64(message.request, message.value);
+      case 'memTable':
+        return { error: await this.setMemTable(message.regions) };
+      case 'vringState':
+        return this.applyVringState(message.request, message.index, message.num);
+      case 'vringAddr': {
+        const vring = this.vrings[message.index]!;
+        if (vring.running) return { error: `vring ${message.index} is running` };
+        Object.assign(vring, { desc: message.desc, used: message.used, avail: message.avail, hasAddresses: true });
+        return { error: await this.startIfReady(message.index) };
+      }
+      case 'vringFd':
+        return { error: await this.setVringFd(message.request, message.index, message.fd) };
+      case 'fd':
+        sys.close(message.fd);
+        return { error: message.request === Request.setLogFd ? 'dirty logging is not supported' : 'the backend request channel is not offered' };
+      case 'logBase':
+        sys.close(message.fd);
+        return { error: 'dirty logging (live migration) is not supported: LOG_SHMFD was not offered' };
+    }
+  }
+
+  private async applyU64(request: number, value: number): Promise<{ error: string | null }> {
+    switch (request) {
+      case Request.setFeatures:
+        if (!isSubset(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
+        this.features = value;
+        this.featuresSet = true;
+        return { error: null };
+      case Request.setProtocolFeatures:
+        if (!isSubset(value, OFFERED_PROTOCOL_FEATURES)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
+        this.protocolFeatures = value;
+        return { error: null };
+      case Request.setStatus:
+        if (value > 0xff) return { error: `status 0x${value.toString(16)} is wider than 8 bits` };
+        this.status = value;
+        if (value === 0) await this.resetDevice();
+        return { error: null };
+      default: // NET_SET_MTU, SEND_RARP: nothing for the backend to do
+        return { error: null };
+    }
+  }
+
+  private async applyVringState(request: number, index: number, num: number): Promise<{ reply?: Uint8Array; error: string | null }> {
+    const vring = this.vrings[index]!;
+    switch (request) {
+      case Request.setVringNum:
+        if (vring.running) return { error: `vring ${index} is running` };
+        vring.size = num;
+        return { error: null };
+      case Request.setVringBase:
+        if (vring.running) return { error: `vring ${index} is running` };
+        vring.base = num;
+        return { error: null };
+      case Request.getVringBase: {
+        // Stops the ring (the spec's "ring is stopped"); the kick fd goes with it.
+        await this.stopIfRunning(index);
+        vring.started = false;
+        this.replaceFd(vring, 'kickFd', -1);
+        const reply = new Uint8Array(8);
+        new DataView(reply.buffer).setUint32(0, index, true);
+        new DataView(reply.buffer).setUint32(4, vring.base, true);
+        return { reply, error: null };
+      }
+      default: // SET_VRING_ENABLE
+        vring.enabled = num === 1;
+        if (!vring.enabled) {
+          await this.stopIfRunning(index);
+          return { error: null };
+        }
+        return { error: await this.startIfReady(index) };
+    }
+  }
+
+  private async setVringFd(request: number, index: number, fd: number): Promise<string | null> {
+    const vring = this.vrings[index]!;
+    const wasRunning = vring.running;
+    if (request === Request.setVringErr) {
+      this.replaceFd(vring, 'errFd', fd);
+      return null;
+    }
+    await this.stopIfRunning(index);
+    if (request === Request.setVringCall) {
+      this.replaceFd(vring, 'callFd', fd);
+      return wasRunning ? this.startIfReady(index) : null;
+    }
+    if (fd < 0) return `vring ${index}: the frontend sends no kicks (NOFD); the backend needs a kick fd`;
+    this.replaceFd(vring, 'kickFd', fd);
+    vring.started = true;
+    return this.startIfReady(index);
+  }
+
+  private replaceFd(vring: VringState, which: 'kickFd' | 'callFd' | 'errFd', fd: number): void {
+    if (vring[which] >= 0) sys.close(vring[which]);
+    vring[which] = fd;
+  }
+
+  private async setMemTable(regions: readonly MemoryRegion[]): Promise<string | null> {
+    const problem = checkRegions(regions, MAX_MEM_REGIONS);
+    if (problem) {
+      for (const r of regions) sys.close(r.fd);
+      return problem;
+    }
+    const running = this.vrings.map((v, i) => (v.running ? i : -1)).filter((i) => i >= 0);
+    for (const index of running) await this.stopIfRunning(index);
+    const error = await this.device.setMemory(regions);
+    // Mapped (or failed): the mappings keep the memory, the fds are no longer needed.
+    for (const r of regions) sys.close(r.fd);
+    if (error) {
+      this.memory = null;
+      return error;
+    }
+    this.memory = new MemoryTable(regions);
+    for (const index of running) {
+      const restartError = await this.startIfReady(index);
+      if (restartError) this.log.log(`vhost-user: vring ${index} could not restart on the new memory table: ${restartError}`);
+    }
+    return null;
+  }
+
+  /** Starts vring `index` if the protocol has given it everything; null or why it cannot run. */
+  private async startIfReady(index: number): Promise<string | null> {
+    const vring = this.vrings[index]!;
+    const enabled = vring.enabled || !bitSet(this.features, PROTOCOL_FEATURES_BIT);
+    if (vring.running || !vring.started || !enabled || !vring.hasAddresses || vring.size === 0 || !this.memory || !this.featuresSet) return null;
+    const memory = this.memory;
+    const descAddr = memory.guestAddrOfUserRange(vring.desc, 16 * vring.size);
+    const availAddr = memory.guestAddrOfUserRange(vring.avail, 6 + 2 * vring.size);
+    const usedAddr = memory.guestAddrOfUserRange(vring.used, 6 + 8 * vring.size);
+    if (descAddr < 0 || availAddr < 0 || usedAddr < 0) return `vring ${index}: ring addresses are outside the memory table`;
+    const error = await this.device.startQueue(index, {
+      size: vring.size,
+      descAddr,
+      availAddr,
+      usedAddr,
+      base: vring.base,
+      kickFd: vring.kickFd,
+      callFd: vring.callFd,
+      features: this.features,
+    });
+    if (error) return `vring ${index}: ${error}`;
+    vring.running = true;
+    return null;
+  }
+
+  private async stopIfRunning(index: number): Promise<void> {
+    const vring = this.vrings[index]!;
+    if (!vring.running) return;
+    vring.base = await this.device.stopQueue(index);
+    vring.running = false;
+  }
+
+  /** Stops every ring and forgets per-ring progress (a device reset). */
+  private async resetDevice(): Promise<void> {
+    for (let i = 0; i < this.vrings.length; i++) await this.stopIfRunning(i);
+    for (const vring of this.vrings) {
+      vring.started = false;
+      vring.base = 0;
+      this.replaceFd(vring, 'kickFd', -1);
+    }
+    this.device.reset();
+  }
+
+  /** After a disconnect: everything the frontend set up is gone. */
+  private async resetConnectionState(): Promise<void> {
+    for (let i = 0; i < this.vrings.length; i++) await this.stopIfRunning(i);
+    for (const vring of this.vrings) {
+      for (const which of ['kickFd', 'callFd', 'errFd'] as const) this.replaceFd(vring, which, -1);
+      Object.assign(vring, freshVring());
+    }
+    this.memory = null;
+    this.features = 0;
+    this.protocolFeatures = 0;
+    this.featuresSet = false;
+    this.status = 0;
+    this.device.reset();
+    await this.device.releaseMemory();
+  }
+}

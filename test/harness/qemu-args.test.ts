@@ -1,0 +1,118 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { kernelCmdline, qemuArgs, type QemuOptions } from '../../harness/qemu.js';
+
+const base: QemuOptions = {
+  kernel: 'img/vmlinuz',
+  initramfs: 'img/initramfs.img',
+  accel: 'tcg',
+  smp: 2,
+  memMiB: 512,
+  ktapPath: 'run/ktap.log',
+};
+
+/** The value following `flag`, for flags that occur once. */
+function after(args: string[], flag: string): string {
+  const i = args.indexOf(flag);
+  assert.ok(i >= 0, `${flag} missing`);
+  return args[i + 1] ?? '';
+}
+
+/** Every value given to a repeated flag (-device, -chardev). */
+function all(args: string[], flag: string): string[] {
+  return args.flatMap((a, i) => (a === flag ? [args[i + 1] ?? ''] : []));
+}
+
+test('TCG: multi-threaded TCG, cpu max, shared memfd RAM sized like -m', () => {
+  const a = qemuArgs(base);
+  assert.is(after(a, '-accel'), 'tcg,thread=multi');
+  assert.is(after(a, '-cpu'), 'max');
+  assert.is(after(a, '-smp'), '2');
+  assert.is(after(a, '-m'), '512M');
+  assert.is(after(a, '-object'), 'memory-backend-memfd,id=mem,size=512M,share=on');
+  assert.is(after(a, '-machine'), 'memory-backend=mem');
+  assert.ok(a.includes('-nographic') && a.includes('-no-reboot'));
+  assert.is(after(a, '-kernel'), 'img/vmlinuz');
+  assert.is(after(a, '-initrd'), 'img/initramfs.img');
+});
+
+test('KVM keeps MSI-X', () => {
+  const a = qemuArgs({ ...base, accel: 'kvm', vhostUserSocket: 's.sock' });
+  assert.is(after(a, '-accel'), 'kvm');
+  for (const d of all(a, '-device')) assert.not.match(d, /vectors=0/);
+});
+
+test('vhost-user NIC under TCG uses INTx (vectors=0)', () => {
+  const a = qemuArgs({ ...base, vhostUserSocket: 'dev.sock', mac: '02:00:00:00:00:02' });
+  assert.ok(all(a, '-chardev').includes('socket,id=vhost0,path=dev.sock'));
+  assert.is(after(a, '-netdev'), 'vhost-user,id=n0,chardev=vhost0');
+  const nic = all(a, '-device').find((d) => d.startsWith('virtio-net-pci'));
+  assert.ok(nic);
+  assert.match(nic, /netdev=n0/);
+  assert.match(nic, /mac=02:00:00:00:00:02/);
+  assert.match(nic, /vectors=0/);
+  assert.not.match(nic, /mq=on/);
+  assert.not.ok(a.includes('-nic'));
+});
+
+test('several queues: mq=on and queues=N; 2N+2 MSI-X vectors under KVM', () => {
+  const tcg = qemuArgs({ ...base, vhostUserSocket: 'd.sock', queues: 4 });
+  assert.is(after(tcg, '-netdev'), 'vhost-user,id=n0,chardev=vhost0,queues=4');
+  const nicTcg = all(tcg, '-device').find((d) => d.startsWith('virtio-net-pci')) ?? '';
+  assert.match(nicTcg, /mq=on/);
+  assert.match(nicTcg, /vectors=0/);
+  const kvm = qemuArgs({ ...base, accel: 'kvm', vhostUserSocket: 'd.sock', queues: 4 });
+  const nicKvm = all(kvm, '-device').find((d) => d.startsWith('virtio-net-pci')) ?? '';
+  assert.match(nicKvm, /mq=on/);
+  assert.match(nicKvm, /vectors=10/);
+});
+
+test('no device socket: no NIC at all (not QEMU default user networking)', () => {
+  const a = qemuArgs(base);
+  assert.is(after(a, '-nic'), 'none');
+  assert.not.ok(a.includes('-netdev'));
+});
+
+test('KTAP port: virtio-serial with a named port, file or listening socket', () => {
+  const a = qemuArgs(base);
+  assert.ok(all(a, '-device').includes('virtio-serial-pci,vectors=0'));
+  assert.ok(all(a, '-chardev').includes('file,id=ktap0,path=run/ktap.log'));
+  assert.ok(all(a, '-device').includes('virtserialport,chardev=ktap0,name=org.zcnic.ktap'));
+  const s = qemuArgs({ ...base, ktapPath: 'run/ktap.sock', ktapChardev: 'socket' });
+  assert.ok(all(s, '-chardev').includes('socket,id=ktap0,path=run/ktap.sock,server=on,wait=off'));
+  const k = qemuArgs({ ...base, accel: 'kvm' });
+  assert.ok(all(k, '-device').includes('virtio-serial-pci'));
+});
+
+test('commas in paths are doubled in -chardev values', () => {
+  const a = qemuArgs({ ...base, ktapPath: 'a,b/ktap', vhostUserSocket: 'x,y.sock' });
+  assert.ok(all(a, '-chardev').includes('file,id=ktap0,path=a,,b/ktap'));
+  assert.ok(all(a, '-chardev').includes('socket,id=vhost0,path=x,,y.sock'));
+});
+
+test('console: stdio by default, a file with consoleLog', () => {
+  assert.not.ok(qemuArgs(base).includes('-serial'));
+  const a = qemuArgs({ ...base, consoleLog: 'run/console.log' });
+  assert.ok(all(a, '-chardev').includes('file,id=con0,path=run/console.log'));
+  assert.is(after(a, '-serial'), 'chardev:con0');
+  assert.is(after(a, '-monitor'), 'none');
+});
+
+test('kernel command line', () => {
+  assert.is(after(qemuArgs(base), '-append'), 'console=ttyS0 quiet panic=-1');
+  assert.is(
+    kernelCmdline({ suite: ['smoke', 'xsk'], testTimeoutSec: 30, appendCmdline: ' zcnic.shell=1 ' }),
+    'console=ttyS0 quiet panic=-1 zcnic.suite=smoke,xsk zcnic.timeout=30 zcnic.shell=1',
+  );
+  assert.is(kernelCmdline({ suite: 'smoke' }), 'console=ttyS0 quiet panic=-1 zcnic.suite=smoke');
+});
+
+test('bad options are refused', () => {
+  assert.throws(() => qemuArgs({ ...base, smp: 0 }), /smp/);
+  assert.throws(() => qemuArgs({ ...base, memMiB: 1.5 }), /memMiB/);
+  assert.throws(() => qemuArgs({ ...base, queues: 2 }), /vhostUserSocket/);
+  assert.throws(() => qemuArgs({ ...base, vhostUserSocket: 's', queues: 0 }), /queues/);
+  assert.throws(() => qemuArgs({ ...base, mac: '02:00:00:00:00' }), /MAC/);
+});
+
+test.run();

@@ -1,0 +1,187 @@
+/**
+ * An in-process virtio driver for unit tests: guest RAM is a memfd mapped twice, once as the
+ * device's GuestMemory and once as the "driver's" view, so the device code reads exactly what a
+ * driver in another process would have written. Queues are laid out as the spec says and filled
+ * descriptor by descriptor, valid or hostile.
+ */
+import { GuestMemory, sys, type MemoryRegion } from 'vfio-user-ts';
+import { DescFlags } from '../../device/virtio.js';
+import { Vring } from '../../device/vring.js';
+
+export interface FakeRegion {
+  readonly guestPhysAddr: number;
+  readonly size: number;
+}
+
+export interface FakeBuffer {
+  /** Where the buffer is; allocated when absent. */
+  readonly gpa?: number;
+  readonly length: number;
+  readonly writable?: boolean;
+  /** Contents for a device-readable buffer. */
+  readonly data?: Uint8Array;
+}
+
+export class FakeGuest {
+  readonly memory: GuestMemory;
+  readonly regions: readonly MemoryRegion[];
+  private readonly fd: number;
+  private readonly driverMapping: ArrayBuffer;
+  private readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  /** Next free byte per region (bump allocation). */
+  private readonly next: number[];
+
+  constructor(layout: readonly FakeRegion[] = [{ guestPhysAddr: 0x100000, size: 4 << 20 }]) {
+    const total = layout.reduce((sum, r) => sum + r.size, 0);
+    this.fd = sys.memfdCreate('zcnic-fake-guest', total);
+    let offset = 0;
+    this.regions = layout.map((r) => {
+      const region = { guestPhysAddr: r.guestPhysAddr, size: r.size, userAddr: 0x7f0000000000 + offset, mmapOffset: offset, fd: this.fd };
+      offset += r.size;
+      return region;
+    });
+    this.memory = new GuestMemory(this.regions, sys.mapShared, sys.unmap);
+    this.driverMapping = sys.mapShared(this.fd, 0, total);
+    this.bytes = new Uint8Array(this.driverMapping);
+    this.view = new DataView(this.driverMapping);
+    this.next = layout.map(() => 0);
+  }
+
+  /** Offset in the memfd of a guest-physical address (which must be in a region). */
+  fileOffset(gpa: number): number {
+    for (const r of this.regions) if (gpa >= r.guestPhysAddr && gpa < r.guestPhysAddr + r.size) return r.mmapOffset + gpa - r.guestPhysAddr;
+    throw new Error(`gpa 0x${gpa.toString(16)} is not in the fake guest's memory`);
+  }
+
+  alloc(size: number, align = 16, region = 0): number {
+    const r = this.regions[region]!;
+    const at = Math.ceil(this.next[region]! / align) * align;
+    if (at + size > r.size) throw new Error('fake guest out of memory');
+    this.next[region] = at + size;
+    return r.guestPhysAddr + at;
+  }
+
+  write(gpa: number, data: Uint8Array): void {
+    this.bytes.set(data, this.fileOffset(gpa));
+  }
+
+  read(gpa: number, length: number): Uint8Array {
+    const at = this.fileOffset(gpa);
+    return this.bytes.slice(at, at + length);
+  }
+
+  u16(gpa: number): number {
+    return this.view.getUint16(this.fileOffset(gpa), true);
+  }
+  setU16(gpa: number, value: number): void {
+    this.view.setUint16(this.fileOffset(gpa), value, true);
+  }
+  u32(gpa: number): number {
+    return this.view.getUint32(this.fileOffset(gpa), true);
+  }
+  setU32(gpa: number, value: number): void {
+    this.view.setUint32(this.fileOffset(gpa), value, true);
+  }
+
+  close(): void {
+    this.memory.close();
+    sys.unmap(this.driverMapping);
+    sys.close(this.fd);
+  }
+}
+
+export class FakeQueue {
+  readonly descAddr: number;
+  readonly availAddr: number;
+  readonly usedAddr: number;
+  private nextDescriptor = 0;
+  private availIdx = 0;
+
+  constructor(readonly guest: FakeGuest, readonly size: number) {
+    this.descAddr = guest.alloc(16 * size, 16);
+    this.availAddr = guest.alloc(6 + 2 * size, 2);
+    this.usedAddr = guest.alloc(6 + 8 * size, 4);
+  }
+
+  get addresses(): { size: number; descAddr: number; availAddr: number; usedAddr: number } {
+    return { size: this.size, descAddr: this.descAddr, availAddr: this.availAddr, usedAddr: this.usedAddr };
+  }
+
+  /** The device's view of this queue. */
+  vring(eventIdx = false, base = 0): Vring {
+    const ring = Vring.create(this.guest.memory, this.addresses, eventIdx, base);
+    if (typeof ring === 'string') throw new Error(ring);
+    return ring;
+  }
+
+  /** Writes descriptor `index` of the table at `table` (default: the queue's own). */
+  setDescriptor(index: number, addr: number, length: number, flags: number, next: number, table = this.descAddr): void {
+    const at = table + 16 * index;
+    const g = this.guest;
+    g.setU32(at, addr % 4294967296);
+    g.setU32(at + 4, Math.floor(addr / 4294967296));
+    g.setU32(at + 8, length);
+    g.setU16(at + 12, flags);
+    g.setU16(at + 14, next);
+  }
+
+  /** Lays out a chain (allocating buffers as needed) and returns its head; not yet made available. */
+  addChain(buffers: readonly FakeBuffer[], options: { indirect?: boolean } = {}): number {
+    const addresses = buffers.map((b) => {
+      const gpa = b.gpa ?? this.guest.alloc(Math.max(1, b.length), 1);
+      if (b.data) this.guest.write(gpa, b.data);
+      return gpa;
+    });
+    const flagsOf = (i: number): number => (buffers[i]!.writable ? DescFlags.write : 0) | (i < buffers.length - 1 ? DescFlags.next : 0);
+    if (options.indirect) {
+      const table = this.guest.alloc(16 * buffers.length, 16);
+      buffers.forEach((b, i) => this.setDescriptor(i, addresses[i]!, b.length, flagsOf(i), i + 1, table));
+      const head = this.takeDescriptors(1);
+      this.setDescriptor(head, table, 16 * buffers.length, DescFlags.indirect, 0);
+      return head;
+    }
+    const head = this.takeDescriptors(buffers.length);
+    buffers.forEach((b, i) => this.setDescriptor((head + i) % this.size, addresses[i]!, b.length, flagsOf(i), (head + i + 1) % this.size));
+    return head;
+  }
+
+  private takeDescriptors(count: number): number {
+    const head = this.nextDescriptor;
+    this.nextDescriptor = (this.nextDescriptor + count) % this.size;
+    return head;
+  }
+
+  /** Puts `head` in the available ring and publishes it. */
+  makeAvailable(head: number): void {
+    this.guest.setU16(this.availAddr + 4 + 2 * (this.availIdx % this.size), head);
+    this.availIdx = (this.availIdx + 1) & 0xffff;
+    this.guest.setU16(this.availAddr + 2, this.availIdx);
+  }
+
+  /** Sets avail.idx directly (hostile tests). */
+  setAvailIdx(value: number): void {
+    this.availIdx = value & 0xffff;
+    this.guest.setU16(this.availAddr + 2, this.availIdx);
+  }
+
+  setAvailFlags(flags: number): void {
+    this.guest.setU16(this.availAddr, flags);
+  }
+  setUsedEvent(value: number): void {
+    this.guest.setU16(this.availAddr + 4 + 2 * this.size, value);
+  }
+  availEvent(): number {
+    return this.guest.u16(this.usedAddr + 4 + 8 * this.size);
+  }
+  usedFlags(): number {
+    return this.guest.u16(this.usedAddr);
+  }
+  usedIdx(): number {
+    return this.guest.u16(this.usedAddr + 2);
+  }
+  usedElement(slot: number): { id: number; length: number } {
+    const at = this.usedAddr + 4 + 8 * (slot % this.size);
+    return { id: this.guest.u32(at), length: this.guest.u32(at + 4) };
+  }
+}
