@@ -142,7 +142,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   } else {
     log(`preparing kernel (${input.kind === 'debian' ? `${KERNEL_PACKAGE}=${KERNEL_VERSION}` : 'bring your own'})…`);
     await mkdir(dirname(stageDir), { recursive: true });
-    stage = await buildKernelStage(input, stageDir, debsDir, ro);
+    stage = await buildKernelStage(input, stageDir, debsDir, ro, opts.force ?? false);
     const builtin = stage.builtin.length ? `; built in: ${stage.builtin.join(' ')}` : '';
     log(`kernel ${stage.release}: modules ${stage.modules.map((m) => m.name).join(' ') || '(none)'}${builtin}`);
   }
@@ -189,8 +189,12 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
       builtAt: new Date().toISOString(),
     };
     await writeFile(join(out, IMAGE_FILES.manifest), `${JSON.stringify(manifest, null, 2)}\n`);
-    await rm(imageDir, { recursive: true, force: true });
-    await rename(out, imageDir);
+    // Another process may have finished the same image meanwhile (the cache is shared by
+    // concurrent runs): keep theirs, which someone may already be booting.
+    if (opts.force || !(await exists(join(imageDir, IMAGE_FILES.manifest)))) {
+      await rm(imageDir, { recursive: true, force: true });
+      await rename(out, imageDir);
+    }
     log(
       `built: ${show(imageDir)} (initramfs ${mb(packed.length)} ${stage.initrdCompression}, ` +
         `${summary.binaries.length} binaries, ${summary.suites.length} suite files) in ${((Date.now() - started) / 1000).toFixed(1)} s`,

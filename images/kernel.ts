@@ -118,6 +118,8 @@ export async function buildKernelStage(
   stageDir: string,
   debsDir: string,
   ro: RunOptions,
+  /** --force: replace an existing stage instead of deferring to it. */
+  replace = false,
 ): Promise<KernelStage> {
   const tmp = `${stageDir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
@@ -182,6 +184,9 @@ export async function buildKernelStage(
     };
     await writeFile(join(out, STAGE_FILE), `${JSON.stringify(stage, null, 2)}\n`);
     await rm(scratch, { recursive: true, force: true });
+    // A concurrent build of the same kernel may have won the race; its stage is as good.
+    const theirs = replace ? undefined : await loadKernelStage(stageDir);
+    if (theirs) return theirs;
     await rm(stageDir, { recursive: true, force: true });
     await rename(out, stageDir);
     return stage;

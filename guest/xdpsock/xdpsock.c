@@ -610,6 +610,20 @@ static const char *query_xdp_mode(void)
 	return "unknown";
 }
 
+/* Id of the XDP program attached to the interface in our mode (0: none). */
+static uint32_t attached_prog_id(void)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+
+	if (bpf_xdp_query((int)opt.ifindex, 0, &q) != 0)
+		return 0;
+	if (opt.xdp_flags & XDP_FLAGS_SKB_MODE)
+		return q.skb_prog_id;
+	if (opt.xdp_flags & XDP_FLAGS_DRV_MODE)
+		return q.drv_prog_id;
+	return q.prog_id ? q.prog_id : q.drv_prog_id ? q.drv_prog_id : q.skb_prog_id;
+}
+
 static void setup(void)
 {
 	struct xsk_umem_config ucfg = {
@@ -1080,8 +1094,10 @@ int main(int argc, char **argv)
 	}
 
 	fprintf(stderr,
-		"xdpsock: ready mode=%s iface=%s ifindex=%u queue=%u xdp=%s bind=%s zerocopy=%s\n",
+		"xdpsock: ready mode=%s iface=%s ifindex=%u queue=%u xdp=%s prog=%u bind=%s "
+		"zerocopy=%s\n",
 		mode_names[opt.mode], opt.ifname, opt.ifindex, opt.queue, query_xdp_mode(),
+		attached_prog_id(),
 		opt.bind_flags & XDP_ZEROCOPY ? "zerocopy" :
 		opt.bind_flags & XDP_COPY     ? "copy" :
 						"default",

@@ -9,3 +9,5 @@ export * from './vhost-user/protocol.js';
 export * from './vhost-user/message-validator.js';
 export * from './vhost-user/message-channel.js';
 export * from './vhost-user/vhost-user-server.js';
+export * from './vhost-user/vhost-user-client.js';
+export * from './vhost-user/frontend-session.js';

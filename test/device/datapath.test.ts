@@ -1,0 +1,165 @@
+/**
+ * The datapath in-process, woken by real eventfd kicks and signalling real call eventfds, with
+ * an in-process driver on a memfd: what a worker thread does, without the thread.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { sys } from 'vfio-user-ts';
+import { createCounters, describeCounters } from '../../device/counters.js';
+import { Datapath } from '../../device/datapath/datapath.js';
+import type { DatapathMode, FromDatapath } from '../../device/datapath/messages.js';
+import type { PortOptions } from '../../device/ports/port.js';
+import { TestFrameVerdict, verifyTestFrame } from '../../device/test-frame.js';
+import { FeatureBit, featureMask } from '../../device/virtio.js';
+import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
+
+const FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringEventIdx, FeatureBit.ringIndirectDesc);
+const HEADER = 12;
+
+function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const poll = () => (check() ? resolve() : Date.now() > deadline ? reject(new Error(`timed out waiting for ${what}`)) : setTimeout(poll, 5));
+    poll();
+  });
+}
+
+function harness(port: PortOptions, mode: DatapathMode = 'kick', pcapPath: string | null = null) {
+  const guest = new FakeGuest([{ guestPhysAddr: 0x100000, size: 8 << 20 }]);
+  const counters = createCounters();
+  const messages: FromDatapath[] = [];
+  const datapath = new Datapath({ counters: counters.buffer as SharedArrayBuffer, pairs: [0], mode, port, pcapPath }, (m) => messages.push(m));
+  datapath.handle({ type: 'memory', regions: guest.regions });
+  const queues = [new FakeQueue(guest, 256), new FakeQueue(guest, 256)];
+  const kicks = queues.map(() => sys.eventfdCreate(0, true));
+  const calls = queues.map(() => sys.eventfdCreate(0, true));
+  queues.forEach((q, i) =>
+    datapath.handle({ type: 'start', start: { queue: i, addresses: q.addresses, base: 0, kickFd: kicks[i]!, callFd: calls[i]!, features: FEATURES } }),
+  );
+  const close = () => {
+    datapath.handle({ type: 'shutdown' });
+    for (const fd of [...kicks, ...calls]) sys.close(fd);
+    guest.close();
+  };
+  return { guest, counters, messages, datapath, rxq: queues[0]!, txq: queues[1]!, kicks, calls, close };
+}
+
+function txChain(q: FakeQueue, frame: Uint8Array): void {
+  q.makeAvailable(q.addChain([{ length: HEADER, data: new Uint8Array(HEADER) }, { length: frame.length, data: frame }]));
+}
+
+const sink: PortOptions = { port: 'sink', gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' };
+
+test('a kick wakes the transmit side; used buffers are returned and the driver is called', async () => {
+  const h = harness(sink);
+  try {
+    assert.equal(h.messages.map((m) => m.type), ['memoryMapped', 'started', 'started']);
+    for (let i = 0; i < 100; i++) txChain(h.txq, new Uint8Array(60).fill(i));
+    h.txq.setUsedEvent(0);
+    sys.eventfdWrite(h.kicks[1]!, 1);
+    await until(() => describeCounters(h.counters).transmitq.frames === 100, '100 frames');
+    assert.is(h.txq.usedIdx(), 100);
+    await until(() => sys.eventfdRead(h.calls[1]!) > 0, 'a call on the transmit queue');
+    assert.is(h.txq.availEvent(), 100, 'kicks re-enabled after the ring ran dry');
+  } finally {
+    h.close();
+  }
+});
+
+test('gen fills the receive queue with verifiable frames, waiting for buffers instead of dropping', async () => {
+  const h = harness({ ...sink, port: 'gen', gen: { size: 100, count: 300, pps: 0 } });
+  try {
+    const bufferOfHead = new Map<number, number>();
+    const postBuffers = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const gpa = h.guest.alloc(2048);
+        const head = h.rxq.addChain([{ gpa, length: 2048, writable: true }]);
+        bufferOfHead.set(head, gpa);
+        h.rxq.makeAvailable(head);
+      }
+      sys.eventfdWrite(h.kicks[0]!, 1);
+    };
+    const result = { flow: 0, seq: 0 };
+    // The used ring has 256 slots: check each batch before the next one overwrites it.
+    const verifyUsed = (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const { id, length } = h.rxq.usedElement(i);
+        assert.is(length, HEADER + 100);
+        const bytes = h.guest.read(bufferOfHead.get(id)!, length);
+        assert.is(verifyTestFrame(new DataView(bytes.buffer), HEADER, 100, result), TestFrameVerdict.verified);
+        assert.is(result.seq, i, 'in sequence');
+      }
+    };
+    postBuffers(200);
+    await until(() => h.rxq.usedIdx() === 200, '200 frames placed');
+    assert.is(describeCounters(h.counters).receiveq.noBuffers, 0);
+    verifyUsed(0, 200);
+    postBuffers(200);
+    await until(() => h.rxq.usedIdx() === 300, 'the other 100 after more buffers were posted');
+    await new Promise((r) => setTimeout(r, 50));
+    assert.is(h.rxq.usedIdx(), 300, 'exactly the count, no more');
+    verifyUsed(200, 300);
+  } finally {
+    h.close();
+  }
+});
+
+test('reflect returns each transmitted frame on the receive queue; a pcap records both directions', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zcnic-dp-'));
+  const pcap = join(dir, 'reflect.pcap');
+  const h = harness({ ...sink, port: 'reflect' }, 'kick', pcap);
+  try {
+    const rxBuffer = h.guest.alloc(2048);
+    h.rxq.makeAvailable(h.rxq.addChain([{ gpa: rxBuffer, length: 2048, writable: true }]));
+    const frame = Uint8Array.from({ length: 80 }, (_, i) => i);
+    txChain(h.txq, frame);
+    txChain(h.txq, frame);
+    sys.eventfdWrite(h.kicks[1]!, 1);
+    await until(() => describeCounters(h.counters).transmitq.frames === 2, 'two frames');
+    const c = describeCounters(h.counters);
+    assert.is(c.receiveq.frames, 1);
+    assert.is(c.receiveq.noBuffers, 1, 'the second had no receive buffer: dropped and counted');
+    assert.equal([...h.guest.read(rxBuffer + HEADER, 80)], [...frame]);
+    h.close();
+    const file = readFileSync(pcap);
+    assert.is(file.readUInt32LE(0), 0xa1b2c3d4);
+    assert.is(file.length, 24 + 3 * (16 + 80), 'two transmitted and one received frame');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a hostile transmit ring is reported as fatal and the datapath keeps serving the other queue', async () => {
+  const h = harness({ ...sink, port: 'gen', gen: { size: 64, count: 1, pps: 0 } });
+  try {
+    h.txq.setAvailIdx(1000);
+    sys.eventfdWrite(h.kicks[1]!, 1);
+    await until(() => h.messages.some((m) => m.type === 'queueError'), 'the queue error');
+    const error = h.messages.find((m) => m.type === 'queueError');
+    assert.equal(error && { kind: error.kind, fatal: error.fatal, queue: error.queue }, { kind: 'availIndexJump', fatal: true, queue: 1 });
+    const gpa = h.guest.alloc(2048);
+    h.rxq.makeAvailable(h.rxq.addChain([{ gpa, length: 2048, writable: true }]));
+    sys.eventfdWrite(h.kicks[0]!, 1);
+    await until(() => h.rxq.usedIdx() === 1, 'the receive side still works');
+  } finally {
+    h.close();
+  }
+});
+
+test('stop returns where the driver resumes', async () => {
+  const h = harness(sink);
+  try {
+    for (let i = 0; i < 5; i++) txChain(h.txq, new Uint8Array(60));
+    sys.eventfdWrite(h.kicks[1]!, 1);
+    await until(() => describeCounters(h.counters).transmitq.frames === 5, 'five frames');
+    h.datapath.handle({ type: 'stop', queue: 1 });
+    assert.equal(h.messages.at(-1), { type: 'stopped', queue: 1, base: 5 });
+  } finally {
+    h.close();
+  }
+});
+
+test.run();
