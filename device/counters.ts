@@ -49,8 +49,6 @@ export function createCounters(): Float64Array {
 
 /** The counters as the stats JSON shows them (the sum over all workers). */
 export interface DeviceCounters {
-  /** The datapath workers' V8 heaps (flat under load: the datapath allocates nothing per frame). */
-  datapathHeapUsedBytes: number;
   transmitq: { frames: number; bytes: number };
   receiveq: { frames: number; bytes: number; buffers: number; noBuffers: number };
   errors: Record<string, number>;
@@ -80,7 +78,6 @@ export function describeCounters(c: Float64Array): DeviceCounters {
   const descriptorsPerChain: Record<string, number> = {};
   bucketLabels.forEach((label, i) => (descriptorsPerChain[label] = c[Counter.descriptorsPerChain + i]!));
   return {
-    datapathHeapUsedBytes: c[Counter.heapUsedBytes]!,
     transmitq: { frames: c[Counter.txFrames]!, bytes: c[Counter.txBytes]! },
     receiveq: { frames: c[Counter.rxFrames]!, bytes: c[Counter.rxBytes]!, buffers: c[Counter.rxBuffers]!, noBuffers: c[Counter.rxNoBuffers]! },
     errors,

@@ -4,7 +4,7 @@
  * today) drive it through VhostUserDevice; the control API reads stats and switches ports.
  */
 import type { MemoryRegion, VhostUserDevice, VirtqueueSetup } from 'vfio-user-ts';
-import { createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
+import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
@@ -27,7 +27,11 @@ export interface VirtioNetOptions {
 export interface DeviceStats extends DeviceCounters {
   port: PortOptions['port'];
   needsReset: boolean;
-  heap: { usedBytes: number };
+  /**
+   * V8 heap in use: the whole process (control plane and datapath workers) and the datapath
+   * workers alone. Flat under load, since the datapath allocates nothing per frame.
+   */
+  heap: { usedBytes: number; datapathUsedBytes: number };
 }
 
 export class VirtioNet implements VhostUserDevice {
@@ -132,7 +136,14 @@ export class VirtioNet implements VhostUserDevice {
   stats(): DeviceStats {
     const total = sumCounters(this.counterBlocks);
     for (let i = 0; i < total.length; i++) total[i]! -= this.baseline[i]!;
-    return { ...describeCounters(total), port: this.port.port, needsReset: this.needsReset, heap: { usedBytes: process.memoryUsage().heapUsed } };
+    // The heap gauge is absolute: read it from the workers' blocks, not the baseline-adjusted sum.
+    const datapathUsedBytes = sumCounters(this.counterBlocks)[Counter.heapUsedBytes]!;
+    return {
+      ...describeCounters(total),
+      port: this.port.port,
+      needsReset: this.needsReset,
+      heap: { usedBytes: process.memoryUsage().heapUsed + datapathUsedBytes, datapathUsedBytes },
+    };
   }
 
   /** Starts counting from zero (the workers' own counters keep running; we subtract). */
