@@ -80,7 +80,7 @@ export class DescriptorChain {
     const capacity = this.region.length;
     if (head >= ring.size) return this.fail(ChainError.headOutOfRange, head, 0, 0);
 
-    let table = memory.views[ring.descRegion]!;
+    let table = memory.spaces[ring.descRegion]!.view;
     let tableOffset = ring.descOffset;
     let tableSize = ring.size;
     let index = head;
@@ -102,7 +102,7 @@ export class DescriptorChain {
         const region = memory.regionOfGuestRange(addr, len);
         if (region < 0) return this.fail(ChainError.indirectOutsideMemory, index, addr, len);
         this.indirect = true;
-        table = memory.views[region]!;
+        table = memory.spaces[region]!.view;
         tableOffset = memory.offsetIn(region, addr);
         tableSize = len / DESCRIPTOR_SIZE;
         index = 0;

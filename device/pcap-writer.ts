@@ -4,6 +4,7 @@
  * burst costs one syscall; the worker flushes when idle so the file is current while it runs.
  */
 import { closeSync, openSync, writeSync } from 'node:fs';
+import { byteSpace, type ByteSpace } from 'vfio-user-ts';
 import { copyBytes } from './copy-bytes.js';
 
 const BUFFER_BYTES = 1 << 20;
@@ -13,14 +14,14 @@ const SNAPLEN = 65535;
 export class PcapWriter {
   private readonly fd: number;
   private readonly buffer = new Uint8Array(BUFFER_BYTES);
-  private readonly view = new DataView(this.buffer.buffer);
+  private readonly space: ByteSpace = byteSpace(this.buffer.buffer);
   private used = 0;
   frames = 0;
 
   /** Creates (truncates) `path` and writes the file header. */
   constructor(path: string) {
     this.fd = openSync(path, 'w', 0o644);
-    const v = this.view;
+    const v = this.space.view;
     v.setUint32(0, 0xa1b2c3d4, true);
     v.setUint16(4, 2, true);
     v.setUint16(6, 4, true);
@@ -30,17 +31,17 @@ export class PcapWriter {
   }
 
   /** Appends one frame (cut to the snap length). */
-  write(src: DataView, srcOffset: number, length: number, nowMs: number): void {
+  write(src: ByteSpace, srcOffset: number, length: number, nowMs: number): void {
     const captured = length < SNAPLEN ? length : SNAPLEN;
     if (this.used + RECORD_HEADER + captured > BUFFER_BYTES) this.flush();
-    const v = this.view;
+    const v = this.space.view;
     const at = this.used;
     const micros = Math.floor(nowMs * 1000);
     v.setUint32(at, Math.floor(micros / 1e6), true);
     v.setUint32(at + 4, micros % 1e6, true);
     v.setUint32(at + 8, captured, true);
     v.setUint32(at + 12, length, true);
-    copyBytes(v, at + RECORD_HEADER, src, srcOffset, captured);
+    copyBytes(this.space, at + RECORD_HEADER, src, srcOffset, captured);
     this.used = at + RECORD_HEADER + captured;
     this.frames++;
   }

@@ -3,6 +3,7 @@
  * transmitq go to the port (and the pcap), frames from the port go to the receiveq (and the
  * pcap). The datapath worker owns these and decides when each side runs.
  */
+import type { ByteSpace } from 'vfio-user-ts';
 import type { PcapWriter } from './pcap-writer.js';
 import type { Port } from './ports/port.js';
 import type { FrameReceiver } from './ports/port.js';
@@ -20,11 +21,11 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   constructor(readonly index: number, private readonly pcap: PcapWriter | null) {}
 
   transmitted(frame: TxFrame): void {
-    if (this.pcap && frame.linearize()) this.pcap.write(frame.linearView, 0, frame.length, performance.timeOrigin + this.now);
+    if (this.pcap && frame.linearize()) this.pcap.write(frame.linearSpace, 0, frame.length, performance.timeOrigin + this.now);
     this.port!.transmit(frame);
   }
 
-  receive(src: DataView, srcOffset: number, length: number): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number): boolean {
     const rx = this.rx;
     if (!rx || !rx.receive(src, srcOffset, length)) return false;
     if (this.pcap) this.pcap.write(src, srcOffset, length, performance.timeOrigin + this.now);

@@ -6,7 +6,7 @@
  *
  * avail.idx is read once per burst (beginBurst) and again only when the snapshot runs out.
  */
-import type { GuestMemory } from 'vfio-user-ts';
+import { byteSpace, type ByteSpace, type GuestMemory } from 'vfio-user-ts';
 import { copyBytes } from './copy-bytes.js';
 import { Counter } from './counters.js';
 import { ChainError, chainErrorNames, DescriptorChain } from './descriptor-chain.js';
@@ -20,11 +20,11 @@ export class ReceiveQueue {
   /** Set when published used elements want a driver notification; the caller clears it. */
   needsNotify = false;
   private readonly chain: DescriptorChain;
-  private readonly views: readonly DataView[];
+  private readonly spaces: readonly ByteSpace[];
   /** Heads known to be available and not yet taken. */
   private available = 0;
   /** The header as written in front of every frame (num_buffers filled per frame). */
-  private readonly header = new DataView(new ArrayBuffer(12));
+  private readonly header: ByteSpace = byteSpace(new ArrayBuffer(12));
   /** Where the last scatter stopped. */
   private cursorBuffer = 0;
   private cursorOffset = 0;
@@ -43,7 +43,7 @@ export class ReceiveQueue {
     private readonly queueIndex: number,
   ) {
     this.ring = ring;
-    this.views = memory.views;
+    this.spaces = memory.spaces;
     this.chain = new DescriptorChain(memory, ring, indirectAllowed);
   }
 
@@ -71,7 +71,7 @@ export class ReceiveQueue {
    * has not posted enough buffers (nothing was consumed: try again after its next kick); true
    * when the frame was placed, or dropped for a counted reason.
    */
-  receive(src: DataView, srcOffset: number, length: number): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number): boolean {
     if (this.broken) return false;
     const total = this.headerLength + length;
     const ring = this.ring;
@@ -120,7 +120,7 @@ export class ReceiveQueue {
           return false;
         }
         if (this.headerLength >= NetHeader.numBuffers + 2) this.locateNumBuffers();
-        this.header.setUint16(NetHeader.numBuffers, 1, true);
+        this.header.view.setUint16(NetHeader.numBuffers, 1, true);
         inChain = this.scatter(this.header, 0, this.headerLength);
       }
       const frameDone = written === 0 ? 0 : written - this.headerLength;
@@ -137,15 +137,15 @@ export class ReceiveQueue {
   }
 
   /** Copies up to `length` bytes into the current chain from the cursor on; returns how many fit. */
-  private scatter(src: DataView, srcOffset: number, length: number): number {
+  private scatter(src: ByteSpace, srcOffset: number, length: number): number {
     const chain = this.chain;
-    const views = this.views;
+    const spaces = this.spaces;
     let done = 0;
     while (done < length && this.cursorBuffer < chain.count) {
       const b = this.cursorBuffer;
       const room = chain.length[b]! - this.cursorOffset;
       const take = room < length - done ? room : length - done;
-      copyBytes(views[chain.region[b]!]!, chain.offset[b]! + this.cursorOffset, src, srcOffset + done, take);
+      copyBytes(spaces[chain.region[b]!]!, chain.offset[b]! + this.cursorOffset, src, srcOffset + done, take);
       done += take;
       this.cursorOffset += take;
       if (this.cursorOffset === chain.length[b]!) {
@@ -169,8 +169,8 @@ export class ReceiveQueue {
   }
 
   private writeNumBuffers(chains: number): void {
-    this.views[this.numBuffersRegion[0]!]!.setUint8(this.numBuffersOffset[0]!, chains & 0xff);
-    this.views[this.numBuffersRegion[1]!]!.setUint8(this.numBuffersOffset[1]!, chains >> 8);
+    this.spaces[this.numBuffersRegion[0]!]!.view.setUint8(this.numBuffersOffset[0]!, chains & 0xff);
+    this.spaces[this.numBuffersRegion[1]!]!.view.setUint8(this.numBuffersOffset[1]!, chains >> 8);
   }
 
   private breakRing(kind: string, detail: string): void {

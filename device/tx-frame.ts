@@ -5,7 +5,7 @@
  * scratch and completes a partial checksum there (the buffers are device-readable only, so the
  * device must not write them). One instance per queue, reused for every frame.
  */
-import type { GuestMemory } from 'vfio-user-ts';
+import { byteSpace, type ByteSpace, type GuestMemory } from 'vfio-user-ts';
 import type { DescriptorChain } from './descriptor-chain.js';
 import { copyBytes } from './copy-bytes.js';
 import { completeChecksum, NetHeader, NetHeaderFlags } from './net-header.js';
@@ -28,10 +28,10 @@ export class TxFrame {
   linearized = false;
   /** The bytes after linearize(). */
   readonly linear = new Uint8Array(MAX_FRAME_LENGTH);
-  readonly linearView = new DataView(this.linear.buffer);
+  readonly linearSpace: ByteSpace = byteSpace(this.linear.buffer);
   readonly chain: DescriptorChain;
   private readonly memory: GuestMemory;
-  private readonly header = new DataView(new ArrayBuffer(16));
+  private readonly header: ByteSpace = byteSpace(new ArrayBuffer(16));
 
   constructor(memory: GuestMemory, chain: DescriptorChain) {
     this.memory = memory;
@@ -50,7 +50,7 @@ export class TxFrame {
     let offset = 0;
     for (let copied = 0; copied < headerLength; ) {
       const take = Math.min(headerLength - copied, chain.length[buffer]! - offset);
-      copyBytes(this.header, copied, this.memory.views[chain.region[buffer]!]!, chain.offset[buffer]! + offset, take);
+      copyBytes(this.header, copied, this.memory.spaces[chain.region[buffer]!]!, chain.offset[buffer]! + offset, take);
       copied += take;
       offset += take;
       if (offset === chain.length[buffer]!) {
@@ -67,7 +67,7 @@ export class TxFrame {
     this.firstOffset = offset;
     this.length = chain.readableBytes - headerLength;
     this.linearized = false;
-    const h = this.header;
+    const h = this.header.view;
     this.flags = h.getUint8(NetHeader.flags);
     this.gsoType = h.getUint8(NetHeader.gsoType);
     this.csumStart = h.getUint16(NetHeader.csumStart, true);
@@ -76,15 +76,15 @@ export class TxFrame {
   }
 
   /** Copies the frame to `dst` at `dstOffset` (which must have room for `length` bytes). */
-  copyTo(dst: DataView, dstOffset: number): void {
+  copyTo(dst: ByteSpace, dstOffset: number): void {
     const chain = this.chain;
-    const views = this.memory.views;
+    const spaces = this.memory.spaces;
     let buffer = this.firstBuffer;
     let offset = this.firstOffset;
     let remaining = this.length;
     while (remaining > 0) {
       const take = Math.min(remaining, chain.length[buffer]! - offset);
-      copyBytes(dst, dstOffset, views[chain.region[buffer]!]!, chain.offset[buffer]! + offset, take);
+      copyBytes(dst, dstOffset, spaces[chain.region[buffer]!]!, chain.offset[buffer]! + offset, take);
       dstOffset += take;
       remaining -= take;
       buffer++;
@@ -99,8 +99,8 @@ export class TxFrame {
   linearize(): boolean {
     if (this.linearized) return true;
     if (this.length > MAX_FRAME_LENGTH) return false;
-    this.copyTo(this.linearView, 0);
-    if ((this.flags & NetHeaderFlags.needsCsum) !== 0) completeChecksum(this.linearView, this.length, this.csumStart, this.csumOffset);
+    this.copyTo(this.linearSpace, 0);
+    if ((this.flags & NetHeaderFlags.needsCsum) !== 0) completeChecksum(this.linearSpace.view, this.length, this.csumStart, this.csumOffset);
     this.linearized = true;
     return true;
   }

@@ -6,6 +6,7 @@
  * The pattern of a test frame depends only on seq & 0xff, so 256 frames are built once and each
  * send patches the sequence fields of one of them: no per-frame work beyond that and the copy.
  */
+import { byteSpace, type ByteSpace } from 'vfio-user-ts';
 import { DEVICE_IP, GUEST_IP, parseMac, setTestFrameSeq, writeTestFrame } from '../test-frame.js';
 import type { TxFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type GeneratorOptions, type Port } from './port.js';
@@ -17,8 +18,9 @@ const BURST = 256;
 const GENERATOR_MAC = '02:7a:63:00:00:01';
 
 export class GenPort implements Port {
-  private readonly templates: DataView;
+  private readonly templates: ByteSpace;
   private readonly size: number;
+  private readonly stride: number;
   private readonly count: number;
   private readonly pps: number;
   private sent = 0;
@@ -29,9 +31,11 @@ export class GenPort implements Port {
     this.size = options.size;
     this.count = options.count;
     this.pps = options.pps;
-    this.templates = new DataView(new ArrayBuffer(TEMPLATES * options.size));
+    // Frames start 4-byte aligned in the templates, so copies into guest buffers move words.
+    this.stride = (options.size + 3) & ~3;
+    this.templates = byteSpace(new ArrayBuffer(TEMPLATES * this.stride));
     const addresses = { dstMac: parseMac(mac), srcMac: parseMac(GENERATOR_MAC), srcIp: DEVICE_IP, dstIp: GUEST_IP };
-    for (let i = 0; i < TEMPLATES; i++) writeTestFrame(this.templates, i * options.size, options.size, addresses, flow, i);
+    for (let i = 0; i < TEMPLATES; i++) writeTestFrame(this.templates.view, i * this.stride, options.size, addresses, flow, i);
   }
 
   transmit(_frame: TxFrame): void {}
@@ -50,8 +54,8 @@ export class GenPort implements Port {
     let n = 0;
     for (; n < budget; n++) {
       const seq = this.sent + n;
-      const offset = (seq & 0xff) * size;
-      setTestFrameSeq(this.templates, offset, seq);
+      const offset = (seq & 0xff) * this.stride;
+      setTestFrameSeq(this.templates.view, offset, seq);
       if (!this.receiver.receive(this.templates, offset, size)) break;
     }
     this.sent += n;

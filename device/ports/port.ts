@@ -2,6 +2,7 @@
  * Where frames go after the transmitq and come from before the receiveq. One port instance per
  * queue pair, living in the datapath worker that serves the pair.
  */
+import type { ByteSpace } from 'vfio-user-ts';
 import type { TxFrame } from '../tx-frame.js';
 
 /** The queue pair's receive side as a port sees it. */
@@ -10,7 +11,7 @@ export interface FrameReceiver {
    * Offers one frame to the receiveq. False: the driver has not posted buffers for it (nothing
    * consumed; the port is serviced again after the driver's next receiveq kick).
    */
-  receive(src: DataView, srcOffset: number, length: number): boolean;
+  receive(src: ByteSpace, srcOffset: number, length: number): boolean;
 }
 
 /** When a port wants to be serviced again. */

@@ -11,7 +11,7 @@ export class ReflectPort implements Port {
   constructor(private readonly receiver: FrameReceiver, private readonly counters: Float64Array) {}
 
   transmit(frame: TxFrame): void {
-    if (!frame.linearize() || !this.receiver.receive(frame.linearView, 0, frame.length)) {
+    if (!frame.linearize() || !this.receiver.receive(frame.linearSpace, 0, frame.length)) {
       this.counters[Counter.rxNoBuffers]!++;
     }
   }

@@ -1,5 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { byteSpace, type ByteSpace } from 'vfio-user-ts';
 import { Counter, createCounters } from '../../device/counters.js';
 import { ReceiveQueue } from '../../device/receive-queue.js';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
@@ -15,8 +16,8 @@ function setup(mergeable: boolean, size = 16) {
   return { guest, queue, counters, errors, rx };
 }
 
-function source(length: number): DataView {
-  return new DataView(Uint8Array.from({ length }, (_, i) => (i * 13 + 5) & 0xff).buffer);
+function source(length: number): ByteSpace {
+  return byteSpace(Uint8Array.from({ length }, (_, i) => (i * 13 + 5) & 0xff).buffer);
 }
 
 /** Posts a receive chain of one writable buffer and returns its address. */
@@ -37,7 +38,7 @@ test('a frame larger than one buffer spreads over several chains and num_buffers
   const first = guest.read(buffers[0]!, 100);
   assert.is(first[10]! | (first[11]! << 8), 3, 'num_buffers');
   const got = new Uint8Array([...first.subarray(12), ...guest.read(buffers[1]!, 100), ...guest.read(buffers[2]!, 62)]);
-  assert.equal([...got], [...new Uint8Array(source(250).buffer)]);
+  assert.equal([...got], [...new Uint8Array(source(250).view.buffer)]);
   assert.is(counters[Counter.rxFrames], 1);
   assert.is(counters[Counter.rxBuffers], 3);
   assert.is(counters[Counter.rxBytes], 250);

@@ -5,6 +5,26 @@
  */
 import { MemoryTable, type MemoryRegion } from './memory-table.js';
 
+/**
+ * Bytes seen three ways: a DataView for fields at any offset, 32-bit words and a byte array
+ * for the bulk copies of device/copy-bytes.ts.
+ */
+export interface ByteSpace {
+  readonly view: DataView;
+  readonly words: Int32Array;
+  readonly bytes: Uint8Array;
+}
+
+/** A ByteSpace over `length` bytes of `buffer` from `byteOffset` (a multiple of 4). */
+export function byteSpace(buffer: ArrayBufferLike, byteOffset = 0, length = buffer.byteLength - byteOffset): ByteSpace {
+  if (byteOffset % 4 !== 0) throw new Error(`a byte space must start 4-byte aligned, not at ${byteOffset}`);
+  return {
+    view: new DataView(buffer, byteOffset, length),
+    words: new Int32Array(buffer, byteOffset, Math.floor(length / 4)),
+    bytes: new Uint8Array(buffer, byteOffset, length),
+  };
+}
+
 /** Maps `length` bytes of `fd` starting at the page-aligned `offset`. */
 export type MapFunction = (fd: number, offset: number, length: number) => ArrayBuffer;
 export type UnmapFunction = (buffer: ArrayBuffer) => void;
@@ -14,32 +34,33 @@ const PAGE_SIZE = 4096;
 export class GuestMemory extends MemoryTable {
   /** Per region: its bytes, index 0 = the region's first guest-physical byte. */
   readonly bytes: readonly Uint8Array[];
-  /** Per region: a DataView over the same bytes, for unaligned little-endian words. */
-  readonly views: readonly DataView[];
+  /** Per region: the same bytes as a ByteSpace (offset 0 = the region's first byte). */
+  readonly spaces: readonly ByteSpace[];
   private readonly mappings: ArrayBuffer[];
   private readonly unmap: UnmapFunction | null;
 
   constructor(regions: readonly MemoryRegion[], map: MapFunction, unmap: UnmapFunction | null) {
     super(regions);
     const bytes: Uint8Array[] = [];
-    const views: DataView[] = [];
+    const spaces: ByteSpace[] = [];
     this.mappings = [];
     this.unmap = unmap;
     try {
       for (const r of regions) {
+        if (r.mmapOffset % 4 !== 0) throw new Error(`region at 0x${r.guestPhysAddr.toString(16)}: mmap offset ${r.mmapOffset} is not 4-byte aligned`);
         // mmap wants a page-aligned file offset; the region may start inside a page.
         const lead = r.mmapOffset % PAGE_SIZE;
         const buffer = map(r.fd, r.mmapOffset - lead, r.size + lead);
         this.mappings.push(buffer);
         bytes.push(new Uint8Array(buffer, lead, r.size));
-        views.push(new DataView(buffer, lead, r.size));
+        spaces.push(byteSpace(buffer, lead, r.size));
       }
     } catch (error) {
       this.close();
       throw error;
     }
     this.bytes = bytes;
-    this.views = views;
+    this.spaces = spaces;
   }
 
   /** Offset of `gpa` inside region `region` (which must hold it). */
