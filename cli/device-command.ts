@@ -30,6 +30,8 @@ Options:
   --pcap FILE          write every frame, both directions, to FILE (pcap, readable by tshark)
   --queues N           queue pairs offered (default 1)
   --workers N          datapath worker threads (default 1; pair k runs on worker k mod N)
+  --verify             check every transmitted test frame (docs/test-frame.md): byte pattern,
+                       loss, duplicates, order; counts in stats.verification
   --poll               busy-poll the rings (highest rate, one core stays busy) instead of
                        sleeping on the driver's kicks
   --mac MAC            the NIC's MAC, the destination of generated frames (default 52:54:00:12:34:56)
@@ -51,6 +53,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       queues: { type: 'string', default: '1' },
       workers: { type: 'string', default: '1' },
       poll: { type: 'boolean', default: false },
+      verify: { type: 'boolean', default: false },
       mac: { type: 'string', default: '52:54:00:12:34:56' },
       verbose: { type: 'boolean', short: 'v', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -86,6 +89,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     mode,
     port: { port: values.port as PortName, gen, mac: values.mac },
     pcapPath: values.pcap ?? null,
+    verify: values.verify,
     onQueueError: (queue, kind, detail, fatal) => {
       // One line per kind of error and queue; the counters carry the rest.
       const key = `${queue}:${kind}`;

@@ -6,6 +6,7 @@
  *   {"cmd":"stats"}                          -> the stats object (same shape as the exit line)
  *   {"cmd":"resetCounters"}                  -> {"ok":true}
  *   {"cmd":"setPort","port":"gen","gen":{"size":64,"count":1000,"pps":0}} -> {"ok":true}
+ *   {"cmd":"setVerify","on":true}           -> {"ok":true}  (check test frames on the transmitq)
  *
  * A request that cannot be served gets {"error":"..."}; the connection stays open.
  */
@@ -91,7 +92,11 @@ export class ControlServer {
       case 'stats':
         return device.stats();
       case 'resetCounters':
-        device.resetCounters();
+        await device.resetCounters();
+        return { ok: true };
+      case 'setVerify':
+        if (typeof request.on !== 'boolean') return { error: 'setVerify takes "on": true or false' };
+        await device.setVerify(request.on);
         return { ok: true };
       case 'setPort': {
         const base = device.portOptions;
@@ -103,7 +108,7 @@ export class ControlServer {
         return { ok: true };
       }
       default:
-        return { error: `unknown cmd ${JSON.stringify(request.cmd)}; known: stats, resetCounters, setPort` };
+        return { error: `unknown cmd ${JSON.stringify(request.cmd)}; known: stats, resetCounters, setPort, setVerify` };
     }
   }
 

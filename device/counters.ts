@@ -39,9 +39,18 @@ export const Counter = {
   rxBufferTooSmall: 22 + chainErrorKinds.length,
   /** A gauge, not a count: the worker's V8 heap in use, sampled every second. */
   heapUsedBytes: 23 + chainErrorKinds.length,
+  /** Test-frame verification on the transmitq (when on): see device/frame-verifier.ts. */
+  testFramesVerified: 24 + chainErrorKinds.length,
+  testFramesCorrupt: 25 + chainErrorKinds.length,
+  testFramesDuplicate: 26 + chainErrorKinds.length,
+  testFramesOutOfOrder: 27 + chainErrorKinds.length,
+  /** Sequence numbers below a flow's highest that have not arrived (yet). */
+  testFrameGaps: 28 + chainErrorKinds.length,
+  /** Frames that are not test frames at all (ARP, IPv6, ...). */
+  otherFrames: 29 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.heapUsedBytes + 1;
+export const COUNTER_COUNT = Counter.otherFrames + 1;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
@@ -52,6 +61,8 @@ export interface DeviceCounters {
   transmitq: { frames: number; bytes: number };
   receiveq: { frames: number; bytes: number; buffers: number; noBuffers: number };
   errors: Record<string, number>;
+  /** Test frames the device checked on the transmitq (all zero while verification is off). */
+  verification: { verified: number; corrupt: number; duplicates: number; outOfOrder: number; gaps: number; otherFrames: number };
   chainShapes: {
     descriptorsPerChain: Record<string, number>;
     indirect: number;
@@ -81,6 +92,14 @@ export function describeCounters(c: Float64Array): DeviceCounters {
     transmitq: { frames: c[Counter.txFrames]!, bytes: c[Counter.txBytes]! },
     receiveq: { frames: c[Counter.rxFrames]!, bytes: c[Counter.rxBytes]!, buffers: c[Counter.rxBuffers]!, noBuffers: c[Counter.rxNoBuffers]! },
     errors,
+    verification: {
+      verified: c[Counter.testFramesVerified]!,
+      corrupt: c[Counter.testFramesCorrupt]!,
+      duplicates: c[Counter.testFramesDuplicate]!,
+      outOfOrder: c[Counter.testFramesOutOfOrder]!,
+      gaps: c[Counter.testFrameGaps]!,
+      otherFrames: c[Counter.otherFrames]!,
+    },
     chainShapes: {
       descriptorsPerChain,
       indirect: c[Counter.indirectChains]!,

@@ -4,6 +4,7 @@
  * pcap). The datapath worker owns these and decides when each side runs.
  */
 import type { ByteSpace } from 'vfio-user-ts';
+import type { FrameVerifier } from './frame-verifier.js';
 import type { PcapWriter } from './pcap-writer.js';
 import type { Port } from './ports/port.js';
 import type { FrameReceiver } from './ports/port.js';
@@ -15,6 +16,8 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   rx: ReceiveQueue | null = null;
   tx: TransmitQueue | null = null;
   port: Port | null = null;
+  /** Checks every transmitted test frame when verification is on. */
+  verifier: FrameVerifier | null = null;
   /** performance.now() of the current burst, for pcap timestamps without a clock read per frame. */
   now = 0;
 
@@ -22,6 +25,7 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
 
   transmitted(frame: TxFrame): void {
     if (this.pcap && frame.linearize()) this.pcap.write(frame.linearSpace, 0, frame.length, performance.timeOrigin + this.now);
+    if (this.verifier && frame.linearize()) this.verifier.check(frame.linearSpace, 0, frame.length);
     this.port!.transmit(frame);
   }
 

@@ -18,6 +18,8 @@ export interface VirtioNetOptions {
   readonly port: PortOptions;
   /** A pcap file of every frame in both directions; with several workers, one file each (-wN). */
   readonly pcapPath: string | null;
+  /** Verify test frames on the transmitq (docs/test-frame.md). */
+  readonly verify: boolean;
   /** A queue error: logged by the caller; `fatal` means the device now needs a reset. */
   readonly onQueueError: (queue: number, kind: string, detail: string, fatal: boolean) => void;
   /** A worker died: the device cannot go on. */
@@ -26,6 +28,7 @@ export interface VirtioNetOptions {
 
 export interface DeviceStats extends DeviceCounters {
   port: PortOptions['port'];
+  verify: boolean;
   needsReset: boolean;
   /**
    * V8 heap in use: the whole process (control plane and datapath workers) and the datapath
@@ -41,6 +44,7 @@ export class VirtioNet implements VhostUserDevice {
   private readonly workers: DatapathWorker[];
   private readonly counterBlocks: Float64Array[];
   private port: PortOptions;
+  private verify: boolean;
   /** Counters at the last reset, subtracted from what the workers count. */
   private baseline: Float64Array;
 
@@ -49,6 +53,7 @@ export class VirtioNet implements VhostUserDevice {
     this.workers = workers;
     this.counterBlocks = counterBlocks;
     this.port = options.port;
+    this.verify = options.verify;
     this.baseline = sumCounters([]);
     const bits: number[] = [
       FeatureBit.version1,
@@ -77,7 +82,7 @@ export class VirtioNet implements VhostUserDevice {
       const pcapPath = options.pcapPath && count > 1 ? `${options.pcapPath}-w${w}` : options.pcapPath;
       workers.push(
         new DatapathWorker(
-          { counters: counters.buffer as SharedArrayBuffer, pairs, mode: options.mode, port: options.port, pcapPath },
+          { counters: counters.buffer as SharedArrayBuffer, pairs, mode: options.mode, port: options.port, pcapPath, verify: options.verify },
           (e) => options.onQueueError(e.queue, e.kind, e.detail, e.fatal),
           options.onFailure,
         ),
@@ -141,14 +146,28 @@ export class VirtioNet implements VhostUserDevice {
     return {
       ...describeCounters(total),
       port: this.port.port,
+      verify: this.verify,
       needsReset: this.needsReset,
       heap: { usedBytes: process.memoryUsage().heapUsed + datapathUsedBytes, datapathUsedBytes },
     };
   }
 
-  /** Starts counting from zero (the workers' own counters keep running; we subtract). */
-  resetCounters(): void {
+  /**
+   * Starts counting from zero (the workers' own counters keep running; we subtract), and
+   * verification from a clean slate: a new test's sequence numbers start at 0 again.
+   */
+  async resetCounters(): Promise<void> {
+    await this.setVerify(this.verify);
     this.baseline = sumCounters(this.counterBlocks);
+  }
+
+  get verifying(): boolean {
+    return this.verify;
+  }
+
+  async setVerify(on: boolean): Promise<void> {
+    this.verify = on;
+    await Promise.all(this.workers.map((w) => w.request({ type: 'verify', on }, 'verifySet')));
   }
 
   async close(): Promise<void> {

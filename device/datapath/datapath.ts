@@ -16,6 +16,7 @@ import { ServiceAgain, type Port, type PortOptions } from '../ports/port.js';
 import { ReflectPort } from '../ports/reflect.js';
 import { SinkPort } from '../ports/sink.js';
 import { Counter } from '../counters.js';
+import { FrameVerifier } from '../frame-verifier.js';
 import { QueuePair } from '../queue-pair.js';
 import type { QueueErrorReporter } from '../queue-errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
@@ -58,6 +59,7 @@ export class Datapath implements QueueErrorReporter {
     for (const index of data.pairs) {
       const pair = new QueuePair(index, this.pcap);
       pair.port = this.createPort(pair);
+      pair.verifier = data.verify ? new FrameVerifier(this.counters) : null;
       this.pairs.set(index, pair);
     }
     this.sampleHeap();
@@ -86,6 +88,10 @@ export class Datapath implements QueueErrorReporter {
           this.schedule(pair);
         }
         this.post({ type: 'portSet' });
+        return;
+      case 'verify':
+        for (const pair of this.pairs.values()) pair.verifier = message.on ? new FrameVerifier(this.counters) : null;
+        this.post({ type: 'verifySet' });
         return;
       case 'shutdown':
         this.shutdown();

@@ -13,6 +13,8 @@ export interface DatapathWorkerData {
   readonly mode: DatapathMode;
   readonly port: PortOptions;
   readonly pcapPath: string | null;
+  /** Verify test frames on the transmitq. */
+  readonly verify: boolean;
 }
 
 export interface QueueStart {
@@ -31,6 +33,8 @@ export type ToDatapath =
   | { readonly type: 'start'; readonly start: QueueStart }
   | { readonly type: 'stop'; readonly queue: number }
   | { readonly type: 'port'; readonly port: PortOptions }
+  /** Turns verification on or off; either way its per-flow state starts afresh. */
+  | { readonly type: 'verify'; readonly on: boolean }
   | { readonly type: 'shutdown' };
 
 export type FromDatapath =
@@ -42,5 +46,6 @@ export type FromDatapath =
   /** Reply to 'stop': where the driver should resume (GET_VRING_BASE). */
   | { readonly type: 'stopped'; readonly queue: number; readonly base: number }
   | { readonly type: 'portSet' }
+  | { readonly type: 'verifySet' }
   | { readonly type: 'queueError'; readonly queue: number; readonly kind: string; readonly detail: string; readonly fatal: boolean }
   | { readonly type: 'shutDown' };

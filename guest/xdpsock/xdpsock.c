@@ -65,7 +65,6 @@ struct options {
 	unsigned int ifindex;
 	uint32_t queue;
 	enum mode mode;
-	bool mode_set;
 	uint32_t xdp_flags;   /* XDP_FLAGS_SKB_MODE / XDP_FLAGS_DRV_MODE / 0 */
 	uint16_t bind_flags;  /* XDP_COPY / XDP_ZEROCOPY / 0 */
 	uint32_t tx_size;     /* -s: bytes on the wire */

@@ -31,7 +31,7 @@ function harness(port: PortOptions, mode: DatapathMode = 'kick', pcapPath: strin
   const guest = new FakeGuest([{ guestPhysAddr: 0x100000, size: 8 << 20 }]);
   const counters = createCounters();
   const messages: FromDatapath[] = [];
-  const datapath = new Datapath({ counters: counters.buffer as SharedArrayBuffer, pairs: [0], mode, port, pcapPath }, (m) => messages.push(m));
+  const datapath = new Datapath({ counters: counters.buffer as SharedArrayBuffer, pairs: [0], mode, port, pcapPath, verify: true }, (m) => messages.push(m));
   datapath.handle({ type: 'memory', regions: guest.regions });
   const queues = [new FakeQueue(guest, 256), new FakeQueue(guest, 256)];
   const kicks = queues.map(() => sys.eventfdCreate(0, true));

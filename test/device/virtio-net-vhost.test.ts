@@ -69,6 +69,7 @@ test('transmitq chains written by a vhost-user frontend reach the real device', 
       mode: 'kick',
       port: { port: 'sink', gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
       pcapPath: null,
+      verify: false,
       onQueueError: (queue, kind, detail, fatal) => queueErrors.push(`queue ${queue}: ${kind}: ${detail}${fatal ? ' (fatal)' : ''}`),
       onFailure: (reason) => failures.push(reason),
     });
@@ -138,6 +139,7 @@ test('a second frontend after a disconnect gets a fresh device', async () => {
       mode: 'kick',
       port: { port: 'sink', gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
       pcapPath: null,
+      verify: false,
       onQueueError: (queue, kind, detail) => queueErrors.push(`queue ${queue}: ${kind}: ${detail}`),
       onFailure: (reason) => queueErrors.push(reason),
     });

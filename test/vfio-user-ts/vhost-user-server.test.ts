@@ -483,6 +483,14 @@ serverTest('a message cut short by the frontend closing is dropped, with its fds
   assert.is(await next.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES);
 });
 
+serverTest('a message with more fds than the socket layer takes (33) closes the connection, closing them all', async (f) => {
+  const client = await f.connect();
+  await client.getFeatures();
+  client.sendRaw(Request.setMemTable, VERSION, new Uint8Array(8), new Array<number>(33).fill(f.memfd));
+  await within('the disconnect', client.closed);
+  assert.ok(f.logged(/disconnected: socket error/).length >= 1, f.logs.join(' | '));
+});
+
 serverTest('a second frontend is refused while one is connected', async (f) => {
   const first = await f.connect();
   await first.getFeatures();

@@ -162,27 +162,30 @@ export class VhostUserServer {
     }
     const id = ++this.connections;
     this.log.log(`vhost-user: frontend ${id} connected`);
-    this.channel = new MessageChannel(
+    const channel: MessageChannel = new MessageChannel(
       connection,
-      (message) => this.enqueue(() => this.handle(message)),
+      (message) => this.enqueue(() => this.handle(message, channel), channel),
       (reason) => {
         this.log.log(`vhost-user: frontend ${id} disconnected${reason ? `: ${reason}` : ''}`);
         this.channel = null;
-        this.enqueue(() => this.resetConnectionState());
+        this.enqueue(() => this.resetConnectionState(), null);
       },
     );
+    this.channel = channel;
   }
 
-  private enqueue(task: () => Promise<void>): void {
+  /** Runs `task` after everything queued before it; a throw closes the connection it came from. */
+  private enqueue(task: () => Promise<void>, channel: MessageChannel | null): void {
     this.work = this.work.then(task).catch((error: unknown) => {
       this.log.log(`vhost-user: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-      this.channel?.close('internal error');
+      channel?.close('internal error');
     });
   }
 
-  private async handle(raw: RawMessage): Promise<void> {
-    const channel = this.channel;
-    if (!channel) {
+  private async handle(raw: RawMessage, channel: MessageChannel): Promise<void> {
+    // A message queued behind a slow one from a frontend that has since left is not for the
+    // next frontend: drop it (and its fds).
+    if (channel !== this.channel) {
       for (const fd of raw.fds) sys.close(fd);
       return;
     }
@@ -205,7 +208,7 @@ export class VhostUserServer {
       this.log.log(`vhost-user: refused ${error}`);
       channel.reply(request, u64Payload(1));
     } else {
-      this.log.log(`vhost-user: closing the connection: ${error}`);
+      // The disconnect handler logs the reason: one line per refusal.
       channel.close(error);
     }
   }
@@ -258,7 +261,7 @@ export class VhostUserServer {
         if (!isSubset(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
         this.features = value;
         this.featuresSet = true;
-        return { error: null };
+        return { error: await this.startAllReady() };
       case Request.setProtocolFeatures:
         if (!isSubset(value, OFFERED_PROTOCOL_FEATURES)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
         this.protocolFeatures = value;
@@ -343,11 +346,17 @@ export class VhostUserServer {
       return error;
     }
     this.memory = new MemoryTable(regions);
-    for (const index of running) {
-      const restartError = await this.startIfReady(index);
-      if (restartError) this.log.log(`vhost-user: vring ${index} could not restart on the new memory table: ${restartError}`);
+    return this.startAllReady();
+  }
+
+  /** Starts every vring the protocol has fully set up (after the last missing piece arrived). */
+  private async startAllReady(): Promise<string | null> {
+    const errors: string[] = [];
+    for (let i = 0; i < this.vrings.length; i++) {
+      const error = await this.startIfReady(i);
+      if (error) errors.push(error);
     }
-    return null;
+    return errors.length > 0 ? errors.join('; ') : null;
   }
 
   /** Starts vring `index` if the protocol has given it everything; null or why it cannot run. */
