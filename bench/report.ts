@@ -7,7 +7,7 @@ import type { Direction, Measurement } from './cases.js';
 import type { HeapResult } from './heap.js';
 
 export type Cell =
-  | { status: 'ok'; measurement: Measurement }
+  | { status: 'ok'; measurement: Measurement; runsMpps: number[] }
   | { status: 'not run'; reason: string }
   | { status: 'error'; error: string };
 
@@ -32,7 +32,7 @@ export interface BenchReport {
   startedAt: string;
   finishedAt: string;
   host: HostInfo;
-  settings: { warmupSec: number; seconds: number; zcnicCpus: string | null; only: string | null };
+  settings: { warmupSec: number; seconds: number; repeat: number; zcnicCpus: string | null; only: string | null };
   rows: Row[];
   heap: { status: 'ok'; result: HeapResult } | { status: 'error'; error: string } | null;
 }
@@ -82,7 +82,8 @@ export function markdownReport(rep: BenchReport): string {
     '',
     'Both backends face the same DPDK virtio-user frontend (dpdk-testpmd), one forwarding core',
     `each. Rates are the frontend's counter deltas over a ${rep.settings.seconds} s window after a`,
-    `${rep.settings.warmupSec} s warm-up (TX packets for transmitq, RX packets for receiveq).`,
+    `${rep.settings.warmupSec} s warm-up (TX packets for transmitq, RX packets for receiveq).` +
+      (rep.settings.repeat > 1 ? ` Best of ${rep.settings.repeat} runs.` : ''),
     '',
     markdownTable(rep.rows),
     '',
@@ -108,6 +109,7 @@ export function markdownReport(rep: BenchReport): string {
               ? `; other processes ${m.contention.otherCores.toFixed(2)} CPUs, steal ${m.contention.stealCores.toFixed(2)} CPUs`
               : ''),
         );
+        if (c.runsMpps.length > 1) out.push(`  - all runs (Mpps): ${c.runsMpps.map((x) => x.toFixed(3)).join(', ')}`);
         for (const n of m.notes) out.push(`  - ${n}`);
       }
     }

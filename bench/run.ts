@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 import { Testpmd } from '../harness/dpdk/testpmd.js';
-import { runCase, type BenchSettings, type Direction, type Peer } from './cases.js';
+import { runCase, type BenchSettings, type Direction, type Measurement, type Peer } from './cases.js';
 import { runHeapCheck } from './heap.js';
 import { markdownTable, ratioOf, writeReport, type BenchReport, type Cell, type HostInfo, type Row } from './report.js';
 import { ZcnicDevice } from './zcnic-device.js';
@@ -23,6 +23,7 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --cases LIST            transmitq,receiveq (default both); "none" for only the heap check
   --heap-seconds N        also run the zcnic sink for N s and check its V8 heap stays flat
   --heap-tolerance-mib X  allowed heap range during the heap check (default 1)
+  --repeat N              run each case N times and report the best (default 1)
   --zcnic-cpus LIST       taskset CPU list for the zcnic process (default 1, the backend's
                           forwarding core; "none" = no pinning)
   --zcnic-entry FILE       the zcnic CLI to run (default dist/cli/zcnic.js)
@@ -40,6 +41,7 @@ interface Cli {
   only: Peer | null;
   sizes: number[];
   cases: Direction[];
+  repeat: number;
   heapSeconds: number | null;
   heapToleranceMib: number;
   zcnicCpus: string | undefined;
@@ -66,6 +68,7 @@ function parseCli(argv: string[]): Cli | 'help' {
       only: { type: 'string' },
       sizes: { type: 'string' },
       cases: { type: 'string' },
+      repeat: { type: 'string' },
       'heap-seconds': { type: 'string' },
       'heap-tolerance-mib': { type: 'string' },
       'zcnic-cpus': { type: 'string' },
@@ -104,6 +107,7 @@ function parseCli(argv: string[]): Cli | 'help' {
     only,
     sizes,
     cases,
+    repeat: positive('repeat', values.repeat, 1, true),
     heapSeconds,
     heapToleranceMib: positive('heap-tolerance-mib', values['heap-tolerance-mib'], 1),
     zcnicCpus: cpusArg === 'none' ? undefined : cpusArg,
@@ -148,15 +152,23 @@ async function runCell(
 ): Promise<Cell> {
   if (cli.only !== null && cli.only !== peer) return { status: 'not run', reason: `--only ${cli.only}` };
   if (settings.signal?.aborted) return { status: 'not run', reason: 'interrupted' };
-  log(`${direction} ${frameSize} B vs ${peer}: ${cli.warmup} s warm-up + ${cli.seconds} s`);
-  try {
-    const m = await runCase({ direction, frameSize }, peer, settings);
-    log(`  ${m.mpps.toFixed(3)} Mpps (${m.gbps.toFixed(2)} Gbit/s)${m.notes.length ? `; ${m.notes.join('; ')}` : ''}`);
-    return { status: 'ok', measurement: m };
-  } catch (err) {
-    log(`  failed: ${errorText(err)}`);
-    return { status: 'error', error: errorText(err) };
+  const runs: Measurement[] = [];
+  for (let i = 1; i <= cli.repeat; i++) {
+    const of = cli.repeat > 1 ? ` (run ${i}/${cli.repeat})` : '';
+    log(`${direction} ${frameSize} B vs ${peer}${of}: ${cli.warmup} s warm-up + ${cli.seconds} s`);
+    try {
+      const m = await runCase({ direction, frameSize }, peer, settings);
+      log(`  ${m.mpps.toFixed(3)} Mpps (${m.gbps.toFixed(2)} Gbit/s)${m.notes.length ? `; ${m.notes.join('; ')}` : ''}`);
+      runs.push(m);
+    } catch (err) {
+      log(`  failed: ${errorText(err)}`);
+      return { status: 'error', error: errorText(err) };
+    }
   }
+  // Interference from other processes only ever slows a run down, so the best run is the
+  // closest to what the backend can do; all runs stay in the report.
+  const best = runs.reduce((a, b) => (b.mpps > a.mpps ? b : a));
+  return { status: 'ok', measurement: best, runsMpps: runs.map((r) => r.mpps) };
 }
 
 async function main(): Promise<number> {
@@ -222,7 +234,13 @@ async function main(): Promise<number> {
     startedAt: started.toISOString(),
     finishedAt: new Date().toISOString(),
     host,
-    settings: { warmupSec: cli.warmup, seconds: cli.seconds, zcnicCpus: cli.zcnicCpus ?? null, only: cli.only },
+    settings: {
+      warmupSec: cli.warmup,
+      seconds: cli.seconds,
+      repeat: cli.repeat,
+      zcnicCpus: cli.zcnicCpus ?? null,
+      only: cli.only,
+    },
     rows,
     heap,
   };

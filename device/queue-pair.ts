@@ -20,6 +20,10 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   verifier: FrameVerifier | null = null;
   /** performance.now() of the current burst, for pcap timestamps without a clock read per frame. */
   now = 0;
+  /** Scheduler state: the pair should run again soon (work pending, or spinning before kicks). */
+  wantsRun = false;
+  /** performance.now() when the pair last moved a frame. */
+  lastWorkAt = 0;
 
   constructor(readonly index: number, private readonly pcap: PcapWriter | null) {}
 

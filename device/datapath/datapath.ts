@@ -28,8 +28,10 @@ import type { DatapathMode, DatapathWorkerData, FromDatapath, QueueStart, ToData
 
 /** Chains per burst: large enough to amortise the index reads, small enough to stay fair. */
 const BURST = 256;
-/** Bursts per pair before yielding to the event loop (control messages, other pairs). */
-const BURSTS_PER_TURN = 64;
+/** How long one scheduler turn may run before it yields to the event loop, in ms. */
+const TURN_MS = 1;
+/** In kick mode, how long a pair keeps polling after its last work before it asks for kicks, in ms. */
+const KICK_GRACE_MS = 0.05;
 
 interface ActiveQueue {
   start: QueueStart;
@@ -153,6 +155,7 @@ export class Datapath implements QueueErrorReporter {
       ring.enableKicks();
       queue.watcher = sys.watchReadable(start.kickFd, () => {
         sys.eventfdRead(start.kickFd);
+        ring.disableKicks();
         this.schedule(pair);
       });
     } else {
@@ -178,6 +181,7 @@ export class Datapath implements QueueErrorReporter {
   }
 
   private schedule(pair: QueuePair): void {
+    pair.wantsRun = true;
     this.runnable.add(pair);
     if (!this.turnScheduled && !this.shuttingDown) {
       this.turnScheduled = true;
@@ -185,38 +189,38 @@ export class Datapath implements QueueErrorReporter {
     }
   }
 
-  /** One turn of the scheduler: runs every runnable pair for a bounded number of bursts. */
+  /**
+   * One turn of the scheduler: runs the runnable pairs round-robin until none has work left or
+   * the turn has used TURN_MS, then yields to the event loop (control messages, timers, kicks).
+   */
   private readonly turn = (): void => {
     this.turnScheduled = false;
     const pairs = [...this.runnable];
     this.runnable.clear();
-    for (const pair of pairs) if (this.runPair(pair) || this.mode === 'poll') this.schedule(pair);
+    const deadline = performance.now() + TURN_MS;
+    let busy = pairs.length;
+    while (busy > 0 && performance.now() < deadline) {
+      busy = 0;
+      for (let i = 0; i < pairs.length; i++) {
+        const pair = pairs[i]!;
+        if (pair.wantsRun && this.runPair(pair)) busy++;
+      }
+    }
+    for (const pair of pairs) if (pair.wantsRun) this.schedule(pair);
     this.pcap?.flush();
   };
 
-  /** Runs a pair; true when it has more work right now. */
+  /** Runs a pair once; sets and returns pair.wantsRun (it has work now or is spinning). */
   private runPair(pair: QueuePair): boolean {
     const poll = this.mode === 'poll';
-    let more = false;
-    pair.now = performance.now();
+    const now = performance.now();
+    pair.now = now;
+    let worked = false;
+    let waiting = false;
     const tx = pair.tx;
     if (tx && !tx.broken) {
-      let bursts = 0;
-      for (;;) {
-        if (!poll) tx.ring.disableKicks();
-        const n = tx.processBurst(BURST);
-        if (n === BURST) {
-          if (++bursts === BURSTS_PER_TURN) {
-            more = true;
-            break;
-          }
-          continue;
-        }
-        if (poll || tx.broken) break;
-        // Idle: ask for kicks again, then look once more for chains that raced the request.
-        tx.ring.enableKicks();
-        if (tx.ring.availableCount() === 0) break;
-      }
+      const n = tx.processBurst(BURST);
+      if (n > 0) worked = true;
       if (tx.needsNotify) {
         tx.needsNotify = false;
         this.notify(pair.index * 2 + 1);
@@ -226,22 +230,38 @@ export class Datapath implements QueueErrorReporter {
     const port = pair.port;
     if (rx && !rx.broken && port) {
       rx.beginBurst();
-      let again: number = ServiceAgain.now;
-      for (let bursts = 0; bursts < BURSTS_PER_TURN && again === ServiceAgain.now; bursts++) again = port.service(pair.now);
+      const again = port.service(now);
       rx.endBurst();
-      if (again === ServiceAgain.now) more = true;
+      if (again === ServiceAgain.now) worked = true;
       else if (again > 0) this.wakeLater(pair, again);
-      else if (again === ServiceAgain.whenBuffers && !poll) {
-        // Ask for the driver's next kick, then look once more for buffers that raced the request.
-        rx.ring.enableKicks();
-        if (rx.ring.availableCount() !== 0) more = true;
-      } else if (!poll) rx.ring.disableKicks();
+      else if (again === ServiceAgain.whenBuffers) waiting = true;
       if (rx.needsNotify) {
         rx.needsNotify = false;
         this.notify(pair.index * 2);
       }
     }
-    return more;
+    if (poll || worked) {
+      pair.lastWorkAt = now;
+      return (pair.wantsRun = true);
+    }
+    // Nothing to do. Under load the next burst usually comes sooner than a kick would wake us,
+    // so spin a little before asking the driver for kicks again.
+    if (now - pair.lastWorkAt < KICK_GRACE_MS) return (pair.wantsRun = true);
+    let raced = false;
+    if (tx && !tx.broken) {
+      tx.ring.enableKicks();
+      // Chains made available before the driver saw the request would never be kicked for.
+      if (tx.ring.availableCount() !== 0) raced = true;
+    }
+    if (rx && !rx.broken) {
+      if (waiting) {
+        rx.ring.enableKicks();
+        if (rx.ring.availableCount() !== 0) raced = true;
+      } else {
+        rx.ring.disableKicks();
+      }
+    }
+    return (pair.wantsRun = raced);
   }
 
   private wakeLater(pair: QueuePair, ms: number): void {

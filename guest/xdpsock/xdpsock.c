@@ -19,7 +19,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <limits.h>
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
@@ -32,10 +31,13 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/if_link.h>
+#include <linux/magic.h>
 #include <linux/if_xdp.h>
 
 #include <bpf/libbpf.h>
@@ -183,6 +185,18 @@ static const char *errname(int err)
 	return n ? n : "?";
 }
 
+/* Close the socket and the umem: with libxdp's default program this also
+ * detaches the XDP program from the interface if we were its last user. */
+static void teardown(void)
+{
+	if (xs.xsk)
+		xsk_socket__delete(xs.xsk);
+	xs.xsk = NULL;
+	if (xs.umem)
+		xsk_umem__delete(xs.umem);
+	xs.umem = NULL;
+}
+
 static void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static void die(const char *fmt, ...)
 {
@@ -193,6 +207,7 @@ static void die(const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
+	teardown();
 	exit(EXIT_SETUP);
 }
 
@@ -231,8 +246,7 @@ static int print_libbpf(enum libbpf_print_level level, const char *fmt, va_list 
 {
 	if (level != LIBBPF_WARN && !opt.verbose)
 		return 0;
-	fputs("libbpf: ", stderr);
-	return vfprintf(stderr, fmt, ap);
+	return vfprintf(stderr, fmt, ap); /* libbpf prefixes its own messages */
 }
 
 /* --------------------------------------------------------------- options */
@@ -529,6 +543,11 @@ static const char *create_hint(int err)
 			 "ring or frame size?)",
 			 opt.ifname, opt.queue);
 		break;
+	case EEXIST:
+		snprintf(hint, sizeof(hint),
+			 "another XDP program is attached to %s in a different mode (-S/-N)",
+			 opt.ifname);
+		break;
 	case EBUSY:
 		snprintf(hint, sizeof(hint),
 			 "queue %u of %s is busy (another AF_XDP socket, or an XDP program "
@@ -623,6 +642,33 @@ static uint32_t attached_prog_id(void)
 	return q.prog_id ? q.prog_id : q.drv_prog_id ? q.drv_prog_id : q.skb_prog_id;
 }
 
+/*
+ * libxdp serialises its program reference counting with a lock directory: in
+ * the bpffs at /sys/fs/bpf when there is one, else /run/xdp. Without either
+ * (no bpffs under 'ip netns exec' or in a minimal guest, and no writable
+ * /run) it cannot drop its reference when the socket closes, leaves its
+ * program attached and the next run fails. Make sure /run/xdp exists, or
+ * stop here with a clear message before anything is attached.
+ */
+static void ensure_libxdp_lock_dir(void)
+{
+	struct statfs sfs;
+
+	if (getenv("LIBXDP_BPFFS"))
+		return;
+	if (statfs("/sys/fs/bpf", &sfs) == 0 && sfs.f_type == BPF_FS_MAGIC)
+		return;
+	if (mkdir("/run", 0755) < 0 && errno != EEXIST)
+		goto fail;
+	if (mkdir("/run/xdp", 0700) < 0 && errno != EEXIST)
+		goto fail;
+	return;
+fail:
+	die("libxdp needs /run/xdp or a bpffs at /sys/fs/bpf for its lock: %s (%s); "
+	    "mount one with 'mount -t bpf bpf /sys/fs/bpf' or make /run writable",
+	    strerror(errno), errname(errno));
+}
+
 static void setup(void)
 {
 	struct xsk_umem_config ucfg = {
@@ -651,6 +697,7 @@ static void setup(void)
 	opt.ifindex = if_nametoindex(opt.ifname);
 	if (!opt.ifindex)
 		die("interface %s: %s (%s)", opt.ifname, strerror(errno), errname(errno));
+	ensure_libxdp_lock_dir();
 	if (opt.mode == MODE_TXONLY && !opt.src_mac_set)
 		get_if_mac(opt.ifname, opt.src_mac);
 
@@ -954,7 +1001,10 @@ static void tx_batch(void)
 	if (n > fifo_len(&xs.tx_free))
 		n = fifo_len(&xs.tx_free);
 	if (n) {
-		n = xsk_ring_prod__reserve(&xs.tx, n, &idx);
+		uint32_t room = xsk_prod_nb_free(&xs.tx, n);
+
+		/* reserve() is all or nothing: ask for what fits */
+		n = xsk_ring_prod__reserve(&xs.tx, room < n ? room : n, &idx);
 		for (uint32_t i = 0; i < n; i++) {
 			struct xdp_desc *td = xsk_ring_prod__tx_desc(&xs.tx, idx + i);
 			uint64_t addr = fifo_pop(&xs.tx_free), seq = next_seq++;
@@ -1168,8 +1218,7 @@ int main(int argc, char **argv)
 		failed = true;
 	}
 
-	xsk_socket__delete(xs.xsk);
-	xsk_umem__delete(xs.umem);
+	teardown();
 	munmap(xs.buf, xs.buf_len);
 	free(xs.tx_free.a);
 	free(xs.tx_phase);
