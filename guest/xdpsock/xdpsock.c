@@ -504,7 +504,9 @@ static void parse_args(int argc, char **argv)
 
 /* -------------------------------------------------------------- setup */
 
-static void get_if_mac(const char *ifname, uint8_t mac[6])
+/* txonly: the interface's MAC (unless --src-mac), and a warning when the
+ * frames are longer than the MTU allows (the driver would drop them). */
+static void check_tx_interface(void)
 {
 	struct ifreq ifr;
 	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -512,10 +514,18 @@ static void get_if_mac(const char *ifname, uint8_t mac[6])
 	if (fd < 0)
 		die("socket: %s", strerror(errno));
 	memset(&ifr, 0, sizeof(ifr));
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
-	if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
-		die("SIOCGIFHWADDR %s: %s (%s)", ifname, strerror(errno), errname(errno));
-	memcpy(mac, ifr.ifr_hwaddr.sa_data, 6);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", opt.ifname);
+	if (!opt.src_mac_set) {
+		if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
+			die("SIOCGIFHWADDR %s: %s (%s)", opt.ifname, strerror(errno),
+			    errname(errno));
+		memcpy(opt.src_mac, ifr.ifr_hwaddr.sa_data, 6);
+	}
+	if (ioctl(fd, SIOCGIFMTU, &ifr) == 0 && opt.tx_size > (uint32_t)ifr.ifr_mtu + 14)
+		fprintf(stderr,
+			"xdpsock: warning: %u-byte frames exceed the MTU of %s (%d + 14); "
+			"expect them to be dropped\n",
+			opt.tx_size, opt.ifname, ifr.ifr_mtu);
 	close(fd);
 }
 
@@ -698,8 +708,8 @@ static void setup(void)
 	if (!opt.ifindex)
 		die("interface %s: %s (%s)", opt.ifname, strerror(errno), errname(errno));
 	ensure_libxdp_lock_dir();
-	if (opt.mode == MODE_TXONLY && !opt.src_mac_set)
-		get_if_mac(opt.ifname, opt.src_mac);
+	if (opt.mode == MODE_TXONLY)
+		check_tx_interface();
 
 	if (setrlimit(RLIMIT_MEMLOCK, &rl) < 0 && opt.verbose)
 		fprintf(stderr, "xdpsock: setrlimit(RLIMIT_MEMLOCK): %s\n", strerror(errno));
