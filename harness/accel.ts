@@ -199,6 +199,19 @@ export function kvmProbeArgs(o: Pick<KvmProbeOptions, 'kernel' | 'initramfs'>): 
   ];
 }
 
+/** "QEMU: KVM internal error. Suberror: 1 (emulation failure at RIP=..., code c4 42 69 f7 c0)". */
+export function kvmFailureReason(stderr: string): string {
+  const fatal = KVM_FATAL.exec(stderr)?.[0].trim() ?? lastLine(stderr);
+  const details: string[] = [];
+  if (/^emulation failure$/m.test(stderr)) details.push('emulation failure');
+  const rip = /\bRIP=([0-9a-f]+)/i.exec(stderr);
+  if (rip) details.push(`at RIP=${rip[1]}`);
+  // The bytes at RIP, which QEMU marks <xx> in its Code= line: the instruction KVM could not run.
+  const code = /^Code=.*?<([0-9a-f]{2})>((?: [0-9a-f]{2}){0,4})/im.exec(stderr);
+  if (code) details.push(`code ${code[1]}${code[2]}`);
+  return `QEMU: ${fatal}${details.length > 0 ? ` (${details.join(' ')})` : ''}`;
+}
+
 function lastLine(text: string): string {
   const lines = text.split('\n').map((l) => l.replace(/\r/g, '').trim()).filter((l) => l !== '');
   return lines[lines.length - 1] ?? '';
@@ -238,7 +251,7 @@ export function kvmBootProbe(o: KvmProbeOptions): () => Promise<ProbeResult> {
       const timer = setTimeout(() => {
         const seen = initRan ? "the guest's init started but printed no KTAP" : "no sign of the guest's init";
         const tail = lastLine(consoleText);
-        decide({ ok: false, reason: `timeout: ${seen} after ${Math.round(timeoutMs / 1000)} s${tail ? ` (console: ${tail})` : ''}` });
+        decide({ ok: false, reason: `timeout: ${seen} after ${timeoutMs / 1000} s${tail ? ` (console: ${tail})` : ''}` });
       }, timeoutMs);
 
       child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -248,10 +261,15 @@ export function kvmBootProbe(o: KvmProbeOptions): () => Promise<ProbeResult> {
         const boot = /# zcnic-metric boot\.ms=(\d+)/.exec(consoleText);
         if (initRan && boot) decide({ ok: true, reason: `guest init ran under KVM, boot.ms=${boot[1]}` });
       });
+      let fatalSeen = false;
       child.stderr.setEncoding('utf8').on('data', (d: string) => {
         stderr += d;
-        const fatal = KVM_FATAL.exec(stderr);
-        if (fatal) decide({ ok: false, reason: `QEMU: ${fatal[0].trim()}` });
+        if (stderr.length > 65536) stderr = stderr.slice(-32768);
+        if (fatalSeen || !KVM_FATAL.test(stderr)) return;
+        fatalSeen = true;
+        // QEMU prints the details (emulation failure, registers) right after the first line:
+        // give them a moment, they say where the guest stopped.
+        setTimeout(() => decide({ ok: false, reason: kvmFailureReason(stderr) }), 200);
       });
       child.on('error', (err) => {
         decide({ ok: false, reason: `cannot run ${o.qemu ?? 'qemu-system-x86_64'}: ${err.message}`, cacheable: false });

@@ -83,7 +83,7 @@ export interface KtapSummary {
   header: Record<string, string>;
   /** Metrics printed outside any test (boot.ms, suite-level ones). */
   metrics: Metrics;
-  /** '#' lines printed outside any test. */
+  /** '#' lines printed outside any test, including those of a test that never reported. */
   diagnostics: string[];
   /** Problems with the stream itself (no plan, duplicate ids, more results than planned, ...). */
   errors: string[];
@@ -205,6 +205,9 @@ export class KtapReader {
       this.line(last);
     }
     this.parser.end();
+    // Lines after the last result: the run's epilogue, or the output of a test that never
+    // reported (the guest died): either way they belong to the run now.
+    this.toGlobal(0);
     for (let d = 1; d < this.pending.length; d++) {
       const orphans = this.pending[d]?.done.length ?? 0;
       if (orphans > 0) this.errors.push(`${orphans} nested result(s) at level ${d} never got their parent result line`);

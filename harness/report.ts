@@ -3,7 +3,9 @@
 // Every function here is pure (the terminal defaults read process.stdout/env only when the
 // caller leaves them out), so the formats can be checked without a run.
 
-export type MetricValue = number | string;
+import type { KtapResult, MetricValue } from './ktap.js';
+
+export type { MetricValue };
 
 /**
  * Device counters for one test (a snapshot or a delta), e.g. the device's DeviceCounters or
@@ -66,6 +68,36 @@ export interface ResultsJson extends Counts {
   accelReason: string;
   kernelRelease: string;
   durationMs: number;
+}
+
+/**
+ * A TestRecord from the KTAP reader's result and the device's counters for that test.
+ * A directive the guest put on the result line ("no such suite") and the failing nested
+ * results become diagnostics, so they reach every format.
+ */
+export function testRecordFromKtap(r: KtapResult, deviceCounters: DeviceCountersView | null = null): TestRecord {
+  const diagnostics = [...r.diagnostics];
+  if (r.directive !== null) diagnostics.unshift(r.directive);
+  const failing = (list: readonly KtapResult[], path: string): void => {
+    for (const t of list) {
+      const name = `${path}${t.name}`;
+      if (!t.ok && t.todo === null && t.skip === null) diagnostics.push(`subtest ${name}: not ok${t.timeout !== null ? ' (TIMEOUT)' : ''}`);
+      failing(t.subtests, `${name} > `);
+    }
+  };
+  failing(r.subtests, '');
+  return {
+    name: r.name,
+    suite: r.suite ?? '',
+    ok: r.ok,
+    skip: r.skip !== null,
+    skipReason: r.skip === null || r.skip === '' ? null : r.skip,
+    timeout: r.timeout,
+    durationMs: r.durationMs,
+    metrics: r.metrics,
+    deviceCounters,
+    diagnostics,
+  };
 }
 
 // ------------------------------------------------------------------ shared pieces

@@ -5,6 +5,36 @@
 # Environment from /init: ZCNIC_IFACE, ZCNIC_GUEST_IP, ZCNIC_PEER_IP, ZCNIC_TIMEOUT,
 # ZCNIC_SKIP_FILE, and ZCNIC_<KEY> for every zcnic.<key>=value on the kernel command line.
 
+# zcnic_ctl REQUEST...: asks the device, through the harness on the other end of the KTAP port,
+# and prints its one-line answer. Requests (harness/guest-requests.ts):
+#   begin SUITE TEST            counters, port (sink) and verification start afresh
+#   reset                       counters start from zero
+#   port sink|reflect           where transmitted frames go
+#   port gen size=N count=N pps=N   inject test frames into the receive queue
+#   verify on|off               check every transmitted test frame
+#   stats KEY...                prints KEY=value per key, dots as underscores, e.g.
+#                               `eval "$(zcnic_ctl stats transmitq.frames)"` sets $transmitq_frames
+#   wait KEY MIN SECONDS        waits until stats KEY >= MIN, then prints KEY=value
+# Fails (status 1, reason on stderr) without a harness or when the answer is "error ...".
+zcnic_ctl() {
+	[ "${ZCNIC_CTL:-0}" = 1 ] || {
+		echo "zcnic_ctl: no harness on the KTAP port" >&2
+		return 1
+	}
+	echo "#zcnic-ctl $*" >&3
+	IFS= read -r -t 120 zcnic_reply <&3 || {
+		echo "zcnic_ctl: no answer from the harness to: $*" >&2
+		return 1
+	}
+	case "$zcnic_reply" in
+	error*)
+		echo "zcnic_ctl $*: $zcnic_reply" >&2
+		return 1
+		;;
+	esac
+	echo "$zcnic_reply"
+}
+
 # diag LINE...: KTAP diagnostic lines ("# LINE"): one per argument and per embedded newline.
 diag() {
 	printf '%s\n' "$@" | while IFS= read -r line; do

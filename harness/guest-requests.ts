@@ -1,0 +1,105 @@
+/**
+ * What a guest test may ask the device while it runs (`zcnic_ctl` in guest/suites/lib/common.sh),
+ * answered by the harness through the device's control API. The guest speaks shell, so requests
+ * are words and answers are one line: `ok`, `key=value ...` (dots in keys become underscores, so
+ * the test can `eval` them), or `error <why>`.
+ */
+
+/** The device's control API, as the harness reaches it. */
+export interface DeviceRequests {
+  request(body: Record<string, unknown>): Promise<unknown>;
+}
+
+/** A test is starting: what the harness does before answering `begin`. */
+export type BeginHook = (suite: string, test: string) => Promise<void>;
+
+const WAIT_POLL_MS = 50;
+
+/** The value at a dotted path of a JSON object, or undefined. */
+export function lookup(value: unknown, path: string): unknown {
+  let at: unknown = value;
+  for (const part of path.split('.')) {
+    if (typeof at !== 'object' || at === null || !(part in at)) return undefined;
+    at = (at as Record<string, unknown>)[part];
+  }
+  return at;
+}
+
+function assignment(key: string, value: unknown): string {
+  return `${key.replace(/[^A-Za-z0-9_]/g, '_')}=${typeof value === 'object' ? JSON.stringify(value) : String(value)}`;
+}
+
+function error(why: string): string {
+  return `error ${why.replace(/\s+/g, ' ')}`;
+}
+
+function parseKeyValues(words: readonly string[]): Record<string, number> | string {
+  const out: Record<string, number> = {};
+  for (const word of words) {
+    const m = /^([a-z]+)=(\d+)$/.exec(word);
+    if (!m) return `expected key=number, got ${JSON.stringify(word)}`;
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
+export async function answerGuestRequest(line: string, device: DeviceRequests, begin: BeginHook): Promise<string> {
+  const words = line.trim().split(/\s+/).filter((w) => w !== '');
+  const [verb, ...args] = words;
+  const call = async (body: Record<string, unknown>): Promise<unknown> => {
+    const answer = await device.request(body);
+    if (typeof answer === 'object' && answer !== null && 'error' in answer) throw new Error(String((answer as { error: unknown }).error));
+    return answer;
+  };
+  try {
+    switch (verb) {
+      case 'begin':
+        if (args.length !== 2) return error('usage: begin SUITE TEST');
+        await begin(args[0]!, args[1]!);
+        return 'ok';
+      case 'reset':
+        await call({ cmd: 'resetCounters' });
+        return 'ok';
+      case 'verify':
+        if (args[0] !== 'on' && args[0] !== 'off') return error('usage: verify on|off');
+        await call({ cmd: 'setVerify', on: args[0] === 'on' });
+        return 'ok';
+      case 'port': {
+        const [name, ...options] = args;
+        if (name !== 'sink' && name !== 'reflect' && name !== 'gen') return error('usage: port sink|reflect|gen [size=N count=N pps=N]');
+        const gen = parseKeyValues(options);
+        if (typeof gen === 'string') return error(gen);
+        await call({ cmd: 'setPort', port: name, ...(name === 'gen' ? { gen } : {}) });
+        return 'ok';
+      }
+      case 'stats': {
+        if (args.length === 0) return error('usage: stats KEY...');
+        const stats = await call({ cmd: 'stats' });
+        const parts: string[] = [];
+        for (const key of args) {
+          const value = lookup(stats, key);
+          if (value === undefined) return error(`no stats key ${key}`);
+          parts.push(assignment(key, value));
+        }
+        return parts.join(' ');
+      }
+      case 'wait': {
+        const [key, minText, secondsText] = args;
+        const min = Number(minText);
+        const seconds = Number(secondsText);
+        if (!key || !Number.isFinite(min) || !Number.isFinite(seconds)) return error('usage: wait KEY MIN SECONDS');
+        const deadline = Date.now() + seconds * 1000;
+        for (;;) {
+          const value = lookup(await call({ cmd: 'stats' }), key);
+          if (typeof value !== 'number') return error(`stats key ${key} is not a number`);
+          if (value >= min || Date.now() >= deadline) return assignment(key, value);
+          await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
+        }
+      }
+      default:
+        return error(`unknown request ${JSON.stringify(verb ?? '')}; known: begin reset verify port stats wait`);
+    }
+  } catch (e) {
+    return error((e as Error).message);
+  }
+}

@@ -1,0 +1,63 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { answerGuestRequest, lookup } from '../../harness/guest-requests.js';
+
+function fakeDevice(stats: () => unknown) {
+  const calls: Array<Record<string, unknown>> = [];
+  return {
+    calls,
+    request: async (body: Record<string, unknown>) => {
+      calls.push(body);
+      if (body.cmd === 'stats') return stats();
+      if (body.cmd === 'setPort' && body.port === 'gen' && (body.gen as { size?: number }).size === 1) return { error: 'gen.size 1 is outside 60..65535' };
+      return { ok: true };
+    },
+  };
+}
+const noBegin = async () => {};
+
+test('stats answers shell assignments for dotted keys', async () => {
+  const d = fakeDevice(() => ({ transmitq: { frames: 10, bytes: 640 }, chainShapes: { descriptorsPerChain: { '1': 10 } } }));
+  assert.is(await answerGuestRequest('stats transmitq.frames transmitq.bytes', d, noBegin), 'transmitq_frames=10 transmitq_bytes=640');
+  assert.is(await answerGuestRequest('stats chainShapes.descriptorsPerChain.1', d, noBegin), 'chainShapes_descriptorsPerChain_1=10');
+  assert.match(await answerGuestRequest('stats nothing.here', d, noBegin), /^error no stats key nothing.here/);
+});
+
+test('port, verify, reset and begin reach the device or the hook', async () => {
+  const d = fakeDevice(() => ({}));
+  const begun: string[] = [];
+  assert.is(await answerGuestRequest('port gen size=64 count=1000 pps=0', d, noBegin), 'ok');
+  assert.equal(d.calls.at(-1), { cmd: 'setPort', port: 'gen', gen: { size: 64, count: 1000, pps: 0 } });
+  assert.is(await answerGuestRequest('port reflect', d, noBegin), 'ok');
+  assert.equal(d.calls.at(-1), { cmd: 'setPort', port: 'reflect' });
+  assert.is(await answerGuestRequest('verify on', d, noBegin), 'ok');
+  assert.equal(d.calls.at(-1), { cmd: 'setVerify', on: true });
+  assert.is(await answerGuestRequest('reset', d, noBegin), 'ok');
+  assert.is(await answerGuestRequest('begin xdpsock txonly-skb-64', d, async (s, t) => void begun.push(`${s}/${t}`)), 'ok');
+  assert.equal(begun, ['xdpsock/txonly-skb-64']);
+});
+
+test('device errors and bad requests become one error line', async () => {
+  const d = fakeDevice(() => ({}));
+  assert.is(await answerGuestRequest('port gen size=1', d, noBegin), 'error gen.size 1 is outside 60..65535');
+  assert.match(await answerGuestRequest('port gen size=x', d, noBegin), /^error expected key=number/);
+  assert.match(await answerGuestRequest('frobnicate', d, noBegin), /^error unknown request "frobnicate"/);
+  assert.match(await answerGuestRequest('', d, noBegin), /^error unknown request ""/);
+  assert.match(await answerGuestRequest('verify maybe', d, noBegin), /^error usage/);
+});
+
+test('wait polls until the counter reaches the minimum, or answers the value at the deadline', async () => {
+  let frames = 0;
+  const d = fakeDevice(() => ({ receiveq: { frames: (frames += 40) } }));
+  assert.is(await answerGuestRequest('wait receiveq.frames 100 5', d, noBegin), 'receiveq_frames=120');
+  const stuck = fakeDevice(() => ({ receiveq: { frames: 7 } }));
+  assert.is(await answerGuestRequest('wait receiveq.frames 100 0.1', stuck, noBegin), 'receiveq_frames=7');
+});
+
+test('lookup walks objects only', () => {
+  assert.is(lookup({ a: { b: 2 } }, 'a.b'), 2);
+  assert.is(lookup({ a: 1 }, 'a.b'), undefined);
+  assert.is(lookup(null, 'a'), undefined);
+});
+
+test.run();
