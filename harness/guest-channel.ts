@@ -5,7 +5,8 @@
 // device something, e.g. its counters). Host -> guest: one answer line per request.
 // Requests are answered one at a time, in the order they arrived, so a guest that writes
 // several requests before reading gets its answers in that order. A handler that fails is
-// answered "ERR <message>" rather than left unanswered: the guest is blocked reading.
+// answered "error <message>" (what zcnic_ctl in guest/suites/lib/common.sh treats as a
+// failure) rather than left unanswered: the guest is blocked reading.
 //
 // The guest's /init waits up to 10 s for the host side to be connected before it falls back
 // to the console, so connect soon after QEMU starts; connecting retries until QEMU has
@@ -25,7 +26,7 @@ export interface GuestChannelOptions {
   path: string;
   /** Every line that is not a control request, without its newline, in order. */
   onLine: (line: string) => void;
-  /** Answers a control request (the text after "#zcnic-ctl "). Without it: "ERR no control handler". */
+  /** Answers a control request (the text after "#zcnic-ctl "). Without it: "error no control handler". */
   onControl?: (request: string) => Promise<string>;
   /** Give up connecting after this long (default 30 s). */
   connectTimeoutMs?: number;
@@ -171,7 +172,7 @@ class Channel implements GuestChannel {
       if (!this.o.onControl) throw new Error('no control handler');
       reply = await this.o.onControl(request);
     } catch (err) {
-      reply = `ERR ${err instanceof Error ? err.message : String(err)}`;
+      reply = `error ${err instanceof Error ? err.message : String(err)}`;
     }
     this.controlRequests++;
     if (!this.socket.destroyed && this.socket.writable) this.socket.write(`${answerLine(reply)}\n`);

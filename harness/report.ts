@@ -81,7 +81,9 @@ export function testRecordFromKtap(r: KtapResult, deviceCounters: DeviceCounters
   const failing = (list: readonly KtapResult[], path: string): void => {
     for (const t of list) {
       const name = `${path}${t.name}`;
-      if (!t.ok && t.todo === null && t.skip === null) diagnostics.push(`subtest ${name}: not ok${t.timeout !== null ? ' (TIMEOUT)' : ''}`);
+      if (!t.ok && t.todo === null && t.skip === null) {
+        diagnostics.push(`subtest ${name}: not ok${t.timeout !== null ? ' (TIMEOUT)' : ''}`, ...t.diagnostics.map((d) => `  ${d}`));
+      }
       failing(t.subtests, `${name} > `);
     }
   };

@@ -90,7 +90,7 @@ test('control requests: answered one at a time, in order, one line each; failure
   const g = await q.guest;
   g.write('KTAP version 1\n#zcnic-ctl stats\n#zcnic-ctl reset x=1\n# not a request\n#zcnic-ctl boom\n#zcnic-ctl multi\n#zcnic-ctlnospace\n');
   const answers = await q.lines(4);
-  assert.equal(answers, ['answer to stats', 'answer to reset x=1', 'ERR device is gone', 'line one line two three']);
+  assert.equal(answers, ['answer to stats', 'answer to reset x=1', 'error device is gone', 'line one line two three']);
   assert.equal(order, ['start stats', 'end stats', 'start reset x=1', 'end reset x=1', 'start boom', 'end boom', 'start multi', 'end multi']);
   assert.equal(lines, ['KTAP version 1', '# not a request', '#zcnic-ctlnospace']);
   assert.is(ch.controlRequests, 4);
@@ -105,7 +105,7 @@ test('no control handler: the guest still gets an answer', async () => {
   const q = fakeQemu(path);
   const ch = await connectGuestChannel({ path, onLine: () => undefined });
   (await q.guest).write('#zcnic-ctl stats\n');
-  assert.equal(await q.lines(1), ['ERR no control handler']);
+  assert.equal(await q.lines(1), ['error no control handler']);
   await ch.close();
   await closeServer(q.server);
 });
@@ -156,25 +156,37 @@ test('answerLine keeps answers on one line', () => {
   assert.is(answerLine('a\nb\r\nc\rd'), 'a b c d');
 });
 
-test('end to end with the KTAP reader: each result arrives while the guest is still writing', async () => {
+test('end to end with the KTAP reader, replaying a real guest stream with its control requests', async () => {
   const path = sockPath();
   const q = fakeQemu(path);
   const results: KtapResult[] = [];
+  const requests: string[] = [];
   const reader = new KtapReader({ onResult: (r) => results.push(r) });
-  const ch = await connectGuestChannel({ path, onLine: (l) => reader.line(l), onControl: async () => '{"transmitq":{"frames":1000}}' });
+  const ch = await connectGuestChannel({
+    path,
+    onLine: (l) => reader.line(l),
+    onControl: async (req) => {
+      requests.push(req);
+      return 'ok';
+    },
+  });
   const g = await q.guest;
-  const text = readFileSync(new URL('../../../test/fixtures/ktap/smoke-real.ktap', import.meta.url), 'utf8');
-  const [head, tail] = text.split(/(?<=ok 1 link-up\n)/);
+  const fixtures = new URL('../../../test/fixtures/ktap/', import.meta.url);
+  const raw = readFileSync(new URL('smoke-real.raw', fixtures), 'utf8');
+  const [head, tail] = raw.split(/(?<=ok 1 link-up\n)/);
   g.write(head!);
+  // The guest waits for each answer before going on, as zcnic_ctl does.
+  assert.equal(await q.lines(1), ['ok']);
   for (let i = 0; i < 100 && results.length < 1; i++) await sleep(5);
   assert.equal(results.map((r) => r.name), ['link-up'], 'link-up reported before the rest was sent');
-  g.write('#zcnic-ctl stats\n');
-  assert.equal(await q.lines(1), ['{"transmitq":{"frames":1000}}']);
   g.end(tail!);
   await ch.closed;
+  assert.equal(requests, ['begin smoke link-up', 'begin smoke send-frames']);
+  assert.equal(await q.lines(2), ['ok', 'ok']);
   const s = reader.end();
   assert.equal([s.passed, s.failed, s.missing, s.done], [2, 0, 0, true]);
-  assert.is(ch.ktapText(), text);
+  assert.is(ch.raw(), raw);
+  assert.is(ch.ktapText(), readFileSync(new URL('smoke-real.ktap', fixtures), 'utf8'));
   await closeServer(q.server);
 });
 

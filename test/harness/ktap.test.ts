@@ -1,5 +1,5 @@
 // The KTAP reader on real guest output (smoke-real.ktap was captured from a TCG boot with the
-// device attached) and on hand-written fixtures in the guest's formats: timeout, skip with a
+// device attached; smoke-real.raw is the same stream with the guest's control requests) and on hand-written fixtures in the guest's formats: timeout, skip with a
 // reason, a crash mid-run, nested subtests, metrics; and its incremental behaviour.
 
 import { test } from 'uvu';
@@ -11,29 +11,36 @@ import { KtapReader, metricValue, parseKeyValues, parseKtap, type KtapBegin, typ
 const FIXTURES = new URL('../../../test/fixtures/ktap/', import.meta.url);
 const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 'utf8');
 
-test('real smoke run: two passes, header, boot time, metrics, done', () => {
-  const s = parseKtap(fixture('smoke-real.ktap'));
+test('real smoke run: two passes, header, boot time, metrics, begin lines, done', () => {
+  const begins: KtapBegin[] = [];
+  const r = new KtapReader({ onBegin: (b) => begins.push(b) });
+  r.write(fixture('smoke-real.ktap'));
+  const s = r.end();
+  assert.equal(begins, [
+    { name: 'link-up', suite: 'smoke', index: 1 },
+    { name: 'send-frames', suite: 'smoke', index: 2 },
+  ]);
   assert.is(s.version, 1);
   assert.is(s.planned, 2);
   assert.equal([s.passed, s.failed, s.skipped, s.missing], [2, 0, 0, 0]);
-  assert.is(s.bootMs, 3770);
+  assert.is(s.bootMs, 2980);
   assert.is(s.done, true);
-  assert.equal(s.doneCounts, { pass: 2, fail: 0, skip: 0, ms: 290 });
+  assert.equal(s.doneCounts, { pass: 2, fail: 0, skip: 0, ms: 340 });
   assert.is(s.header['kernel'], '6.12.117+deb12-amd64');
   assert.is(s.header['iface'], 'eth0');
   assert.equal(s.errors, []);
   // boot.ms and the header are the run's, not the first test's.
-  assert.equal(s.metrics, { 'boot.ms': 3770 });
+  assert.equal(s.metrics, { 'boot.ms': 2980 });
   const [linkUp, send] = s.results;
   assert.ok(linkUp && send);
   assert.is(linkUp.name, 'link-up');
   assert.is(linkUp.suite, 'smoke');
   assert.is(linkUp.index, 1);
   assert.equal(linkUp.diagnostics, ['eth0 mac=52:54:00:12:34:56 mtu=1500 flags=0x1003 operstate=up carrier=1']);
-  assert.equal(linkUp.metrics, { 'test.link-up.ms': 80 });
-  assert.is(linkUp.durationMs, 80);
-  assert.is(send.durationMs, 150);
-  assert.equal(send.metrics, { frames_sent: 1000, tx_packets_delta: 1000, 'test.send-frames.ms': 150 });
+  assert.equal(linkUp.metrics, { 'test.link-up.ms': 90 });
+  assert.is(linkUp.durationMs, 90);
+  assert.is(send.durationMs, 170);
+  assert.equal(send.metrics, { frames_sent: 1000, tx_packets_delta: 1000, 'test.send-frames.ms': 170 });
   assert.equal(send.diagnostics, ['frames: {"sent":1000}']);
 });
 

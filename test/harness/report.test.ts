@@ -12,11 +12,13 @@ import {
   resultLabel,
   resultsJson,
   terminalTable,
+  testRecordFromKtap,
   wantColor,
   xmlEscape,
   type RunResults,
   type TestRecord,
 } from '../../harness/report.js';
+import { parseKtap } from '../../harness/ktap.js';
 
 const device = (tx: number, rx: number, verified: number, errors: Record<string, number> = {}) => ({
   transmitq: { frames: tx, bytes: tx * 128 },
@@ -203,6 +205,43 @@ test('Markdown: summary, table with escaped cells, extra tables, failures with t
   // A diagnostic holding a fence gets a longer fence around it.
   assert.match(md, /````text\n```\n<script>\n````/);
   assert.not.match(md, /## Failures[\s\S]*busy-poll/);
+});
+
+test('from KTAP results: skip reason, timeout, directive and failing subtests as diagnostics', () => {
+  const s = parseKtap(
+    [
+      'KTAP version 1',
+      '1..4',
+      '# zcnic-suite name=xsk',
+      '# zcnic-metric test.a.ms=12',
+      'ok 1 a # SKIP no zerocopy',
+      'not ok 2 b # TIMEOUT after 60s',
+      'not ok 3 suite-x # no such suite',
+      '    1..2',
+      '    ok 1 v4',
+      '    # checksum mismatch',
+      '    not ok 2 v6',
+      'not ok 4 csum',
+    ].join('\n'),
+  );
+  const dev = device(1, 2, 0);
+  const [a, b, x, csum] = s.results.map((r, i) => testRecordFromKtap(r, i === 0 ? dev : null));
+  assert.equal(a, {
+    name: 'a',
+    suite: 'xsk',
+    ok: true,
+    skip: true,
+    skipReason: 'no zerocopy',
+    timeout: null,
+    durationMs: 12,
+    metrics: { 'test.a.ms': 12 },
+    deviceCounters: dev,
+    diagnostics: [],
+  });
+  assert.equal([b!.ok, b!.skip, b!.timeout, resultLabel(b!)], [false, false, 60, 'TIMEOUT 60s']);
+  assert.equal(x!.diagnostics, ['no such suite']);
+  assert.equal(csum!.diagnostics, ['subtest v6: not ok', '  checksum mismatch']);
+  assert.equal(counts([a!, b!, x!, csum!]), { passed: 0, failed: 3, skipped: 1 });
 });
 
 test.run();
