@@ -2,16 +2,19 @@
 /** zcnic's command line: one subcommand per job. */
 import { deviceCommand } from './device-command.js';
 import { UsageError } from './options.js';
+import { runCommand, shellCommand } from './run-command.js';
 
 const help = `Usage: zcnic <command> [options]
 
 Commands:
+  run       boot the guest on the zcnic device, run test suites, report
+  shell     boot the guest on the zcnic device with an interactive shell
   device    run the virtio-net device behind a vhost-user socket
 
 Run 'zcnic <command> --help' for a command's options.
 `;
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = { device: deviceCommand };
+const commands: Record<string, (argv: string[]) => Promise<number>> = { run: runCommand, shell: shellCommand, device: deviceCommand };
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -1,0 +1,129 @@
+/**
+ * `zcnic run`: boots the guest on the zcnic device, runs suites, reports. `zcnic shell`: the same
+ * setup with an interactive console instead of suites.
+ */
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import type { AccelRequest } from '../harness/accel.js';
+import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor } from '../harness/report.js';
+import { runSuites } from '../harness/run.js';
+import { suiteTables } from '../harness/suite-tables.js';
+import { integerOption, UsageError } from './options.js';
+
+export const DEFAULT_SUITES = ['smoke'];
+
+const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (probed once, cached), else TCG
+                       (default auto); kvm fails if KVM does not work; tcg never probes
+  --smp N              vCPUs (default 2)
+  --mem MB             guest memory (default 512)
+  --queues N           NIC queue pairs (default 1)
+  --kernel BZIMAGE     your own kernel instead of Debian's (with --modules)
+  --modules DIR        its modules tree (lib/modules/RELEASE)
+  --keep               keep the temporary folder (console log, device log, raw KTAP) and say where
+  --verbose            stream the guest console and the device's log
+  -h, --help           this text
+`;
+
+export const runHelp = `Usage: zcnic run [--suite NAME ...] [options]
+
+Builds the guest image (cached), starts the zcnic device and QEMU, runs the suites in the guest
+and reports each test with the device's counters for it. Exit status 0 only when nothing failed.
+
+Options:
+  --suite NAME         suite to run (repeatable or comma-separated; default ${DEFAULT_SUITES.join(',')})
+  --timeout S          per-test timeout in the guest, seconds (default 60)
+  --results FILE       write the results as JSON
+  --junit FILE         write JUnit XML
+  --markdown FILE      write a Markdown report
+${common}`;
+
+export const shellHelp = `Usage: zcnic shell [options]
+
+Boots the guest on the zcnic device with an interactive shell on this terminal (exit it, or
+'poweroff -f', to stop). The device runs in sink mode with verification on.
+
+Options:
+${common}`;
+
+function parse(argv: string[], withSuites: boolean) {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      suite: { type: 'string', multiple: true },
+      accel: { type: 'string', default: 'auto' },
+      smp: { type: 'string', default: '2' },
+      mem: { type: 'string', default: '512' },
+      queues: { type: 'string', default: '1' },
+      kernel: { type: 'string' },
+      modules: { type: 'string' },
+      timeout: { type: 'string', default: '60' },
+      results: { type: 'string' },
+      junit: { type: 'string' },
+      markdown: { type: 'string' },
+      keep: { type: 'boolean', default: false },
+      verbose: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  if (!withSuites && (values.suite || values.results || values.junit || values.markdown)) throw new UsageError('zcnic shell runs no suites');
+  if (!['auto', 'kvm', 'tcg'].includes(values.accel)) throw new UsageError(`--accel must be auto, kvm or tcg, not ${values.accel}`);
+  if ((values.kernel === undefined) !== (values.modules === undefined)) throw new UsageError('--kernel and --modules go together');
+  const suites = (values.suite ?? DEFAULT_SUITES).flatMap((s) => s.split(',')).filter((s) => s !== '');
+  for (const s of suites) if (!/^[a-z0-9-]+$/.test(s)) throw new UsageError(`not a suite name: ${s}`);
+  return { values, suites };
+}
+
+async function execute(argv: string[], shell: boolean): Promise<number> {
+  const { values, suites } = parse(argv, !shell);
+  if (values.help) {
+    process.stdout.write(shell ? shellHelp : runHelp);
+    return 0;
+  }
+  const abort = new AbortController();
+  const onSignal = (): void => {
+    process.stderr.write('\nzcnic: interrupted, stopping the guest and the device…\n');
+    abort.abort();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const started = Date.now();
+  const progress = (line: string): void => void process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}\n`);
+  try {
+    const outcome = await runSuites({
+      suites,
+      accel: values.accel as AccelRequest,
+      smp: integerOption('--smp', values.smp),
+      memMiB: integerOption('--mem', values.mem),
+      queues: integerOption('--queues', values.queues),
+      testTimeoutSec: integerOption('--timeout', values.timeout),
+      kernel: values.kernel,
+      modules: values.modules,
+      keep: values.keep,
+      verbose: values.verbose,
+      shell,
+      progress,
+      signal: abort.signal,
+    });
+    if (outcome.keptDir) progress(`kept ${outcome.keptDir}`);
+    if (abort.signal.aborted) return 130;
+    if (shell) return outcome.problem ? 1 : 0;
+    const { results } = outcome;
+    process.stdout.write(`\n${terminalTable(results, { color: wantColor() })}\n`);
+    const tables = suiteTables(results);
+    for (const table of tables) process.stdout.write(`\n${table.title}\n${table.columns.join('\t')}\n${table.rows.map((r) => r.join('\t')).join('\n')}\n`);
+    if (values.results) writeFileSync(values.results, formatResultsJson(results));
+    if (values.junit) writeFileSync(values.junit, junitXml(results));
+    if (values.markdown) writeFileSync(values.markdown, markdown(results, tables));
+    const { failed } = counts(results.tests);
+    if (outcome.problem) process.stderr.write(`zcnic run: ${outcome.problem}\n`);
+    return failed === 0 && !outcome.problem ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+export const runCommand = (argv: string[]): Promise<number> => execute(argv, false);
+export const shellCommand = (argv: string[]): Promise<number> => execute(argv, true);
