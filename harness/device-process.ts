@@ -27,6 +27,8 @@ export interface ZcnicDeviceOptions {
   verify?: boolean;
   /** Write every frame to this pcap file. */
   pcap?: string;
+  /** More `zcnic device` arguments (e.g. --workers 2). */
+  extraArgs?: readonly string[];
   /** taskset CPU list for the whole Node process, e.g. "1"; undefined = no pinning. */
   cpus?: string;
   readyTimeoutMs?: number;
@@ -54,6 +56,7 @@ export function zcnicArgs(o: ZcnicDeviceOptions): string[] {
   if (o.poll) args.push('--poll');
   if (o.verify) args.push('--verify');
   if (o.pcap !== undefined) args.push('--pcap', o.pcap);
+  if (o.extraArgs) args.push(...o.extraArgs);
   return args;
 }
 

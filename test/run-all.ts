@@ -4,6 +4,9 @@
  * through as it runs. A layer that dies without a summary counts as one failure.
  */
 import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 interface Totals {
@@ -24,6 +27,35 @@ export function parseUvuSummary(output: string): Totals | null {
   if (!total || !passed || !skipped) return null;
   const [t, p, s] = [Number(total[1]), Number(passed[1]), Number(skipped[1])];
   return { passed: p, skipped: s, failed: t - p - s };
+}
+
+/** The guest suites: `zcnic run`, counted from its results JSON. */
+async function runGuestSuites(suites: readonly string[]): Promise<Totals> {
+  const dir = mkdtempSync(join(tmpdir(), 'zcnic-test-'));
+  const results = join(dir, 'results.json');
+  try {
+    const code = await runLayerProcess(`guest suites (${suites.join(', ')}) in QEMU`, [join(dist, 'cli/zcnic.js'), 'run', '--suite', suites.join(','), '--results', results]);
+    let totals: Totals;
+    try {
+      const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals;
+      totals = { passed: parsed.passed, failed: parsed.failed, skipped: parsed.skipped };
+    } catch {
+      process.stdout.write(`guest suites: no results (exit ${code}): counted as one failure\n`);
+      return { passed: 0, failed: 1, skipped: 0 };
+    }
+    if (code !== 0 && totals.failed === 0) totals.failed = 1;
+    return totals;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function runLayerProcess(name: string, args: string[]): Promise<number | null> {
+  process.stdout.write(`\n== ${name}\n`);
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { cwd: dist, stdio: ['ignore', 'inherit', 'inherit'] });
+    child.on('close', resolve);
+  });
 }
 
 function runLayer(name: string, args: string[]): Promise<Totals> {
@@ -48,6 +80,9 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
   });
 }
 
+/** What `make test` boots and runs in the guest. */
+const GUEST_SUITES = ['smoke'];
+
 const layers: Array<[string, string[]]> = [
   ['unit tests', [uvu, 'test', '\\.test\\.js$', '-i', 'integration']],
   ['integration tests (DPDK, QEMU, tshark)', [uvu, 'test/integration', '\\.test\\.js$']],
@@ -55,8 +90,10 @@ const layers: Array<[string, string[]]> = [
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sum: Totals = { passed: 0, failed: 0, skipped: 0 };
-  for (const [name, args] of layers) {
-    const t = await runLayer(name, args);
+  const totals = [];
+  for (const [name, args] of layers) totals.push(await runLayer(name, args));
+  totals.push(await runGuestSuites(GUEST_SUITES));
+  for (const t of totals) {
     sum.passed += t.passed;
     sum.failed += t.failed;
     sum.skipped += t.skipped;

@@ -44,4 +44,12 @@ test_send_frames() {
 	delta=$(($(iface_stat tx_packets) - before))
 	metric tx_packets_delta $delta
 	[ $delta -ge $SMOKE_FRAMES ] || fail "tx_packets grew by $delta, expected >= $SMOKE_FRAMES"
+	# The device's side: every frame arrived, byte for byte, in order, once.
+	[ "${ZCNIC_CTL:-0}" = 1 ] || return 0
+	eval "$(zcnic_ctl wait verification.verified $SMOKE_FRAMES 10)" || fail "no answer from the device"
+	eval "$(zcnic_ctl stats verification.corrupt verification.duplicates verification.gaps transmitq.frames)" || fail "no answer from the device"
+	diag "device: verified=$verification_verified corrupt=$verification_corrupt duplicates=$verification_duplicates gaps=$verification_gaps transmitq.frames=$transmitq_frames"
+	metric device_verified "$verification_verified"
+	[ "$verification_verified" = $SMOKE_FRAMES ] || fail "the device verified $verification_verified of $SMOKE_FRAMES frames"
+	[ "$verification_corrupt$verification_duplicates$verification_gaps" = 000 ] || fail "the device saw corrupt, duplicate or missing frames"
 }
