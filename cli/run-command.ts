@@ -10,7 +10,7 @@ import { runSuites } from '../harness/run.js';
 import { suiteTables } from '../harness/suite-tables.js';
 import { integerOption, UsageError } from './options.js';
 
-export const DEFAULT_SUITES = ['smoke'];
+export const DEFAULT_SUITES = ['smoke', 'xdpsock'];
 
 const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (probed once, cached), else TCG
                        (default auto); kvm fails if KVM does not work; tcg never probes

@@ -102,6 +102,8 @@ export function qemuArgs(o: QemuOptions): string[] {
     dev += tcg ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
     // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
     dev += ',romfile=';
+    // An explicit MTU makes QEMU negotiate VIRTIO_NET_F_MTU (and send NET_SET_MTU to the device).
+    dev += ',host_mtu=1500';
     args.push('-device', dev);
   } else {
     // Without this QEMU adds a default NIC with user-mode networking.

@@ -202,7 +202,7 @@ if (!isMainThread) {
     const worker = new Worker(new URL(import.meta.url), { workerData: dir.path('big.sock') });
     const result = await waitFor<unknown>('the worker', (done) => worker.on('message', done), 10000);
     assert.equal(result, { total: size, firstBad: -1, fdsAtStart: 1 });
-    assert.is(await waitFor<number>('the worker to exit', (done) => worker.on('exit', done)), 0);
+    assert.is(await waitFor<number>('the worker to exit', (done) => worker.on('exit', done), 10000), 0);
     assert.is(eventfdRead(efd), 5);
     close(efd);
     listener.close();
