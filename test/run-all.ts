@@ -15,6 +15,7 @@ interface Totals {
   skipped: number;
 }
 
+const HANG_AFTER_SUMMARY_MS = 15_000;
 const dist = fileURLToPath(new URL('..', import.meta.url));
 const uvu = fileURLToPath(new URL('../../node_modules/uvu/bin.js', import.meta.url));
 
@@ -63,9 +64,21 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: dist, stdio: ['ignore', 'pipe', 'inherit'] });
     let output = '';
+    let hung = false;
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
       process.stdout.write(chunk);
+      // uvu does not force its exit: a test that leaked a handle (a worker, a socket) would keep
+      // the layer alive forever after its summary. Give it a moment, then end it as a failure.
+      if (parseUvuSummary(output) && !hung) {
+        setTimeout(() => {
+          if (child.exitCode === null && child.signalCode === null) {
+            hung = true;
+            process.stdout.write(`${name}: still running ${HANG_AFTER_SUMMARY_MS / 1000} s after its summary (a leaked handle): stopped, counted as one failure\n`);
+            child.kill('SIGKILL');
+          }
+        }, HANG_AFTER_SUMMARY_MS).unref();
+      }
     });
     child.on('close', (code) => {
       const totals = parseUvuSummary(output);
@@ -73,7 +86,8 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
         process.stdout.write(`${name}: no summary (exit ${code}): counted as one failure\n`);
         resolve({ passed: 0, failed: 1, skipped: 0 });
       } else {
-        if (code !== 0 && totals.failed === 0) totals.failed = 1;
+        if ((code !== 0 || hung) && totals.failed === 0) totals.failed = 1;
+        else if (hung) totals.failed++;
         resolve(totals);
       }
     });
