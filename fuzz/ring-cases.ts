@@ -1,0 +1,656 @@
+/**
+ * Ring cases: one generator per hostile pattern a driver can write (each with the error kind it
+ * must produce, which the deterministic tests check), valid traffic mixed in before (and, for
+ * errors that only drop a frame, after) the hostile chain, a chaos generator of random
+ * descriptors biased to boundary values, and field-level mutations for coverage guidance.
+ */
+import {
+  BUFFER_AREA,
+  F_INDIRECT,
+  F_NEXT,
+  F_WRITE,
+  GUEST_BASE,
+  GUEST_END,
+  INDIRECT_AREA,
+  indirectSlotAddress,
+  MAX_FRAME,
+  QUEUE_SIZES,
+} from './layout.js';
+import type { Prng } from './prng.js';
+import { desc, descWords, RingBuilder, type Desc, type RingGenome } from './ring-genome.js';
+
+export interface RingCaseKind {
+  readonly name: string;
+  /** The error counter the case must move ('none' for valid traffic). */
+  readonly expect: string;
+  /** Whether the error stops the ring (DEVICE_NEEDS_RESET). */
+  readonly fatal: boolean;
+  readonly side: 'tx' | 'rx';
+  build(prng: Prng): RingGenome;
+}
+
+/** A queue size from the list with room for at least `minimum` descriptors. */
+function pickSize(prng: Prng, minimum: number): number {
+  const sizes = QUEUE_SIZES.filter((s) => s >= minimum);
+  return prng.pick(sizes);
+}
+
+function frameLength(prng: Prng): number {
+  return prng.weighted([
+    [3, prng.range(60, 128)],
+    [2, prng.range(129, 1514)],
+    [1, prng.pick([14, 60, 64, 1500, 1514])],
+  ]);
+}
+
+/** Adds up to `max` valid transmit frames (as many as descriptors allow, leaving `reserve`). */
+function validTx(b: RingBuilder, prng: Prng, max: number, reserve: number): number[] {
+  const heads: number[] = [];
+  const count = prng.int(max + 1);
+  for (let i = 0; i < count; i++) {
+    const shape = prng.pick(['one', 'split', 'indirect'] as const);
+    const needed = shape === 'split' ? 2 : 1;
+    if (b.freeDescriptors - needed < reserve) break;
+    heads.push(b.txFrame(frameLength(prng), shape));
+  }
+  return heads;
+}
+
+/** An address (as two words) and a length at least `len` such that the buffer is outside guest memory. */
+function outsideBuffer(prng: Prng, len: number): { hi: number; lo: number; len: number } {
+  switch (prng.int(7)) {
+    case 0:
+      return { hi: 0, lo: GUEST_END, len: Math.max(1, len) }; // just past the end
+    case 1:
+      return { hi: 0, lo: GUEST_END - 8, len: Math.max(16, len) }; // starts inside, runs past the end
+    case 2:
+      return { hi: 0, lo: GUEST_BASE - 16, len: Math.max(1, len) }; // starts before the region
+    case 3:
+      return { hi: 0, lo: 0, len: Math.max(1, len) };
+    case 4:
+      return { hi: 0xffffffff, lo: 0xfffffff0, len: Math.max(32, len) }; // 2^64 - 16: wraps 2^64
+    case 5:
+      return { hi: 0x200000, lo: 0, len: Math.max(1, len) }; // 2^53
+    default:
+      return { hi: 1 + prng.int(0xffffffff), lo: prng.u32(), len: Math.max(1, len) };
+  }
+}
+
+const txKinds: RingCaseKind[] = [
+  {
+    name: 'tx-valid',
+    expect: 'none',
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-valid', 'tx', pickSize(prng, 16), { version1: prng.chance(0.8), mergeable: prng.chance(0.7) });
+      const heads = validTx(b, prng, 12, 0);
+      if (heads.length === 0) heads.push(b.txFrame(60));
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-loop',
+    expect: 'chainTooLong',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const size = pickSize(prng, 1);
+      const b = new RingBuilder('tx-loop', 'tx', size);
+      const heads = validTx(b, prng, 4, 2);
+      const header = b.header;
+      if (b.freeDescriptors >= 2 && prng.chance(0.7)) {
+        const a = b.takeDescriptors(2);
+        b.setDescriptor(a, desc(b.buffer(header), header, F_NEXT, a + 1));
+        b.setDescriptor(a + 1, desc(b.buffer(64), 64, F_NEXT, a)); // back to the first
+        heads.push(a);
+      } else {
+        const a = b.takeDescriptors(1);
+        b.setDescriptor(a, desc(b.buffer(header + 60), header + 60, F_NEXT, a)); // itself
+        heads.push(a);
+      }
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-longer-than-queue',
+    expect: 'chainTooLong',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      // Direct buffers, then an indirect table as large as the queue: more buffers than entries.
+      const size = pickSize(prng, 2);
+      const b = new RingBuilder('tx-longer-than-queue', 'tx', Math.min(size, 256));
+      const heads = validTx(b, prng, 3, 2);
+      const n = b.size;
+      const table: Desc[] = [];
+      for (let i = 0; i < n; i++) table.push(desc(b.buffer(16), 16, i < n - 1 ? F_NEXT : 0, i + 1));
+      const slot = b.table(table);
+      const head = b.takeDescriptors(2);
+      b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, head + 1));
+      b.setDescriptor(head + 1, desc(indirectSlotAddress(slot), 16 * n, F_INDIRECT));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-address-outside',
+    expect: 'bufferOutsideMemory',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-address-outside', 'tx', pickSize(prng, 2));
+      const heads = validTx(b, prng, 4, 2);
+      const bad = outsideBuffer(prng, prng.pick([1, 16, 64, 1514]));
+      const head = b.takeDescriptors(2);
+      b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, head + 1));
+      b.setDescriptor(head + 1, descWords(bad.hi, bad.lo, bad.len, 0));
+      heads.push(prng.chance(0.5) ? head : head + 1);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-length-huge',
+    expect: 'bufferOutsideMemory',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-length-huge', 'tx', pickSize(prng, 1));
+      const heads = validTx(b, prng, 4, 1);
+      const head = b.takeDescriptors(1);
+      b.setDescriptor(head, desc(b.buffer(64), prng.pick([0xffffffff, 0x80000000, 0x100001, GUEST_END - BUFFER_AREA + 1]), 0));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-indirect-outside',
+    expect: 'indirectOutsideMemory',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-indirect-outside', 'tx', pickSize(prng, 2));
+      const heads = validTx(b, prng, 4, 1);
+      const bad = outsideBuffer(prng, 16 * prng.range(1, Math.min(b.size, 8)));
+      const head = b.takeDescriptors(1);
+      b.setDescriptor(head, descWords(bad.hi, bad.lo, 16 * Math.ceil(bad.len / 16), F_INDIRECT));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-nested-indirect',
+    expect: 'nestedIndirect',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-nested-indirect', 'tx', pickSize(prng, 2));
+      const heads = validTx(b, prng, 4, 1);
+      const inner = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
+      const outer: Desc[] = [];
+      if (prng.chance(0.5)) outer.push(desc(b.buffer(b.header), b.header, F_NEXT, 1));
+      outer.push(desc(indirectSlotAddress(inner), 16, F_INDIRECT));
+      const slot = b.table(outer);
+      const head = b.takeDescriptors(1);
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16 * outer.length, F_INDIRECT));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-indirect-bad-length',
+    expect: 'indirectBadLength',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-indirect-bad-length', 'tx', pickSize(prng, 2));
+      const heads = validTx(b, prng, 4, 1);
+      const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
+      const len = prng.pick([0, 8, 24, 17, 16 * (b.size + 1), 0xfffffff0]);
+      const head = b.takeDescriptors(1);
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), len, F_INDIRECT));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-indirect-with-next',
+    expect: 'indirectWithNext',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-indirect-with-next', 'tx', pickSize(prng, 2));
+      const heads = validTx(b, prng, 4, 2);
+      const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
+      const head = b.takeDescriptors(2);
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, F_INDIRECT | F_NEXT, head + 1));
+      b.setDescriptor(head + 1, desc(b.buffer(60), 60, 0));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-indirect-not-negotiated',
+    expect: 'indirectNotNegotiated',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-indirect-not-negotiated', 'tx', pickSize(prng, 2), { indirect: false });
+      const heads = validTx(b, prng, 4, 1);
+      const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
+      const head = b.takeDescriptors(1);
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, F_INDIRECT));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-avail-jump',
+    expect: 'availIndexJump',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-avail-jump', 'tx', pickSize(prng, 1));
+      const heads = validTx(b, prng, 4, 0);
+      b.publish(...heads);
+      b.setAvailIdx(prng.pick([b.size + 1, b.size + 2, 0x8000, 0xffff]));
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-head-out-of-range',
+    expect: 'headOutOfRange',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-head-out-of-range', 'tx', pickSize(prng, 1));
+      const heads = validTx(b, prng, 4, 0);
+      heads.push(prng.pick([b.size, b.size + 1, 0x8000, 0xffff]));
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-next-out-of-range',
+    expect: 'nextOutOfRange',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-next-out-of-range', 'tx', pickSize(prng, 1));
+      const heads = validTx(b, prng, 4, 1);
+      const head = b.takeDescriptors(1);
+      b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, prng.pick([b.size, b.size + 1, 0xffff])));
+      heads.push(head);
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-readable-after-writable',
+    expect: 'readableAfterWritable',
+    fatal: true,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-readable-after-writable', 'tx', pickSize(prng, 2));
+      const heads = validTx(b, prng, 4, 2);
+      heads.push(b.chain([{ len: 64, writable: true }, { len: b.header + 60 }]));
+      b.publish(...heads);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-write-only',
+    expect: 'txWriteOnlyBuffer',
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-write-only', 'tx', pickSize(prng, 2));
+      const before = validTx(b, prng, 3, 2);
+      const hostile = prng.chance(0.5) ? b.chain([{ len: b.header + 60, writable: true }]) : b.chain([{ len: b.header }, { len: 60, writable: true }]);
+      const after = validTx(b, prng, 3, 0);
+      b.publish(...before, hostile, ...after);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-short-header',
+    expect: 'txHeaderTooShort',
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      const version1 = prng.chance(0.7);
+      const mergeable = prng.chance(0.5);
+      const b = new RingBuilder('tx-short-header', 'tx', pickSize(prng, 2), { version1, mergeable });
+      const before = validTx(b, prng, 3, 2);
+      const short = prng.range(0, b.header - 1);
+      const hostile = short > 1 && prng.chance(0.5) ? b.chain([{ len: 1 }, { len: short - 1 }]) : b.chain([{ len: short }]);
+      const after = validTx(b, prng, 3, 0);
+      b.publish(...before, hostile, ...after);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-oversized-frame',
+    expect: 'txFrameTooLarge',
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('tx-oversized-frame', 'tx', pickSize(prng, 2));
+      const before = validTx(b, prng, 3, 2);
+      const frame = prng.pick([MAX_FRAME + 1, MAX_FRAME + 2, 100_000, 200_000]);
+      const hostile = prng.chance(0.5) ? b.chain([{ len: b.header + frame }]) : b.chain([{ len: b.header }, { len: frame }]);
+      const after = validTx(b, prng, 3, 0);
+      b.publish(...before, hostile, ...after);
+      return b.build();
+    },
+  },
+];
+
+/** Receive buffers for `frames` frames (some spread over several chains when mergeable). */
+function validRx(b: RingBuilder, prng: Prng, frames: readonly number[], reserve: number, mergeable: boolean): number[] {
+  const heads: number[] = [];
+  for (const frame of frames) {
+    const total = b.header + frame;
+    if (mergeable && prng.chance(0.4)) {
+      // Split over chains of 1..3 buffers.
+      let left = total;
+      while (left > 0) {
+        const n = prng.range(1, 3);
+        if (b.freeDescriptors - n < reserve) return heads;
+        const lengths = Array.from({ length: n }, () => prng.range(b.header, Math.max(b.header, 600)));
+        heads.push(b.rxBuffers(lengths));
+        left -= lengths.reduce((s, x) => s + x, 0);
+      }
+    } else {
+      if (b.freeDescriptors - 1 < reserve) return heads;
+      heads.push(b.rxBuffers([prng.chance(0.5) ? total : 2048]));
+    }
+  }
+  return heads;
+}
+
+function feedFrames(prng: Prng, max: number): number[] {
+  return Array.from({ length: prng.range(1, max) }, () => prng.range(60, 1500));
+}
+
+const rxKinds: RingCaseKind[] = [
+  {
+    name: 'rx-valid',
+    expect: 'none',
+    fatal: false,
+    side: 'rx',
+    build(prng) {
+      const mergeable = prng.chance(0.7);
+      const b = new RingBuilder('rx-valid', 'rx', pickSize(prng, 16), { mergeable, version1: prng.chance(0.8) });
+      const frames = feedFrames(prng, 6);
+      b.publish(...validRx(b, prng, frames, 0, mergeable));
+      b.feed(...frames);
+      return b.build();
+    },
+  },
+  {
+    name: 'rx-readable-buffer',
+    expect: 'rxReadableBuffer',
+    fatal: true,
+    side: 'rx',
+    build(prng) {
+      const b = new RingBuilder('rx-readable-buffer', 'rx', pickSize(prng, 16));
+      const frames = feedFrames(prng, 4);
+      const heads = validRx(b, prng, frames.slice(1), 2, true);
+      heads.push(prng.chance(0.5) ? b.chain([{ len: 2048 }]) : b.chain([{ len: 64 }, { len: 2048, writable: true }]));
+      b.publish(...heads);
+      b.feed(...frames);
+      return b.build();
+    },
+  },
+  {
+    name: 'rx-buffer-too-small',
+    expect: 'rxBufferTooSmall',
+    fatal: false,
+    side: 'rx',
+    build(prng) {
+      // Without mergeable buffers a frame must fit one chain: dropped, the ring goes on.
+      const b = new RingBuilder('rx-buffer-too-small', 'rx', pickSize(prng, 16), { mergeable: false });
+      const frames = feedFrames(prng, 4);
+      const heads = validRx(b, prng, frames.slice(1), 1, false);
+      heads.push(b.rxBuffers([prng.range(1, b.header + 59)]));
+      b.publish(...heads);
+      b.feed(...frames.slice(1), 60 + prng.int(100));
+      return b.build();
+    },
+  },
+  {
+    name: 'rx-header-does-not-fit',
+    expect: 'rxBufferTooSmall',
+    fatal: true,
+    side: 'rx',
+    build(prng) {
+      // With mergeable buffers the first chain must at least hold the header.
+      const b = new RingBuilder('rx-header-does-not-fit', 'rx', pickSize(prng, 16), { mergeable: true });
+      const frames = feedFrames(prng, 4);
+      const heads = validRx(b, prng, frames.slice(1), 2, false);
+      heads.push(b.rxBuffers([prng.range(0, b.header - 1)]));
+      b.publish(...heads);
+      b.feed(...frames);
+      return b.build();
+    },
+  },
+  {
+    name: 'rx-error-after-frames',
+    expect: 'bufferOutsideMemory',
+    fatal: true,
+    side: 'rx',
+    build(prng) {
+      // Frames placed before the broken chain must be delivered (published) and counted.
+      const b = new RingBuilder('rx-error-after-frames', 'rx', pickSize(prng, 16));
+      const frames = feedFrames(prng, 5);
+      const heads = validRx(b, prng, frames.slice(0, frames.length - 1), 2, false);
+      const bad = outsideBuffer(prng, 2048);
+      const head = b.takeDescriptors(1);
+      b.setDescriptor(head, descWords(bad.hi, bad.lo, bad.len, F_WRITE));
+      heads.push(head);
+      b.publish(...heads);
+      b.feed(...frames);
+      return b.build();
+    },
+  },
+  {
+    name: 'rx-avail-jump',
+    expect: 'availIndexJump',
+    fatal: true,
+    side: 'rx',
+    build(prng) {
+      const b = new RingBuilder('rx-avail-jump', 'rx', pickSize(prng, 1));
+      b.publish(...validRx(b, prng, feedFrames(prng, 2), 0, false));
+      b.setAvailIdx(prng.pick([b.size + 1, 0x8000, 0xffff]));
+      b.feed(...feedFrames(prng, 3));
+      return b.build();
+    },
+  },
+  {
+    name: 'rx-loop',
+    expect: 'chainTooLong',
+    fatal: true,
+    side: 'rx',
+    build(prng) {
+      const b = new RingBuilder('rx-loop', 'rx', pickSize(prng, 16));
+      const frames = feedFrames(prng, 3);
+      const heads = validRx(b, prng, frames.slice(1), 2, false);
+      const a = b.takeDescriptors(2);
+      b.setDescriptor(a, desc(b.buffer(16), 16, F_WRITE | F_NEXT, a + 1));
+      b.setDescriptor(a + 1, desc(b.buffer(16), 16, F_WRITE | F_NEXT, a));
+      heads.push(a);
+      b.publish(...heads);
+      b.feed(...frames);
+      return b.build();
+    },
+  },
+];
+
+/** Every ring pattern the fuzzer knows, transmit side first. */
+export const ringKinds: readonly RingCaseKind[] = [...txKinds, ...rxKinds];
+
+export function ringKind(name: string): RingCaseKind {
+  const kind = ringKinds.find((k) => k.name === name);
+  if (!kind) throw new Error(`no ring case named ${name}`);
+  return kind;
+}
+
+// ---- chaos and mutation ------------------------------------------------------------------------
+
+function interestingAddress(prng: Prng, g: RingGenome): [number, number] {
+  return prng.pick<[number, number]>([
+    [0, GUEST_BASE],
+    [0, GUEST_END],
+    [0, GUEST_END - 16],
+    [0, GUEST_END - 1],
+    [0, BUFFER_AREA + 16 * prng.int(64)],
+    [0, INDIRECT_AREA + 16 * prng.int(16)],
+    [0, indirectSlotAddress(prng.int(Math.max(1, g.tables.length)))],
+    [0, GUEST_BASE + 0x1000 * prng.int(32)], // somewhere in the rings
+    [0, 0],
+    [1, 0],
+    [0x1fffff, 0xffffffff],
+    [0x200000, 0],
+    [0xffffffff, 0xffffffff],
+    [0xffffffff, 0xfffffff0],
+    [prng.u32(), prng.u32()],
+  ]);
+}
+
+function interestingLength(prng: Prng, g: RingGenome): number {
+  return prng.pick([0, 1, 2, 9, 10, 11, 12, 13, 16, 17, 24, 60, 64, 1514, 2048, 16 * g.size, 16 * (g.size + 1), 0x10000, 0x10000 + 13, 0x7fffffff, 0x80000000, 0xffffffff, prng.u32(), prng.range(0, 4096)]);
+}
+
+function interestingIndex(prng: Prng, g: RingGenome): number {
+  return prng.pick([0, 1, g.size - 1, g.size, g.size + 1, 0x7fff, 0x8000, 0xffff, prng.int(g.size), prng.int(0x10000)]);
+}
+
+function randomDesc(prng: Prng, g: RingGenome): Desc {
+  const [hi, lo] = prng.chance(0.6) ? [0, BUFFER_AREA + 16 * prng.int(1024)] : interestingAddress(prng, g);
+  const flags = prng.chance(0.1) ? prng.int(0x10000) : prng.pick([0, F_NEXT, F_WRITE, F_NEXT | F_WRITE, F_INDIRECT, F_INDIRECT | F_NEXT, F_INDIRECT | F_WRITE]);
+  return descWords(hi, lo, prng.chance(0.5) ? prng.range(0, 2048) : interestingLength(prng, g), flags, prng.chance(0.7) ? prng.int(g.size) : interestingIndex(prng, g));
+}
+
+/** A genome of random descriptors, heads and indexes, biased towards boundaries. */
+export function chaosRing(prng: Prng): RingGenome {
+  const size = prng.pick(QUEUE_SIZES.filter((s) => s <= 256));
+  const side = prng.chance(0.7) ? 'tx' : 'rx';
+  const g: RingGenome = {
+    name: `chaos-${side}`,
+    side,
+    size,
+    indirect: prng.chance(0.8),
+    mergeable: prng.chance(0.6),
+    version1: prng.chance(0.8),
+    table: [],
+    tables: [],
+    heads: [],
+    availIdx: null,
+    feed: [],
+  };
+  const tables = prng.int(4);
+  for (let t = 0; t < tables; t++) g.tables.push(Array.from({ length: prng.range(1, 8) }, () => randomDesc(prng, g)));
+  const descriptors = prng.range(1, Math.min(size, 16));
+  for (let i = 0; i < descriptors; i++) g.table.push([prng.int(size), randomDesc(prng, g)]);
+  const heads = prng.range(1, Math.min(size, 8));
+  for (let i = 0; i < heads; i++) g.heads.push(prng.chance(0.9) ? prng.int(size) : interestingIndex(prng, g));
+  if (prng.chance(0.1)) g.availIdx = interestingIndex(prng, g);
+  if (side === 'rx') g.feed = feedFrames(prng, 4);
+  return g;
+}
+
+function mutateDesc(prng: Prng, g: RingGenome, d: Desc): void {
+  switch (prng.int(7)) {
+    case 0: {
+      const [hi, lo] = interestingAddress(prng, g);
+      d.addrHi = hi;
+      d.addrLo = lo;
+      return;
+    }
+    case 1:
+      d.addrLo = (d.addrLo + prng.pick([-16, -1, 1, 16, 4096, -4096])) >>> 0;
+      return;
+    case 2:
+      d.len = interestingLength(prng, g);
+      return;
+    case 3:
+      d.len = (d.len + prng.pick([-1, 1, -16, 16])) >>> 0;
+      return;
+    case 4:
+      d.flags ^= prng.pick([F_NEXT, F_WRITE, F_INDIRECT, 1 << prng.int(16)]);
+      return;
+    case 5:
+      d.next = interestingIndex(prng, g);
+      return;
+    default:
+      d.addrLo = (d.addrLo ^ (1 << prng.int(32))) >>> 0;
+  }
+}
+
+/** 1 to 4 field-level changes to a copy of `parent`. */
+export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
+  const g: RingGenome = structuredClone(parent);
+  g.name = `mutated:${parent.name.replace(/^mutated:/, '')}`;
+  const rounds = prng.range(1, 4);
+  for (let r = 0; r < rounds; r++) {
+    switch (prng.int(12)) {
+      case 0:
+      case 1:
+      case 2:
+        if (g.table.length > 0) mutateDesc(prng, g, prng.pick(g.table)[1]);
+        else g.table.push([prng.int(g.size), randomDesc(prng, g)]);
+        break;
+      case 3:
+        if (g.tables.length > 0) {
+          const table = prng.pick(g.tables);
+          if (table.length > 0) mutateDesc(prng, g, prng.pick(table));
+        } else {
+          g.tables.push([randomDesc(prng, g)]);
+        }
+        break;
+      case 4:
+        g.table.push([prng.int(g.size), randomDesc(prng, g)]);
+        break;
+      case 5:
+        if (g.table.length > 1) g.table.splice(prng.int(g.table.length), 1);
+        break;
+      case 6:
+        if (g.heads.length > 0 && prng.chance(0.5)) g.heads[prng.int(g.heads.length)] = interestingIndex(prng, g);
+        else if (g.heads.length < g.size) g.heads.push(prng.int(g.size));
+        break;
+      case 7:
+        g.availIdx = prng.chance(0.3) ? null : prng.chance(0.5) ? interestingIndex(prng, g) : (g.heads.length + prng.pick([-1, 1, 2])) & 0xffff;
+        break;
+      case 8: {
+        const which = prng.int(3);
+        if (which === 0) g.indirect = !g.indirect;
+        else if (which === 1) g.mergeable = !g.mergeable;
+        else g.version1 = !g.version1;
+        break;
+      }
+      case 9:
+        g.size = prng.pick(QUEUE_SIZES.filter((s) => s <= 256));
+        break;
+      case 10:
+        if (g.side === 'rx' || prng.chance(0.2)) {
+          if (g.feed.length > 0 && prng.chance(0.5)) g.feed[prng.int(g.feed.length)] = prng.pick([0, 1, 14, 60, 1500, 2000, prng.int(2048)]);
+          else g.feed.push(prng.range(60, 1500));
+        }
+        break;
+      default:
+        if (g.heads.length > 1) g.heads.splice(prng.int(g.heads.length), 1);
+    }
+  }
+  return g;
+}

@@ -1,0 +1,189 @@
+/**
+ * A ring case as data: what the fuzzer writes into one virtqueue (the "hostile" side, transmitq
+ * or receiveq) before kicking it. Concrete numbers, JSON-safe, so a case can be printed,
+ * replayed and mutated field by field. Addresses are guest-physical and split in two u32 words
+ * so that values up to 2^64 - 1 survive exactly.
+ */
+import {
+  BUFFER_AREA,
+  BUFFER_AREA_END,
+  F_INDIRECT,
+  F_NEXT,
+  F_WRITE,
+  GUEST_BASE,
+  headerLength,
+  INDIRECT_SLOTS,
+  indirectSlotAddress,
+} from './layout.js';
+
+export interface Desc {
+  addrLo: number;
+  addrHi: number;
+  len: number;
+  flags: number;
+  next: number;
+}
+
+export interface RingGenome {
+  /** The name of the generator (or "mutated:<parent>"). */
+  name: string;
+  side: 'tx' | 'rx';
+  /** Queue size of both queues (power of two). */
+  size: number;
+  /** Negotiated features. */
+  indirect: boolean;
+  mergeable: boolean;
+  version1: boolean;
+  /** Entries of the hostile ring's descriptor table, as [index, descriptor]; the rest are zero. */
+  table: [number, Desc][];
+  /** Indirect tables: tables[k] is written at indirectSlotAddress(k). */
+  tables: Desc[][];
+  /** Heads on the available ring, in order from slot 0. */
+  heads: number[];
+  /** avail.idx as published; null means heads.length. */
+  availIdx: number | null;
+  /** Receive cases: the lengths of valid frames sent on the transmitq (reflected into the receiveq). */
+  feed: number[];
+}
+
+export function desc(addr: number, len: number, flags: number, next = 0): Desc {
+  return { addrLo: addr % 4294967296 >>> 0, addrHi: Math.floor(addr / 4294967296) >>> 0, len: len >>> 0, flags: flags & 0xffff, next: next & 0xffff };
+}
+
+/** A descriptor with both address words given (for addresses at or above 2^53). */
+export function descWords(addrHi: number, addrLo: number, len: number, flags: number, next = 0): Desc {
+  return { addrLo: addrLo >>> 0, addrHi: addrHi >>> 0, len: len >>> 0, flags: flags & 0xffff, next: next & 0xffff };
+}
+
+export interface BufferSpec {
+  len: number;
+  writable?: boolean;
+  /** Where the buffer is; allocated in the buffer area when absent. */
+  addr?: number;
+}
+
+/**
+ * Builds a genome the way a driver would lay out chains: consecutive descriptors, buffers bump
+ * allocated in the buffer area, indirect tables in their slots.
+ */
+export class RingBuilder {
+  private readonly genome: RingGenome;
+  private nextDescriptor = 0;
+  private nextBuffer = BUFFER_AREA;
+
+  constructor(name: string, side: 'tx' | 'rx', size: number, features: { indirect?: boolean; mergeable?: boolean; version1?: boolean } = {}) {
+    this.genome = {
+      name,
+      side,
+      size,
+      indirect: features.indirect ?? true,
+      mergeable: features.mergeable ?? true,
+      version1: features.version1 ?? true,
+      table: [],
+      tables: [],
+      heads: [],
+      availIdx: null,
+      feed: [],
+    };
+  }
+
+  get size(): number {
+    return this.genome.size;
+  }
+
+  /** The virtio-net header length of this case's features. */
+  get header(): number {
+    return headerLength(this.genome.version1, this.genome.mergeable);
+  }
+
+  /** Reserves a buffer of `len` bytes (at least 1 byte of room); returns its address. */
+  buffer(len: number): number {
+    const at = Math.ceil(this.nextBuffer / 16) * 16;
+    if (at + Math.max(1, len) > BUFFER_AREA_END) throw new RangeError(`fuzz case buffers exceed the buffer area (${len} bytes)`);
+    this.nextBuffer = at + Math.max(1, len);
+    return at;
+  }
+
+  /** The next free descriptor index of the main table (taken). */
+  takeDescriptors(count: number): number {
+    const first = this.nextDescriptor;
+    if (first + count > this.genome.size) throw new RangeError('fuzz case ran out of descriptors');
+    this.nextDescriptor += count;
+    return first;
+  }
+
+  get freeDescriptors(): number {
+    return this.genome.size - this.nextDescriptor;
+  }
+
+  /** Writes descriptor `index` of the main table. */
+  setDescriptor(index: number, d: Desc): void {
+    const at = this.genome.table.findIndex(([i]) => i === index);
+    if (at >= 0) this.genome.table[at] = [index, d];
+    else this.genome.table.push([index, d]);
+  }
+
+  private descriptorsOf(buffers: readonly BufferSpec[], base: number): Desc[] {
+    return buffers.map((b, i) => {
+      const last = i === buffers.length - 1;
+      const flags = (last ? 0 : F_NEXT) | (b.writable ? F_WRITE : 0);
+      return desc(b.addr ?? this.buffer(b.len), b.len, flags, last ? 0 : base + i + 1);
+    });
+  }
+
+  /** A chain of consecutive main-table descriptors; returns its head (not yet published). */
+  chain(buffers: readonly BufferSpec[]): number {
+    const head = this.takeDescriptors(buffers.length);
+    this.descriptorsOf(buffers, head).forEach((d, i) => this.setDescriptor(head + i, d));
+    return head;
+  }
+
+  /** Adds an indirect table; returns its slot. */
+  table(descs: Desc[]): number {
+    const slot = this.genome.tables.length;
+    if (slot >= INDIRECT_SLOTS) throw new RangeError('fuzz case ran out of indirect table slots');
+    this.genome.tables.push(descs);
+    return slot;
+  }
+
+  /** One main-table descriptor pointing at an indirect table of `buffers`; returns the head. */
+  indirectChain(buffers: readonly BufferSpec[]): number {
+    const slot = this.table(this.descriptorsOf(buffers, 0));
+    const head = this.takeDescriptors(1);
+    this.setDescriptor(head, desc(indirectSlotAddress(slot), 16 * buffers.length, F_INDIRECT));
+    return head;
+  }
+
+  /** A valid transmit chain: header and a `frame`-byte frame, laid out as `shape` says. */
+  txFrame(frame: number, shape: 'one' | 'split' | 'indirect' = 'one'): number {
+    const header = this.header;
+    if (shape === 'split') return this.chain([{ len: header }, { len: frame }]);
+    if (shape === 'indirect' && this.genome.indirect) return this.indirectChain([{ len: header }, { len: frame }]);
+    return this.chain([{ len: header + frame }]);
+  }
+
+  /** A valid receive chain of device-writable buffers. */
+  rxBuffers(lengths: readonly number[]): number {
+    return this.chain(lengths.map((len) => ({ len, writable: true })));
+  }
+
+  publish(...heads: number[]): void {
+    this.genome.heads.push(...heads);
+  }
+
+  setAvailIdx(value: number): void {
+    this.genome.availIdx = value & 0xffff;
+  }
+
+  /** Receive cases: valid frames of these lengths go out on the transmitq to be reflected. */
+  feed(...lengths: number[]): void {
+    this.genome.feed.push(...lengths);
+  }
+
+  build(): RingGenome {
+    return structuredClone(this.genome);
+  }
+}
+
+/** An address just past the end of guest memory, and one just before its start. */
+export const OUTSIDE_ADDRESSES = { belowStart: GUEST_BASE - 16, zero: 0 } as const;
