@@ -1,0 +1,232 @@
+/**
+ * The fuzz loop: first every generator once (so each hostile pattern is tried in every run),
+ * then a seeded mix of generated, chaos and (with guidance) mutated cases until the time or
+ * case budget is spent. Every case runs on a fresh connection; the backend's liveness is checked
+ * after each one, and a valid frontend must move an exact frame count through it every
+ * `trafficEvery` cases and at the end. A backend that dies or stops answering is a crash: it is
+ * recorded with the case that did it and, when the fuzzer started it, restarted.
+ */
+import type { DeviceStats } from '../harness/device-control.js';
+import { Corpus, type Genome } from './coverage.js';
+import { chaosRing, mutateRing, ringKinds, type RingCaseKind } from './ring-cases.js';
+import { messageKinds, mutateMessage, type MessageCaseKind } from './message-cases.js';
+import { runMessageCase } from './message-runner.js';
+import { Prng } from './prng.js';
+import { emptyReport, type Finding, type FuzzReport } from './report.js';
+import { RingBuilder } from './ring-genome.js';
+import { runRingCase, type RingOutcome } from './ring-runner.js';
+import type { Target } from './target.js';
+
+export interface FuzzOptions {
+  readonly target: Target;
+  readonly seed: number;
+  /** Time budget in seconds (no new case starts after it). */
+  readonly seconds: number;
+  /** Stop after this many cases (default: no limit). */
+  readonly maxCases?: number;
+  /** Mutate cases that showed new behaviour (default true). */
+  readonly guided?: boolean;
+  /** Cases between valid-traffic checks (default 50). */
+  readonly trafficEvery?: number;
+  /** Progress lines (every few seconds) and findings as they happen. */
+  readonly log?: (line: string) => void;
+}
+
+const MAX_KEPT_FINDINGS = 20;
+const STORMS = new Set(['byte-storm', 'header-storm']);
+
+type Planned =
+  | { readonly category: string; readonly type: 'ring'; readonly genome: Genome & { type: 'ring' } }
+  | { readonly category: string; readonly type: 'message'; readonly genome: Genome & { type: 'message' } };
+
+function ringCategory(kind: RingCaseKind): string {
+  return kind.side === 'rx' ? 'ring-rx' : 'ring-tx';
+}
+
+function messageCategory(kind: MessageCaseKind): string {
+  return STORMS.has(kind.name) ? 'storm' : 'message';
+}
+
+/** A valid frontend sends `frames` frames; the device must count exactly those, without errors. */
+export async function trafficCheck(target: Target, reflect: boolean, frames = 32): Promise<string[]> {
+  const b = new RingBuilder('traffic-check', 'tx', 64);
+  const heads: number[] = [];
+  for (let i = 0; i < frames; i++) heads.push(b.txFrame(60 + ((i * 37) % 1400), i % 3 === 0 ? 'split' : i % 3 === 1 ? 'indirect' : 'one'));
+  b.publish(...heads);
+  const outcome: RingOutcome = await runRingCase(target, b.build(), { reflect });
+  const problems = [...outcome.mismatches];
+  if (outcome.expected.txFrames !== frames) problems.push(`the traffic check expected ${frames} frames, its own model says ${outcome.expected.txFrames}`);
+  if (Object.keys(outcome.expected.errors).length > 0) problems.push(`the traffic check is not valid traffic: ${JSON.stringify(outcome.expected.errors)}`);
+  return problems;
+}
+
+export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
+  const { target } = options;
+  const log = options.log ?? (() => {});
+  const report = emptyReport(options.seed);
+  const guided = options.guided ?? true;
+  const trafficEvery = options.trafficEvery ?? 50;
+  const corpus = new Corpus();
+  const kinds = new Set<string>();
+  const master = new Prng(options.seed);
+  const started = Date.now();
+  const deadline = started + options.seconds * 1000;
+  const maxCases = options.maxCases ?? Infinity;
+  let lastProgress = started;
+
+  // Receive cases need frames coming back: run the reflect port while fuzzing, then put back
+  // whatever port the device had.
+  let originalPort: string | null = null;
+  const useReflect = async (): Promise<boolean> => {
+    if (!target.hasControl) return false;
+    const stats: DeviceStats = await target.stats();
+    originalPort ??= stats.port;
+    const answer = (await target.request({ cmd: 'setPort', port: 'reflect' })) as { ok?: boolean };
+    return answer.ok === true;
+  };
+  let reflect = await useReflect();
+
+  const sweep: Planned[] = [];
+  for (const kind of ringKinds) {
+    if (kind.side === 'rx' && !reflect) continue;
+    sweep.push({ category: ringCategory(kind), type: 'ring', genome: { type: 'ring', ring: kind.build(new Prng(`${options.seed}:${kind.name}`)) } });
+  }
+  for (const kind of messageKinds) {
+    sweep.push({ category: messageCategory(kind), type: 'message', genome: { type: 'message', message: kind.build(new Prng(`${options.seed}:${kind.name}`)) } });
+  }
+  const usableRingKinds = ringKinds.filter((k) => reflect || k.side === 'tx');
+
+  const plan = (index: number): Planned => {
+    if (index < sweep.length) return sweep[index]!;
+    const prng = master.fork(`case ${index}`);
+    const choice = prng.weighted<string>([
+      [30, 'ring'],
+      [12, 'chaos'],
+      [25, 'message'],
+      [8, 'storm'],
+      [guided && corpus.size > 0 ? 25 : 0, 'mutate'],
+    ]);
+    switch (choice) {
+      case 'ring': {
+        const kind = prng.pick(usableRingKinds);
+        return { category: ringCategory(kind), type: 'ring', genome: { type: 'ring', ring: kind.build(prng) } };
+      }
+      case 'chaos': {
+        let ring = chaosRing(prng);
+        if (!reflect) ring = { ...ring, side: 'tx' };
+        return { category: 'ring-chaos', type: 'ring', genome: { type: 'ring', ring } };
+      }
+      case 'storm': {
+        const kind = prng.pick(messageKinds.filter((k) => STORMS.has(k.name)));
+        return { category: 'storm', type: 'message', genome: { type: 'message', message: kind.build(prng) } };
+      }
+      case 'mutate': {
+        const parent = corpus.pick(prng)!;
+        if (parent.type === 'ring') {
+          let ring = mutateRing(parent.ring, prng);
+          if (!reflect) ring = { ...ring, side: 'tx' };
+          return { category: 'ring-mutated', type: 'ring', genome: { type: 'ring', ring } };
+        }
+        return { category: 'message-mutated', type: 'message', genome: { type: 'message', message: mutateMessage(parent.message, prng) } };
+      }
+      default: {
+        const kind = prng.pick(messageKinds.filter((k) => !STORMS.has(k.name)));
+        return { category: messageCategory(kind), type: 'message', genome: { type: 'message', message: kind.build(prng) } };
+      }
+    }
+  };
+
+  const keep = (list: Finding[], finding: Finding): void => {
+    if (list.length < MAX_KEPT_FINDINGS) list.push(finding);
+  };
+
+  /** After a failure: is the backend dead? Records the crash and restarts it if so. */
+  const checkCrash = async (index: number, name: string, category: string, genome: Genome | null, why: string): Promise<'alive' | 'restarted' | 'gone'> => {
+    const dead = await target.check();
+    if (!dead) return 'alive';
+    const crash = { index, name, category, details: [dead, why], genome, output: target.lastOutput() };
+    report.crashes.push(crash);
+    log(`CRASH at case ${index} (${name}): ${dead}`);
+    if (!target.canRestart) return 'gone';
+    await target.restart();
+    report.restarts++;
+    reflect = await useReflect();
+    return 'restarted';
+  };
+
+  const runTraffic = async (index: number): Promise<boolean> => {
+    try {
+      const problems = await trafficCheck(target, reflect);
+      if (problems.length === 0) {
+        report.traffic.passed++;
+        return true;
+      }
+      report.traffic.failed++;
+      keep(report.mismatches, { index, name: 'traffic-check', category: 'traffic', details: problems, genome: null });
+      report.mismatchCount++;
+      log(`traffic check failed after case ${index}: ${problems.join('; ')}`);
+      return true;
+    } catch (error) {
+      report.traffic.failed++;
+      const state = await checkCrash(index, 'traffic-check', 'traffic', null, `valid traffic failed: ${(error as Error).message}`);
+      if (state === 'alive') keep(report.harnessErrors, { index, name: 'traffic-check', category: 'traffic', details: [(error as Error).message], genome: null });
+      return state !== 'gone';
+    }
+  };
+
+  let index = 0;
+  try {
+    for (; index < maxCases && Date.now() < deadline; index++) {
+      const planned = plan(index);
+      const name = planned.type === 'ring' ? planned.genome.ring.name : planned.genome.message.name;
+      report.categories[planned.category] = (report.categories[planned.category] ?? 0) + 1;
+      report.generators[name] = (report.generators[name] ?? 0) + 1;
+      let mismatches: string[] = [];
+      let signal: string[] = [];
+      try {
+        if (planned.type === 'ring') {
+          const outcome = await runRingCase(target, planned.genome.ring, { reflect });
+          mismatches = outcome.mismatches;
+          for (const k of outcome.kinds) kinds.add(k);
+          signal = [...outcome.kinds, `needsReset:${outcome.actual?.needsReset ?? outcome.expected.needsReset}`, `frames:${Math.sign(outcome.expected.txFrames)}:${Math.sign(outcome.expected.rxFrames)}`];
+        } else {
+          const outcome = await runMessageCase(target, planned.genome.message);
+          mismatches = outcome.mismatches;
+          for (const k of outcome.kinds) kinds.add(k);
+          signal = [...outcome.kinds, ...outcome.signature];
+        }
+      } catch (error) {
+        const state = await checkCrash(index, name, planned.category, planned.genome, (error as Error).stack ?? String(error));
+        if (state === 'gone') break;
+        if (state === 'alive') keep(report.harnessErrors, { index, name, category: planned.category, details: [(error as Error).message], genome: planned.genome });
+        continue;
+      }
+      if (mismatches.length > 0) {
+        report.mismatchCount++;
+        keep(report.mismatches, { index, name, category: planned.category, details: mismatches, genome: planned.genome });
+        log(`mismatch at case ${index} (${name}): ${mismatches.join('; ')}`);
+      }
+      // A backend that died right after answering still counts against this case.
+      const state = await checkCrash(index, name, planned.category, planned.genome, 'found dead after the case');
+      if (state === 'gone') break;
+      if (guided) corpus.add(planned.genome, signal);
+      if ((index + 1) % trafficEvery === 0 && !(await runTraffic(index))) break;
+      if (Date.now() - lastProgress >= 10_000) {
+        lastProgress = Date.now();
+        log(`${index + 1} cases, ${kinds.size} error kinds, ${report.crashes.length} crashes, ${report.mismatchCount} mismatches`);
+      }
+    }
+    if (report.crashes.length === 0 || target.canRestart) await runTraffic(index);
+  } finally {
+    if (originalPort && originalPort !== 'reflect' && (await target.check()) === null) {
+      await target.request({ cmd: 'setPort', port: originalPort });
+    }
+  }
+  report.cases = index;
+  report.seconds = (Date.now() - started) / 1000;
+  report.casesPerSecond = report.seconds > 0 ? index / report.seconds : 0;
+  report.kinds = [...kinds].sort();
+  report.corpus = corpus.size;
+  report.coverageFeatures = corpus.features;
+  return report;
+}
