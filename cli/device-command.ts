@@ -32,6 +32,10 @@ Options:
   --workers N          datapath worker threads (default 1; pair k runs on worker k mod N)
   --verify             check every transmitted test frame (docs/test-frame.md): byte pattern,
                        loss, duplicates, order; counts in stats.verification
+  --require-linear-header
+                       emulate a NIC that needs the packet headers in the first buffer with the
+                       virtio-net header (seed 000's ConnectX-4 Lx): other chains complete with
+                       length 0 and count as chainShapes.linearHeaderViolations
   --poll               busy-poll the rings (highest rate, one core stays busy) instead of
                        sleeping on the driver's kicks
   --mac MAC            the NIC's MAC, the destination of generated frames (default 52:54:00:12:34:56)
@@ -54,6 +58,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       workers: { type: 'string', default: '1' },
       poll: { type: 'boolean', default: false },
       verify: { type: 'boolean', default: false },
+      'require-linear-header': { type: 'boolean', default: false },
       mac: { type: 'string', default: '52:54:00:12:34:56' },
       verbose: { type: 'boolean', short: 'v', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -108,6 +113,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       process.kill(process.pid, 'SIGTERM');
     },
   });
+  if (values['require-linear-header']) await device.setTxPolicy({ requireLinearHeader: true, zeroCopyMap: null });
   server = new VhostUserServer({ socketPath: values.socket, device, log, trace: values.verbose });
   const control = await ControlServer.listen(values.control ?? `${values.socket}.ctl`, device);
   log(`listening on ${values.socket} (${queuePairs} queue pair${queuePairs > 1 ? 's' : ''}, port ${values.port}, ${mode} mode)`);

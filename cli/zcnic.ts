@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** zcnic's command line: one subcommand per job. */
 import { deviceCommand } from './device-command.js';
+import { fuzzCommand } from './fuzz-command.js';
 import { UsageError } from './options.js';
 import { runCommand, shellCommand } from './run-command.js';
 
@@ -10,11 +11,12 @@ Commands:
   run       boot the guest on the zcnic device, run test suites, report
   shell     boot the guest on the zcnic device with an interactive shell
   device    run the virtio-net device behind a vhost-user socket
+  fuzz      feed a vhost-user backend hostile rings and messages, check it survives and counts
 
 Run 'zcnic <command> --help' for a command's options.
 `;
 
-const commands: Record<string, (argv: string[]) => Promise<number>> = { run: runCommand, shell: shellCommand, device: deviceCommand };
+const commands: Record<string, (argv: string[]) => Promise<number>> = { run: runCommand, shell: shellCommand, device: deviceCommand, fuzz: fuzzCommand };
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;

@@ -7,6 +7,9 @@
  *   {"cmd":"resetCounters"}                  -> {"ok":true}
  *   {"cmd":"setPort","port":"gen","gen":{"size":64,"count":1000,"pps":0}} -> {"ok":true}
  *   {"cmd":"setVerify","on":true}           -> {"ok":true}  (check test frames on the transmitq)
+ *   {"cmd":"setRequireLinearHeader","on":true} -> {"ok":true}  (emulate a strict-layout NIC)
+ *   {"cmd":"setZeroCopyMap","map":{"frameSize":4096,"headroom":0,"pages":[[0,4096],...]}} or
+ *   {"cmd":"setZeroCopyMap","map":null}     -> {"ok":true}  (the zero-copy proof's user buffer)
  *
  * A request that cannot be served gets {"error":"..."}; the connection stays open.
  */
@@ -14,6 +17,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { portNames, type GeneratorOptions, type PortName } from './ports/port.js';
 import type { VirtioNet } from './virtio-net.js';
+import { checkZeroCopyMap } from './zero-copy-map.js';
 
 const MAX_LINE = 64 * 1024;
 
@@ -107,8 +111,18 @@ export class ControlServer {
         await device.setPort({ ...base, port: port as PortName, gen });
         return { ok: true };
       }
+      case 'setRequireLinearHeader':
+        if (typeof request.on !== 'boolean') return { error: 'setRequireLinearHeader takes "on": true or false' };
+        await device.setTxPolicy({ ...device.transmitPolicy, requireLinearHeader: request.on });
+        return { ok: true };
+      case 'setZeroCopyMap': {
+        const map = request.map === null ? null : checkZeroCopyMap(request.map);
+        if (typeof map === 'string') return { error: `setZeroCopyMap: ${map}` };
+        await device.setTxPolicy({ ...device.transmitPolicy, zeroCopyMap: map });
+        return { ok: true };
+      }
       default:
-        return { error: `unknown cmd ${JSON.stringify(request.cmd)}; known: stats, resetCounters, setPort, setVerify` };
+        return { error: `unknown cmd ${JSON.stringify(request.cmd)}; known: stats, resetCounters, setPort, setVerify, setRequireLinearHeader, setZeroCopyMap` };
     }
   }
 

@@ -48,9 +48,14 @@ export const Counter = {
   testFrameGaps: 28 + chainErrorKinds.length,
   /** Frames that are not test frames at all (ARP, IPv6, ...). */
   otherFrames: 29 + chainErrorKinds.length,
+  /** Chains refused by the strict-layout emulation (headers not linear with the virtio-net header). */
+  linearHeaderViolations: 30 + chainErrorKinds.length,
+  /** The zero-copy proof (device/zero-copy-map.ts): frames checked, and found in the user buffer. */
+  zeroCopyChecked: 31 + chainErrorKinds.length,
+  zeroCopyProven: 32 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.otherFrames + 1;
+export const COUNTER_COUNT = Counter.zeroCopyProven + 1;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
@@ -61,6 +66,8 @@ export interface DeviceCounters {
   transmitq: { frames: number; bytes: number };
   receiveq: { frames: number; bytes: number; buffers: number; noBuffers: number };
   errors: Record<string, number>;
+  /** Transmitted frames checked against the zero-copy map, and those found in the user buffer. */
+  zeroCopy: { checked: number; proven: number };
   /** Test frames the device checked on the transmitq (all zero while verification is off). */
   verification: { verified: number; corrupt: number; duplicates: number; outOfOrder: number; gaps: number; otherFrames: number };
   chainShapes: {
@@ -69,6 +76,7 @@ export interface DeviceCounters {
     vnetHeaderAlone: number;
     ethernetHeaderNotWithVnetHeader: number;
     frameSplitAcrossBuffers: number;
+    linearHeaderViolations: number;
   };
 }
 
@@ -92,6 +100,7 @@ export function describeCounters(c: Float64Array): DeviceCounters {
     transmitq: { frames: c[Counter.txFrames]!, bytes: c[Counter.txBytes]! },
     receiveq: { frames: c[Counter.rxFrames]!, bytes: c[Counter.rxBytes]!, buffers: c[Counter.rxBuffers]!, noBuffers: c[Counter.rxNoBuffers]! },
     errors,
+    zeroCopy: { checked: c[Counter.zeroCopyChecked]!, proven: c[Counter.zeroCopyProven]! },
     verification: {
       verified: c[Counter.testFramesVerified]!,
       corrupt: c[Counter.testFramesCorrupt]!,
@@ -106,6 +115,7 @@ export function describeCounters(c: Float64Array): DeviceCounters {
       vnetHeaderAlone: c[Counter.vnetHeaderAlone]!,
       ethernetHeaderNotWithVnetHeader: c[Counter.ethernetHeaderNotWithVnetHeader]!,
       frameSplitAcrossBuffers: c[Counter.frameSplitAcrossBuffers]!,
+      linearHeaderViolations: c[Counter.linearHeaderViolations]!,
     },
   };
 }

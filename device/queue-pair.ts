@@ -4,6 +4,7 @@
  * pcap). The datapath worker owns these and decides when each side runs.
  */
 import type { ByteSpace } from 'vfio-user-ts';
+import { Counter } from './counters.js';
 import type { FrameVerifier } from './frame-verifier.js';
 import type { PcapWriter } from './pcap-writer.js';
 import type { Port } from './ports/port.js';
@@ -11,6 +12,7 @@ import type { FrameReceiver } from './ports/port.js';
 import type { ReceiveQueue } from './receive-queue.js';
 import type { TransmitQueue, TxFrameConsumer } from './transmit-queue.js';
 import type { TxFrame } from './tx-frame.js';
+import type { ZeroCopyMap } from './zero-copy-map.js';
 
 export class QueuePair implements TxFrameConsumer, FrameReceiver {
   rx: ReceiveQueue | null = null;
@@ -18,6 +20,8 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   port: Port | null = null;
   /** Checks every transmitted test frame when verification is on. */
   verifier: FrameVerifier | null = null;
+  /** The user buffer whose frames the zero-copy proof looks for, when set. */
+  zeroCopy: ZeroCopyMap | null = null;
   /** performance.now() of the current burst, for pcap timestamps without a clock read per frame. */
   now = 0;
   /** Scheduler state: the pair should run again soon (work pending, or spinning before kicks). */
@@ -25,9 +29,14 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   /** performance.now() when the pair last moved a frame. */
   lastWorkAt = 0;
 
-  constructor(readonly index: number, private readonly pcap: PcapWriter | null) {}
+  constructor(readonly index: number, private readonly pcap: PcapWriter | null, private readonly counters: Float64Array) {}
 
   transmitted(frame: TxFrame): void {
+    if (this.zeroCopy) {
+      this.counters[Counter.zeroCopyChecked]!++;
+      const gpa = frame.contiguousAddress();
+      if (gpa >= 0 && this.zeroCopy.holds(gpa, frame.length)) this.counters[Counter.zeroCopyProven]!++;
+    }
     if (this.pcap && frame.linearize()) this.pcap.write(frame.linearSpace, 0, frame.length, performance.timeOrigin + this.now);
     if (this.verifier && frame.linearize()) this.verifier.check(frame.linearSpace, 0, frame.length);
     this.port!.transmit(frame);

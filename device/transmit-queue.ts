@@ -24,6 +24,12 @@ export class TransmitQueue {
   broken = false;
   /** Set when published used elements want a driver notification; the caller clears it. */
   needsNotify = false;
+  /**
+   * Emulate a NIC that needs the packet headers linear with the virtio-net header (in the first
+   * buffer), like the ConnectX-4 Lx of seed 000 whose firmware raised an error completion for
+   * skb_headlen == 0 frames: such chains complete with length 0 and are counted, not sent.
+   */
+  requireLinearHeader = false;
   private readonly chain: DescriptorChain;
   private readonly frame: TxFrame;
 
@@ -81,6 +87,16 @@ export class TransmitQueue {
         continue;
       }
       this.countShape(chain.count, chain.length[0]!);
+      if (this.requireLinearHeader && chain.length[0]! < headerLength + ETHERNET_HEADER_LENGTH) {
+        counters[Counter.linearHeaderViolations]!++;
+        this.reporter.queueError(
+          this.queueIndex,
+          'linearHeaderViolation',
+          `head ${head}: the first buffer holds ${chain.length[0]} bytes, not the ${headerLength}-byte virtio-net header and the Ethernet header; completed with an error (length 0), like an error CQE`,
+          false,
+        );
+        continue;
+      }
       counters[Counter.txFrames]!++;
       counters[Counter.txBytes]! += frame.length;
       this.consumer.transmitted(frame);

@@ -75,6 +75,17 @@ export class TxFrame {
     return true;
   }
 
+  /**
+   * Guest-physical address of the first frame byte when the whole frame lies in one buffer,
+   * else -1 (a frame in pieces is not one user-buffer frame).
+   */
+  contiguousAddress(): number {
+    const chain = this.chain;
+    const b = this.firstBuffer;
+    if (b >= chain.count || chain.length[b]! - this.firstOffset < this.length) return -1;
+    return chain.address[b]! + this.firstOffset;
+  }
+
   /** Copies the frame to `dst` at `dstOffset` (which must have room for `length` bytes). */
   copyTo(dst: ByteSpace, dstOffset: number): void {
     const chain = this.chain;

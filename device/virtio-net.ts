@@ -6,7 +6,7 @@
 import type { MemoryRegion, VhostUserDevice, VirtqueueSetup } from 'vfio-user-ts';
 import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
-import type { DatapathMode } from './datapath/messages.js';
+import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
 import { FeatureBit, featureMask } from './virtio.js';
 
@@ -29,6 +29,9 @@ export interface VirtioNetOptions {
 export interface DeviceStats extends DeviceCounters {
   port: PortOptions['port'];
   verify: boolean;
+  requireLinearHeader: boolean;
+  /** Pages in the zero-copy map (0: no map, no proof attempted). */
+  zeroCopyMapPages: number;
   needsReset: boolean;
   /**
    * V8 heap in use: the whole process (control plane and datapath workers) and the datapath
@@ -45,6 +48,7 @@ export class VirtioNet implements VhostUserDevice {
   private readonly counterBlocks: Float64Array[];
   private port: PortOptions;
   private verify: boolean;
+  private txPolicy: TxPolicy = { requireLinearHeader: false, zeroCopyMap: null };
   /** Counters at the last reset, subtracted from what the workers count. */
   private baseline: Float64Array;
 
@@ -147,6 +151,8 @@ export class VirtioNet implements VhostUserDevice {
       ...describeCounters(total),
       port: this.port.port,
       verify: this.verify,
+      requireLinearHeader: this.txPolicy.requireLinearHeader,
+      zeroCopyMapPages: this.txPolicy.zeroCopyMap?.pages.length ?? 0,
       needsReset: this.needsReset,
       heap: { usedBytes: process.memoryUsage().heapUsed + datapathUsedBytes, datapathUsedBytes },
     };
@@ -163,6 +169,16 @@ export class VirtioNet implements VhostUserDevice {
 
   get verifying(): boolean {
     return this.verify;
+  }
+
+  get transmitPolicy(): TxPolicy {
+    return this.txPolicy;
+  }
+
+  /** Strict-layout emulation and the zero-copy map, for every queue pair. */
+  async setTxPolicy(policy: TxPolicy): Promise<void> {
+    this.txPolicy = policy;
+    await Promise.all(this.workers.map((w) => w.request({ type: 'txPolicy', policy }, 'txPolicySet')));
   }
 
   async setVerify(on: boolean): Promise<void> {

@@ -72,6 +72,26 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         await call({ cmd: 'setPort', port: name, ...(name === 'gen' ? { gen } : {}) });
         return 'ok';
       }
+      case 'strict':
+        if (args[0] !== 'on' && args[0] !== 'off') return error('usage: strict on|off');
+        await call({ cmd: 'setRequireLinearHeader', on: args[0] === 'on' });
+        return 'ok';
+      case 'zc-map': {
+        // zc-map off | zc-map FRAME_SIZE HEADROOM OFFSET:GPA... (hex, as xdpsock --umem-map writes them)
+        if (args[0] === 'off' && args.length === 1) {
+          await call({ cmd: 'setZeroCopyMap', map: null });
+          return 'ok';
+        }
+        const [frameText, headroomText, ...pageWords] = args;
+        const pages: Array<[number, number]> = [];
+        for (const word of pageWords) {
+          const m = /^(?:0x)?([0-9a-f]+):(?:0x)?([0-9a-f]+)$/i.exec(word);
+          if (!m) return error(`zc-map: expected OFFSET:GPA in hex, got ${JSON.stringify(word)}`);
+          pages.push([parseInt(m[1]!, 16), parseInt(m[2]!, 16)]);
+        }
+        await call({ cmd: 'setZeroCopyMap', map: { frameSize: Number(frameText), headroom: Number(headroomText), pages } });
+        return `ok pages=${pages.length}`;
+      }
       case 'stats': {
         if (args.length === 0) return error('usage: stats KEY...');
         const stats = await call({ cmd: 'stats' });
@@ -97,7 +117,7 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         }
       }
       default:
-        return error(`unknown request ${JSON.stringify(verb ?? '')}; known: begin reset verify port stats wait`);
+        return error(`unknown request ${JSON.stringify(verb ?? '')}; known: begin reset verify port strict zc-map stats wait`);
     }
   } catch (e) {
     return error((e as Error).message);

@@ -106,6 +106,8 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
     const begin = async (): Promise<void> => {
       await dev.request({ cmd: 'setPort', port: 'sink' });
       await dev.request({ cmd: 'setVerify', on: true });
+      await dev.request({ cmd: 'setRequireLinearHeader', on: false });
+      await dev.request({ cmd: 'setZeroCopyMap', map: null });
       await dev.request({ cmd: 'resetCounters' });
     };
 

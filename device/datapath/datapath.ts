@@ -17,6 +17,7 @@ import { ReflectPort } from '../ports/reflect.js';
 import { SinkPort } from '../ports/sink.js';
 import { Counter } from '../counters.js';
 import { FrameVerifier } from '../frame-verifier.js';
+import { ZeroCopyMap } from '../zero-copy-map.js';
 import { QueuePair } from '../queue-pair.js';
 import type { QueueErrorReporter } from '../queue-errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
@@ -24,7 +25,7 @@ import { TransmitQueue } from '../transmit-queue.js';
 import { FeatureBit, hasFeature } from '../virtio.js';
 import { Vring } from '../vring.js';
 import { netHeaderLength } from '../net-header.js';
-import type { DatapathMode, DatapathWorkerData, FromDatapath, QueueStart, ToDatapath } from './messages.js';
+import type { DatapathMode, DatapathWorkerData, FromDatapath, QueueStart, ToDatapath, TxPolicy } from './messages.js';
 
 /** Chains per burst: large enough to amortise the index reads, small enough to stay fair. */
 const BURST = 256;
@@ -45,6 +46,7 @@ export class Datapath implements QueueErrorReporter {
   private readonly active = new Map<number, ActiveQueue>();
   private readonly mode: DatapathMode;
   private portOptions: PortOptions;
+  private txPolicy: TxPolicy = { requireLinearHeader: false, zeroCopyMap: null };
   private readonly pcap: PcapWriter | null;
   /** Pairs with work pending, run at the next turn. */
   private readonly runnable = new Set<QueuePair>();
@@ -59,7 +61,7 @@ export class Datapath implements QueueErrorReporter {
     this.portOptions = data.port;
     this.pcap = data.pcapPath ? new PcapWriter(data.pcapPath) : null;
     for (const index of data.pairs) {
-      const pair = new QueuePair(index, this.pcap);
+      const pair = new QueuePair(index, this.pcap, this.counters);
       pair.port = this.createPort(pair);
       pair.verifier = data.verify ? new FrameVerifier(this.counters) : null;
       this.pairs.set(index, pair);
@@ -95,6 +97,16 @@ export class Datapath implements QueueErrorReporter {
         for (const pair of this.pairs.values()) pair.verifier = message.on ? new FrameVerifier(this.counters) : null;
         this.post({ type: 'verifySet' });
         return;
+      case 'txPolicy': {
+        this.txPolicy = message.policy;
+        const map = message.policy.zeroCopyMap ? new ZeroCopyMap(message.policy.zeroCopyMap) : null;
+        for (const pair of this.pairs.values()) {
+          pair.zeroCopy = map;
+          if (pair.tx) pair.tx.requireLinearHeader = message.policy.requireLinearHeader;
+        }
+        this.post({ type: 'txPolicySet' });
+        return;
+      }
       case 'shutdown':
         this.shutdown();
         this.post({ type: 'shutDown' });
@@ -148,7 +160,10 @@ export class Datapath implements QueueErrorReporter {
     const mergeable = hasFeature(start.features, FeatureBit.netMrgRxbuf);
     const headerLength = netHeaderLength(hasFeature(start.features, FeatureBit.version1), mergeable);
     const isTransmit = (start.queue & 1) === 1;
-    if (isTransmit) pair.tx = new TransmitQueue(memory, ring, indirect, headerLength, this.counters, pair, this, start.queue);
+    if (isTransmit) {
+      pair.tx = new TransmitQueue(memory, ring, indirect, headerLength, this.counters, pair, this, start.queue);
+      pair.tx.requireLinearHeader = this.txPolicy.requireLinearHeader;
+    }
     else pair.rx = new ReceiveQueue(memory, ring, indirect, headerLength, mergeable, this.counters, this, start.queue);
     const queue: ActiveQueue = { start, watcher: null };
     if (this.mode === 'kick') {

@@ -2,6 +2,7 @@
 import type { MemoryRegion } from 'vfio-user-ts';
 import type { PortOptions } from '../ports/port.js';
 import type { VringAddresses } from '../vring.js';
+import type { ZeroCopyMapSpec } from '../zero-copy-map.js';
 
 export type DatapathMode = 'kick' | 'poll';
 
@@ -28,6 +29,12 @@ export interface QueueStart {
   readonly features: number;
 }
 
+/** Seed 000's two device-side questions: does a strict NIC refuse the layout, was it zero copy. */
+export interface TxPolicy {
+  readonly requireLinearHeader: boolean;
+  readonly zeroCopyMap: ZeroCopyMapSpec | null;
+}
+
 export type ToDatapath =
   | { readonly type: 'memory'; readonly regions: readonly MemoryRegion[] }
   | { readonly type: 'start'; readonly start: QueueStart }
@@ -35,6 +42,8 @@ export type ToDatapath =
   | { readonly type: 'port'; readonly port: PortOptions }
   /** Turns verification on or off; either way its per-flow state starts afresh. */
   | { readonly type: 'verify'; readonly on: boolean }
+  /** What the transmit side enforces and proves (see TxPolicy). */
+  | { readonly type: 'txPolicy'; readonly policy: TxPolicy }
   | { readonly type: 'shutdown' };
 
 export type FromDatapath =
@@ -47,5 +56,6 @@ export type FromDatapath =
   | { readonly type: 'stopped'; readonly queue: number; readonly base: number }
   | { readonly type: 'portSet' }
   | { readonly type: 'verifySet' }
+  | { readonly type: 'txPolicySet' }
   | { readonly type: 'queueError'; readonly queue: number; readonly kind: string; readonly detail: string; readonly fatal: boolean }
   | { readonly type: 'shutDown' };

@@ -143,4 +143,19 @@ test('hostile rings: loop, avail index jump, head out of range', () => {
   }
 });
 
+test('a strict-layout device completes header-alone chains with length 0 and counts them', () => {
+  const { guest, queue, counters, frames, errors, tx } = setup();
+  tx.requireLinearHeader = true;
+  const f = frameBytes(60);
+  queue.makeAvailable(queue.addChain([{ length: HEADER, data: header() }, { length: 60, data: f }]));
+  queue.makeAvailable(queue.addChain([{ length: HEADER + 60, data: new Uint8Array([...header(), ...f]) }]));
+  assert.is(tx.processBurst(8), 2);
+  assert.is(counters[Counter.linearHeaderViolations], 1);
+  assert.is(frames.length, 1, 'the linear chain still goes out');
+  assert.is(counters[Counter.txFrames], 1);
+  assert.equal(errors.map((e) => [e.kind, e.fatal]), [['linearHeaderViolation', false]]);
+  assert.equal(queue.usedElement(0), { id: 0, length: 0 });
+  guest.close();
+});
+
 test.run();

@@ -12,6 +12,9 @@
 #   port sink|reflect           where transmitted frames go
 #   port gen size=N count=N pps=N   inject test frames into the receive queue
 #   verify on|off               check every transmitted test frame
+#   strict on|off               emulate a NIC that needs headers linear with the virtio-net header
+#   zc-map FRAME HEADROOM OFF:GPA...   the user buffer of the zero-copy proof (hex pairs, as
+#                               xdpsock --umem-map writes them); zc-map off clears it
 #   stats KEY...                prints KEY=value per key, dots as underscores, e.g.
 #                               `eval "$(zcnic_ctl stats transmitq.frames)"` sets $transmitq_frames
 #   wait KEY MIN SECONDS        waits until stats KEY >= MIN, then prints KEY=value
