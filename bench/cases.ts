@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Testpmd, type PortStats, type StatsSnapshot } from '../harness/dpdk/testpmd.js';
 import type { DeviceStats } from '../harness/device-control.js';
 import { contention, sampleCpu, type Contention } from './cpu-usage.js';
-import { ZcnicDevice } from './zcnic-device.js';
+import { ZcnicDevice } from '../harness/device-process.js';
 
 /** transmitq: frontend sends, backend consumes. receiveq: backend produces, frontend receives. */
 export type Direction = 'transmitq' | 'receiveq';

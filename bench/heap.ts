@@ -20,7 +20,13 @@ export interface HeapResult {
   minBytes: number;
   maxBytes: number;
   toleranceBytes: number;
+  /** max - min <= toleranceBytes. */
   flat: boolean;
+  /**
+   * Least-squares slope of the samples: a leak shows as a steady rise, while garbage that is
+   * collected shows as a large range with a slope near zero.
+   */
+  trendBytesPerMin: number;
   /** Sink rate over the run, from the device's own frame counter. */
   mpps: number;
   samples: HeapSample[];
@@ -71,9 +77,23 @@ export async function runHeapCheck(
       maxBytes,
       toleranceBytes,
       flat: maxBytes - minBytes <= toleranceBytes,
+      trendBytesPerMin: slope(samples.map((x) => [x.t, x.usedBytes])) * 60,
       mpps: dt > 0 ? (last.frames - first.frames) / dt / 1e6 : 0,
       samples,
     };
   });
   return result;
+}
+
+function slope(points: readonly (readonly [number, number])[]): number {
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (const [x, y] of points) {
+    num += (x - mx) * (y - my);
+    den += (x - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
 }

@@ -123,7 +123,7 @@ export function markdownReport(rep: BenchReport): string {
       out.push(
         `Sink, ${h.frameSize} B frames, ${h.seconds.toFixed(1)} s at ${h.mpps.toFixed(2)} Mpps: heap used ` +
           `${mib(h.beforeBytes)} before, ${mib(h.afterBytes)} after (min ${mib(h.minBytes)}, ` +
-          `max ${mib(h.maxBytes)}, ${h.samples.length} samples). ` +
+          `max ${mib(h.maxBytes)}, ${h.samples.length} samples; trend ${mib(h.trendBytesPerMin)}/min). ` +
           `${h.flat ? 'FLAT' : 'NOT FLAT'} (tolerance ${mib(h.toleranceBytes)} range).`,
       );
     }

@@ -12,7 +12,7 @@ import { Testpmd } from '../harness/dpdk/testpmd.js';
 import { runCase, type BenchSettings, type Direction, type Measurement, type Peer } from './cases.js';
 import { runHeapCheck } from './heap.js';
 import { markdownTable, ratioOf, writeReport, type BenchReport, type Cell, type HostInfo, type Row } from './report.js';
-import { ZcnicDevice } from './zcnic-device.js';
+import { ZcnicDevice } from '../harness/device-process.js';
 
 const USAGE = `usage: node dist/bench/run.js [options]
 
@@ -161,8 +161,9 @@ async function runCell(
       log(`  ${m.mpps.toFixed(3)} Mpps (${m.gbps.toFixed(2)} Gbit/s)${m.notes.length ? `; ${m.notes.join('; ')}` : ''}`);
       runs.push(m);
     } catch (err) {
-      log(`  failed: ${errorText(err)}`);
-      return { status: 'error', error: errorText(err) };
+      const text = settings.signal?.aborted ? 'interrupted' : errorText(err);
+      log(`  failed: ${text}`);
+      return { status: 'error', error: text };
     }
   }
   // Interference from other processes only ever slows a run down, so the best run is the
@@ -251,7 +252,8 @@ async function main(): Promise<number> {
     const mib = (n: number): string => (n / 1048576).toFixed(2);
     process.stdout.write(
       `zcnic heap: ${mib(h.beforeBytes)} MiB before, ${mib(h.afterBytes)} MiB after ${h.seconds.toFixed(1)} s ` +
-        `(range ${mib(h.maxBytes - h.minBytes)} MiB): ${h.flat ? 'flat' : 'NOT FLAT'}\n`,
+        `(range ${mib(h.maxBytes - h.minBytes)} MiB, trend ${mib(h.trendBytesPerMin)} MiB/min): ` +
+        `${h.flat ? 'flat' : 'NOT FLAT'}\n`,
     );
   }
   process.stdout.write(`results: ${paths.md}\n         ${paths.json}\n`);

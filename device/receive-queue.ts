@@ -119,21 +119,56 @@ export class ReceiveQueue {
           ring.unpushUsed(chains - 1);
           return false;
         }
-        if (this.headerLength >= NetHeader.numBuffers + 2) this.locateNumBuffers();
-        this.header.view.setUint16(NetHeader.numBuffers, 1, true);
-        inChain = this.scatter(this.header, 0, this.headerLength);
+        inChain = this.writeHeader();
       }
       const frameDone = written === 0 ? 0 : written - this.headerLength;
       inChain += this.scatter(src, srcOffset + frameDone, length - frameDone);
       written += inChain;
       ring.pushUsed(head, inChain);
     }
-    if (this.headerLength >= NetHeader.numBuffers + 2) this.writeNumBuffers(chains);
+    // The header says num_buffers = 1; only a frame that took more chains needs it rewritten.
+    if (chains > 1 && this.headerLength >= NetHeader.numBuffers + 2) this.writeNumBuffers(chains);
     const counters = this.counters;
     counters[Counter.rxFrames]!++;
     counters[Counter.rxBytes]! += length;
     counters[Counter.rxBuffers]! += chains;
     return true;
+  }
+
+  /**
+   * Writes the virtio-net header at the start of the chain just resolved (no offloads: flags and
+   * GSO fields zero, num_buffers 1) and leaves the cursor behind it. Returns its length.
+   */
+  private writeHeader(): number {
+    const chain = this.chain;
+    const headerLength = this.headerLength;
+    const hasNumBuffers = headerLength >= NetHeader.numBuffers + 2;
+    if (chain.length[0]! >= headerLength) {
+      // The usual case: the whole header in the first buffer, written in place.
+      const region = chain.region[0]!;
+      const at = chain.offset[0]!;
+      const view = this.spaces[region]!.view;
+      view.setUint32(at, 0, true);
+      view.setUint32(at + 4, 0, true);
+      view.setUint16(at + 8, 0, true);
+      if (hasNumBuffers) {
+        view.setUint16(at + NetHeader.numBuffers, 1, true);
+        this.numBuffersRegion[0] = region;
+        this.numBuffersRegion[1] = region;
+        this.numBuffersOffset[0] = at + NetHeader.numBuffers;
+        this.numBuffersOffset[1] = at + NetHeader.numBuffers + 1;
+      }
+      if (chain.length[0] === headerLength) {
+        this.cursorBuffer = 1;
+        this.cursorOffset = 0;
+      } else {
+        this.cursorOffset = headerLength;
+      }
+      return headerLength;
+    }
+    if (hasNumBuffers) this.locateNumBuffers();
+    this.header.view.setUint16(NetHeader.numBuffers, 1, true);
+    return this.scatter(this.header, 0, headerLength);
   }
 
   /** Copies up to `length` bytes into the current chain from the cursor on; returns how many fit. */

@@ -59,12 +59,31 @@ export function writeTestFrame(view: DataView, offset: number, length: number, a
  * keeps 256 prebuilt frames and patches one per send.
  */
 export function setTestFrameSeq(view: DataView, offset: number, seq: number): void {
+  patchTestFrameSeq(view, offset, seq, ipv4SumWithoutIdAndChecksum(view, offset + 14));
+}
+
+/**
+ * setTestFrameSeq for a sender that patches the same frames over and over: `headerSum` is
+ * ipv4SumWithoutIdAndChecksum of the frame (the same for every seq), so the checksum is the
+ * fold of that sum plus the new identification (RFC 1624's incremental update), not a new sum.
+ */
+export function patchTestFrameSeq(view: DataView, offset: number, seq: number, headerSum: number): void {
   const ip = offset + 14;
-  view.setUint16(ip + 4, seq & 0xffff, false);
-  view.setUint16(ip + 10, 0, false);
-  view.setUint16(ip + 10, ipv4HeaderChecksum(view, ip), false);
+  const id = seq & 0xffff;
+  let sum = headerSum + id;
+  sum = (sum & 0xffff) + (sum >>> 16);
+  sum = (sum & 0xffff) + (sum >>> 16);
+  view.setUint16(ip + 4, id, false);
+  view.setUint16(ip + 10, ~sum & 0xffff, false);
   view.setUint32(offset + 50, seq % 4294967296, true);
   view.setUint32(offset + 54, Math.floor(seq / 4294967296), true);
+}
+
+/** The one's-complement sum of an IPv4 header's words other than identification and checksum. */
+export function ipv4SumWithoutIdAndChecksum(view: DataView, ip: number): number {
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) if (i !== 4 && i !== 10) sum += view.getUint16(ip + i, false);
+  return sum;
 }
 
 function ipv4HeaderChecksum(view: DataView, ip: number): number {

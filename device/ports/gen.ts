@@ -7,7 +7,7 @@
  * send patches the sequence fields of one of them: no per-frame work beyond that and the copy.
  */
 import { byteSpace, type ByteSpace } from 'vfio-user-ts';
-import { DEVICE_IP, GUEST_IP, parseMac, setTestFrameSeq, writeTestFrame } from '../test-frame.js';
+import { DEVICE_IP, GUEST_IP, ipv4SumWithoutIdAndChecksum, parseMac, patchTestFrameSeq, writeTestFrame } from '../test-frame.js';
 import type { TxFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type GeneratorOptions, type Port } from './port.js';
 
@@ -21,6 +21,7 @@ export class GenPort implements Port {
   private readonly templates: ByteSpace;
   private readonly size: number;
   private readonly stride: number;
+  private readonly headerSum: number;
   private readonly count: number;
   private readonly pps: number;
   private sent = 0;
@@ -36,6 +37,8 @@ export class GenPort implements Port {
     this.templates = byteSpace(new ArrayBuffer(TEMPLATES * this.stride));
     const addresses = { dstMac: parseMac(mac), srcMac: parseMac(GENERATOR_MAC), srcIp: DEVICE_IP, dstIp: GUEST_IP };
     for (let i = 0; i < TEMPLATES; i++) writeTestFrame(this.templates.view, i * this.stride, options.size, addresses, flow, i);
+    // Every template has the same IPv4 header but for its identification.
+    this.headerSum = ipv4SumWithoutIdAndChecksum(this.templates.view, 14);
   }
 
   transmit(_frame: TxFrame): void {}
@@ -55,7 +58,7 @@ export class GenPort implements Port {
     for (; n < budget; n++) {
       const seq = this.sent + n;
       const offset = (seq & 0xff) * this.stride;
-      setTestFrameSeq(this.templates.view, offset, seq);
+      patchTestFrameSeq(this.templates.view, offset, seq, this.headerSum);
       if (!this.receiver.receive(this.templates, offset, size)) break;
     }
     this.sent += n;

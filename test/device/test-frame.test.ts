@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DEVICE_IP, GUEST_IP, parseMac, setTestFrameSeq, TestFrameVerdict, verifyTestFrame, writeTestFrame } from '../../device/test-frame.js';
+import { DEVICE_IP, GUEST_IP, ipv4SumWithoutIdAndChecksum, parseMac, patchTestFrameSeq, setTestFrameSeq, TestFrameVerdict, verifyTestFrame, writeTestFrame } from '../../device/test-frame.js';
 
 const addresses = { dstMac: parseMac('52:54:00:12:34:56'), srcMac: parseMac('02:00:00:00:00:01'), srcIp: DEVICE_IP, dstIp: GUEST_IP };
 
@@ -21,6 +21,19 @@ test('a template patched to another seq with the same low byte verifies as that 
   const result = { flow: -1, seq: -1 };
   assert.is(verifyTestFrame(view, 0, 128, result), TestFrameVerdict.verified);
   assert.is(result.seq, 5 + 256 * 9);
+});
+
+test('the incremental patch gives the same frame as a full rewrite, across identification wraps', () => {
+  const patched = new DataView(new ArrayBuffer(64));
+  const fresh = new DataView(new ArrayBuffer(64));
+  writeTestFrame(patched, 0, 64, addresses, 0, 7);
+  const sum = ipv4SumWithoutIdAndChecksum(patched, 14);
+  for (const seq of [7, 263, 0xffff + 7 - 0xff, 65543, 2 ** 33 + 7]) {
+    if ((seq & 0xff) !== 7) continue;
+    patchTestFrameSeq(patched, 0, seq, sum);
+    writeTestFrame(fresh, 0, 64, addresses, 0, seq);
+    assert.equal(new Uint8Array(patched.buffer), new Uint8Array(fresh.buffer), `seq ${seq}`);
+  }
 });
 
 test('any changed byte makes it corrupt; other traffic is not a test frame', () => {
