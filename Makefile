@@ -1,6 +1,6 @@
 # zcnic: `make run` (the main job) and `make test` (everything CI checks) are the two commands
 # that matter on a fresh machine; both install what is missing first.
-.PHONY: all setup build test unit bench run images clean
+.PHONY: all setup build test unit bench run images fuzz clean
 
 all: build
 
@@ -18,6 +18,11 @@ test: build
 # Unit tests only (seconds; no QEMU, no DPDK).
 unit: build
 	@npx uvu dist/test '\.test\.js$$' -i integration
+
+# A hostile vhost-user frontend against a zcnic device it starts itself: FUZZ_SECONDS (default
+# 600), FUZZ_ARGS (e.g. --seed 7). Prints cases run, error kinds reached, crashes (must be 0).
+fuzz: build
+	@node dist/cli/zcnic.js fuzz --seconds $(or $(FUZZ_SECONDS),600) $(FUZZ_ARGS)
 
 bench: build
 	@node dist/bench/run.js $(BENCH_ARGS)

@@ -114,7 +114,9 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     },
   });
   if (values['require-linear-header']) await device.setTxPolicy({ requireLinearHeader: true, zeroCopyMap: null });
-  server = new VhostUserServer({ socketPath: values.socket, device, log, trace: values.verbose });
+  const vhost = new VhostUserServer({ socketPath: values.socket, device, log, trace: values.verbose });
+  server = vhost;
+  device.protocolErrorSource = () => vhost.protocolErrorCounts();
   const control = await ControlServer.listen(values.control ?? `${values.socket}.ctl`, device);
   log(`listening on ${values.socket} (${queuePairs} queue pair${queuePairs > 1 ? 's' : ''}, port ${values.port}, ${mode} mode)`);
 

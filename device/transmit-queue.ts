@@ -8,7 +8,7 @@ import type { GuestMemory } from 'vfio-user-ts';
 import { Counter, descriptorBucket } from './counters.js';
 import { ChainError, chainErrorNames, DescriptorChain } from './descriptor-chain.js';
 import type { QueueErrorReporter } from './queue-errors.js';
-import { TxFrame } from './tx-frame.js';
+import { MAX_FRAME_LENGTH, TxFrame } from './tx-frame.js';
 import type { Vring } from './vring.js';
 
 export interface TxFrameConsumer {
@@ -84,6 +84,12 @@ export class TransmitQueue {
       if (!frame.load(headerLength)) {
         counters[Counter.txHeaderTooShort]!++;
         this.reporter.queueError(this.queueIndex, 'txHeaderTooShort', `head ${head}: ${chain.readableBytes} bytes, the virtio-net header alone is ${headerLength}; dropped`, false);
+        continue;
+      }
+      if (frame.length > MAX_FRAME_LENGTH) {
+        // No GSO is offered: no port could take it, and linearize() has no room for it.
+        counters[Counter.txFrameTooLarge]!++;
+        this.reporter.queueError(this.queueIndex, 'txFrameTooLarge', `head ${head}: a ${frame.length}-byte frame, at most ${MAX_FRAME_LENGTH}; dropped`, false);
         continue;
       }
       this.countShape(chain.count, chain.length[0]!);

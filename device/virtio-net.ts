@@ -34,6 +34,11 @@ export interface DeviceStats extends DeviceCounters {
   zeroCopyMapPages: number;
   needsReset: boolean;
   /**
+   * Messages the transport refused and disconnects the frontend caused, by reason (numbers
+   * written N), e.g. "setMemTable: memory table has no regions".
+   */
+  protocolErrors: Record<string, number>;
+  /**
    * V8 heap in use: the whole process (control plane and datapath workers) and the datapath
    * workers alone. Flat under load, since the datapath allocates nothing per frame.
    */
@@ -51,6 +56,9 @@ export class VirtioNet implements VhostUserDevice {
   private txPolicy: TxPolicy = { requireLinearHeader: false, zeroCopyMap: null };
   /** Counters at the last reset, subtracted from what the workers count. */
   private baseline: Float64Array;
+  /** The transport's refusal counts (VhostUserServer.protocolErrorCounts); set by whoever runs it. */
+  protocolErrorSource: () => Record<string, number> = () => ({});
+  private protocolBaseline: Record<string, number> = {};
 
   private constructor(options: VirtioNetOptions, workers: DatapathWorker[], counterBlocks: Float64Array[]) {
     this.queuePairs = options.queuePairs;
@@ -154,6 +162,7 @@ export class VirtioNet implements VhostUserDevice {
       requireLinearHeader: this.txPolicy.requireLinearHeader,
       zeroCopyMapPages: this.txPolicy.zeroCopyMap?.pages.length ?? 0,
       needsReset: this.needsReset,
+      protocolErrors: this.protocolErrorsSinceReset(),
       heap: { usedBytes: process.memoryUsage().heapUsed + datapathUsedBytes, datapathUsedBytes },
     };
   }
@@ -165,6 +174,16 @@ export class VirtioNet implements VhostUserDevice {
   async resetCounters(): Promise<void> {
     await this.setVerify(this.verify);
     this.baseline = sumCounters(this.counterBlocks);
+    this.protocolBaseline = this.protocolErrorSource();
+  }
+
+  private protocolErrorsSinceReset(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [kind, count] of Object.entries(this.protocolErrorSource())) {
+      const since = count - (this.protocolBaseline[kind] ?? 0);
+      if (since > 0) out[kind] = since;
+    }
+    return out;
   }
 
   get verifying(): boolean {

@@ -47,11 +47,18 @@ export class Corpus {
     return fresh;
   }
 
-  /** A corpus entry to mutate, favouring the recent and the rarely picked; null when empty. */
+  /**
+   * A corpus entry to mutate, ring and message cases in turn (message cases find new
+   * refusal reasons more easily and would crowd out the rings), favouring the recent and the
+   * rarely picked; null when empty.
+   */
   pick(prng: Prng): Genome | null {
-    if (this.entries.length === 0) return null;
-    const a = this.entries[prng.int(this.entries.length)]!;
-    const recent = this.entries[Math.max(0, this.entries.length - 1 - prng.int(Math.min(16, this.entries.length)))]!;
+    const wanted = prng.chance(0.5) ? 'ring' : 'message';
+    const pool = this.entries.filter((e) => e.genome.type === wanted);
+    const entries = pool.length > 0 ? pool : this.entries;
+    if (entries.length === 0) return null;
+    const a = entries[prng.int(entries.length)]!;
+    const recent = entries[Math.max(0, entries.length - 1 - prng.int(Math.min(16, entries.length)))]!;
     const entry = a.picks <= recent.picks ? a : recent;
     entry.picks++;
     return entry.genome;

@@ -30,9 +30,13 @@ export interface FuzzOptions {
   readonly trafficEvery?: number;
   /** Progress lines (every few seconds) and findings as they happen. */
   readonly log?: (line: string) => void;
+  /** Ends the run after the current case. */
+  readonly signal?: AbortSignal;
 }
 
 const MAX_KEPT_FINDINGS = 20;
+/** Open fds the backend may gain over a run without it being a leak (log files, worker pipes). */
+const FD_SLACK = 16;
 const STORMS = new Set(['byte-storm', 'header-storm']);
 
 type Planned =
@@ -49,7 +53,8 @@ function messageCategory(kind: MessageCaseKind): string {
 
 /** A valid frontend sends `frames` frames; the device must count exactly those, without errors. */
 export async function trafficCheck(target: Target, reflect: boolean, frames = 32): Promise<string[]> {
-  const b = new RingBuilder('traffic-check', 'tx', 64);
+  if (frames < 1 || frames > 128) throw new RangeError(`trafficCheck: ${frames} frames is not in 1..128`);
+  const b = new RingBuilder('traffic-check', 'tx', 256);
   const heads: number[] = [];
   for (let i = 0; i < frames; i++) heads.push(b.txFrame(60 + ((i * 37) % 1400), i % 3 === 0 ? 'split' : i % 3 === 1 ? 'indirect' : 'one'));
   b.publish(...heads);
@@ -85,6 +90,22 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
     return answer.ok === true;
   };
   let reflect = await useReflect();
+
+  /** The backend's fds once it has settled (our last disconnect handled), and its heap. */
+  const measure = async (): Promise<{ fds: number | null; heap: number | null }> => {
+    let fds = target.openFds();
+    for (let i = 0; i < 20 && fds !== null; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const again = target.openFds();
+      if (again === fds) break;
+      fds = again;
+    }
+    const heap = target.hasControl ? (await target.stats()).heap.usedBytes : null;
+    return { fds, heap };
+  };
+  const before = await measure();
+  report.resources.fdsBefore = before.fds;
+  report.resources.heapBefore = before.heap;
 
   const sweep: Planned[] = [];
   for (const kind of ringKinds) {
@@ -144,6 +165,8 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   const checkCrash = async (index: number, name: string, category: string, genome: Genome | null, why: string): Promise<'alive' | 'restarted' | 'gone'> => {
     const dead = await target.check();
     if (!dead) return 'alive';
+    // Ctrl-C reaches the whole process group: a backend we started ends with us, no crash.
+    if (options.signal?.aborted) return 'gone';
     const crash = { index, name, category, details: [dead, why], genome, output: target.lastOutput() };
     report.crashes.push(crash);
     log(`CRASH at case ${index} (${name}): ${dead}`);
@@ -175,10 +198,12 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   };
 
   let index = 0;
+  let ran = 0;
   try {
-    for (; index < maxCases && Date.now() < deadline; index++) {
+    for (; index < maxCases && Date.now() < deadline && !options.signal?.aborted; index++) {
       const planned = plan(index);
       const name = planned.type === 'ring' ? planned.genome.ring.name : planned.genome.message.name;
+      ran++;
       report.categories[planned.category] = (report.categories[planned.category] ?? 0) + 1;
       report.generators[name] = (report.generators[name] ?? 0) + 1;
       let mismatches: string[] = [];
@@ -196,6 +221,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
           signal = [...outcome.kinds, ...outcome.signature];
         }
       } catch (error) {
+        if (options.signal?.aborted) break;
         const state = await checkCrash(index, name, planned.category, planned.genome, (error as Error).stack ?? String(error));
         if (state === 'gone') break;
         if (state === 'alive') keep(report.harnessErrors, { index, name, category: planned.category, details: [(error as Error).message], genome: planned.genome });
@@ -216,15 +242,25 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
         log(`${index + 1} cases, ${kinds.size} error kinds, ${report.crashes.length} crashes, ${report.mismatchCount} mismatches`);
       }
     }
-    if (report.crashes.length === 0 || target.canRestart) await runTraffic(index);
+    if (!options.signal?.aborted && (report.crashes.length === 0 || target.canRestart)) await runTraffic(index);
+    if ((await target.check()) === null) {
+      const after = await measure();
+      report.resources.fdsAfter = after.fds;
+      report.resources.heapAfter = after.heap;
+      // Every connection closes all it was given; a backend that keeps fds will run out of them.
+      if (report.restarts === 0 && before.fds !== null && after.fds !== null && after.fds > before.fds + FD_SLACK) {
+        report.mismatchCount++;
+        keep(report.mismatches, { index, name: 'fd-leak', category: 'resources', details: [`the backend has ${after.fds} fds open after the run, ${before.fds} before`], genome: null });
+      }
+    }
   } finally {
     if (originalPort && originalPort !== 'reflect' && (await target.check()) === null) {
       await target.request({ cmd: 'setPort', port: originalPort });
     }
   }
-  report.cases = index;
+  report.cases = ran;
   report.seconds = (Date.now() - started) / 1000;
-  report.casesPerSecond = report.seconds > 0 ? index / report.seconds : 0;
+  report.casesPerSecond = report.seconds > 0 ? ran / report.seconds : 0;
   report.kinds = [...kinds].sort();
   report.corpus = corpus.size;
   report.coverageFeatures = corpus.features;

@@ -96,7 +96,7 @@ const WANTED_FEATURES = 2 ** Bit.version1 + 2 ** Bit.mrgRxbuf + 2 ** Bit.indirec
 const PROTOCOL_FEATURES_BIT = 30;
 
 /** Brings a fresh connection to `level` with valid messages; returns whether REPLY_ACK is on. */
-export async function setUpTo(client: VhostUserClient, offered: number, level: SetupLevel, ack: boolean, pool: FdPool): Promise<boolean> {
+async function setUpTo(client: VhostUserClient, offered: number, level: SetupLevel, ack: boolean, pool: FdPool): Promise<boolean> {
   if (level === 'fresh') return false;
   const offeredProtocol = await client.getProtocolFeatures();
   const wanted = (ack ? 2 ** ProtocolFeature.replyAck : 0) + 2 ** ProtocolFeature.mq + 2 ** ProtocolFeature.status;
@@ -217,6 +217,7 @@ export async function runMessageCase(target: Target, c: MessageCase, options: Me
   const signature: string[] = [];
   const { client, offered } = await connectClient(target.socketPath, definiteTimeout);
   let definite = true;
+  let ended = false;
   try {
     let replyAck: boolean;
     try {
@@ -241,9 +242,12 @@ export async function runMessageCase(target: Target, c: MessageCase, options: Me
         const what = step.raw ? `raw bytes (${step.raw.length})` : `${requestName(step.request >>> 0)} (step ${i + 1})`;
         mismatches.push(`${what}: expected ${wanted}, got ${outcome}`);
       }
-      if (outcome === 'disconnect' || outcome === 'closed' || outcome === 'timeout' || outcome === 'garbled') break;
+      if (outcome === 'disconnect' || outcome === 'closed' || outcome === 'timeout' || outcome === 'garbled') {
+        ended = true;
+        break;
+      }
     }
-    if (!client.isClosed && definite && mismatches.length === 0) {
+    if (!ended && !client.isClosed && definite && mismatches.length === 0) {
       const alive = await probe(client, definiteTimeout);
       if (alive !== 'ok') mismatches.push(`the backend stopped answering after the case (${alive})`);
     }
@@ -263,6 +267,8 @@ export async function runMessageCase(target: Target, c: MessageCase, options: Me
       if (!wantsCount || counted || Date.now() > deadline) break;
       await pause(2);
     }
+    // An exception inside the backend's message handling is a bug, whatever the message was.
+    if (protocol['internal error']) mismatches.push('the backend threw while handling the case (internal error; its log has the stack)');
     if (c.reason && mismatches.length === 0 && !Object.keys(protocol).some((k) => new RegExp(c.reason!).test(k))) {
       mismatches.push(`no refusal counted with reason /${c.reason}/ (counted: ${JSON.stringify(protocol)})`);
     }

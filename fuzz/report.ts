@@ -34,6 +34,8 @@ export interface FuzzReport {
   /** Cases the fuzzer itself could not complete while the backend stayed alive. */
   harnessErrors: Finding[];
   traffic: { passed: number; failed: number };
+  /** The backend's open fds and V8 heap (whole process) before and after the run, when known. */
+  resources: { fdsBefore: number | null; fdsAfter: number | null; heapBefore: number | null; heapAfter: number | null };
   restarts: number;
   corpus: number;
   coverageFeatures: number;
@@ -53,6 +55,7 @@ export function emptyReport(seed: number): FuzzReport {
     mismatchCount: 0,
     harnessErrors: [],
     traffic: { passed: 0, failed: 0 },
+    resources: { fdsBefore: null, fdsAfter: null, heapBefore: null, heapAfter: null },
     restarts: 0,
     corpus: 0,
     coverageFeatures: 0,
@@ -85,6 +88,9 @@ export function formatReport(r: FuzzReport): string {
   out.push(`unique error kinds reached: ${r.kinds.length} (${ring.length} ring, ${protocol.length} protocol)`);
   for (const k of r.kinds) out.push(`  ${k}`);
   out.push(`valid traffic checks: ${r.traffic.passed} passed, ${r.traffic.failed} failed`);
+  const { fdsBefore, fdsAfter, heapBefore, heapAfter } = r.resources;
+  if (fdsBefore !== null && fdsAfter !== null) out.push(`backend open fds: ${fdsBefore} before, ${fdsAfter} after`);
+  if (heapBefore !== null && heapAfter !== null) out.push(`backend heap: ${(heapBefore / 2 ** 20).toFixed(1)} MiB before, ${(heapAfter / 2 ** 20).toFixed(1)} MiB after`);
   if (r.corpus > 0) out.push(`coverage: ${r.coverageFeatures} features, ${r.corpus} cases in the corpus`);
   if (r.restarts > 0) out.push(`backend restarts: ${r.restarts}`);
   out.push(`crashes: ${r.crashes.length}`);

@@ -43,14 +43,17 @@ function frameLength(prng: Prng): number {
   ]);
 }
 
-/** Adds up to `max` valid transmit frames (as many as descriptors allow, leaving `reserve`). */
-function validTx(b: RingBuilder, prng: Prng, max: number, reserve: number): number[] {
+/**
+ * Adds up to `max` valid transmit frames, leaving `reserve` descriptors and `slots` available
+ * ring slots for what the case adds after them.
+ */
+function validTx(b: RingBuilder, prng: Prng, max: number, reserve: number, slots: number): number[] {
   const heads: number[] = [];
   const count = prng.int(max + 1);
   for (let i = 0; i < count; i++) {
     const shape = prng.pick(['one', 'split', 'indirect'] as const);
     const needed = shape === 'split' ? 2 : 1;
-    if (b.freeDescriptors - needed < reserve) break;
+    if (b.freeDescriptors - needed < reserve || b.chainsMade + 1 + slots > b.size) break;
     heads.push(b.txFrame(frameLength(prng), shape));
   }
   return heads;
@@ -84,7 +87,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-valid', 'tx', pickSize(prng, 16), { version1: prng.chance(0.8), mergeable: prng.chance(0.7) });
-      const heads = validTx(b, prng, 12, 0);
+      const heads = validTx(b, prng, 12, 0, 0);
       if (heads.length === 0) heads.push(b.txFrame(60));
       b.publish(...heads);
       return b.build();
@@ -98,7 +101,7 @@ const txKinds: RingCaseKind[] = [
     build(prng) {
       const size = pickSize(prng, 1);
       const b = new RingBuilder('tx-loop', 'tx', size);
-      const heads = validTx(b, prng, 4, 2);
+      const heads = validTx(b, prng, 4, 2, 1);
       const header = b.header;
       if (b.freeDescriptors >= 2 && prng.chance(0.7)) {
         const a = b.takeDescriptors(2);
@@ -123,7 +126,7 @@ const txKinds: RingCaseKind[] = [
       // Direct buffers, then an indirect table as large as the queue: more buffers than entries.
       const size = pickSize(prng, 2);
       const b = new RingBuilder('tx-longer-than-queue', 'tx', Math.min(size, 256));
-      const heads = validTx(b, prng, 3, 2);
+      const heads = validTx(b, prng, 3, 2, 1);
       const n = b.size;
       const table: Desc[] = [];
       for (let i = 0; i < n; i++) table.push(desc(b.buffer(16), 16, i < n - 1 ? F_NEXT : 0, i + 1));
@@ -143,7 +146,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-address-outside', 'tx', pickSize(prng, 2));
-      const heads = validTx(b, prng, 4, 2);
+      const heads = validTx(b, prng, 4, 2, 1);
       const bad = outsideBuffer(prng, prng.pick([1, 16, 64, 1514]));
       const head = b.takeDescriptors(2);
       b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, head + 1));
@@ -160,7 +163,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-length-huge', 'tx', pickSize(prng, 1));
-      const heads = validTx(b, prng, 4, 1);
+      const heads = validTx(b, prng, 4, 1, 1);
       const head = b.takeDescriptors(1);
       b.setDescriptor(head, desc(b.buffer(64), prng.pick([0xffffffff, 0x80000000, 0x100001, GUEST_END - BUFFER_AREA + 1]), 0));
       heads.push(head);
@@ -175,7 +178,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-indirect-outside', 'tx', pickSize(prng, 2));
-      const heads = validTx(b, prng, 4, 1);
+      const heads = validTx(b, prng, 4, 1, 1);
       const bad = outsideBuffer(prng, 16 * prng.range(1, Math.min(b.size, 8)));
       const head = b.takeDescriptors(1);
       b.setDescriptor(head, descWords(bad.hi, bad.lo, 16 * Math.ceil(bad.len / 16), F_INDIRECT));
@@ -191,7 +194,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-nested-indirect', 'tx', pickSize(prng, 2));
-      const heads = validTx(b, prng, 4, 1);
+      const heads = validTx(b, prng, 4, 1, 1);
       const inner = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const outer: Desc[] = [];
       if (prng.chance(0.5)) outer.push(desc(b.buffer(b.header), b.header, F_NEXT, 1));
@@ -211,7 +214,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-indirect-bad-length', 'tx', pickSize(prng, 2));
-      const heads = validTx(b, prng, 4, 1);
+      const heads = validTx(b, prng, 4, 1, 1);
       const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const len = prng.pick([0, 8, 24, 17, 16 * (b.size + 1), 0xfffffff0]);
       const head = b.takeDescriptors(1);
@@ -228,7 +231,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-indirect-with-next', 'tx', pickSize(prng, 2));
-      const heads = validTx(b, prng, 4, 2);
+      const heads = validTx(b, prng, 4, 2, 1);
       const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const head = b.takeDescriptors(2);
       b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, F_INDIRECT | F_NEXT, head + 1));
@@ -245,7 +248,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-indirect-not-negotiated', 'tx', pickSize(prng, 2), { indirect: false });
-      const heads = validTx(b, prng, 4, 1);
+      const heads = validTx(b, prng, 4, 1, 1);
       const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const head = b.takeDescriptors(1);
       b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, F_INDIRECT));
@@ -261,7 +264,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-avail-jump', 'tx', pickSize(prng, 1));
-      const heads = validTx(b, prng, 4, 0);
+      const heads = validTx(b, prng, 4, 0, 0);
       b.publish(...heads);
       b.setAvailIdx(prng.pick([b.size + 1, b.size + 2, 0x8000, 0xffff]));
       return b.build();
@@ -274,7 +277,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-head-out-of-range', 'tx', pickSize(prng, 1));
-      const heads = validTx(b, prng, 4, 0);
+      const heads = validTx(b, prng, 4, 0, 1);
       heads.push(prng.pick([b.size, b.size + 1, 0x8000, 0xffff]));
       b.publish(...heads);
       return b.build();
@@ -287,7 +290,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-next-out-of-range', 'tx', pickSize(prng, 1));
-      const heads = validTx(b, prng, 4, 1);
+      const heads = validTx(b, prng, 4, 1, 1);
       const head = b.takeDescriptors(1);
       b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, prng.pick([b.size, b.size + 1, 0xffff])));
       heads.push(head);
@@ -302,7 +305,7 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-readable-after-writable', 'tx', pickSize(prng, 2));
-      const heads = validTx(b, prng, 4, 2);
+      const heads = validTx(b, prng, 4, 2, 1);
       heads.push(b.chain([{ len: 64, writable: true }, { len: b.header + 60 }]));
       b.publish(...heads);
       return b.build();
@@ -315,9 +318,9 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-write-only', 'tx', pickSize(prng, 2));
-      const before = validTx(b, prng, 3, 2);
+      const before = validTx(b, prng, 3, 2, 1);
       const hostile = prng.chance(0.5) ? b.chain([{ len: b.header + 60, writable: true }]) : b.chain([{ len: b.header }, { len: 60, writable: true }]);
-      const after = validTx(b, prng, 3, 0);
+      const after = validTx(b, prng, 3, 0, 0);
       b.publish(...before, hostile, ...after);
       return b.build();
     },
@@ -331,10 +334,10 @@ const txKinds: RingCaseKind[] = [
       const version1 = prng.chance(0.7);
       const mergeable = prng.chance(0.5);
       const b = new RingBuilder('tx-short-header', 'tx', pickSize(prng, 2), { version1, mergeable });
-      const before = validTx(b, prng, 3, 2);
+      const before = validTx(b, prng, 3, 2, 1);
       const short = prng.range(0, b.header - 1);
       const hostile = short > 1 && prng.chance(0.5) ? b.chain([{ len: 1 }, { len: short - 1 }]) : b.chain([{ len: short }]);
-      const after = validTx(b, prng, 3, 0);
+      const after = validTx(b, prng, 3, 0, 0);
       b.publish(...before, hostile, ...after);
       return b.build();
     },
@@ -346,10 +349,10 @@ const txKinds: RingCaseKind[] = [
     side: 'tx',
     build(prng) {
       const b = new RingBuilder('tx-oversized-frame', 'tx', pickSize(prng, 2));
-      const before = validTx(b, prng, 3, 2);
+      const before = validTx(b, prng, 3, 2, 1);
       const frame = prng.pick([MAX_FRAME + 1, MAX_FRAME + 2, 100_000, 200_000]);
       const hostile = prng.chance(0.5) ? b.chain([{ len: b.header + frame }]) : b.chain([{ len: b.header }, { len: frame }]);
-      const after = validTx(b, prng, 3, 0);
+      const after = validTx(b, prng, 3, 0, 0);
       b.publish(...before, hostile, ...after);
       return b.build();
     },
@@ -366,17 +369,22 @@ function validRx(b: RingBuilder, prng: Prng, frames: readonly number[], reserve:
       let left = total;
       while (left > 0) {
         const n = prng.range(1, 3);
-        if (b.freeDescriptors - n < reserve) return heads;
+        if (b.freeDescriptors - n < reserve || b.chainsMade + 1 + reserve > b.size) return heads;
         const lengths = Array.from({ length: n }, () => prng.range(b.header, Math.max(b.header, 600)));
         heads.push(b.rxBuffers(lengths));
         left -= lengths.reduce((s, x) => s + x, 0);
       }
     } else {
-      if (b.freeDescriptors - 1 < reserve) return heads;
+      if (b.freeDescriptors - 1 < reserve || b.chainsMade + 1 + reserve > b.size) return heads;
       heads.push(b.rxBuffers([prng.chance(0.5) ? total : 2048]));
     }
   }
   return heads;
+}
+
+/** One 2048-byte chain per frame: each holds a whole frame, so the next chain starts the next frame. */
+function rxSlots(b: RingBuilder, frames: number): number[] {
+  return Array.from({ length: frames }, () => b.rxBuffers([2048]));
 }
 
 function feedFrames(prng: Prng, max: number): number[] {
@@ -406,7 +414,7 @@ const rxKinds: RingCaseKind[] = [
     build(prng) {
       const b = new RingBuilder('rx-readable-buffer', 'rx', pickSize(prng, 16));
       const frames = feedFrames(prng, 4);
-      const heads = validRx(b, prng, frames.slice(1), 2, true);
+      const heads = rxSlots(b, frames.length - 1);
       heads.push(prng.chance(0.5) ? b.chain([{ len: 2048 }]) : b.chain([{ len: 64 }, { len: 2048, writable: true }]));
       b.publish(...heads);
       b.feed(...frames);
@@ -422,7 +430,7 @@ const rxKinds: RingCaseKind[] = [
       // Without mergeable buffers a frame must fit one chain: dropped, the ring goes on.
       const b = new RingBuilder('rx-buffer-too-small', 'rx', pickSize(prng, 16), { mergeable: false });
       const frames = feedFrames(prng, 4);
-      const heads = validRx(b, prng, frames.slice(1), 1, false);
+      const heads = rxSlots(b, frames.length - 1);
       heads.push(b.rxBuffers([prng.range(1, b.header + 59)]));
       b.publish(...heads);
       b.feed(...frames.slice(1), 60 + prng.int(100));
@@ -438,7 +446,7 @@ const rxKinds: RingCaseKind[] = [
       // With mergeable buffers the first chain must at least hold the header.
       const b = new RingBuilder('rx-header-does-not-fit', 'rx', pickSize(prng, 16), { mergeable: true });
       const frames = feedFrames(prng, 4);
-      const heads = validRx(b, prng, frames.slice(1), 2, false);
+      const heads = rxSlots(b, frames.length - 1);
       heads.push(b.rxBuffers([prng.range(0, b.header - 1)]));
       b.publish(...heads);
       b.feed(...frames);
@@ -454,7 +462,7 @@ const rxKinds: RingCaseKind[] = [
       // Frames placed before the broken chain must be delivered (published) and counted.
       const b = new RingBuilder('rx-error-after-frames', 'rx', pickSize(prng, 16));
       const frames = feedFrames(prng, 5);
-      const heads = validRx(b, prng, frames.slice(0, frames.length - 1), 2, false);
+      const heads = rxSlots(b, frames.length - 1);
       const bad = outsideBuffer(prng, 2048);
       const head = b.takeDescriptors(1);
       b.setDescriptor(head, descWords(bad.hi, bad.lo, bad.len, F_WRITE));
@@ -485,7 +493,7 @@ const rxKinds: RingCaseKind[] = [
     build(prng) {
       const b = new RingBuilder('rx-loop', 'rx', pickSize(prng, 16));
       const frames = feedFrames(prng, 3);
-      const heads = validRx(b, prng, frames.slice(1), 2, false);
+      const heads = rxSlots(b, frames.length - 1);
       const a = b.takeDescriptors(2);
       b.setDescriptor(a, desc(b.buffer(16), 16, F_WRITE | F_NEXT, a + 1));
       b.setDescriptor(a + 1, desc(b.buffer(16), 16, F_WRITE | F_NEXT, a));

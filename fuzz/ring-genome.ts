@@ -10,7 +10,6 @@ import {
   F_INDIRECT,
   F_NEXT,
   F_WRITE,
-  GUEST_BASE,
   headerLength,
   INDIRECT_SLOTS,
   indirectSlotAddress,
@@ -70,6 +69,8 @@ export class RingBuilder {
   private readonly genome: RingGenome;
   private nextDescriptor = 0;
   private nextBuffer = BUFFER_AREA;
+  /** Chains made with chain() and indirectChain(): each takes an available ring slot when published. */
+  chainsMade = 0;
 
   constructor(name: string, side: 'tx' | 'rx', size: number, features: { indirect?: boolean; mergeable?: boolean; version1?: boolean } = {}) {
     this.genome = {
@@ -134,6 +135,7 @@ export class RingBuilder {
   /** A chain of consecutive main-table descriptors; returns its head (not yet published). */
   chain(buffers: readonly BufferSpec[]): number {
     const head = this.takeDescriptors(buffers.length);
+    this.chainsMade++;
     this.descriptorsOf(buffers, head).forEach((d, i) => this.setDescriptor(head + i, d));
     return head;
   }
@@ -150,6 +152,7 @@ export class RingBuilder {
   indirectChain(buffers: readonly BufferSpec[]): number {
     const slot = this.table(this.descriptorsOf(buffers, 0));
     const head = this.takeDescriptors(1);
+    this.chainsMade++;
     this.setDescriptor(head, desc(indirectSlotAddress(slot), 16 * buffers.length, F_INDIRECT));
     return head;
   }
@@ -184,6 +187,3 @@ export class RingBuilder {
     return structuredClone(this.genome);
   }
 }
-
-/** An address just past the end of guest memory, and one just before its start. */
-export const OUTSIDE_ADDRESSES = { belowStart: GUEST_BASE - 16, zero: 0 } as const;

@@ -3,11 +3,12 @@
  * a crash), or one that is already listening on a socket (with its control socket, when there
  * is one, for the counters). Either way the fuzzer only talks to it through its sockets.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeviceControl, type DeviceStats, type JsonValue } from '../harness/device-control.js';
 import { ZcnicDevice } from '../harness/device-process.js';
+import { connectClient } from './connect.js';
 
 export interface Target {
   readonly socketPath: string;
@@ -27,6 +28,8 @@ export interface Target {
   lastOutput(): string;
   /** Every log line the backend printed since the last call (spawned targets). */
   takeLog(): string[];
+  /** How many fds the backend process has open (spawned targets; null otherwise). */
+  openFds(): number | null;
   close(): Promise<void>;
 }
 
@@ -129,6 +132,15 @@ export class SpawnedTarget implements Target {
     return lines;
   }
 
+  openFds(): number | null {
+    if (!this.device || this.device.exited) return null;
+    try {
+      return readdirSync(`/proc/${this.device.pid}/fd`).length;
+    } catch {
+      return null;
+    }
+  }
+
   async close(): Promise<void> {
     const device = this.device;
     this.device = null;
@@ -171,7 +183,16 @@ export class ExternalTarget implements Target {
   }
 
   async check(): Promise<string | null> {
-    if (!this.control) return null;
+    if (!this.control) {
+      // No counters to ask for: a backend that still negotiates is alive.
+      try {
+        const { client } = await connectClient(this.socketPath, 5000);
+        client.close();
+        return null;
+      } catch (error) {
+        return `the backend does not answer on ${this.socketPath}: ${(error as Error).message}`;
+      }
+    }
     try {
       await this.control.stats();
       return null;
@@ -190,6 +211,10 @@ export class ExternalTarget implements Target {
 
   takeLog(): string[] {
     return [];
+  }
+
+  openFds(): number | null {
+    return null;
   }
 
   async close(): Promise<void> {

@@ -254,6 +254,14 @@ export class Datapath implements QueueErrorReporter {
         rx.needsNotify = false;
         this.notify(pair.index * 2);
       }
+    } else if (rx && rx.broken) {
+      // The ring broke during this run's transmit burst (reflect places frames there): the
+      // frames placed before the error are still delivered.
+      rx.endBurst();
+      if (rx.needsNotify) {
+        rx.needsNotify = false;
+        this.notify(pair.index * 2);
+      }
     }
     if (poll || worked) {
       pair.lastWorkAt = now;

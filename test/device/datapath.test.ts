@@ -13,7 +13,7 @@ import { Datapath } from '../../device/datapath/datapath.js';
 import type { DatapathMode, FromDatapath } from '../../device/datapath/messages.js';
 import type { PortOptions } from '../../device/ports/port.js';
 import { TestFrameVerdict, verifyTestFrame } from '../../device/test-frame.js';
-import { FeatureBit, featureMask } from '../../device/virtio.js';
+import { DescFlags, FeatureBit, featureMask } from '../../device/virtio.js';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
 
 const FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringEventIdx, FeatureBit.ringIndirectDesc);
@@ -157,6 +157,29 @@ test('stop returns where the driver resumes', async () => {
     await until(() => describeCounters(h.counters).transmitq.frames === 5, 'five frames');
     h.datapath.handle({ type: 'stop', queue: 1 });
     assert.equal(h.messages.at(-1), { type: 'stopped', queue: 1, base: 5 });
+  } finally {
+    h.close();
+  }
+});
+
+test('reflect: frames placed before a receive ring breaks are still published to the driver', async () => {
+  const h = harness({ ...sink, port: 'reflect' });
+  try {
+    // Two good receive chains, then one whose buffer is outside guest memory.
+    for (let i = 0; i < 2; i++) h.rxq.makeAvailable(h.rxq.addChain([{ gpa: h.guest.alloc(2048), length: 2048, writable: true }]));
+    const bad = h.rxq.addChain([{ gpa: h.guest.alloc(2048), length: 2048, writable: true }]);
+    h.rxq.setDescriptor(bad, 0x10, 2048, DescFlags.write, 0);
+    h.rxq.makeAvailable(bad);
+    for (let i = 0; i < 3; i++) txChain(h.txq, new Uint8Array(60).fill(i));
+    sys.eventfdWrite(h.kicks[1]!, 1);
+    await until(() => h.messages.some((m) => m.type === 'queueError'), 'the receive ring error');
+    await until(() => h.rxq.usedIdx() === 2, 'the two frames placed before the error, published');
+    const stats = describeCounters(h.counters);
+    assert.is(stats.receiveq.frames, 2);
+    assert.is(stats.errors.bufferOutsideMemory, 1);
+    assert.is(stats.receiveq.noBuffers, 1, 'the third frame had nowhere to go');
+    assert.is(stats.transmitq.frames, 3);
+    assert.ok(sys.eventfdRead(h.calls[0]!) > 0, 'and the driver is told');
   } finally {
     h.close();
   }

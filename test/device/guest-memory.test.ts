@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkRegions } from 'vfio-user-ts';
+import { checkRegions, sys } from 'vfio-user-ts';
 import { FakeGuest } from '../support/fake-driver.js';
 
 test('translates inside a region and refuses ranges outside or across regions', () => {
@@ -63,6 +63,23 @@ test('checkRegions refuses empty, too many, overlapping and beyond-2^53 tables',
   assert.match(checkRegions([r(2 ** 53 - 10, 0x1000)], 8)!, /2\^53/);
   assert.match(checkRegions([r(0, 0)], 8)!, /size 0/);
   assert.is(checkRegions([r(0, 0x1000), r(0x1000, 0x1000)], 8), null);
+});
+
+test('checkRegions with fileSize refuses a region beyond the end of its file (mmap would SIGBUS on it later)', () => {
+  const fd = sys.memfdCreate('zcnic-test-small', 0x4000);
+  const efd = sys.eventfdCreate(0, true);
+  try {
+    const r = (size: number, mmapOffset: number, f = fd) => ({ guestPhysAddr: 0x100000, size, userAddr: 0x7f0000000000, mmapOffset, fd: f });
+    assert.is(checkRegions([r(0x4000, 0)], 8, sys.fileSize), null, 'exactly the file');
+    assert.is(checkRegions([r(0x2000, 0x2000)], 8, sys.fileSize), null, 'the last half');
+    assert.match(checkRegions([r(0x100000, 0)], 8, sys.fileSize)!, /region 0: mmap offset 0x0 \+ size 0x100000 is beyond the end of its file \(16384 bytes\)/);
+    assert.match(checkRegions([r(0x1000, 0x4000)], 8, sys.fileSize)!, /beyond the end of its file/, 'an offset past the end');
+    assert.match(checkRegions([r(0x1000, 0, efd)], 8, sys.fileSize)!, /beyond the end of its file \(0 bytes\)/, 'an eventfd has no size');
+    assert.is(checkRegions([r(0x100000, 0)], 8), null, 'without fileSize the file is not looked at');
+  } finally {
+    sys.close(fd);
+    sys.close(efd);
+  }
 });
 
 test.run();

@@ -158,4 +158,20 @@ test('a strict-layout device completes header-alone chains with length 0 and cou
   guest.close();
 });
 
+test('a frame larger than 64 KiB is dropped and counted (txFrameTooLarge), the queue goes on', () => {
+  const { guest, queue, counters, frames, errors, tx } = setup();
+  queue.makeAvailable(queue.addChain([{ length: HEADER + 60 }]));
+  queue.makeAvailable(queue.addChain([{ length: HEADER }, { length: 65537 }]));
+  queue.makeAvailable(queue.addChain([{ length: HEADER + 65536 }]));
+  assert.is(tx.processBurst(8), 3);
+  assert.is(counters[Counter.txFrameTooLarge], 1);
+  assert.equal(frames.map((f) => f.length), [60, 65536], 'the largest frame allowed still goes out');
+  assert.is(describeCounters(counters).errors.txFrameTooLarge, 1);
+  assert.equal(errors.map((e) => [e.kind, e.fatal]), [['txFrameTooLarge', false]]);
+  assert.match(errors[0]!.detail, /head 1: a 65537-byte frame/);
+  assert.is(tx.broken, false);
+  assert.is(queue.usedIdx(), 3, 'the dropped chain is returned to the driver');
+  guest.close();
+});
+
 test.run();

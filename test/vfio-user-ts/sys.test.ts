@@ -291,6 +291,17 @@ if (!isMainThread) {
     close(fd);
   });
 
+  test('fileSize: a memfd\'s size (also beyond 4 GiB), 0 for an eventfd, EBADF for a closed fd', () => {
+    const small = memfdCreate('size', 12345);
+    const big = memfdCreate('size-big', 5 * GiB);
+    const efd = eventfdCreate(0, true);
+    assert.is(sys.fileSize(small), 12345);
+    assert.is(sys.fileSize(big), 5 * GiB);
+    assert.is(sys.fileSize(efd), 0);
+    for (const fd of [small, big, efd]) close(fd);
+    expectSysError(() => sys.fileSize(small), 'EBADF', 'fstat');
+  });
+
   test('memfd sizes and mapping offsets beyond 4 GiB', () => {
     const fd = memfdCreate('big', 8 * GiB); // sparse: no memory until touched
     const page = new Uint8Array(mapShared(fd, 6 * GiB + 4096, 4096));

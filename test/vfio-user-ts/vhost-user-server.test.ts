@@ -2,9 +2,10 @@
 // records what the server asks of it. Every test also checks that no fd leaked.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   encodeHeader,
   HeaderFlags,
@@ -661,6 +662,66 @@ serverTest('a bad message from a frontend that left does not disconnect the next
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.not.ok(second.isClosed, `the second frontend was disconnected: ${second.closeReason}; log: ${f.logs.join(' | ')}`);
   assert.is(await second.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES);
+});
+
+serverTest('kick, call and err fds that are not eventfds are refused and closed; the ring keeps its own', async (f) => {
+  const client = await readyClient(f);
+  await runningQueue(f, client, 1);
+  // A memfd cannot be polled (the datapath's watch would throw), a read-only file cannot be
+  // written (the call would throw), /dev/null is neither.
+  const notEventfds = [sys.memfdCreate('zcnic-test-not-eventfd', 4096), openSync('/dev/null', 'r+'), openSync(fileURLToPath(import.meta.url), 'r')];
+  try {
+    for (const fd of notEventfds) {
+      assert.ok(isNack(await rejection(client.setVringKick(1, fd, { needReply: true }))), 'kick');
+      assert.ok(isNack(await rejection(client.setVringCall(1, fd, { needReply: true }))), 'call');
+      assert.ok(isNack(await rejection(client.setVringErr(1, fd, { needReply: true }))), 'err');
+    }
+  } finally {
+    for (const fd of notEventfds) closeSync(fd);
+  }
+  assert.equal(f.device.ops(), ['setMemory', 'startQueue(1)'], 'the running queue was not touched');
+  assert.is(f.logged(/vring 1: the kick fd is not an eventfd/).length, 3);
+  assert.equal(f.server.protocolErrorCounts(), {
+    'setVringKick: vring N: the kick fd is not an eventfd': 3,
+    'setVringCall: vring N: the call fd is not an eventfd': 3,
+    'setVringErr: vring N: the err fd is not an eventfd': 3,
+  });
+});
+
+serverTest('refusals and frontend-caused disconnects are counted by reason, numbers written N', async (f) => {
+  const client = await readyClient(f);
+  await rejection(client.setVringNum(0, 3, { needReply: true }));
+  await rejection(client.setVringNum(1, 100, { needReply: true }));
+  await client.setVringNum(0, 7); // no NEED_REPLY: a disconnect
+  await within('the disconnect', client.closed);
+  const second = await f.connect();
+  second.writeBytes(encodeHeader(Request.getFeatures, VERSION, 100000));
+  await within('the second disconnect', second.closed);
+  await until('the count of the second disconnect', () => Object.keys(f.server.protocolErrorCounts()).length === 2);
+  assert.equal(f.server.protocolErrorCounts(), {
+    'setVringNum: queue size N is not a power of two in N..N': 3,
+    'message claims a N-byte payload, more than N': 1,
+  });
+  // A frontend that leaves in an orderly way is no error.
+  const third = await f.connect();
+  await third.getFeatures();
+  third.close();
+  await until('the third disconnect', () => f.logged(/frontend 3 disconnected/).length === 1);
+  assert.is(Object.keys(f.server.protocolErrorCounts()).length, 2);
+});
+
+serverTest('a memory region beyond the end of its file is refused before anything maps it', async (f) => {
+  const client = await f.connect();
+  await negotiate(client);
+  const small = sys.memfdCreate('zcnic-test-small-guest', 4096);
+  try {
+    assert.ok(isNack(await rejection(client.setMemTable([region(f, { fd: small })], { needReply: true }))), 'a 4 KiB file for a 1 MiB region');
+    assert.ok(isNack(await rejection(client.setMemTable([region(f, { size: 4096, mmapOffset: REGION_SIZE })], { needReply: true }))), 'an offset at the end of the file');
+  } finally {
+    sys.close(small);
+  }
+  assert.equal(f.device.calls, [], 'the device never saw them');
+  assert.is(f.logged(/beyond the end of its file/).length, 2);
 });
 
 test.run();

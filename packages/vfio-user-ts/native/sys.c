@@ -434,6 +434,18 @@ static napi_value memfd_create_sized(napi_env env, napi_callback_info info) {
   return num(env, fd);
 }
 
+/* fileSize(fd): st_size of the file fd refers to (0 for eventfds, sockets,
+ * pipes), so that a mapping can be kept inside the file: touching a mapped
+ * page beyond the end of a file is a SIGBUS. */
+static napi_value file_size(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd;
+  struct stat st;
+  if (!get_args(env, info, "fileSize", 1, argv) || !get_fd(env, argv[0], "fileSize", &fd)) return NULL;
+  if (fstat(fd, &st) != 0) return throw_errno(env, "fstat", errno);
+  return num(env, (double)st.st_size);
+}
+
 /* One mmap'ed range. It is referenced by the ArrayBuffer's backing-store
  * finalizer and by the wrap on the ArrayBuffer object that unmap() uses to
  * find it; these two go away in either order, hence the count. Both run on
@@ -730,6 +742,7 @@ NAPI_MODULE_INIT() {
       {"eventfdRead", NULL, eventfd_read_counter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdWrite", NULL, eventfd_write_counter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watchReadable", NULL, watch_readable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"fileSize", NULL, file_size, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return fail(env, "zcnic_sys: cannot define exports");

@@ -19,8 +19,12 @@ export interface MemoryRegion {
   readonly fd: number;
 }
 
-/** Why a region list is unusable; `null` when it is fine. */
-export function checkRegions(regions: readonly MemoryRegion[], maxRegions: number): string | null {
+/**
+ * Why a region list is unusable; `null` when it is fine. With `fileSize` (sys.fileSize), each
+ * region must also lie inside its file: mmap maps beyond the end of a file without complaint,
+ * and the first access there is a SIGBUS that takes the whole process down.
+ */
+export function checkRegions(regions: readonly MemoryRegion[], maxRegions: number, fileSize?: (fd: number) => number): string | null {
   if (regions.length === 0) return 'memory table has no regions';
   if (regions.length > maxRegions) return `memory table has ${regions.length} regions, at most ${maxRegions} allowed`;
   for (let i = 0; i < regions.length; i++) {
@@ -38,6 +42,20 @@ export function checkRegions(regions: readonly MemoryRegion[], maxRegions: numbe
       }
       if (r.userAddr < o.userAddr + o.size && o.userAddr < r.userAddr + r.size) {
         return `region ${i} overlaps region ${j} in the frontend's address space`;
+      }
+    }
+  }
+  if (fileSize) {
+    for (let i = 0; i < regions.length; i++) {
+      const r = regions[i]!;
+      let bytes: number;
+      try {
+        bytes = fileSize(r.fd);
+      } catch (error) {
+        return `region ${i}: cannot tell the size of its file (${(error as Error).message})`;
+      }
+      if (r.mmapOffset + r.size > bytes) {
+        return `region ${i}: mmap offset 0x${r.mmapOffset.toString(16)} + size 0x${r.size.toString(16)} is beyond the end of its file (${bytes} bytes)`;
       }
     }
   }

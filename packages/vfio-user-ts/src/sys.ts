@@ -51,6 +51,7 @@ export interface SysBinding {
   eventfdRead(fd: number): number;
   eventfdWrite(fd: number, value: number): void;
   watchReadable(fd: number, onReadable: () => void): FdWatcher;
+  fileSize(fd: number): number;
 }
 
 const binding = createRequire(import.meta.url)('../build/Release/zcnic_sys.node') as SysBinding;
@@ -104,6 +105,14 @@ export function sendMsg(fd: number, bytes: Uint8Array, offset: number, length: n
 /** Closes an fd. Stop any watcher on it first. */
 export function close(fd: number): void {
   binding.close(fd);
+}
+
+/**
+ * The size in bytes of the file `fd` refers to (fstat's st_size): how much of it can be mapped
+ * and touched. 0 for what has no size (eventfds, sockets, pipes, character devices).
+ */
+export function fileSize(fd: number): number {
+  return binding.fileSize(fd);
 }
 
 /** Creates a memfd of `size` bytes (sparse: pages are allocated when touched). */

@@ -5,11 +5,13 @@
  * builds up (size, addresses, base, kick/call/err fds, enable), and starts a queue on the device
  * when everything it needs is there. Protocol errors never throw past the connection: a bad
  * message gets a REPLY_ACK failure when the frontend asked for one, otherwise the connection is
- * closed with one log line saying what was wrong.
+ * closed with one log line saying what was wrong. Each refusal and each disconnect the frontend
+ * caused is also counted by reason (protocolErrorCounts()), for the device's stats.
  *
  * The device behind it is transport-independent (VhostUserDevice); a vfio-user server would
  * drive the same interface.
  */
+import { readlinkSync } from 'node:fs';
 import { checkRegions, MemoryTable, type MemoryRegion } from '../memory-table.js';
 import { RateLimitedLog, type LogSink } from '../rate-limited-log.js';
 import * as sys from '../sys.js';
@@ -51,6 +53,23 @@ export interface VhostUserDevice {
   reset(): void;
   /** The frontend is gone: unmap its memory. */
   releaseMemory(): Promise<void>;
+}
+
+/** Distinct refusal reasons counted; later new ones are counted as 'other'. */
+const MAX_PROTOCOL_ERROR_KINDS = 200;
+
+/** A refusal reason as a counter name: the same for every message that broke the same rule. */
+export function protocolErrorKind(reason: string): string {
+  return reason.replace(/0x[0-9a-f]+/gi, 'N').replace(/\d+/g, 'N');
+}
+
+/** Whether `fd` is an eventfd (what kick, call and err fds must be: the datapath reads and writes them as such). */
+function isEventfd(fd: number): boolean {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === 'anon_inode:[eventfd]';
+  } catch {
+    return false;
+  }
 }
 
 /** The vhost-user bit in the device feature word that enables protocol features. */
@@ -121,6 +140,7 @@ export class VhostUserServer {
   private connections = 0;
   private closing = false;
   private readonly trace: boolean;
+  private readonly protocolErrors = new Map<string, number>();
 
   constructor(options: VhostUserServerOptions) {
     this.device = options.device;
@@ -138,6 +158,17 @@ export class VhostUserServer {
 
   get connected(): boolean {
     return this.channel !== null;
+  }
+
+  /** Refusals and frontend-caused disconnects so far, by kind (protocolErrorKind of the reason). */
+  protocolErrorCounts(): Record<string, number> {
+    return Object.fromEntries(this.protocolErrors);
+  }
+
+  private countProtocolError(reason: string): void {
+    let kind = protocolErrorKind(reason);
+    if (!this.protocolErrors.has(kind) && this.protocolErrors.size >= MAX_PROTOCOL_ERROR_KINDS) kind = 'other';
+    this.protocolErrors.set(kind, (this.protocolErrors.get(kind) ?? 0) + 1);
   }
 
   /** Signals the frontend that a vring broke (SET_VRING_ERR's eventfd), if it gave one. */
@@ -167,6 +198,7 @@ export class VhostUserServer {
       (message) => this.enqueue(() => this.handle(message, channel), channel),
       (reason) => {
         this.log.log(`vhost-user: frontend ${id} disconnected${reason ? `: ${reason}` : ''}`);
+        if (reason && !this.closing) this.countProtocolError(reason);
         this.channel = null;
         this.enqueue(() => this.resetConnectionState(), null);
       },
@@ -206,6 +238,7 @@ export class VhostUserServer {
   private refuse(channel: MessageChannel, request: number, wantsAck: boolean, error: string): void {
     if (wantsAck) {
       this.log.log(`vhost-user: refused ${error}`);
+      this.countProtocolError(error);
       channel.reply(request, u64Payload(1));
     } else {
       // The disconnect handler logs the reason: one line per refusal.
@@ -310,6 +343,11 @@ export class VhostUserServer {
   private async setVringFd(request: number, index: number, fd: number): Promise<string | null> {
     const vring = this.vrings[index]!;
     const wasRunning = vring.running;
+    if (fd >= 0 && !isEventfd(fd)) {
+      // Anything else would make the datapath's reads and writes of it fail (or block).
+      sys.close(fd);
+      return `vring ${index}: the ${request === Request.setVringKick ? 'kick' : request === Request.setVringCall ? 'call' : 'err'} fd is not an eventfd`;
+    }
     if (request === Request.setVringErr) {
       this.replaceFd(vring, 'errFd', fd);
       return null;
@@ -331,7 +369,7 @@ export class VhostUserServer {
   }
 
   private async setMemTable(regions: readonly MemoryRegion[]): Promise<string | null> {
-    const problem = checkRegions(regions, MAX_MEM_REGIONS);
+    const problem = checkRegions(regions, MAX_MEM_REGIONS, sys.fileSize);
     if (problem) {
       for (const r of regions) sys.close(r.fd);
       return problem;

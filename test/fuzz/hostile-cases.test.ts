@@ -1,0 +1,179 @@
+/**
+ * Every hostile pattern of the fuzzer as its own deterministic test, against one `zcnic device`
+ * child process (the reflect port, so receive rings see frames): each ring case must move
+ * exactly its error counter (and stop the ring, or not), deliver the frames accepted before the
+ * error and publish their used elements; each message case must get a REPLY_ACK failure (with
+ * REPLY_ACK) or a disconnect (without) and be counted under its reason. Afterwards the device
+ * must still serve a valid frontend, hold no more fds than before, and have logged within its
+ * rate limits.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { trafficCheck } from '../../fuzz/fuzzer.js';
+import { F_WRITE, GUEST_BASE, GUEST_END, MAX_FRAME } from '../../fuzz/layout.js';
+import { messageKind, messageKinds, type MessageCase } from '../../fuzz/message-cases.js';
+import { runMessageCase } from '../../fuzz/message-runner.js';
+import { Prng } from '../../fuzz/prng.js';
+import { ringKinds } from '../../fuzz/ring-cases.js';
+import { descWords, RingBuilder, type RingGenome } from '../../fuzz/ring-genome.js';
+import { runRingCase, type RingOutcome } from '../../fuzz/ring-runner.js';
+import { SpawnedTarget } from '../../fuzz/target.js';
+
+const hostile = suite('hostile cases');
+let target: SpawnedTarget;
+let fdsBefore: number | null = null;
+
+hostile.before(async () => {
+  target = await SpawnedTarget.start();
+  assert.equal(await target.request({ cmd: 'setPort', port: 'reflect' }), { ok: true });
+  fdsBefore = target.openFds();
+});
+
+// A case that kills the device must not fail every later one too.
+hostile.before.each(async () => {
+  if ((await target.check()) === null) return;
+  await target.restart();
+  assert.equal(await target.request({ cmd: 'setPort', port: 'reflect' }), { ok: true });
+  fdsBefore = target.openFds();
+});
+
+hostile.after(async () => {
+  await target?.close();
+});
+
+/** Runs a ring case and checks the device against the rules; returns the outcome. */
+async function ring(genome: RingGenome): Promise<RingOutcome & { actual: NonNullable<RingOutcome['actual']> }> {
+  const outcome = await runRingCase(target, genome, { reflect: true });
+  assert.ok(outcome.expected.certain, 'the case does not depend on timing');
+  assert.equal(outcome.mismatches, [], `the device differs from the rules: ${outcome.mismatches.join('; ')}\n${JSON.stringify(genome)}`);
+  assert.ok(outcome.actual, 'counters read');
+  return outcome as RingOutcome & { actual: NonNullable<RingOutcome['actual']> };
+}
+
+// ---- rings: each generator, three seeds ---------------------------------------------------------
+
+for (const kind of ringKinds) {
+  for (const seed of [1, 2, 3]) {
+    hostile(`ring ${kind.name} #${seed}: ${kind.expect === 'none' ? 'no error' : `errors.${kind.expect}${kind.fatal ? ', DEVICE_NEEDS_RESET' : ', frame dropped'}`}`, async () => {
+      const genome = kind.build(new Prng(`hostile:${kind.name}:${seed}`));
+      const outcome = await ring(genome);
+      if (kind.expect === 'none') {
+        assert.equal(outcome.actual.errors, {});
+        assert.ok(outcome.actual.txFrames + outcome.actual.rxFrames > 0, 'traffic moved');
+      } else {
+        assert.ok((outcome.expected.errors[kind.expect] ?? 0) >= 1, `the case holds its pattern: ${JSON.stringify(outcome.expected.errors)}`);
+        assert.is(outcome.actual.errors[kind.expect], outcome.expected.errors[kind.expect], `errors.${kind.expect}`);
+      }
+      assert.is(outcome.actual.needsReset, kind.fatal, 'needsReset');
+      assert.is(outcome.actual.txFrames, outcome.expected.txFrames, 'frames accepted before the error are delivered and counted');
+      assert.is(outcome.txUsed, outcome.expected.txUsed, 'and their chains returned');
+    });
+  }
+}
+
+// ---- rings: the boundary values of the issue, spelled out ------------------------------------
+
+function txWith(name: string, build: (b: RingBuilder) => void): RingGenome {
+  const b = new RingBuilder(name, 'tx', 16);
+  const valid = b.txFrame(60);
+  b.publish(valid);
+  build(b);
+  return b.build();
+}
+
+function outsideBuffer(name: string, addrHi: number, addrLo: number, len: number): RingGenome {
+  return txWith(name, (b) => {
+    const head = b.takeDescriptors(1);
+    b.setDescriptor(head, descWords(addrHi, addrLo, len, 0));
+    b.publish(head);
+  });
+}
+
+const boundaries: [string, RingGenome][] = [
+  ['a buffer just past the end of guest memory', outsideBuffer('past-end', 0, GUEST_END, 1)],
+  ['a buffer that starts inside and ends outside', outsideBuffer('straddle', 0, GUEST_END - 8, 16)],
+  ['a buffer before the first region', outsideBuffer('before-start', 0, GUEST_BASE - 64, 64)],
+  ['a buffer whose end wraps 2^64', outsideBuffer('wrap', 0xffffffff, 0xfffffff0, 0x20)],
+  ['a length of 0xFFFFFFFF at a valid address', outsideBuffer('huge-length', 0, GUEST_BASE + 0x30000, 0xffffffff)],
+  ['an address at 2^53', outsideBuffer('2^53', 0x200000, 0, 16)],
+];
+for (const [what, genome] of boundaries) {
+  hostile(`ring boundary: ${what} is bufferOutsideMemory, the frame before it delivered`, async () => {
+    const outcome = await ring(genome);
+    assert.equal(outcome.actual.errors, { bufferOutsideMemory: 1 });
+    assert.is(outcome.actual.txFrames, 1);
+    assert.is(outcome.actual.needsReset, true);
+  });
+}
+
+hostile('ring boundary: a frame of exactly 64 KiB passes, one byte more is txFrameTooLarge', async () => {
+  const b = new RingBuilder('frame-sizes', 'tx', 16);
+  b.publish(b.txFrame(MAX_FRAME), b.txFrame(MAX_FRAME + 1), b.txFrame(60));
+  const outcome = await ring(b.build());
+  assert.equal(outcome.actual.errors, { txFrameTooLarge: 1 });
+  assert.is(outcome.actual.txFrames, 2);
+  assert.is(outcome.actual.needsReset, false);
+});
+
+hostile('ring boundary: a receive chain broken after two placed frames: both published, then DEVICE_NEEDS_RESET', async () => {
+  const b = new RingBuilder('rx-publish', 'rx', 16);
+  const heads = [b.rxBuffers([2048]), b.rxBuffers([2048])];
+  const bad = b.takeDescriptors(1);
+  b.setDescriptor(bad, descWords(0, 0x10, 2048, F_WRITE));
+  b.publish(...heads, bad);
+  b.feed(100, 200, 300);
+  const outcome = await ring(b.build());
+  assert.is(outcome.rxUsed, 2);
+  assert.is(outcome.actual.rxFrames, 2);
+  assert.is(outcome.actual.rxNoBuffers, 1);
+  assert.equal(outcome.actual.errors, { bufferOutsideMemory: 1 });
+});
+
+// ---- messages: each generator, with and without REPLY_ACK -----------------------------------
+
+for (const kind of messageKinds) {
+  for (const ack of [true, false]) {
+    hostile(`message ${kind.name} (${ack ? 'REPLY_ACK: a failure reply' : 'no REPLY_ACK: a disconnect'})`, async () => {
+      const c: MessageCase = { ...kind.build(new Prng(`hostile:${kind.name}`)), ack };
+      const outcome = await runMessageCase(target, c);
+      assert.equal(outcome.mismatches, [], `${outcome.mismatches.join('; ')}\noutcomes ${outcome.outcomes.join(', ')}\n${JSON.stringify(c)}`);
+      const rejected = c.steps.findIndex((s) => s.expect === 'reject');
+      if (rejected >= 0 && c.steps[rejected]!.flags === undefined) assert.is(outcome.outcomes[rejected], ack ? 'refused' : 'disconnect');
+      if (c.reason) {
+        const counted = Object.entries(outcome.protocol ?? {}).filter(([k]) => new RegExp(c.reason!).test(k));
+        assert.ok(counted.length >= 1, `counted under /${c.reason}/: ${JSON.stringify(outcome.protocol)}`);
+      }
+      assert.is(await target.check(), null, 'the device is alive and answering');
+    });
+  }
+}
+
+// ---- afterwards ----------------------------------------------------------------------------
+
+hostile('a storm of 300 refusals is counted 300 times and logged within the rate limit', async () => {
+  target.takeLog();
+  const started = Date.now();
+  const c: MessageCase = { ...messageKind('unknown-request').build(new Prng('storm')), ack: true };
+  c.steps = Array.from({ length: 300 }, () => ({ ...c.steps[0]!, request: 99 }));
+  const outcome = await runMessageCase(target, c);
+  const seconds = (Date.now() - started) / 1000;
+  assert.equal(outcome.mismatches, []);
+  assert.equal(outcome.protocol, { 'request N: unknown or unsupported request': 300 });
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  const refusals = target.takeLog().filter((l) => /refused request 99/.test(l));
+  // 20 lines a second (packages/vfio-user-ts/src/rate-limited-log.ts), then one line saying how many were left out.
+  assert.ok(refusals.length <= 20 * (Math.ceil(seconds) + 1), `${refusals.length} log lines in ${seconds} s`);
+});
+
+hostile('a fresh valid frontend still moves an exact frame count; no fd was leaked', async () => {
+  assert.equal(await trafficCheck(target, true, 64), []);
+  // Our last disconnect is handled asynchronously: let the count settle.
+  let fds = target.openFds();
+  for (let i = 0; i < 50 && fdsBefore !== null && fds !== null && fds > fdsBefore; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    fds = target.openFds();
+  }
+  assert.ok(fdsBefore !== null && fds !== null && fds <= fdsBefore, `fds: ${fdsBefore} before, ${fds} after`);
+});
+
+hostile.run();

@@ -1,0 +1,109 @@
+/**
+ * A fixed-seed fuzz run (FUZZ_TEST_SECONDS, default 25 s) against a `zcnic device` child: no
+ * crash, every case's errors counted as the rules say, valid traffic checks passing, every ring
+ * error kind reached. Then a frontend nobody here wrote, DPDK testpmd's net_virtio_user, moves
+ * an exact frame count through the same backend process.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { fuzz } from '../../fuzz/fuzzer.js';
+import { formatReport, type FuzzReport } from '../../fuzz/report.js';
+import { ExternalTarget } from '../../fuzz/target.js';
+import { ZcnicDevice } from '../../harness/device-process.js';
+import { pidAlive, Testpmd } from '../../harness/dpdk/testpmd.js';
+
+const entry = new URL('../../cli/zcnic.js', import.meta.url).pathname;
+const SEED = 20240611;
+const SECONDS = Number(process.env['FUZZ_TEST_SECONDS'] ?? 25);
+/** Every counter in stats.errors a driver can reach (linearHeaderViolations needs --require-linear-header). */
+const RING_KINDS = [
+  'availIndexJump',
+  'headOutOfRange',
+  'nextOutOfRange',
+  'chainTooLong',
+  'bufferOutsideMemory',
+  'indirectNotNegotiated',
+  'indirectWithNext',
+  'indirectBadLength',
+  'indirectOutsideMemory',
+  'nestedIndirect',
+  'readableAfterWritable',
+  'txWriteOnlyBuffer',
+  'txHeaderTooShort',
+  'txFrameTooLarge',
+  'rxReadableBuffer',
+  'rxBufferTooSmall',
+];
+
+const fz = suite('fuzz');
+let dir = '';
+
+fz.before.each(() => {
+  dir = mkdtempSync(join(tmpdir(), 'zcnic-it-fuzz-'));
+});
+fz.after.each(async () => {
+  await Testpmd.closeAll();
+  await ZcnicDevice.closeAll();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (done(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+fz(`seed ${SEED}, ${SECONDS} s: no crash, every error counted; then testpmd txonly moves an exact count through the same backend`, async () => {
+  const socket = join(dir, 'vhost.sock');
+  const zc = await ZcnicDevice.start({ entry, socket, port: 'sink' });
+  const target = await ExternalTarget.connect(socket);
+  let report: FuzzReport;
+  try {
+    assert.ok(target.hasControl, 'the fuzzer reads the counters');
+    report = await fuzz({ target, seed: SEED, seconds: SECONDS });
+  } finally {
+    await target.close();
+  }
+  const text = formatReport(report);
+  assert.is(report.crashes.length, 0, text);
+  assert.is(report.mismatchCount, 0, text);
+  assert.is(report.traffic.failed, 0, text);
+  assert.ok(report.traffic.passed >= 2, text);
+  assert.ok(report.cases >= 500, `only ${report.cases} cases`);
+  const ring = new Set(report.kinds.filter((k) => k.startsWith('ring:')).map((k) => k.slice(5)));
+  assert.equal(RING_KINDS.filter((k) => !ring.has(k)), [], 'every ring error kind reached');
+  assert.ok(report.kinds.filter((k) => k.startsWith('protocol:')).length >= 30, text);
+  assert.not.ok(zc.exited, 'the device is still running');
+
+  // The fuzzer put the port back; start counting afresh for the valid frontend.
+  const before = await zc.stats();
+  assert.is(before.port, 'sink');
+  assert.equal(await zc.request({ cmd: 'resetCounters' }), { ok: true });
+  const tp = await Testpmd.start({ role: 'frontend', socket, forwardMode: 'txonly', txPktLen: 64 });
+  await tp.startForwarding();
+  await new Promise((r) => setTimeout(r, 1500));
+  await tp.stopForwarding();
+  const sent = (await tp.portStats()).txPackets;
+  assert.ok(sent > 10_000, `testpmd sent ${sent}`);
+  const stats = await until(() => zc.stats(), (s) => s.transmitq.frames >= sent, `${sent} frames at the device`);
+  assert.is(stats.transmitq.frames, sent);
+  assert.is(stats.transmitq.bytes, sent * 64);
+  assert.ok(Object.values(stats.errors).every((v) => v === 0), JSON.stringify(stats.errors));
+  assert.equal(stats.protocolErrors, {}, 'testpmd caused no refusal');
+  assert.is(stats.needsReset, false);
+  const pids = [zc.pid, tp.pid];
+  await tp.close();
+  const exit = await zc.stop();
+  assert.is(exit.exitCode, 0);
+  assert.is(exit.final?.transmitq.frames, sent, 'the exit line agrees');
+  for (const pid of pids) assert.not.ok(pidAlive(pid), `pid ${pid} is gone`);
+});
+
+fz.run();
