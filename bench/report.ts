@@ -124,7 +124,9 @@ export function markdownReport(rep: BenchReport): string {
         `Sink, ${h.frameSize} B frames, ${h.seconds.toFixed(1)} s at ${h.mpps.toFixed(2)} Mpps: heap used ` +
           `${mib(h.beforeBytes)} before, ${mib(h.afterBytes)} after (min ${mib(h.minBytes)}, ` +
           `max ${mib(h.maxBytes)}, ${h.samples.length} samples; trend ${mib(h.trendBytesPerMin)}/min). ` +
-          `${h.flat ? 'FLAT' : 'NOT FLAT'} (tolerance ${mib(h.toleranceBytes)} range).`,
+          `Datapath worker: ${mib(h.datapathBeforeBytes)} before, ${mib(h.datapathAfterBytes)} after (min ${mib(h.datapathMinBytes)}, max ${mib(h.datapathMaxBytes)}), ` +
+          `${h.collections} garbage collections (${h.collectionsPerSecond.toFixed(2)}/s). ` +
+          `${h.flat ? 'FLAT' : 'NOT FLAT'} (datapath growth within ${mib(h.toleranceBytes)}, under 5 collections/s).`,
       );
     }
   }

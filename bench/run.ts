@@ -22,7 +22,7 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --sizes LIST            frame sizes, comma-separated (default 64,1500)
   --cases LIST            transmitq,receiveq (default both); "none" for only the heap check
   --heap-seconds N        also run the zcnic sink for N s and check its V8 heap stays flat
-  --heap-tolerance-mib X  allowed heap range during the heap check (default 1)
+  --heap-tolerance-mib X  allowed growth of the datapath heap during the heap check (default 1)
   --repeat N              run each case N times and report the best (default 1)
   --zcnic-cpus LIST       taskset CPU list for the zcnic process (default 1, the backend's
                           forwarding core; "none" = no pinning)
@@ -253,6 +253,7 @@ async function main(): Promise<number> {
     process.stdout.write(
       `zcnic heap: ${mib(h.beforeBytes)} MiB before, ${mib(h.afterBytes)} MiB after ${h.seconds.toFixed(1)} s ` +
         `(range ${mib(h.maxBytes - h.minBytes)} MiB, trend ${mib(h.trendBytesPerMin)} MiB/min): ` +
+        `; datapath ${mib(h.datapathBeforeBytes)} -> ${mib(h.datapathAfterBytes)} MiB, ${h.collections} GCs (${h.collectionsPerSecond.toFixed(2)}/s): ` +
         `${h.flat ? 'flat' : 'NOT FLAT'}\n`,
     );
   }

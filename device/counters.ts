@@ -53,9 +53,11 @@ export const Counter = {
   /** The zero-copy proof (device/zero-copy-map.ts): frames checked, and found in the user buffer. */
   zeroCopyChecked: 31 + chainErrorKinds.length,
   zeroCopyProven: 32 + chainErrorKinds.length,
+  /** Garbage collections in the worker: per-frame garbage would make these frequent under load. */
+  collections: 33 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.zeroCopyProven + 1;
+export const COUNTER_COUNT = Counter.collections + 1;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));

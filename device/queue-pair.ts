@@ -26,6 +26,10 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   now = 0;
   /** Scheduler state: the pair should run again soon (work pending, or spinning before kicks). */
   wantsRun = false;
+  /** Scheduler state: the pair is on the list for the next turn. */
+  queued = false;
+  /** Scheduler state: its last run moved frames (or served its port). */
+  moved = false;
   /** performance.now() when the pair last moved a frame. */
   lastWorkAt = 0;
 

@@ -42,7 +42,7 @@ export interface DeviceStats extends DeviceCounters {
    * V8 heap in use: the whole process (control plane and datapath workers) and the datapath
    * workers alone. Flat under load, since the datapath allocates nothing per frame.
    */
-  heap: { usedBytes: number; datapathUsedBytes: number };
+  heap: { usedBytes: number; datapathUsedBytes: number; datapathCollections: number };
 }
 
 export class VirtioNet implements VhostUserDevice {
@@ -154,7 +154,9 @@ export class VirtioNet implements VhostUserDevice {
     const total = sumCounters(this.counterBlocks);
     for (let i = 0; i < total.length; i++) total[i]! -= this.baseline[i]!;
     // The heap gauge is absolute: read it from the workers' blocks, not the baseline-adjusted sum.
-    const datapathUsedBytes = sumCounters(this.counterBlocks)[Counter.heapUsedBytes]!;
+    const absolute = sumCounters(this.counterBlocks);
+    const datapathUsedBytes = absolute[Counter.heapUsedBytes]!;
+    const datapathCollections = absolute[Counter.collections]!;
     return {
       ...describeCounters(total),
       port: this.port.port,
@@ -163,7 +165,7 @@ export class VirtioNet implements VhostUserDevice {
       zeroCopyMapPages: this.txPolicy.zeroCopyMap?.pages.length ?? 0,
       needsReset: this.needsReset,
       protocolErrors: this.protocolErrorsSinceReset(),
-      heap: { usedBytes: process.memoryUsage().heapUsed + datapathUsedBytes, datapathUsedBytes },
+      heap: { usedBytes: process.memoryUsage().heapUsed + datapathUsedBytes, datapathUsedBytes, datapathCollections },
     };
   }
 
