@@ -21,6 +21,7 @@ import {
   toolchainFingerprint,
 } from './debian.js';
 import { buildGuestBinaries, guestBinaryTargets } from './guest-binaries.js';
+import { collectHostBinaries, HOST_BINARIES } from './host-binaries.js';
 import { assembleInitramfs, compress } from './initramfs.js';
 import { buildKernelStage, GUEST_MODULES, isFile, loadKernelStage, type KernelInput, type KernelStage } from './kernel.js';
 import { BuildError, type RunOptions } from './run.js';
@@ -106,14 +107,24 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
 
   const { input, source } = await kernelInputAndSource(opts, ro);
   const kKey = kernelKey({ source, modules: GUEST_MODULES, builderVersion: BUILDER_VERSION });
-  const [policy, toolchain, guestHash] = await Promise.all([
+  const [policy, toolchain, guestHash, hostSet] = await Promise.all([
     aptPolicy([BUSYBOX_PACKAGE, LIBXDP_PACKAGE], ro),
     toolchainFingerprint(ro),
     hashTree(guestDir),
+    collectHostBinaries(HOST_BINARIES, ro),
   ]);
+  for (const m of hostSet.missing) log(`warning: host program left out of the guest: ${m}`);
   const busyboxVersion = await chooseVersion(BUSYBOX_PACKAGE, debsDir, policy);
   const libxdpVersion = await chooseVersion(LIBXDP_PACKAGE, debsDir, policy);
-  const key = imageKey({ kernelKey: kKey, busyboxVersion, libxdpVersion, toolchain, guestHash, builderVersion: BUILDER_VERSION });
+  const key = imageKey({
+    kernelKey: kKey,
+    busyboxVersion,
+    libxdpVersion,
+    toolchain,
+    guestHash,
+    hostBinaries: hostSet.fingerprint.join('\n'),
+    builderVersion: BUILDER_VERSION,
+  });
 
   const imageDir = join(cache, 'images', key);
   const result = (stage: { release: string }, cached: boolean): BuiltImage => ({
@@ -164,7 +175,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
 
     const info = { cacheKey: key, kernelRelease: stage.release, builderVersion: BUILDER_VERSION };
     const { archive, summary } = await assembleInitramfs(
-      { guestDir, kernelStageDir: stageDir, kernel: stage, busyboxRoot, libxdpRoot, binaries, info },
+      { guestDir, kernelStageDir: stageDir, kernel: stage, busyboxRoot, libxdpRoot, binaries, hostBinaries: hostSet, info },
       ro,
     );
     const packed = await compress(archive, stage.initrdCompression, ro);
@@ -183,6 +194,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
       libxdp: `${LIBXDP_PACKAGE}=${libxdpVersion}`,
       toolchain,
       guestHash,
+      hostBinaries: hostSet.fingerprint,
       initrdCompression: stage.initrdCompression,
       builtinModules: stage.builtin,
       initramfs: { ...summary, cpioBytes: archive.length, compressedBytes: packed.length },

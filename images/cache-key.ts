@@ -37,6 +37,11 @@ export interface ImageKeyInputs {
   toolchain: string;
   /** hashTree() of the guest/ folder. */
   guestHash: string;
+  /**
+   * Host programs copied in with their libraries (host-binaries.ts): one line per file,
+   * "guestPath package=version sha256". Absent: none (older images, tests).
+   */
+  hostBinaries?: string;
   builderVersion: number;
 }
 

@@ -4,6 +4,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { CpioArchive } from './cpio.js';
+import type { HostBinarySet } from './host-binaries.js';
 import type { InitrdCompression, KernelStage } from './kernel.js';
 import { BuildError, run, type RunOptions } from './run.js';
 
@@ -25,6 +26,8 @@ export interface InitramfsInputs {
   /** Root of the unpacked libxdp1 package. */
   libxdpRoot: string;
   binaries: ReadonlyMap<string, string>;
+  /** Dynamically linked host programs with their libraries (host-binaries.ts). */
+  hostBinaries?: HostBinarySet;
   /** Written to /etc/zcnic/image.json so a guest (and a human in the shell) can tell which image it is. */
   info: Record<string, unknown>;
 }
@@ -34,6 +37,9 @@ export interface InitramfsSummary {
   modules: string[];
   suites: string[];
   binaries: string[];
+  /** Host programs (guest paths) and the shared objects copied for them. */
+  hostPrograms: string[];
+  hostLibraries: string[];
   bpfObjects: readonly string[];
   entries: number;
 }
@@ -100,7 +106,15 @@ export async function assembleInitramfs(inp: InitramfsInputs, ro: RunOptions): P
   // The init loads exactly these, in this order (dependencies first).
   cpio.addFile(`${modDir}/${MODULE_LOAD_LIST}`, inp.kernel.modules.map((m) => `${m.name}.ko\n`).join(''));
 
-  for (const obj of BPF_OBJECTS) {
+  // Host programs at their host paths, libraries and ELF interpreter included (/lib and /lib64
+  // are real folders here, not the host's merged-/usr symlinks).
+  const hostFiles = inp.hostBinaries?.files ?? [];
+  for (const f of hostFiles) {
+    if (cpio.has(f.guestPath)) continue;
+    cpio.addFile(f.guestPath, f.data, 0o755);
+  }
+  const bpfObjects = [...new Set([...BPF_OBJECTS, ...(inp.hostBinaries?.bpfObjects ?? [])])];
+  for (const obj of bpfObjects) {
     const data = await readFile(join(inp.libxdpRoot, BPF_OBJECT_DIR, obj)).catch(() => {
       throw new BuildError(`libxdp1 does not contain ${BPF_OBJECT_DIR}/${obj}; the package layout changed`);
     });
@@ -115,7 +129,9 @@ export async function assembleInitramfs(inp: InitramfsInputs, ro: RunOptions): P
     modules: inp.kernel.modules.map((m) => m.name),
     suites,
     binaries: [...inp.binaries.keys()].sort(),
-    bpfObjects: BPF_OBJECTS,
+    hostPrograms: inp.hostBinaries?.programs ?? [],
+    hostLibraries: hostFiles.map((f) => f.guestPath).filter((p) => !(inp.hostBinaries?.programs ?? []).includes(p)),
+    bpfObjects,
     entries: cpio.size,
   };
   return { archive: cpio.toBytes(), summary };

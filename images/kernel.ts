@@ -10,9 +10,10 @@ import { BuildError, run, type RunOptions } from './run.js';
 /**
  * Modules the guest needs (dependencies such as failover/net_failover are added from
  * each module's metadata). Built-in ones are skipped: Debian builds virtio_pci and
- * virtio_console in, virtio_net and tun are modules.
+ * virtio_console in, virtio_net and tun are modules. bridge (with its dependencies stp and
+ * llc) is for the tap-xdp suite's path without XDP: a tap bridged to the NIC.
  */
-export const GUEST_MODULES: readonly string[] = ['virtio_pci', 'virtio_net', 'tun', 'virtio_console'];
+export const GUEST_MODULES: readonly string[] = ['virtio_pci', 'virtio_net', 'tun', 'virtio_console', 'bridge'];
 
 export type InitrdCompression = 'zstd' | 'gzip';
 

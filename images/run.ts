@@ -10,6 +10,7 @@ const PROVIDERS: Record<string, string> = {
   xz: 'xz-utils',
   zstd: 'zstd',
   gcc: 'gcc',
+  ldd: 'libc-bin',
 };
 
 export class BuildError extends Error {

@@ -95,7 +95,7 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
 }
 
 /** What `make test` boots and runs in the guest. */
-const GUEST_SUITES = ['smoke', 'xdpsock'];
+const GUEST_SUITES = ['smoke', 'xdpsock', 'seeds'];
 
 const layers: Array<[string, string[]]> = [
   ['unit tests', [uvu, 'test', '\\.test\\.js$', '-i', 'integration']],

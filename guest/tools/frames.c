@@ -5,13 +5,19 @@
  *   frames -i IFACE -n COUNT -s SIZE -f FLOW [--dst-mac MAC]       send
  *   frames -r -i IFACE -n COUNT -w SECONDS                          receive and verify
  *
+ * The sender builds frame seq in chunk (seq % --buf-frames) of a page-aligned send buffer
+ * (chunks of 4096 bytes), so that --buf-map can tell a device where that user memory lies:
+ * the counterpart of xdpsock --umem-map for the copy path (a packet socket copies each frame
+ * into a kernel skb, so the device should never find a frame in these pages).
+ *
  * Ends with one JSON line on stdout:
- *   {"sent":N}
+ *   {"sent":N,"seconds":S,"pps":P}
  *   {"received":N,"verified":N,"corrupt":N,"duplicates":N,"gaps":N,"out_of_order":N}
  * Everything else goes to stderr.
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <linux/if_packet.h>
 #include <net/ethernet.h>
@@ -22,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <inttypes.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,7 +67,13 @@ struct opts {
 	int receive;
 	double wait_s;
 	int verbose;
+	unsigned buf_frames;   /* chunks in the send buffer */
+	const char *buf_map;   /* write the send buffer's guest-physical pages here */
+	const char *wait_file; /* send once this file exists */
 };
+
+/* One chunk of the send buffer per frame: a page, or more for jumbo sizes. */
+#define BUF_CHUNK 4096u
 
 static void usage(FILE *f)
 {
@@ -74,6 +88,12 @@ static void usage(FILE *f)
 		"  -f FLOW         flow id: UDP source port 10000+FLOW, flow field (default 0)\n"
 		"  --dst-mac MAC   destination MAC (default ff:ff:ff:ff:ff:ff)\n"
 		"  --src-ip/--dst-ip  IPv4 addresses (default 198.18.0.2 -> 198.18.0.1, the guest's side)\n"
+		"  --buf-frames N  send buffer of N chunks of 4096 bytes; frame seq is built in chunk\n"
+		"                  seq %% N (default 1)\n"
+		"  --buf-map FILE  write '<buffer_offset_hex> <phys_addr_hex>' for every page of the\n"
+		"                  send buffer (from /proc/self/pagemap; the buffer is locked)\n"
+		"  --wait-file PATH  print 'frames: ready' on stderr, then wait until PATH exists\n"
+		"                  before sending (time to hand the map to the device)\n"
 		"  -r              receive mode: count and verify frames of the test format\n"
 		"  -w SECONDS      receive mode: give up after this long (default 10)\n"
 		"  -v              more chatter on stderr\n"
@@ -198,6 +218,54 @@ static int open_socket(const char *iface, int proto, int *ifindex, uint8_t mac[6
 	return fd;
 }
 
+/*
+ * The guest-physical address of every page of the send buffer, as xdpsock --umem-map writes
+ * them for its umem: '<offset_hex> <phys_hex>' per page. The pages are locked first so that
+ * the addresses stay valid while the device looks for them.
+ */
+static int write_buf_map(const char *path, uint8_t *buf, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	if (mlock(buf, len) < 0) {
+		perror("frames: --buf-map: mlock");
+		return -1;
+	}
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		perror("frames: --buf-map: /proc/self/pagemap");
+		return -1;
+	}
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "frames: --buf-map: %s: %s\n", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	int rc = 0;
+	for (size_t off = 0; off < len; off += (size_t)page) {
+		uint64_t vpn = ((uintptr_t)buf + off) / (uint64_t)page, ent;
+		if (pread(fd, &ent, sizeof ent, (off_t)(vpn * sizeof ent)) != (ssize_t)sizeof ent) {
+			fprintf(stderr, "frames: --buf-map: reading /proc/self/pagemap: %s\n", strerror(errno));
+			rc = -1;
+			break;
+		}
+		uint64_t pfn = ent & ((1ULL << 55) - 1);
+		if (!(ent >> 63) || pfn == 0) {
+			fprintf(stderr, "frames: --buf-map: page at offset 0x%zx: %s\n", off,
+				!(ent >> 63) ? "not present" : "frame number hidden (needs CAP_SYS_ADMIN)");
+			rc = -1;
+			break;
+		}
+		fprintf(f, "%zx %" PRIx64 "\n", off, pfn * (uint64_t)page);
+	}
+	if (fclose(f) != 0 && rc == 0) {
+		fprintf(stderr, "frames: --buf-map: writing %s: %s\n", path, strerror(errno));
+		rc = -1;
+	}
+	close(fd);
+	return rc;
+}
+
 static int do_send(const struct opts *o)
 {
 	int ifindex;
@@ -211,13 +279,28 @@ static int do_send(const struct opts *o)
 		fprintf(stderr, "frames: size %u exceeds MTU %u + 14\n", o->size, mtu);
 		return 1;
 	}
-	uint8_t *f = malloc(o->size);
-	if (!f)
+	size_t chunk = (o->size + BUF_CHUNK - 1) / BUF_CHUNK * BUF_CHUNK;
+	size_t buf_len = chunk * o->buf_frames;
+	uint8_t *buf = mmap(NULL, buf_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (buf == MAP_FAILED) {
+		perror("frames: mmap send buffer");
 		return 1;
-	frame_template(f, o, mac);
+	}
+	for (unsigned i = 0; i < o->buf_frames; i++)
+		frame_template(buf + i * chunk, o, mac);
+	if (o->buf_map && write_buf_map(o->buf_map, buf, buf_len) < 0)
+		return 1;
+	if (o->wait_file) {
+		fprintf(stderr, "frames: ready iface=%s size=%u count=%llu buffer=%zu bytes\n", o->iface, o->size, o->count, buf_len);
+		while (access(o->wait_file, F_OK) != 0) {
+			struct timespec ts = {0, 5 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+	}
 	unsigned long long sent = 0, retries = 0;
 	double t0 = now_s(), last_progress = t0;
 	for (uint64_t seq = 0; seq < o->count;) {
+		uint8_t *f = buf + (size_t)(seq % o->buf_frames) * chunk;
 		build_frame(f, o->size, seq);
 		ssize_t n = send(fd, f, o->size, 0);
 		if (n == (ssize_t)o->size) {
@@ -245,9 +328,9 @@ static int do_send(const struct opts *o)
 	double dt = now_s() - t0;
 	if (o->verbose || retries)
 		fprintf(stderr, "frames: sent %llu frames of %u bytes on %s in %.3f s (%llu retries)\n", sent, o->size, o->iface, dt, retries);
-	printf("{\"sent\":%llu}\n", sent);
+	printf("{\"sent\":%llu,\"seconds\":%.6f,\"pps\":%.0f}\n", sent, dt, dt > 0 ? (double)sent / dt : 0.0);
 	fflush(stdout);
-	free(f);
+	munmap(buf, buf_len);
 	close(fd);
 	return sent == o->count ? 0 : 1;
 }
@@ -407,17 +490,19 @@ static int do_receive(const struct opts *o)
 
 int main(int argc, char **argv)
 {
-	struct opts o = {.iface = "eth0", .count = 1000, .size = 128, .flow = 0, .wait_s = 10};
+	struct opts o = {.iface = "eth0", .count = 1000, .size = 128, .flow = 0, .wait_s = 10, .buf_frames = 1};
 	memset(o.dst_mac, 0xff, 6);
 	inet_pton(AF_INET, "198.18.0.2", &o.src_ip);
 	inet_pton(AF_INET, "198.18.0.1", &o.dst_ip);
-	enum { OPT_DST_MAC = 256, OPT_SRC_IP, OPT_DST_IP };
+	enum { OPT_DST_MAC = 256, OPT_SRC_IP, OPT_DST_IP, OPT_BUF_FRAMES, OPT_BUF_MAP, OPT_WAIT_FILE };
 	static const struct option longopts[] = {
 		{"iface", required_argument, 0, 'i'}, {"count", required_argument, 0, 'n'},
 		{"size", required_argument, 0, 's'},  {"flow", required_argument, 0, 'f'},
 		{"receive", no_argument, 0, 'r'},     {"wait", required_argument, 0, 'w'},
 		{"dst-mac", required_argument, 0, OPT_DST_MAC}, {"src-ip", required_argument, 0, OPT_SRC_IP},
 		{"dst-ip", required_argument, 0, OPT_DST_IP},   {"verbose", no_argument, 0, 'v'},
+		{"buf-frames", required_argument, 0, OPT_BUF_FRAMES}, {"buf-map", required_argument, 0, OPT_BUF_MAP},
+		{"wait-file", required_argument, 0, OPT_WAIT_FILE},
 		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
 	};
 	int c;
@@ -463,6 +548,17 @@ int main(int argc, char **argv)
 		case OPT_DST_IP:
 			if (inet_pton(AF_INET, optarg, &o.dst_ip) != 1)
 				goto bad;
+			break;
+		case OPT_BUF_FRAMES:
+			if (parse_ull(optarg, &v) < 0 || v < 1 || v > 65536)
+				goto bad;
+			o.buf_frames = (unsigned)v;
+			break;
+		case OPT_BUF_MAP:
+			o.buf_map = optarg;
+			break;
+		case OPT_WAIT_FILE:
+			o.wait_file = optarg;
 			break;
 		case 'h':
 			usage(stdout);

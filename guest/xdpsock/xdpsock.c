@@ -88,6 +88,7 @@ struct options {
 	uint8_t src_mac[6];
 	bool src_mac_set;
 	const char *umem_map;
+	const char *wait_file; /* --wait-file: start sending/receiving once it exists */
 };
 
 static struct options opt = {
@@ -281,6 +282,8 @@ static void usage(FILE *f)
 "      --dst-mac MAC      txonly destination MAC (default ff:ff:ff:ff:ff:ff)\n"
 "      --src-mac MAC      txonly source MAC (default: the interface's MAC)\n"
 "      --umem-map FILE    write '<umem_offset_hex> <phys_addr_hex>' for every umem page\n"
+"      --wait-file PATH   after the ready line, wait until PATH exists before the run\n"
+"                         starts (e.g. until the umem map has been handed over)\n"
 "      --frames N         umem chunks (default 4096)\n"
 "      --ring N           rx/tx ring size (default 2048; fill/completion get 2*N)\n"
 "      --no-verify        rxdrop/l2fwd: do not verify frames\n"
@@ -326,6 +329,7 @@ enum {
 	OPT_DST_MAC = 256,
 	OPT_SRC_MAC,
 	OPT_UMEM_MAP,
+	OPT_WAIT_FILE,
 	OPT_FRAMES,
 	OPT_RING,
 	OPT_NO_VERIFY,
@@ -359,6 +363,7 @@ static void parse_args(int argc, char **argv)
 		{ "dst-mac", required_argument, NULL, OPT_DST_MAC },
 		{ "src-mac", required_argument, NULL, OPT_SRC_MAC },
 		{ "umem-map", required_argument, NULL, OPT_UMEM_MAP },
+		{ "wait-file", required_argument, NULL, OPT_WAIT_FILE },
 		{ "frames", required_argument, NULL, OPT_FRAMES },
 		{ "ring", required_argument, NULL, OPT_RING },
 		{ "no-verify", no_argument, NULL, OPT_NO_VERIFY },
@@ -456,6 +461,9 @@ static void parse_args(int argc, char **argv)
 			break;
 		case OPT_UMEM_MAP:
 			opt.umem_map = optarg;
+			break;
+		case OPT_WAIT_FILE:
+			opt.wait_file = optarg;
 			break;
 		case OPT_FRAMES:
 			opt.frames = (uint32_t)parse_u64(optarg, "umem frame count", 1, 1u << 22);
@@ -1161,6 +1169,12 @@ int main(int argc, char **argv)
 		opt.bind_flags & XDP_COPY     ? "copy" :
 						"default",
 		xs.zerocopy ? "yes" : "no");
+
+	if (opt.wait_file) {
+		/* -d counts from here: the wait is not part of the run */
+		while (!stop_requested && access(opt.wait_file, F_OK) != 0)
+			usleep(5000);
+	}
 
 	t_start = now_ns();
 	t_report = t_start + 1000000000ull;
