@@ -7,23 +7,30 @@ import { parseArgs } from 'node:util';
 import { VhostUserServer } from 'vfio-user-ts';
 import { ControlServer, parseGeneratorOptions } from '../device/control-server.js';
 import type { DatapathMode } from '../device/datapath/messages.js';
-import { portNames, type PortName } from '../device/ports/port.js';
+import { DEFAULT_TAP, portNames, TAP_NAME, type PortName } from '../device/ports/port.js';
 import { parseMac } from '../device/test-frame.js';
 import { VirtioNet } from '../device/virtio-net.js';
 import { UsageError, integerOption } from './options.js';
 
 export const deviceHelp = `Usage: zcnic device --socket PATH [options]
+       zcnic device --connect PATH [options]
 
 Runs zcnic's virtio-net device as a vhost-user backend listening on PATH (created mode 0600).
 QEMU (-chardev socket,path=PATH -netdev vhost-user,...) or DPDK's net_virtio_user connect to it.
+With --connect the roles of the sockets are reversed: the frontend listens (QEMU
+-chardev socket,path=PATH,server=on,wait=off) and the device connects to it, retrying while the
+socket is absent or refusing and connecting again whenever the frontend goes away.
 Runs until SIGINT or SIGTERM, then prints the final stats as one JSON line on stdout and exits 0.
 
 Options:
-  --socket PATH        vhost-user socket to listen on (required)
+  --socket PATH        vhost-user socket to listen on (this or --connect is required)
+  --connect PATH       connect to a frontend listening on PATH instead (client mode)
   --control PATH       control socket (newline-delimited JSON: {"cmd":"stats"}, {"cmd":"resetCounters"},
-                       {"cmd":"setPort",...}); default PATH.ctl
+                       {"cmd":"setPort",...}); default PATH.ctl (with --connect: PATH.ctl too)
   --port NAME          where frames go and come from: sink (count and drop, default), reflect
-                       (transmitq frames come back on receiveq), gen (inject test frames)
+                       (transmitq frames come back on receiveq), gen (inject test frames), tap
+                       (a host tap interface: frames written to it and read from it; needs root)
+  --tap NAME           the tap interface of --port tap, created if missing (default zc0)
   --gen-size N         generated frame length in bytes, 60..65535 (default 64)
   --gen-count N        frames to generate per queue pair, 0 = no limit (default 0)
   --gen-pps N          frames per second per queue pair, 0 = as fast as buffers allow (default 0)
@@ -48,8 +55,10 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     args: argv,
     options: {
       socket: { type: 'string' },
+      connect: { type: 'string' },
       control: { type: 'string' },
       port: { type: 'string', default: 'sink' },
+      tap: { type: 'string', default: DEFAULT_TAP },
       'gen-size': { type: 'string', default: '64' },
       'gen-count': { type: 'string', default: '0' },
       'gen-pps': { type: 'string', default: '0' },
@@ -70,8 +79,11 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     process.stdout.write(deviceHelp);
     return 0;
   }
-  if (!values.socket) throw new UsageError('--socket PATH is required');
+  if (values.socket && values.connect) throw new UsageError('give --socket PATH or --connect PATH, not both');
+  const socketPath = values.socket ?? values.connect;
+  if (!socketPath) throw new UsageError('--socket PATH (or --connect PATH) is required');
   if (!portNames.includes(values.port as PortName)) throw new UsageError(`--port must be one of ${portNames.join(', ')}, not ${values.port}`);
+  if (!TAP_NAME.test(values.tap)) throw new UsageError(`--tap must be an interface name (1..15 of [A-Za-z0-9_.-]), not ${values.tap}`);
   parseMac(values.mac);
   const gen = parseGeneratorOptions(
     { size: integerOption('--gen-size', values['gen-size']), count: integerOption('--gen-count', values['gen-count']), pps: integerOption('--gen-pps', values['gen-pps']) },
@@ -92,7 +104,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     queuePairs,
     workers,
     mode,
-    port: { port: values.port as PortName, gen, mac: values.mac },
+    port: { port: values.port as PortName, gen, mac: values.mac, tap: values.tap },
     pcapPath: values.pcap ?? null,
     verify: values.verify,
     onQueueError: (queue, kind, detail, fatal) => {
@@ -114,11 +126,16 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     },
   });
   if (values['require-linear-header']) await device.setTxPolicy({ requireLinearHeader: true, zeroCopyMap: null });
-  const vhost = new VhostUserServer({ socketPath: values.socket, device, log, trace: values.verbose });
+  const vhost = new VhostUserServer({
+    ...(values.connect ? { connectPath: values.connect } : { socketPath }),
+    device,
+    log,
+    trace: values.verbose,
+  });
   server = vhost;
   device.protocolErrorSource = () => vhost.protocolErrorCounts();
-  const control = await ControlServer.listen(values.control ?? `${values.socket}.ctl`, device);
-  log(`listening on ${values.socket} (${queuePairs} queue pair${queuePairs > 1 ? 's' : ''}, port ${values.port}, ${mode} mode)`);
+  const control = await ControlServer.listen(values.control ?? `${socketPath}.ctl`, device);
+  log(`${vhost.description} (${queuePairs} queue pair${queuePairs > 1 ? 's' : ''}, port ${values.port}, ${mode} mode)`);
 
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -91,7 +91,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
   const started = Date.now();
   const progress = (line: string): void => void process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}\n`);
   try {
-    const outcome = await runSuites({
+    const options = {
       suites,
       accel: values.accel as AccelRequest,
       smp: integerOption('--smp', values.smp),
@@ -105,7 +105,12 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       shell,
       progress,
       signal: abort.signal,
-    });
+    };
+    let outcome = await runSuites(options);
+    if (outcome.emulatorFault && !abort.signal.aborted) {
+      progress(`${outcome.emulatorFault}: ${outcome.problem}; running the suites once more`);
+      outcome = await runSuites(options);
+    }
     if (outcome.keptDir) progress(`kept ${outcome.keptDir}`);
     if (abort.signal.aborted) return 130;
     if (shell) return outcome.problem ? 1 : 0;

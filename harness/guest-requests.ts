@@ -10,6 +10,11 @@ export interface DeviceRequests {
   request(body: Record<string, unknown>): Promise<unknown>;
 }
 
+/** The netns peer (harness/peer-netns.ts), when the run has one. */
+export interface PeerRequests {
+  stats(): Promise<unknown>;
+}
+
 /** A test is starting: what the harness does before answering `begin`. */
 export type BeginHook = (suite: string, test: string) => Promise<void>;
 
@@ -43,7 +48,7 @@ function parseKeyValues(words: readonly string[]): Record<string, number> | stri
   return out;
 }
 
-export async function answerGuestRequest(line: string, device: DeviceRequests, begin: BeginHook): Promise<string> {
+export async function answerGuestRequest(line: string, device: DeviceRequests, begin: BeginHook, peer?: PeerRequests): Promise<string> {
   const words = line.trim().split(/\s+/).filter((w) => w !== '');
   const [verb, ...args] = words;
   const call = async (body: Record<string, unknown>): Promise<unknown> => {
@@ -66,7 +71,12 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         return 'ok';
       case 'port': {
         const [name, ...options] = args;
-        if (name !== 'sink' && name !== 'reflect' && name !== 'gen') return error('usage: port sink|reflect|gen [size=N count=N pps=N]');
+        if (name !== 'sink' && name !== 'reflect' && name !== 'gen' && name !== 'tap') return error('usage: port sink|reflect|gen [size=N count=N pps=N]|tap [NAME]');
+        if (name === 'tap') {
+          if (options.length > 1) return error('usage: port tap [NAME]');
+          await call({ cmd: 'setPort', port: 'tap', ...(options[0] ? { tap: options[0] } : {}) });
+          return 'ok';
+        }
         const gen = parseKeyValues(options);
         if (typeof gen === 'string') return error(gen);
         await call({ cmd: 'setPort', port: name, ...(name === 'gen' ? { gen } : {}) });
@@ -103,6 +113,19 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         }
         return parts.join(' ');
       }
+      case 'peer': {
+        // peer stats KEY...: the netns peer's totals (tcp.bytes, udp.datagrams, last.sha256, ...)
+        if (args[0] !== 'stats' || args.length < 2) return error('usage: peer stats KEY...');
+        if (!peer) return error('this run has no peer (suites that need one: msg-zerocopy)');
+        const stats = await peer.stats();
+        const parts: string[] = [];
+        for (const key of args.slice(1)) {
+          const value = lookup(stats, key);
+          if (value === undefined) return error(`no peer stats key ${key}`);
+          parts.push(assignment(key, value));
+        }
+        return parts.join(' ');
+      }
       case 'wait': {
         const [key, minText, secondsText] = args;
         const min = Number(minText);
@@ -117,7 +140,7 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         }
       }
       default:
-        return error(`unknown request ${JSON.stringify(verb ?? '')}; known: begin reset verify port strict zc-map stats wait`);
+        return error(`unknown request ${JSON.stringify(verb ?? '')}; known: begin reset verify port strict zc-map stats wait peer`);
     }
   } catch (e) {
     return error((e as Error).message);

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { ZcnicDevice } from './device-process.js';
+import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
 import { resolveAccel, type AccelRequest } from './accel.js';
 import { connectGuestChannel, type GuestChannel } from './guest-channel.js';
 import { answerGuestRequest } from './guest-requests.js';
@@ -47,12 +48,22 @@ export interface RunOutcome {
   readonly summary: KtapSummary;
   /** Why the run itself went wrong (QEMU died, timed out, the device crashed), or null. */
   readonly problem: string | null;
+  /**
+   * Set when the guest died of a fault of the emulator rather than of what it tested: QEMU 7.2's
+   * multi-threaded TCG now and then runs a stale int3 that the kernel's text patching (jump
+   * labels, static calls) had already removed, and the guest oopses in int3. Worth one retry.
+   */
+  readonly emulatorFault: string | null;
   readonly keptDir: string | null;
 }
 
 const MAC = '52:54:00:12:34:56';
 /** Time to the first KTAP line before the run is declared stuck. */
 const BOOT_TIMEOUT_MS = 120_000;
+/** Suites (or suite groups, expanded in the guest) that need the netns peer (harness/peer-netns.ts). */
+const PEER_SUITES: readonly string[] = ['msg-zerocopy', 'seeds'];
+/** The device's tap for the peer, unique per run. */
+const PEER_TAP = `zcp${process.pid % 1_000_000}`;
 /** Per-test slack over the guest's own timeout (the guest kills a hung test itself). */
 const TEST_SLACK_MS = 30_000;
 
@@ -65,6 +76,7 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-run-'));
   const paths = { vhost: join(dir, 'vhost.sock'), ktap: join(dir, 'ktap.sock'), console: join(dir, 'console.log'), deviceLog: join(dir, 'device.log') };
   let device: ZcnicDevice | null = null;
+  let peer: PeerNetns | null = null;
   let qemu: ResultPromise | null = null;
   let channel: GuestChannel | null = null;
   const deviceLog: string[] = [];
@@ -87,6 +99,22 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
       },
     });
     const dev = device;
+
+    // Suites that talk to a real peer get one: the device's tap in a namespace of its own.
+    if (o.suites.some((suite) => PEER_SUITES.includes(suite))) {
+      o.progress(`peer: tap ${PEER_TAP} in a network namespace, ${PEER_ADDRESS}`);
+      await dev.request({ cmd: 'setPort', port: 'tap', tap: PEER_TAP });
+      await dev.request({ cmd: 'setPort', port: 'sink' });
+      peer = await PeerNetns.start({
+        tap: PEER_TAP,
+        control: join(dir, 'peer.ctl'),
+        onOutput: (line) => {
+          deviceLog.push(`peer: ${line}`);
+          if (o.verbose) o.progress(`peer: ${line}`);
+        },
+      });
+    }
+    const peerNow = peer;
 
     // Device counters per test: read when the result line arrives, before the guest's next
     // `begin` resets them (requests and results are handled in the order they arrived).
@@ -164,7 +192,7 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
       },
       onControl: async (request) => {
         await ordered;
-        const answer = answerGuestRequest(request, dev, begin);
+        const answer = answerGuestRequest(request, dev, begin, peerNow ?? undefined);
         ordered = answer;
         return answer;
       },
@@ -193,7 +221,20 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
     await channel.closed.catch(() => undefined);
     await ordered.catch(() => undefined);
     const summary = reader.end();
+    if (!problem && !o.shell && !firstLine) problem = 'the guest printed no KTAP';
     if (!problem && summary.missing > 0) problem = `the guest reported ${planned - summary.missing} of ${planned} tests${summary.running ? ` (it was running ${summary.running})` : ''}`;
+    if (!problem && !o.shell && !summary.done) problem = 'the guest did not finish its suites';
+    // Tests the guest never reported are failures, so every count (JSON, JUnit, make test) sees them.
+    if (problem && !o.shell) {
+      const died = consoleLines.slice(-20).join('\n');
+      for (const name of summary.running ? [summary.running] : []) {
+        records.push({ name, suite: '', ok: false, skip: false, skipReason: null, timeout: null, durationMs: null, metrics: {}, deviceCounters: null, diagnostics: [`not finished: ${problem}`, died] });
+      }
+      const unreported = summary.missing - (summary.running ? 1 : 0);
+      if (unreported > 0) records.push({ name: `${unreported} more planned test(s)`, suite: '', ok: false, skip: false, skipReason: null, timeout: null, durationMs: null, metrics: {}, deviceCounters: null, diagnostics: [`never ran: ${problem}`] });
+    }
+    const emulatorFault =
+      problem && accel.accel === 'tcg' && consoleLines.some((l) => l.includes('Oops: int3')) ? 'the guest oopsed in int3 under multi-threaded TCG (a QEMU 7.2 emulation fault)' : null;
     if (problem && consoleLines.length > 0 && !o.verbose) o.progress(`last console lines:\n${consoleLines.slice(-15).join('\n')}`);
     if (o.keep) {
       writeFileSync(paths.console, consoleLines.join('\n'));
@@ -209,7 +250,7 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
       durationMs: Date.now() - started,
       tests: records,
     };
-    return { results, summary, problem, keptDir: o.keep ? dir : null };
+    return { results, summary, problem, emulatorFault, keptDir: o.keep ? dir : null };
   } finally {
     await channel?.close().catch(() => undefined);
     if (qemu?.pid && qemu.exitCode === undefined) {
@@ -219,6 +260,7 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
       clearTimeout(killer);
     }
     await device?.stop().catch(() => undefined);
+    await peer?.stop();
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -1,0 +1,137 @@
+/**
+ * A real peer for the guest's flows: a network namespace with the device's tap in it
+ * (198.18.0.1/24, the guest being 198.18.0.2) and harness/peer.ts listening there, so that the
+ * host kernel's TCP/UDP stack terminates what the guest sends through the device's port `tap`.
+ *
+ *   device (port tap) <-> tap in namespace zcnic-peer-<pid> <-> host stack <-> peer.js
+ *
+ * Needs root (ip netns, a tap). Everything is removed on stop(): the peer process (by pid) and
+ * the namespace. The tap itself belongs to the device process and goes away with it; until then
+ * deleting the namespace only takes it out of the namespace. start() cleans up after itself when
+ * it fails half-way.
+ */
+import { execa, type ResultPromise } from 'execa';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import type { PeerStats } from './peer.js';
+
+export const PEER_ADDRESS = '198.18.0.1';
+export const PEER_PREFIX = 24;
+
+export interface PeerNetnsOptions {
+  /** The device's tap, already created (the device opened it) in this namespace. */
+  readonly tap: string;
+  /** Unix socket path for the peer's stats. */
+  readonly control: string;
+  /** Lines the peer prints (results per stream). */
+  readonly onOutput?: (line: string) => void;
+  readonly readyTimeoutMs?: number;
+}
+
+function ip(...args: string[]): void {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+export class PeerNetns {
+  private constructor(
+    readonly namespace: string,
+    private readonly control: string,
+    private peer: ResultPromise | null,
+  ) {}
+
+  static async start(o: PeerNetnsOptions): Promise<PeerNetns> {
+    const namespace = `zcnic-peer-${process.pid}`;
+    const peerEntry = new URL('./peer.js', import.meta.url).pathname;
+    if (!existsSync(`/sys/class/net/${o.tap}`)) throw new Error(`peer: no tap ${o.tap} (the device opens it with port tap)`);
+    ip('netns', 'add', namespace);
+    const started = new PeerNetns(namespace, o.control, null);
+    try {
+      ip('link', 'set', o.tap, 'netns', namespace);
+      ip('-n', namespace, 'link', 'set', 'lo', 'up');
+      ip('-n', namespace, 'addr', 'add', `${PEER_ADDRESS}/${PEER_PREFIX}`, 'dev', o.tap);
+      ip('-n', namespace, 'link', 'set', o.tap, 'up');
+      const peer = execa('ip', ['netns', 'exec', namespace, process.execPath, peerEntry, '--control', o.control], {
+        stdin: 'ignore',
+        buffer: false,
+        reject: false,
+        cleanup: true,
+      });
+      started.peer = peer;
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('peer: not listening within the timeout')), o.readyTimeoutMs ?? 10_000);
+        let pending = '';
+        let stderr = '';
+        peer.stdout?.setEncoding('utf8');
+        peer.stdout?.on('data', (chunk: string) => {
+          pending += chunk;
+          for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
+            const line = pending.slice(0, nl);
+            pending = pending.slice(nl + 1);
+            if (line.startsWith('listening ')) {
+              clearTimeout(timer);
+              resolve();
+            }
+            o.onOutput?.(line);
+          }
+        });
+        peer.stderr?.setEncoding('utf8');
+        peer.stderr?.on('data', (chunk: string) => {
+          stderr += chunk;
+          for (const line of chunk.split('\n')) if (line) o.onOutput?.(line);
+        });
+        void peer.then((r) => {
+          clearTimeout(timer);
+          reject(new Error(`peer exited (${r.exitCode ?? r.signal}) ${stderr.trim().split('\n').slice(-2).join(' | ')}`));
+        });
+      });
+      return started;
+    } catch (err) {
+      await started.stop();
+      throw err;
+    }
+  }
+
+  /** The peer's totals and last finished stream. */
+  stats(): Promise<PeerStats> {
+    return new Promise((resolve, reject) => {
+      const socket = createConnection(this.control);
+      let data = '';
+      socket.setEncoding('utf8');
+      socket.on('connect', () => socket.write('{"cmd":"stats"}\n'));
+      socket.on('data', (chunk: string) => {
+        data += chunk;
+        if (data.includes('\n')) {
+          socket.end();
+          try {
+            resolve(JSON.parse(data.slice(0, data.indexOf('\n'))) as PeerStats);
+          } catch (e) {
+            reject(e as Error);
+          }
+        }
+      });
+      socket.on('error', reject);
+      setTimeout(() => {
+        socket.destroy();
+        reject(new Error('peer: no stats answer'));
+      }, 5000).unref();
+    });
+  }
+
+  /** Stops the peer (by pid) and deletes the namespace; never throws. */
+  async stop(): Promise<void> {
+    const peer = this.peer;
+    this.peer = null;
+    if (peer?.pid !== undefined && peer.exitCode === undefined) {
+      peer.kill('SIGTERM');
+      const killer = setTimeout(() => peer.kill('SIGKILL'), 3000);
+      await peer.catch(() => undefined);
+      clearTimeout(killer);
+    }
+    try {
+      ip('netns', 'del', this.namespace);
+    } catch {
+      // Already gone.
+    }
+  }
+}
