@@ -35,6 +35,10 @@ Options:
   --gen-count N        frames to generate per queue pair, 0 = no limit (default 0)
   --gen-pps N          frames per second per queue pair, 0 = as fast as buffers allow (default 0)
   --pcap FILE          write every frame, both directions, to FILE (pcap, readable by tshark)
+  --state FILE         commit the transmitq's counters and verification progress to FILE with
+                       every burst, and continue from it when started again (after a SIGKILL):
+                       a frame is counted once across restarts (one queue pair; delete FILE to
+                       start from zero)
   --queues N           queue pairs offered (default 1)
   --workers N          datapath worker threads (default 1; pair k runs on worker k mod N)
   --verify             check every transmitted test frame (docs/test-frame.md): byte pattern,
@@ -63,6 +67,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       'gen-count': { type: 'string', default: '0' },
       'gen-pps': { type: 'string', default: '0' },
       pcap: { type: 'string' },
+      state: { type: 'string' },
       queues: { type: 'string', default: '1' },
       workers: { type: 'string', default: '1' },
       poll: { type: 'boolean', default: false },
@@ -94,6 +99,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
   if (queuePairs < 1 || queuePairs > 128) throw new UsageError('--queues must be 1..128');
   const workers = integerOption('--workers', values.workers);
   if (workers < 1) throw new UsageError('--workers must be at least 1');
+  if (values.state && queuePairs !== 1) throw new UsageError('--state works with one queue pair (--queues 1)');
   const mode: DatapathMode = values.poll ? 'poll' : 'kick';
   const log = (line: string): void => void process.stderr.write(`zcnic device: ${line}\n`);
 
@@ -107,6 +113,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     port: { port: values.port as PortName, gen, mac: values.mac, tap: values.tap },
     pcapPath: values.pcap ?? null,
     verify: values.verify,
+    statePath: values.state ?? null,
     onQueueError: (queue, kind, detail, fatal) => {
       // One line per kind of error and queue; the counters carry the rest.
       const key = `${queue}:${kind}`;

@@ -6,6 +6,7 @@
  *   {"cmd":"stats"}                          -> the stats object (same shape as the exit line)
  *   {"cmd":"resetCounters"}                  -> {"ok":true}
  *   {"cmd":"setPort","port":"gen","gen":{"size":64,"count":1000,"pps":0}} -> {"ok":true}
+ *   {"cmd":"setPort","port":"tap","tap":"zc0"} -> {"ok":true}
  *   {"cmd":"setVerify","on":true}           -> {"ok":true}  (check test frames on the transmitq)
  *   {"cmd":"setRequireLinearHeader","on":true} -> {"ok":true}  (emulate a strict-layout NIC)
  *   {"cmd":"setZeroCopyMap","map":{"frameSize":4096,"headroom":0,"pages":[[0,4096],...]}} or
@@ -15,7 +16,7 @@
  */
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
-import { portNames, type GeneratorOptions, type PortName } from './ports/port.js';
+import { DEFAULT_TAP, portNames, TAP_NAME, type GeneratorOptions, type PortName } from './ports/port.js';
 import type { VirtioNet } from './virtio-net.js';
 import { checkZeroCopyMap } from './zero-copy-map.js';
 
@@ -108,7 +109,9 @@ export class ControlServer {
         if (typeof port !== 'string' || !portNames.includes(port as PortName)) return { error: `port must be one of ${portNames.join(', ')}` };
         const gen = parseGeneratorOptions(request.gen, base.gen);
         if (typeof gen === 'string') return { error: gen };
-        await device.setPort({ ...base, port: port as PortName, gen });
+        const tap = request.tap ?? base.tap ?? DEFAULT_TAP;
+        if (typeof tap !== 'string' || !TAP_NAME.test(tap)) return { error: 'tap must be an interface name (1..15 of [A-Za-z0-9_.-])' };
+        await device.setPort({ ...base, port: port as PortName, gen, tap });
         return { ok: true };
       }
       case 'setRequireLinearHeader':

@@ -55,9 +55,16 @@ export const Counter = {
   zeroCopyProven: 32 + chainErrorKinds.length,
   /** Garbage collections in the worker: per-frame garbage would make these frequent under load. */
   collections: 33 + chainErrorKinds.length,
+  /** Transmitq frames the port could not pass on (a tap whose queue is full or down). */
+  portTxDropped: 34 + chainErrorKinds.length,
+  /**
+   * The zero-copy proof for paged frames (MSG_ZEROCOPY): frames with a payload buffer (not
+   * the first) lying wholly in the user buffer's pages.
+   */
+  zeroCopyPayloadProven: 35 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.collections + 1;
+export const COUNTER_COUNT = Counter.zeroCopyPayloadProven + 1;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
@@ -69,7 +76,10 @@ export interface DeviceCounters {
   receiveq: { frames: number; bytes: number; buffers: number; noBuffers: number };
   errors: Record<string, number>;
   /** Transmitted frames checked against the zero-copy map, and those found in the user buffer. */
-  zeroCopy: { checked: number; proven: number };
+  /** payloadProven: frames with a payload buffer inside the user buffer (paged skbs, MSG_ZEROCOPY). */
+  zeroCopy: { checked: number; proven: number; payloadProven: number };
+  /** Frames the port dropped on the way out (port tap: the tap's queue full or the tap down). */
+  portTxDropped: number;
   /** Test frames the device checked on the transmitq (all zero while verification is off). */
   verification: { verified: number; corrupt: number; duplicates: number; outOfOrder: number; gaps: number; otherFrames: number };
   chainShapes: {
@@ -102,7 +112,8 @@ export function describeCounters(c: Float64Array): DeviceCounters {
     transmitq: { frames: c[Counter.txFrames]!, bytes: c[Counter.txBytes]! },
     receiveq: { frames: c[Counter.rxFrames]!, bytes: c[Counter.rxBytes]!, buffers: c[Counter.rxBuffers]!, noBuffers: c[Counter.rxNoBuffers]! },
     errors,
-    zeroCopy: { checked: c[Counter.zeroCopyChecked]!, proven: c[Counter.zeroCopyProven]! },
+    zeroCopy: { checked: c[Counter.zeroCopyChecked]!, proven: c[Counter.zeroCopyProven]!, payloadProven: c[Counter.zeroCopyPayloadProven]! },
+    portTxDropped: c[Counter.portTxDropped]!,
     verification: {
       verified: c[Counter.testFramesVerified]!,
       corrupt: c[Counter.testFramesCorrupt]!,

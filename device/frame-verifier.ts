@@ -10,7 +10,7 @@ import { TestFrameVerdict, verifyTestFrame } from './test-frame.js';
 
 /** Sequence numbers remembered per flow, to tell a duplicate from a late frame. */
 const WINDOW = 1 << 16;
-const MAX_FLOWS = 256;
+export const MAX_FLOWS = 256;
 
 export class FrameVerifier {
   /** Highest seq seen per flow, -1 before the first. */
@@ -20,6 +20,23 @@ export class FrameVerifier {
   private readonly result = { flow: 0, seq: 0 };
 
   constructor(private readonly counters: Float64Array) {}
+
+  /** Writes the highest sequence number of every flow (-1: none yet) into `into` (MAX_FLOWS). */
+  saveFlows(into: Float64Array): void {
+    into.set(this.highest);
+  }
+
+  /**
+   * Continues from flows saved by saveFlows (a device restarted after a kill): every number up
+   * to a flow's highest counts as seen, so one arriving again is a duplicate.
+   */
+  loadFlows(from: Float64Array): void {
+    for (let flow = 0; flow < MAX_FLOWS; flow++) {
+      const highest = from[flow]!;
+      this.highest[flow] = highest;
+      if (highest >= 0) this.seen[flow] = new Uint8Array(WINDOW / 8).fill(0xff);
+    }
+  }
 
   check(space: ByteSpace, offset: number, length: number): void {
     const c = this.counters;

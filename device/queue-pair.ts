@@ -12,7 +12,7 @@ import type { FrameReceiver } from './ports/port.js';
 import type { ReceiveQueue } from './receive-queue.js';
 import type { TransmitQueue, TxFrameConsumer } from './transmit-queue.js';
 import type { TxFrame } from './tx-frame.js';
-import type { ZeroCopyMap } from './zero-copy-map.js';
+import { holdsPayload, type ZeroCopyMap } from './zero-copy-map.js';
 
 export class QueuePair implements TxFrameConsumer, FrameReceiver {
   rx: ReceiveQueue | null = null;
@@ -40,6 +40,17 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
       this.counters[Counter.zeroCopyChecked]!++;
       const gpa = frame.contiguousAddress();
       if (gpa >= 0 && this.zeroCopy.holds(gpa, frame.length)) this.counters[Counter.zeroCopyProven]!++;
+      else if (gpa < 0) {
+        // A paged frame: headers in one buffer, the payload in others (skb frags). Any payload
+        // buffer in the user's pages is MSG_ZEROCOPY's send buffer itself.
+        const chain = frame.chain;
+        for (let b = frame.firstBuffer + 1; b < chain.count; b++) {
+          if (holdsPayload(this.zeroCopy, chain.address[b]!, chain.length[b]!)) {
+            this.counters[Counter.zeroCopyPayloadProven]!++;
+            break;
+          }
+        }
+      }
     }
     if (this.pcap && frame.linearize()) this.pcap.write(frame.linearSpace, 0, frame.length, performance.timeOrigin + this.now);
     if (this.verifier && frame.linearize()) this.verifier.check(frame.linearSpace, 0, frame.length);

@@ -30,6 +30,8 @@ export class TransmitQueue {
    * skb_headlen == 0 frames: such chains complete with length 0 and are counted, not sent.
    */
   requireLinearHeader = false;
+  /** Called before each publish of used elements (the state file commits the counts there). */
+  beforePublish: ((ring: Vring) => void) | null = null;
   private readonly chain: DescriptorChain;
   private readonly frame: TxFrame;
 
@@ -107,6 +109,7 @@ export class TransmitQueue {
       counters[Counter.txBytes]! += frame.length;
       this.consumer.transmitted(frame);
     }
+    if (this.beforePublish !== null && ring.nextUsedIdx !== ring.publishedUsedIdx) this.beforePublish(ring);
     this.needsNotify = ring.publishUsed() || this.needsNotify;
     return taken;
   }

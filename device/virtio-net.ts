@@ -20,6 +20,8 @@ export interface VirtioNetOptions {
   readonly pcapPath: string | null;
   /** Verify test frames on the transmitq (docs/test-frame.md). */
   readonly verify: boolean;
+  /** Counts that survive a kill (datapath/state-file.ts); one queue pair, one worker. */
+  readonly statePath?: string | null;
   /** A queue error: logged by the caller; `fatal` means the device now needs a reset. */
   readonly onQueueError: (queue: number, kind: string, detail: string, fatal: boolean) => void;
   /** A worker died: the device cannot go on. */
@@ -94,7 +96,7 @@ export class VirtioNet implements VhostUserDevice {
       const pcapPath = options.pcapPath && count > 1 ? `${options.pcapPath}-w${w}` : options.pcapPath;
       workers.push(
         new DatapathWorker(
-          { counters: counters.buffer as SharedArrayBuffer, pairs, mode: options.mode, port: options.port, pcapPath, verify: options.verify },
+          { counters: counters.buffer as SharedArrayBuffer, pairs, mode: options.mode, port: options.port, pcapPath, verify: options.verify, statePath: options.statePath ?? null },
           (e) => options.onQueueError(e.queue, e.kind, e.detail, e.fatal),
           options.onFailure,
         ),
@@ -119,9 +121,9 @@ export class VirtioNet implements VhostUserDevice {
   }
 
   async startQueue(index: number, setup: VirtqueueSetup): Promise<string | null> {
-    const { size, descAddr, availAddr, usedAddr, base, kickFd, callFd, features } = setup;
+    const { size, descAddr, availAddr, usedAddr, base, kickFd, callFd, features, inflight } = setup;
     const answer = await this.workerOf(index).request(
-      { type: 'start', start: { queue: index, addresses: { size, descAddr, availAddr, usedAddr }, base, kickFd, callFd, features } },
+      { type: 'start', start: { queue: index, addresses: { size, descAddr, availAddr, usedAddr }, base, kickFd, callFd, features, inflight: inflight ?? null } },
       'started',
     );
     return answer.error;

@@ -20,6 +20,37 @@ export interface VringAddresses {
   readonly usedAddr: number;
 }
 
+/**
+ * One queue's split inflight region (vhost-user INFLIGHT_SHMFD, vhost-user.rst "Inflight I/O
+ * tracking"), kept by the frontend across backend restarts: a head is marked inflight when the
+ * device takes it and cleared when its used element is published, so a backend that was killed
+ * can tell, when it starts again, which heads it had taken and not completed.
+ * Layout: u64 features, u16 version, u16 desc_num, u16 last_batch_head, u16 used_idx, then per
+ * descriptor u8 inflight, 5 bytes padding, u16 next, u64 counter (16 bytes).
+ */
+export interface InflightArea {
+  /** The mapping of the frontend's region and where this queue's part starts in it. */
+  readonly buffer: ArrayBuffer;
+  readonly offset: number;
+}
+
+/** What starting a queue found in its inflight region. */
+export interface InflightRecovery {
+  /** The region was fresh (version 0): nothing to recover, it is set up now. */
+  readonly fresh: boolean;
+  /** Heads that were taken and not completed; they are served again, in the order taken. */
+  readonly resubmitted: number;
+  /** Used elements published after the region last recorded used.idx (the kill came between). */
+  readonly publishedUnrecorded: number;
+  /** The avail index the frontend gave (SET_VRING_BASE) and the one the device resumes from. */
+  readonly baseGiven: number;
+  readonly resumeAt: number;
+}
+
+const INFLIGHT_HEADER = 16;
+const INFLIGHT_DESC = 16;
+const INFLIGHT_VERSION = 1;
+
 /** How far the event index is parked ahead when the device polls and wants no kicks at all. */
 const PARKED_EVENT_DISTANCE = 0x8000;
 
@@ -43,6 +74,14 @@ export class Vring {
   private usedIdx: number;
   /** Used elements written but not yet published. */
   private pendingUsed = 0;
+  /** The inflight region (bytes, u16 words, u32 words), or null when the frontend gave none. */
+  private inflight: Uint8Array | null = null;
+  private inflight16: Uint16Array | null = null;
+  private inflight32: Uint32Array | null = null;
+  /** Next value of a descriptor's counter (the order heads were taken in). */
+  private inflightCounter = 1;
+  /** What starting with an inflight region found; null without one. */
+  recovery: InflightRecovery | null = null;
 
   private constructor(memory: GuestMemory, addresses: VringAddresses, descRegion: number, avail: Uint16Array, used16: Uint16Array, used32: Uint32Array, eventIdx: boolean, base: number) {
     this.size = addresses.size;
@@ -61,7 +100,7 @@ export class Vring {
    * Maps the rings of a queue; a string says why it cannot be (outside guest memory, misaligned,
    * bad size). `base` is the first avail index to read (SET_VRING_BASE).
    */
-  static create(memory: GuestMemory, addresses: VringAddresses, eventIdx: boolean, base: number): Vring | string {
+  static create(memory: GuestMemory, addresses: VringAddresses, eventIdx: boolean, base: number, inflight: InflightArea | null = null): Vring | string {
     const { size, descAddr, availAddr, usedAddr } = addresses;
     if (size < 1 || size > 32768 || (size & (size - 1)) !== 0) return `queue size ${size} is not a power of two in 1..32768`;
     if (descAddr % 16 !== 0 || availAddr % 2 !== 0 || usedAddr % 4 !== 0) return 'ring addresses are not aligned as the spec requires (16/2/4)';
@@ -73,7 +112,73 @@ export class Vring {
     const used16 = memory.typedView(Uint16Array, usedAddr, usedBytes / 2);
     const used32 = memory.typedView(Uint32Array, usedAddr, 1 + 2 * size);
     if (!used16 || !used32) return `used ring 0x${usedAddr.toString(16)} is outside guest memory`;
-    return new Vring(memory, addresses, descRegion, avail, used16, used32, eventIdx, base & 0xffff);
+    const ring = new Vring(memory, addresses, descRegion, avail, used16, used32, eventIdx, base & 0xffff);
+    if (inflight) {
+      const problem = ring.attachInflight(inflight);
+      if (problem) return problem;
+    }
+    return ring;
+  }
+
+  /**
+   * Takes the inflight region into use. A fresh one (version 0) is initialised. Otherwise the
+   * previous backend may have died anywhere: used elements it published after the region last
+   * recorded used.idx are completed (their inflight marks cleared); the heads still marked were
+   * taken and not completed, and are served again, once, in the order they were taken. This
+   * device completes in order, so they are the avail slots from used.idx on: it resumes reading
+   * the avail ring there, whatever base the frontend gave.
+   */
+  private attachInflight(area: InflightArea): string | null {
+    const bytesNeeded = INFLIGHT_HEADER + INFLIGHT_DESC * this.size;
+    if (area.offset % 8 !== 0 || area.offset + bytesNeeded > area.buffer.byteLength) return 'the inflight region is too small for the queue or misaligned';
+    const bytes = new Uint8Array(area.buffer, area.offset, bytesNeeded);
+    const words16 = new Uint16Array(area.buffer, area.offset, bytesNeeded / 2);
+    const words32 = new Uint32Array(area.buffer, area.offset, bytesNeeded / 4);
+    const usedIdx = this.usedIdx;
+    const baseGiven = this.lastAvailIdx;
+    if (words16[4] === 0) {
+      bytes.fill(0);
+      words16[4] = INFLIGHT_VERSION;
+      words16[5] = this.size;
+      words16[7] = usedIdx;
+      this.recovery = { fresh: true, resubmitted: 0, publishedUnrecorded: 0, baseGiven, resumeAt: baseGiven };
+    } else {
+      if (words16[4] !== INFLIGHT_VERSION) return `inflight region version ${words16[4]}, expected ${INFLIGHT_VERSION}`;
+      if (words16[5] !== this.size) return `inflight region is for ${words16[5]} descriptors, the queue has ${this.size}`;
+      const recorded = words16[7]!;
+      const publishedUnrecorded = (usedIdx - recorded) & 0xffff;
+      if (publishedUnrecorded > this.size) return `used.idx ${usedIdx} is more than the queue size ahead of the inflight region's ${recorded}`;
+      for (let i = 0; i < publishedUnrecorded; i++) {
+        const head = this.used32[1 + 2 * ((recorded + i) & this.mask)]!;
+        if (head < this.size) bytes[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
+      }
+      words16[7] = usedIdx;
+      const pending: Array<{ head: number; counter: number }> = [];
+      let maxCounter = 0;
+      for (let head = 0; head < this.size; head++) {
+        const at = (INFLIGHT_HEADER + INFLIGHT_DESC * head) / 4 + 2;
+        const counter = words32[at]! + words32[at + 1]! * 4294967296;
+        if (counter > maxCounter) maxCounter = counter;
+        if (bytes[INFLIGHT_HEADER + INFLIGHT_DESC * head] !== 0) pending.push({ head, counter });
+      }
+      pending.sort((a, b) => a.counter - b.counter);
+      const availIdx = this.avail[1]!;
+      if (pending.length > ((availIdx - usedIdx) & 0xffff)) return `${pending.length} heads are inflight but avail.idx ${availIdx} is only ${(availIdx - usedIdx) & 0xffff} past used.idx ${usedIdx}`;
+      for (let k = 0; k < pending.length; k++) {
+        const slotHead = this.avail[2 + ((usedIdx + k) & this.mask)]!;
+        if (slotHead !== pending[k]!.head) {
+          return `inflight head ${pending[k]!.head} (taken ${k + 1}th) is not the head in avail slot ${(usedIdx + k) & 0xffff} (${slotHead}): completions were out of order`;
+        }
+        bytes[INFLIGHT_HEADER + INFLIGHT_DESC * pending[k]!.head] = 0; // marked again when taken
+      }
+      this.inflightCounter = maxCounter + 1;
+      this.lastAvailIdx = usedIdx;
+      this.recovery = { fresh: false, resubmitted: pending.length, publishedUnrecorded, baseGiven, resumeAt: usedIdx };
+    }
+    this.inflight = bytes;
+    this.inflight16 = words16;
+    this.inflight32 = words32;
+    return null;
   }
 
   /**
@@ -89,12 +194,38 @@ export class Vring {
   takeHead(): number {
     const head = this.avail[2 + (this.lastAvailIdx & this.mask)]!;
     this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
+    const inflight = this.inflight;
+    if (inflight !== null && head < this.size) {
+      // Counter first, then the mark: a mark never comes with a stale counter.
+      const at = (INFLIGHT_HEADER + INFLIGHT_DESC * head) / 4 + 2;
+      const counter = this.inflightCounter++;
+      this.inflight32![at] = counter % 4294967296;
+      this.inflight32![at + 1] = Math.floor(counter / 4294967296);
+      inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 1;
+    }
     return head;
   }
 
   /** Gives back the last `count` heads taken (a frame that did not fit after all). */
   untake(count: number): void {
+    const inflight = this.inflight;
+    if (inflight !== null) {
+      for (let i = 1; i <= count; i++) {
+        const head = this.avail[2 + ((this.lastAvailIdx - i) & this.mask)]!;
+        if (head < this.size) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
+      }
+    }
     this.lastAvailIdx = (this.lastAvailIdx - count) & 0xffff;
+  }
+
+  /** used.idx as the next publishUsed() will set it. */
+  get nextUsedIdx(): number {
+    return (this.usedIdx + this.pendingUsed) & 0xffff;
+  }
+
+  /** used.idx as last published. */
+  get publishedUsedIdx(): number {
+    return this.usedIdx;
   }
 
   /** Records a used element; visible to the driver at the next publish. */
@@ -117,10 +248,24 @@ export class Vring {
   publishUsed(): boolean {
     if (this.pendingUsed === 0) return false;
     const old = this.usedIdx;
-    const next = (old + this.pendingUsed) & 0xffff;
+    const count = this.pendingUsed;
+    const next = (old + count) & 0xffff;
     this.pendingUsed = 0;
     this.usedIdx = next;
-    Atomics.store(this.used16, 1, next);
+    const inflight = this.inflight;
+    if (inflight !== null) {
+      // The spec's order: last_batch_head, then used.idx, then the marks, then the region's
+      // used_idx. A kill anywhere in between is undone at the next start (attachInflight).
+      this.inflight16![6] = this.used32[1 + 2 * ((next - 1) & this.mask)]!;
+      Atomics.store(this.used16, 1, next);
+      for (let i = 0; i < count; i++) {
+        const head = this.used32[1 + 2 * ((old + i) & this.mask)]!;
+        if (head < this.size) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
+      }
+      Atomics.store(this.inflight16!, 7, next);
+    } else {
+      Atomics.store(this.used16, 1, next);
+    }
     if (this.eventIdx) {
       const usedEvent = Atomics.load(this.avail, 2 + this.size);
       // vring_need_event: notify if used_event lies in [old, next).

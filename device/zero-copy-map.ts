@@ -32,6 +32,21 @@ export class ZeroCopyMap {
     this.headroom = spec.headroom;
   }
 
+  /** The index of the user buffer's page holding `gpa`, or -1. */
+  pageOf(gpa: number): number {
+    const addr = this.pageAddr;
+    let lo = 0;
+    let hi = addr.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const page = addr[mid]!;
+      if (gpa < page) hi = mid - 1;
+      else if (gpa >= page + PAGE_SIZE) lo = mid + 1;
+      else return mid;
+    }
+    return -1;
+  }
+
   /** Whether the `length` bytes at `gpa` are exactly a frame of the user buffer (one page). */
   holds(gpa: number, length: number): boolean {
     const addr = this.pageAddr;
@@ -50,6 +65,15 @@ export class ZeroCopyMap {
     }
     return false;
   }
+}
+
+/**
+ * Whether the `length` bytes at `gpa` lie in one page of the user buffer, anywhere in it: the
+ * proof for paged frames (MSG_ZEROCOPY), whose headers are in kernel memory and whose payload
+ * buffers are the user's pages (skb frags), at whatever offset the send started.
+ */
+export function holdsPayload(map: ZeroCopyMap, gpa: number, length: number): boolean {
+  return map.pageOf(gpa) >= 0 && (gpa % PAGE_SIZE) + length <= PAGE_SIZE;
 }
 
 /** Checks a map from the control API; a string says what is wrong with it. */

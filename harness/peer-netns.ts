@@ -46,6 +46,12 @@ export class PeerNetns {
     if (!existsSync(`/sys/class/net/${o.tap}`)) throw new Error(`peer: no tap ${o.tap} (the device opens it with port tap)`);
     ip('netns', 'add', namespace);
     const started = new PeerNetns(namespace, o.control, null);
+    // However the harness ends, the peer and the namespace go with it: on Ctrl-C or SIGTERM
+    // execa's child cleanup re-raises the signal once the other listeners ran, and the process
+    // dies before any async cleanup, so this one is synchronous. stop() unregisters it.
+    process.once('exit', started.onExit);
+    process.once('SIGINT', started.onExit);
+    process.once('SIGTERM', started.onExit);
     try {
       ip('link', 'set', o.tap, 'netns', namespace);
       ip('-n', namespace, 'link', 'set', 'lo', 'up');
@@ -118,11 +124,23 @@ export class PeerNetns {
     });
   }
 
+  private readonly onExit = (): void => {
+    if (this.peer?.pid !== undefined && this.peer.exitCode === null && this.peer.signalCode === null) this.peer.kill('SIGKILL');
+    try {
+      ip('netns', 'del', this.namespace);
+    } catch {
+      // Already gone.
+    }
+  };
+
   /** Stops the peer (by pid) and deletes the namespace; never throws. */
   async stop(): Promise<void> {
+    process.off('exit', this.onExit);
+    process.off('SIGINT', this.onExit);
+    process.off('SIGTERM', this.onExit);
     const peer = this.peer;
     this.peer = null;
-    if (peer?.pid !== undefined && peer.exitCode === undefined) {
+    if (peer?.pid !== undefined && peer.exitCode === null && peer.signalCode === null) {
       peer.kill('SIGTERM');
       const killer = setTimeout(() => peer.kill('SIGKILL'), 3000);
       await peer.catch(() => undefined);

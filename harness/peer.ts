@@ -12,7 +12,8 @@
  *   forgets the stream. A sender that lost the answer may ask again: a repeated end marker for
  *   a forgotten stream is answered with the last result of that source.
  *
- * Usage: node peer.js [--port N] [--control PATH]. It prints `listening <port>` when ready and
+ * Usage: node peer.js [--port N] [--control PATH] (port 0: any free port, TCP and UDP the same).
+ * It prints `listening <port>` when ready and
  * one JSON line per finished stream on stdout. With --control, a unix socket answers
  * `{"cmd":"stats"}` with the totals (streams, bytes, last results) as one JSON line.
  */
@@ -118,12 +119,11 @@ function main(): void {
     }).listen(path);
   }
 
-  let ready = 0;
-  const listening = (): void => {
-    if (++ready === 2) process.stdout.write(`listening ${port}\n`);
-  };
-  tcp.listen(port, '0.0.0.0', listening);
-  udp.bind(port, '0.0.0.0', listening);
+  // TCP first: with --port 0 the UDP socket takes the port TCP was given.
+  tcp.listen(port, '0.0.0.0', () => {
+    const bound = (tcp.address() as { port: number }).port;
+    udp.bind(bound, '0.0.0.0', () => process.stdout.write(`listening ${bound}\n`));
+  });
   const stop = (): void => process.exit(0);
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);

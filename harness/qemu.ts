@@ -19,6 +19,12 @@ export interface QemuOptions {
   memMiB: number;
   /** The device: a vhost-user backend listening on this unix socket. No NIC without it. */
   vhostUserSocket?: string;
+  /**
+   * Reconnect to the vhost-user socket this many seconds after the backend went away
+   * (`-chardev socket,...,reconnect=N`): a backend killed and started again gets the NIC back,
+   * and the guest's link comes back up by itself. Default: no reconnect.
+   */
+  vhostUserReconnect?: number;
   /** Queue pairs of the NIC (default 1). */
   queues?: number;
   /** NIC MAC address (default: QEMU's 52:54:00:12:34:56). */
@@ -64,6 +70,7 @@ function validate(o: QemuOptions): void {
   intIn('smp', o.smp, 1, 256);
   intIn('memMiB', o.memMiB, 64, 1 << 20);
   if (o.queues !== undefined) intIn('queues', o.queues, 1, 64);
+  if (o.vhostUserReconnect !== undefined) intIn('vhostUserReconnect', o.vhostUserReconnect, 1, 3600);
   if (o.queues !== undefined && o.queues > 1 && o.vhostUserSocket === undefined) {
     throw new RangeError('queues > 1 needs a vhostUserSocket');
   }
@@ -94,7 +101,8 @@ export function qemuArgs(o: QemuOptions): string[] {
   // INTx under TCG for every virtio-pci device (see the header); MSI-X under KVM.
   const intx = tcg ? ',vectors=0' : '';
   if (o.vhostUserSocket !== undefined) {
-    args.push('-chardev', `socket,id=vhost0,path=${optValue(o.vhostUserSocket)}`);
+    const reconnect = o.vhostUserReconnect !== undefined ? `,reconnect=${o.vhostUserReconnect}` : '';
+    args.push('-chardev', `socket,id=vhost0,path=${optValue(o.vhostUserSocket)}${reconnect}`);
     args.push('-netdev', `vhost-user,id=n0,chardev=vhost0${queues > 1 ? `,queues=${queues}` : ''}`);
     let dev = 'virtio-net-pci,netdev=n0';
     if (o.mac !== undefined) dev += `,mac=${o.mac}`;

@@ -52,18 +52,7 @@ export interface Counts {
 }
 
 export interface ResultsJson extends Counts {
-  tests: Array<{
-    name: string;
-    suite: string;
-    ok: boolean;
-    skip: boolean;
-    skipReason: string | null;
-    timeout: number | null;
-    durationMs: number | null;
-    metrics: Record<string, MetricValue>;
-    deviceCounters: DeviceCountersView | null;
-    diagnostics: string[];
-  }>;
+  tests: TestRecord[];
   accel: string;
   accelReason: string;
   kernelRelease: string;

@@ -13,7 +13,8 @@ import { getHeapStatistics } from 'node:v8';
 import { GuestMemory, sys, type FdWatcher, type MemoryRegion } from 'vfio-user-ts';
 import { PcapWriter } from '../pcap-writer.js';
 import { GenPort } from '../ports/gen.js';
-import { ServiceAgain, type Port, type PortOptions } from '../ports/port.js';
+import { DEFAULT_TAP, ServiceAgain, type Port, type PortOptions } from '../ports/port.js';
+import { TapPort } from '../ports/tap.js';
 import { ReflectPort } from '../ports/reflect.js';
 import { SinkPort } from '../ports/sink.js';
 import { Counter } from '../counters.js';
@@ -24,7 +25,8 @@ import type { QueueErrorReporter } from '../queue-errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import { TransmitQueue } from '../transmit-queue.js';
 import { FeatureBit, hasFeature } from '../virtio.js';
-import { Vring } from '../vring.js';
+import { Vring, type InflightArea } from '../vring.js';
+import { StateFile } from './state-file.js';
 import { netHeaderLength } from '../net-header.js';
 import type { DatapathMode, DatapathWorkerData, FromDatapath, QueueStart, ToDatapath, TxPolicy } from './messages.js';
 
@@ -64,12 +66,16 @@ export class Datapath implements QueueErrorReporter {
   private shuttingDown = false;
   private readonly heapSampler: NodeJS.Timeout;
   private readonly gcObserver: PerformanceObserver;
+  /** Counts committed with every transmit burst (--state), restored at the first start. */
+  private readonly state: StateFile | null;
+  private stateRestored = false;
 
   constructor(data: DatapathWorkerData, private readonly post: (message: FromDatapath) => void) {
     this.counters = new Float64Array(data.counters);
     this.mode = data.mode;
     this.portOptions = data.port;
     this.pcap = data.pcapPath ? new PcapWriter(data.pcapPath) : null;
+    this.state = data.statePath ? new StateFile(data.statePath) : null;
     for (const index of data.pairs) {
       const pair = new QueuePair(index, this.pcap, this.counters);
       pair.port = this.createPort(pair);
@@ -141,6 +147,8 @@ export class Datapath implements QueueErrorReporter {
         return new ReflectPort(pair, this.counters);
       case 'gen':
         return new GenPort(pair, options.gen, options.mac, pair.index);
+      case 'tap':
+        return new TapPort(pair, this.counters, options.tap ?? DEFAULT_TAP, () => this.schedule(pair));
     }
   }
 
@@ -168,8 +176,27 @@ export class Datapath implements QueueErrorReporter {
     if (!pair) return `queue ${start.queue} is not served by this worker`;
     if (this.active.has(start.queue)) this.stopQueue(start.queue);
     const eventIdx = hasFeature(start.features, FeatureBit.ringEventIdx);
-    const ring = Vring.create(memory, start.addresses, eventIdx, start.base);
+    let inflight: InflightArea | null = null;
+    if (start.inflight) {
+      const { fd, mapOffset, mapSize, queueOffset } = start.inflight;
+      try {
+        // The mapping lives as long as the ring uses it (unmapped with the ArrayBuffer).
+        inflight = { buffer: sys.mapShared(fd, mapOffset, mapSize), offset: queueOffset };
+      } catch (error) {
+        return `cannot map the inflight region: ${(error as Error).message}`;
+      }
+    }
+    const ring = Vring.create(memory, start.addresses, eventIdx, start.base, inflight);
     if (typeof ring === 'string') return ring;
+    const recovery = ring.recovery;
+    if (recovery && !recovery.fresh) {
+      this.queueError(
+        start.queue,
+        'inflightRecovery',
+        `resuming at avail index ${recovery.resumeAt} (the frontend said ${recovery.baseGiven}): ${recovery.resubmitted} heads taken and not completed are served again, ${recovery.publishedUnrecorded} used elements had been published after the region last recorded used.idx`,
+        false,
+      );
+    }
     const indirect = hasFeature(start.features, FeatureBit.ringIndirectDesc);
     const mergeable = hasFeature(start.features, FeatureBit.netMrgRxbuf);
     const headerLength = netHeaderLength(hasFeature(start.features, FeatureBit.version1), mergeable);
@@ -177,6 +204,7 @@ export class Datapath implements QueueErrorReporter {
     if (isTransmit) {
       pair.tx = new TransmitQueue(memory, ring, indirect, headerLength, this.counters, pair, this, start.queue);
       pair.tx.requireLinearHeader = this.txPolicy.requireLinearHeader;
+      if (this.state) this.attachState(this.state, pair, ring, start.queue);
     }
     else pair.rx = new ReceiveQueue(memory, ring, indirect, headerLength, mergeable, this.counters, this, start.queue);
     const queue: ActiveQueue = { start, watcher: null };
@@ -193,6 +221,31 @@ export class Datapath implements QueueErrorReporter {
     this.active.set(start.queue, queue);
     this.schedule(pair);
     return null;
+  }
+
+  /**
+   * Commits the counts before every publish of the transmitq; at the first start of this
+   * process, continues from the commit that matches the ring's used.idx (state-file.ts).
+   */
+  private attachState(state: StateFile, pair: QueuePair, ring: Vring, queue: number): void {
+    const counters = this.counters;
+    const saveFlows = (into: Float64Array): void => pair.verifier!.saveFlows(into);
+    pair.tx!.beforePublish = (r) => state.commit(r.nextUsedIdx, counters, pair.verifier ? saveFlows : null);
+    if (this.stateRestored) return;
+    this.stateRestored = true;
+    const restored = state.restore(ring.publishedUsedIdx);
+    if (!restored) {
+      this.queueError(queue, 'stateFresh', `no commit in the state file is at or behind used.idx ${ring.publishedUsedIdx}: counting from zero`, false);
+      return;
+    }
+    counters.set(restored.counters);
+    if (restored.flows && pair.verifier) pair.verifier.loadFlows(restored.flows);
+    this.queueError(
+      queue,
+      'stateRestored',
+      `continuing from commit ${restored.generation} at used.idx ${restored.usedIdx}: ${counters[Counter.txFrames]} frames, ${counters[Counter.testFramesVerified]} verified so far; completedElsewhere=${restored.completedElsewhere} (chains the frontend completed itself while the device was gone: frames the device never saw)`,
+      false,
+    );
   }
 
   /** Stops a queue and returns the avail index the driver should resume from. */
@@ -347,6 +400,7 @@ export class Datapath implements QueueErrorReporter {
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.pcap?.close();
+    this.state?.close();
     this.memory?.close();
     this.memory = null;
   }

@@ -16,6 +16,8 @@ export interface DatapathWorkerData {
   readonly pcapPath: string | null;
   /** Verify test frames on the transmitq. */
   readonly verify: boolean;
+  /** Commit the transmitq's counts to this file with every burst (state-file.ts); one queue pair. */
+  readonly statePath?: string | null;
 }
 
 export interface QueueStart {
@@ -27,6 +29,8 @@ export interface QueueStart {
   /** -1 when the frontend gave no call fd (it polls). */
   readonly callFd: number;
   readonly features: number;
+  /** The frontend's inflight region for this queue (see VirtqueueSetup.inflight), or null. */
+  readonly inflight?: { readonly fd: number; readonly mapOffset: number; readonly mapSize: number; readonly queueOffset: number } | null;
 }
 
 /** Seed 000's two device-side questions: does a strict NIC refuse the layout, was it zero copy. */

@@ -34,8 +34,13 @@ export interface Port {
   service(now: number): number;
 }
 
-export type PortName = 'sink' | 'reflect' | 'gen';
-export const portNames: readonly PortName[] = ['sink', 'reflect', 'gen'];
+export type PortName = 'sink' | 'reflect' | 'gen' | 'tap';
+export const portNames: readonly PortName[] = ['sink', 'reflect', 'gen', 'tap'];
+
+/** The tap interface of port `tap` unless told otherwise. */
+export const DEFAULT_TAP = 'zc0';
+/** What we accept as a tap name: a Linux interface name (IFNAMSIZ - 1 bytes), no '/' or blanks. */
+export const TAP_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
 
 export interface GeneratorOptions {
   /** Frame length in bytes (60..65535). */
@@ -51,4 +56,6 @@ export interface PortOptions {
   readonly gen: GeneratorOptions;
   /** The NIC's MAC (destination of generated frames). */
   readonly mac: string;
+  /** Port `tap`: the host tap interface (default zc0). */
+  readonly tap?: string;
 }

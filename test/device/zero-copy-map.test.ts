@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { checkZeroCopyMap, ZeroCopyMap } from '../../device/zero-copy-map.js';
+import { checkZeroCopyMap, holdsPayload, ZeroCopyMap } from '../../device/zero-copy-map.js';
 
 // A 4-page buffer of 2048-byte frames whose pages are scattered in guest memory.
 const map = new ZeroCopyMap({ frameSize: 2048, headroom: 0, pages: [[0, 0x9000], [4096, 0x3000], [8192, 0x20000], [12288, 0x1000]] });
@@ -31,6 +31,16 @@ test('the control API input is checked', () => {
   assert.match(checkZeroCopyMap({ frameSize: 4096, pages: [[0, 0x1001]] }) as string, /page-aligned/);
   assert.match(checkZeroCopyMap({ frameSize: 4096, headroom: 4096, pages: [[0, 0]] }) as string, /headroom/);
   assert.equal(checkZeroCopyMap({ frameSize: 4096, pages: [[0, 0x1000]] }), { frameSize: 4096, headroom: 0, pages: [[0, 0x1000]] });
+});
+
+test('paged frames: a payload buffer anywhere inside one page of the buffer is found', () => {
+  assert.ok(holdsPayload(map, 0x9000, 4096), 'a whole page');
+  assert.ok(holdsPayload(map, 0x3123, 1448), 'mid-page, any offset (an MSG_ZEROCOPY frag)');
+  assert.ok(holdsPayload(map, 0x1fff, 1), 'the last byte of the last page');
+  assert.not.ok(holdsPayload(map, 0x3f00, 0x200), 'running past its page');
+  assert.not.ok(holdsPayload(map, 0x5000, 64), 'a page outside the buffer (a kernel copy)');
+  assert.is(map.pageOf(0x20010), 3, 'pages are sorted by address');
+  assert.is(map.pageOf(0x4000), -1);
 });
 
 test.run();

@@ -60,4 +60,18 @@ test('lookup walks objects only', () => {
   assert.is(lookup(null, 'a'), undefined);
 });
 
+test('port tap and peer stats', async () => {
+  const d = fakeDevice(() => ({}));
+  assert.is(await answerGuestRequest('port tap', d, noBegin), 'ok');
+  assert.equal(d.calls.at(-1), { cmd: 'setPort', port: 'tap' });
+  assert.is(await answerGuestRequest('port tap zc7', d, noBegin), 'ok');
+  assert.equal(d.calls.at(-1), { cmd: 'setPort', port: 'tap', tap: 'zc7' });
+  assert.match(await answerGuestRequest('port tap a b', d, noBegin), /^error usage: port tap/);
+  assert.match(await answerGuestRequest('peer stats tcp.bytes', d, noBegin), /^error this run has no peer/);
+  const peer = { stats: async () => ({ tcp: { streams: 1, bytes: 4096 }, last: { sha256: 'ab12' } }) };
+  assert.is(await answerGuestRequest('peer stats tcp.bytes last.sha256', d, noBegin, peer), 'tcp_bytes=4096 last_sha256=ab12');
+  assert.match(await answerGuestRequest('peer stats nope', d, noBegin, peer), /^error no peer stats key nope/);
+  assert.match(await answerGuestRequest('peer', d, noBegin, peer), /^error usage: peer stats/);
+});
+
 test.run();

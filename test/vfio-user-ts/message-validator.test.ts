@@ -298,4 +298,51 @@ test('a known request the backend does not support is refused (SET_CONFIG)', () 
   refused(validate(25, new Uint8Array(12)), 'unknown or unsupported request');
 });
 
+// ---- GET_INFLIGHT_FD / SET_INFLIGHT_FD ---------------------------------------------------------
+
+/** The 24-byte inflight payload: mmap_size, mmap_offset (u64), num_queues, queue_size (u16), padding. */
+function inflight(mmapSize: number, mmapOffset: number, queues: number, queueSize: number): Uint8Array {
+  const bytes = new Uint8Array(24);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, mmapSize % 2 ** 32, true);
+  view.setUint32(4, Math.floor(mmapSize / 2 ** 32), true);
+  view.setUint32(8, mmapOffset % 2 ** 32, true);
+  view.setUint32(12, Math.floor(mmapOffset / 2 ** 32), true);
+  view.setUint16(16, queues, true);
+  view.setUint16(18, queueSize, true);
+  return bytes;
+}
+
+test('GET_INFLIGHT_FD: 24 bytes, no fd, queue count within the device, power-of-two size', () => {
+  assert.equal(ok(validate(Request.getInflightFd, inflight(0, 0, 2, 256))), { kind: 'getInflight', queues: 2, queueSize: 256 });
+  assert.equal(ok(validate(Request.getInflightFd, inflight(0, 0, 4, 32768))), { kind: 'getInflight', queues: 4, queueSize: 32768 });
+  refused(validate(Request.getInflightFd, inflight(0, 0, 2, 256).subarray(0, 20)), 'payload is 20 bytes, expected 24');
+  refused(validate(Request.getInflightFd, inflight(0, 0, 2, 256), [fdA]), 'came with 1 file descriptors, expected 0');
+  refused(validate(Request.getInflightFd, inflight(0, 0, 0, 256)), '0 queues');
+  refused(validate(Request.getInflightFd, inflight(0, 0, 5, 256)), '5 queues, the device has 1..4');
+  refused(validate(Request.getInflightFd, inflight(0, 0, 2, 0)), 'queue size 0');
+  refused(validate(Request.getInflightFd, inflight(0, 0, 2, 300)), 'queue size 300');
+});
+
+test('SET_INFLIGHT_FD: one fd, a region large enough for its queues, page-aligned offset', () => {
+  const need = 2 * 4160;
+  assert.equal(ok(validate(Request.setInflightFd, inflight(need, 0, 2, 256), [fdA])), {
+    kind: 'setInflight',
+    mmapSize: need,
+    mmapOffset: 0,
+    queues: 2,
+    queueSize: 256,
+    fd: fdA,
+  });
+  ok(validate(Request.setInflightFd, inflight(need + 4096, 8192, 2, 256), [fdA]));
+  refused(validate(Request.setInflightFd, inflight(need, 0, 2, 256)), 'came with 0 file descriptors, expected 1');
+  refused(validate(Request.setInflightFd, inflight(need, 0, 2, 256), [fdA, fdB]), 'came with 2 file descriptors, expected 1');
+  refused(validate(Request.setInflightFd, new Uint8Array(16), [fdA]), 'payload is 16 bytes, expected 24');
+  refused(validate(Request.setInflightFd, inflight(need - 1, 0, 2, 256), [fdA]), 'smaller than 8320');
+  refused(validate(Request.setInflightFd, inflight(need, 100, 2, 256), [fdA]), 'not page aligned');
+  refused(validate(Request.setInflightFd, inflight(need, 0, 9, 256), [fdA]), '9 queues');
+  refused(validate(Request.setInflightFd, inflight(need, 0, 2, 3), [fdA]), 'queue size 3');
+  refused(validate(Request.setInflightFd, inflight(2 ** 60, 0, 2, 256), [fdA]), '2^53');
+});
+
 test.run();

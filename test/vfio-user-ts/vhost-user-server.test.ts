@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import {
   encodeHeader,
   HeaderFlags,
+  inflightQueueBytes,
   ProtocolFeature,
   Request,
   sys,
@@ -722,6 +723,69 @@ serverTest('a memory region beyond the end of its file is refused before anythin
   }
   assert.equal(f.device.calls, [], 'the device never saw them');
   assert.is(f.logged(/beyond the end of its file/).length, 2);
+});
+
+// ---- inflight tracking (INFLIGHT_SHMFD) ----------------------------------------------------------
+
+function inflightPayload(mmapSize: number, mmapOffset: number, queues: number, queueSize: number): Uint8Array {
+  const bytes = new Uint8Array(24);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, mmapSize, true);
+  view.setUint32(8, mmapOffset, true);
+  view.setUint16(16, queues, true);
+  view.setUint16(18, queueSize, true);
+  return bytes;
+}
+
+serverTest('GET_INFLIGHT_FD answers a zeroed memfd laid out for the queues; the queues start with it', async (f) => {
+  const client = await f.connect();
+  const protocol = await client.getProtocolFeatures();
+  assert.is(Math.floor(protocol / 2 ** ProtocolFeature.inflightShmfd) % 2, 1, 'INFLIGHT_SHMFD offered');
+  await negotiate(client);
+  await client.setMemTable([region(f)], { needReply: true });
+  client.sendRaw(Request.getInflightFd, VERSION, inflightPayload(0, 0, 2, QUEUE_SIZE));
+  const reply = await client.expectReply();
+  assert.is(reply.request, Request.getInflightFd);
+  assert.is(reply.fds.length, 1, 'one fd');
+  const fd = reply.fds[0]!;
+  try {
+    const view = new DataView(reply.payload.buffer, reply.payload.byteOffset, reply.payload.byteLength);
+    assert.is(reply.payload.length, 24);
+    assert.is(view.getUint32(0, true), 2 * inflightQueueBytes(QUEUE_SIZE), 'mmap_size');
+    assert.is(view.getUint32(8, true), 0, 'mmap_offset');
+    assert.is(view.getUint16(16, true), 2);
+    assert.is(view.getUint16(18, true), QUEUE_SIZE);
+    assert.is(sys.fileSize(fd), 2 * inflightQueueBytes(QUEUE_SIZE));
+    // The frontend hands it back (as QEMU does before every start), then starts queue 1.
+    client.sendRaw(Request.setInflightFd, VERSION | HeaderFlags.needReply, inflightPayload(2 * inflightQueueBytes(QUEUE_SIZE), 0, 2, QUEUE_SIZE), [fd]);
+    assert.is(ackStatus((await client.expectReply()).payload), 0);
+    await runningQueue(f, client, 1);
+    const setup = f.device.starts()[0]!.setup;
+    assert.equal({ ...setup.inflight, fd: 0 }, { fd: 0, mapOffset: 0, mapSize: 2 * inflightQueueBytes(QUEUE_SIZE), queueOffset: inflightQueueBytes(QUEUE_SIZE) });
+  } finally {
+    sys.close(fd);
+  }
+});
+
+serverTest('SET_INFLIGHT_FD: a file smaller than the region, or a ring of another size, is refused', async (f) => {
+  const client = await readyClient(f);
+  const small = sys.memfdCreate('zcnic-test-inflight', 4096);
+  try {
+    client.sendRaw(Request.setInflightFd, VERSION | HeaderFlags.needReply, inflightPayload(2 * inflightQueueBytes(QUEUE_SIZE), 0, 2, QUEUE_SIZE), [small]);
+    assert.is(ackStatus((await client.expectReply()).payload), 1);
+    assert.equal(f.logged(/beyond its file's 4096 bytes/).length, 1);
+    // A region for queues of 128 descriptors does not fit a 256-descriptor ring.
+    const fits = sys.memfdCreate('zcnic-test-inflight', 8192);
+    client.sendRaw(Request.setInflightFd, VERSION | HeaderFlags.needReply, inflightPayload(2 * inflightQueueBytes(128), 0, 2, 128), [fits]);
+    sys.close(fits);
+    assert.is(ackStatus((await client.expectReply()).payload), 0);
+    const error = await rejection(runningQueue(f, client, 1));
+    assert.ok(isNack(error), String(error));
+    assert.equal(f.logged(/differs from the inflight region's queue size 128/).length, 1);
+    assert.equal(f.device.starts(), []);
+  } finally {
+    sys.close(small);
+  }
 });
 
 test.run();

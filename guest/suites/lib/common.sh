@@ -10,6 +10,7 @@
 #   begin SUITE TEST            counters, port (sink) and verification start afresh
 #   reset                       counters start from zero
 #   port sink|reflect           where transmitted frames go
+#   port tap [NAME]             to and from the host tap (the run's netns peer, 198.18.0.1)
 #   port gen size=N count=N pps=N   inject test frames into the receive queue
 #   verify on|off               check every transmitted test frame
 #   strict on|off               emulate a NIC that needs headers linear with the virtio-net header
@@ -18,6 +19,7 @@
 #   stats KEY...                prints KEY=value per key, dots as underscores, e.g.
 #                               `eval "$(zcnic_ctl stats transmitq.frames)"` sets $transmitq_frames
 #   wait KEY MIN SECONDS        waits until stats KEY >= MIN, then prints KEY=value
+#   peer stats KEY...           the netns peer's totals (tcp.bytes, udp.datagrams, last.sha256...)
 # Fails (status 1, reason on stderr) without a harness or when the answer is "error ...".
 zcnic_ctl() {
 	[ "${ZCNIC_CTL:-0}" = 1 ] || {

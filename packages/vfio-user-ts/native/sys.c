@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -727,6 +730,67 @@ failed:
 
 /* ---- module -------------------------------------------------------------- */
 
+/* ---- tap devices and plain fd I/O ----------------------------------------- */
+
+/* tunOpen(name): opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches
+ * it to tap interface `name` (IFF_TAP|IFF_NO_PI; created if missing). */
+static napi_value tun_open(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  struct ifreq ifr;
+  int fd, err;
+  memset(&ifr, 0, sizeof ifr);
+  if (!get_args(env, info, "tunOpen", 1, argv) ||
+      !get_string(env, argv[0], "tunOpen", "name", ifr.ifr_name, IFNAMSIZ))
+    return NULL;
+  fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open", errno);
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    err = errno;
+    close(fd);
+    return throw_errno(env, "ioctl", err);
+  }
+  return num(env, fd);
+}
+
+/* readFd(fd, buffer, offset, length): bytes read, 0 at end, -1 if EAGAIN. */
+static napi_value read_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int fd;
+  uint8_t *ptr;
+  size_t len;
+  ssize_t n;
+  if (!get_args(env, info, "readFd", 4, argv) || !get_fd(env, argv[0], "readFd", &fd) ||
+      !get_bytes(env, argv + 1, "readFd", &ptr, &len))
+    return NULL;
+  do n = read(fd, ptr, len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return num(env, -1);
+    return throw_errno(env, "read", errno);
+  }
+  return num(env, (double)n);
+}
+
+/* writeFd(fd, buffer, offset, length): bytes written, -1 if EAGAIN. */
+static napi_value write_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[4];
+  int fd;
+  uint8_t *ptr;
+  size_t len;
+  ssize_t n;
+  if (!get_args(env, info, "writeFd", 4, argv) || !get_fd(env, argv[0], "writeFd", &fd) ||
+      !get_bytes(env, argv + 1, "writeFd", &ptr, &len))
+    return NULL;
+  do n = write(fd, ptr, len);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return num(env, -1);
+    return throw_errno(env, "write", errno);
+  }
+  return num(env, (double)n);
+}
+
 NAPI_MODULE_INIT() {
   static const napi_property_descriptor props[] = {
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -743,6 +807,9 @@ NAPI_MODULE_INIT() {
       {"eventfdWrite", NULL, eventfd_write_counter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watchReadable", NULL, watch_readable, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fileSize", NULL, file_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"readFd", NULL, read_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writeFd", NULL, write_fd, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return fail(env, "zcnic_sys: cannot define exports");

@@ -11,3 +11,4 @@ export * from './vhost-user/message-channel.js';
 export * from './vhost-user/vhost-user-server.js';
 export * from './vhost-user/vhost-user-client.js';
 export * from './vhost-user/frontend-session.js';
+export * from './vhost-user/connection-source.js';

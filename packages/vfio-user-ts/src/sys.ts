@@ -52,6 +52,9 @@ export interface SysBinding {
   eventfdWrite(fd: number, value: number): void;
   watchReadable(fd: number, onReadable: () => void): FdWatcher;
   fileSize(fd: number): number;
+  tunOpen(name: string): number;
+  readFd(fd: number, target: Uint8Array, offset: number, length: number): number;
+  writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number;
 }
 
 const binding = createRequire(import.meta.url)('../build/Release/zcnic_sys.node') as SysBinding;
@@ -173,4 +176,31 @@ export function eventfdWrite(fd: number, value: number): void {
  */
 export function watchReadable(fd: number, onReadable: () => void): FdWatcher {
   return binding.watchReadable(fd, onReadable);
+}
+
+/**
+ * Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to the tap interface
+ * `name` (IFF_TAP | IFF_NO_PI: every read and write is one whole Ethernet frame, no prefix),
+ * creating the interface if it does not exist; it disappears when the last fd closes unless it
+ * was made persistent. Needs CAP_NET_ADMIN. Returns the fd.
+ */
+export function tunOpen(name: string): number {
+  return binding.tunOpen(name);
+}
+
+/**
+ * One read(2) of up to `length` bytes into `target[offset...]`: the number of bytes read,
+ * 0 at end of file, or -1 if the (non-blocking) fd has nothing now. On a tap fd one read
+ * returns one frame (cut to `length`).
+ */
+export function readFd(fd: number, target: Uint8Array, offset: number, length: number): number {
+  return binding.readFd(fd, target, offset, length);
+}
+
+/**
+ * One write(2) of `bytes[offset...offset+length]`: the number of bytes written, or -1 if
+ * the (non-blocking) fd cannot take them now. On a tap fd one write is one frame.
+ */
+export function writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number {
+  return binding.writeFd(fd, bytes, offset, length);
 }

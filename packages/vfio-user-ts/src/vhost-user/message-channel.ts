@@ -26,9 +26,9 @@ export class MessageChannel {
     connection.onReadable(() => this.readAvailable());
   }
 
-  /** Sends a reply to `request` with `payload`. */
-  reply(request: number, payload: Uint8Array): void {
-    this.send(request, VERSION | HeaderFlags.reply, payload, []);
+  /** Sends a reply to `request` with `payload` (and `fds`, e.g. GET_INFLIGHT_FD's memfd). */
+  reply(request: number, payload: Uint8Array, fds: readonly number[] = []): void {
+    this.send(request, VERSION | HeaderFlags.reply, payload, fds);
   }
 
   /** Sends a message (the frontend side of the protocol uses this too). */

@@ -6,6 +6,8 @@
  */
 import type { MemoryRegion } from '../memory-table.js';
 import {
+  INFLIGHT_SIZE,
+  inflightQueueBytes,
   MEM_REGION_SIZE,
   MEM_TABLE_HEADER,
   Request,
@@ -36,7 +38,11 @@ export type VhostUserMessage =
   /** SET_BACKEND_REQ_FD, SET_LOG_FD: one fd. */
   | { readonly kind: 'fd'; readonly request: number; readonly fd: number }
   /** SET_LOG_BASE: recognised so it can be refused cleanly. */
-  | { readonly kind: 'logBase'; readonly fd: number };
+  | { readonly kind: 'logBase'; readonly fd: number }
+  /** GET_INFLIGHT_FD: the frontend's queue count and size (mmap size and offset are ignored). */
+  | { readonly kind: 'getInflight'; readonly queues: number; readonly queueSize: number }
+  /** SET_INFLIGHT_FD: a region laid out for `queues` queues of `queueSize` (size checked here). */
+  | { readonly kind: 'setInflight'; readonly mmapSize: number; readonly mmapOffset: number; readonly queues: number; readonly queueSize: number; readonly fd: number };
 
 export interface ValidationLimits {
   /** Number of virtqueues (2 per queue pair). */
@@ -156,6 +162,24 @@ export function validateMessage(raw: RawMessage, limits: ValidationLimits): Vali
     case Request.setLogBase: {
       const problem = expectSize(16) ?? expectFds(1);
       return problem ? fail(problem) : { ok: true, message: { kind: 'logBase', fd: fds[0]! } };
+    }
+    case Request.getInflightFd:
+    case Request.setInflightFd: {
+      const getting = request === Request.getInflightFd;
+      const problem = expectSize(INFLIGHT_SIZE) ?? expectFds(getting ? 0 : 1);
+      if (problem) return fail(problem);
+      const mmapSize = u64(view, 0);
+      const mmapOffset = u64(view, 8);
+      const queues = view.getUint16(16, true);
+      const queueSize = view.getUint16(18, true);
+      if (queues === 0 || queues > limits.queueCount) return fail(`${queues} queues, the device has 1..${limits.queueCount}`);
+      if (queueSize === 0 || (queueSize & (queueSize - 1)) !== 0) return fail(`queue size ${queueSize} is not a power of two in 1..32768`);
+      if (getting) return { ok: true, message: { kind: 'getInflight', queues, queueSize } };
+      if (mmapSize < 0 || mmapOffset < 0 || !Number.isSafeInteger(mmapSize + mmapOffset)) return fail('mmap size or offset is at or above 2^53');
+      const needed = queues * inflightQueueBytes(queueSize);
+      if (mmapSize < needed) return fail(`region of ${mmapSize} bytes is smaller than ${needed}, what ${queues} queues of ${queueSize} need`);
+      if (mmapOffset % 4096 !== 0) return fail(`mmap offset 0x${mmapOffset.toString(16)} is not page aligned`);
+      return { ok: true, message: { kind: 'setInflight', mmapSize, mmapOffset, queues, queueSize, fd: fds[0]! } };
     }
     default:
       return fail('unknown or unsupported request');

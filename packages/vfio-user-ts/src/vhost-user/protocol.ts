@@ -34,6 +34,8 @@ export const Request = {
   sendRarp: 19,
   netSetMtu: 20,
   setBackendReqFd: 21,
+  getInflightFd: 31,
+  setInflightFd: 32,
   resetDevice: 34,
   setStatus: 39,
   getStatus: 40,
@@ -53,6 +55,7 @@ export const ProtocolFeature = {
   replyAck: 3,
   netMtu: 4,
   backendReq: 5,
+  inflightShmfd: 12,
   resetDevice: 13,
   status: 16,
 } as const;
@@ -69,3 +72,35 @@ export const MEM_REGION_SIZE = 32;
 export const MEM_TABLE_HEADER = 8;
 /** SET_VRING_ADDR: u32 index, u32 flags, u64 desc, u64 used, u64 avail, u64 log. */
 export const VRING_ADDR_SIZE = 40;
+
+/**
+ * GET_INFLIGHT_FD / SET_INFLIGHT_FD: u64 mmap_size, u64 mmap_offset, u16 num_queues,
+ * u16 queue_size, then 4 bytes of padding (the C struct's natural size, what QEMU sends).
+ */
+export const INFLIGHT_SIZE = 24;
+
+/**
+ * The split-ring inflight region of one queue (vhost-user.rst, "Inflight I/O tracking"):
+ * u64 features, u16 version, u16 desc_num, u16 last_batch_head, u16 used_idx, then desc_num
+ * descriptor states of 16 bytes (u8 inflight, 5 bytes padding, u16 next, u64 counter).
+ * Queues follow each other, each rounded up to INFLIGHT_ALIGNMENT bytes.
+ */
+export const InflightSplit = {
+  headerSize: 16,
+  features: 0,
+  version: 8,
+  descNum: 10,
+  lastBatchHead: 12,
+  usedIdx: 14,
+  descSize: 16,
+  descInflight: 0,
+  descNext: 6,
+  descCounter: 8,
+} as const;
+export const INFLIGHT_ALIGNMENT = 64;
+
+/** Bytes of one queue's split inflight region for `queueSize` descriptors. */
+export function inflightQueueBytes(queueSize: number): number {
+  const raw = InflightSplit.headerSize + InflightSplit.descSize * queueSize;
+  return Math.ceil(raw / INFLIGHT_ALIGNMENT) * INFLIGHT_ALIGNMENT;
+}

@@ -173,6 +173,14 @@ export class VhostUserClient {
     return new VhostUserClient(UnixStreamConnection.connect(path), options);
   }
 
+  /**
+   * Speaks the frontend side over a connection made otherwise, e.g. one a listening frontend
+   * accepted from a backend that connects (the backend's client mode).
+   */
+  static over(connection: UnixStreamConnection, options: VhostUserClientOptions = {}): VhostUserClient {
+    return new VhostUserClient(connection, options);
+  }
+
   /** Whether the connection has ended. */
   get isClosed(): boolean {
     return this.endReason !== null;

@@ -15,10 +15,11 @@ import { readlinkSync } from 'node:fs';
 import { checkRegions, MemoryTable, type MemoryRegion } from '../memory-table.js';
 import { RateLimitedLog, type LogSink } from '../rate-limited-log.js';
 import * as sys from '../sys.js';
-import { UnixStreamListener, type UnixStreamConnection } from '../unix-socket.js';
+import type { UnixStreamConnection } from '../unix-socket.js';
+import { ConnectingSource, ListeningSource, type ConnectionSource } from './connection-source.js';
 import { MessageChannel } from './message-channel.js';
 import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
-import { HeaderFlags, MAX_MEM_REGIONS, ProtocolFeature, Request, requestName } from './protocol.js';
+import { HeaderFlags, INFLIGHT_SIZE, inflightQueueBytes, MAX_MEM_REGIONS, ProtocolFeature, Request, requestName } from './protocol.js';
 
 /** Everything a device needs to run one virtqueue. Addresses are guest-physical. */
 export interface VirtqueueSetup {
@@ -33,6 +34,21 @@ export interface VirtqueueSetup {
   readonly callFd: number;
   /** The negotiated virtio features. */
   readonly features: number;
+  /**
+   * The frontend's inflight region for this queue (INFLIGHT_SHMFD), or null. `fd` is valid
+   * only during startQueue: map [mapOffset, mapOffset + mapSize) of it then; this queue's part
+   * starts `queueOffset` bytes into that mapping.
+   */
+  readonly inflight?: { readonly fd: number; readonly mapOffset: number; readonly mapSize: number; readonly queueOffset: number } | null;
+}
+
+/** The inflight region the frontend gave (SET_INFLIGHT_FD) or we made (GET_INFLIGHT_FD). */
+interface InflightRegion {
+  fd: number;
+  mmapOffset: number;
+  mmapSize: number;
+  queues: number;
+  queueSize: number;
 }
 
 /** The device a transport serves. */
@@ -76,7 +92,12 @@ function isEventfd(fd: number): boolean {
 export const PROTOCOL_FEATURES_BIT = 30;
 
 const OFFERED_PROTOCOL_FEATURES =
-  2 ** ProtocolFeature.mq + 2 ** ProtocolFeature.replyAck + 2 ** ProtocolFeature.netMtu + 2 ** ProtocolFeature.resetDevice + 2 ** ProtocolFeature.status;
+  2 ** ProtocolFeature.mq +
+  2 ** ProtocolFeature.replyAck +
+  2 ** ProtocolFeature.netMtu +
+  2 ** ProtocolFeature.inflightShmfd +
+  2 ** ProtocolFeature.resetDevice +
+  2 ** ProtocolFeature.status;
 
 interface VringState {
   size: number;
@@ -117,7 +138,13 @@ function isSubset(subset: number, set: number): boolean {
 }
 
 export interface VhostUserServerOptions {
-  readonly socketPath: string;
+  /**
+   * Where connections come from: a path to listen on (the usual arrangement), a path of a
+   * listening frontend to connect to (QEMU `server=on`), or any ConnectionSource.
+   */
+  readonly socketPath?: string;
+  readonly connectPath?: string;
+  readonly source?: ConnectionSource;
   readonly device: VhostUserDevice;
   readonly log: LogSink;
   /** Log every message (request and decoded fields) as it arrives. */
@@ -125,7 +152,7 @@ export interface VhostUserServerOptions {
 }
 
 export class VhostUserServer {
-  private readonly listener: UnixStreamListener;
+  private readonly source: ConnectionSource;
   private readonly device: VhostUserDevice;
   private readonly log: RateLimitedLog;
   private channel: MessageChannel | null = null;
@@ -135,6 +162,7 @@ export class VhostUserServer {
   private protocolFeatures = 0;
   private featuresSet = false;
   private status = 0;
+  private inflight: InflightRegion | null = null;
   /** Messages are handled one at a time, in order, even when handling one waits for the device. */
   private work: Promise<void> = Promise.resolve();
   private connections = 0;
@@ -147,8 +175,19 @@ export class VhostUserServer {
     this.log = new RateLimitedLog(options.log);
     this.trace = options.trace ?? false;
     this.vrings = Array.from({ length: options.device.queuePairs * 2 }, freshVring);
-    this.listener = UnixStreamListener.listen(options.socketPath);
-    this.listener.onConnection((connection) => this.accept(connection));
+    const given = [options.socketPath, options.connectPath, options.source].filter((x) => x !== undefined).length;
+    if (given !== 1) throw new TypeError('VhostUserServer: give exactly one of socketPath, connectPath, source');
+    this.source =
+      options.source ??
+      (options.connectPath !== undefined
+        ? new ConnectingSource(options.connectPath, { log: (line) => options.log(line) })
+        : new ListeningSource(options.socketPath!));
+    this.source.start((connection) => this.accept(connection));
+  }
+
+  /** "listening on PATH" or "connecting to PATH". */
+  get description(): string {
+    return this.source.description;
   }
 
   /** Offered virtio features, with vhost-user's protocol-features bit. */
@@ -180,7 +219,7 @@ export class VhostUserServer {
   /** Stops serving: closes the connection (stopping its queues) and the listening socket. */
   async close(): Promise<void> {
     this.closing = true;
-    this.listener.close();
+    this.source.close();
     this.channel?.close('backend shutting down');
     await this.work;
   }
@@ -200,7 +239,11 @@ export class VhostUserServer {
         this.log.log(`vhost-user: frontend ${id} disconnected${reason ? `: ${reason}` : ''}`);
         if (reason && !this.closing) this.countProtocolError(reason);
         this.channel = null;
-        this.enqueue(() => this.resetConnectionState(), null);
+        this.enqueue(async () => {
+          await this.resetConnectionState();
+          // Only now may the next frontend come: its messages must find a clean state.
+          if (!this.closing) this.source.connectionEnded();
+        }, null);
       },
     );
     this.channel = channel;
@@ -229,7 +272,9 @@ export class VhostUserServer {
     }
     if (this.trace) this.log.log(`vhost-user: ${requestName(raw.request)} ${JSON.stringify({ ...validated.message, request: undefined, kind: undefined })}`);
     const result = await this.apply(validated.message);
-    if (result.reply) channel.reply(raw.request, result.reply);
+    if (result.reply) {
+      channel.reply(raw.request, result.reply, result.replyFds ?? []);
+    }
     else if (result.error !== null) this.refuse(channel, raw.request, wantsAck, `${requestName(raw.request)}: ${result.error}`);
     else if (wantsAck) channel.reply(raw.request, u64Payload(0));
   }
@@ -246,7 +291,7 @@ export class VhostUserServer {
     }
   }
 
-  private async apply(message: VhostUserMessage): Promise<{ reply?: Uint8Array; error: string | null }> {
+  private async apply(message: VhostUserMessage): Promise<{ reply?: Uint8Array; replyFds?: number[]; error: string | null }> {
     const ok = { error: null };
     switch (message.kind) {
       case 'empty':
@@ -285,7 +330,55 @@ export class VhostUserServer {
       case 'logBase':
         sys.close(message.fd);
         return { error: 'dirty logging (live migration) is not supported: LOG_SHMFD was not offered' };
+      case 'getInflight':
+        return this.getInflight(message.queues, message.queueSize);
+      case 'setInflight':
+        return { error: this.setInflight(message) };
     }
+  }
+
+  /**
+   * GET_INFLIGHT_FD: a zeroed memfd laid out for the frontend's queues (split layout). It is
+   * also the region in use until the frontend sends one back with SET_INFLIGHT_FD.
+   */
+  private getInflight(queues: number, queueSize: number): { reply?: Uint8Array; replyFds?: number[]; error: string | null } {
+    const mmapSize = queues * inflightQueueBytes(queueSize);
+    const fd = sys.memfdCreate('zcnic-inflight', mmapSize);
+    this.replaceInflight({ fd, mmapOffset: 0, mmapSize, queues, queueSize });
+    const reply = new Uint8Array(INFLIGHT_SIZE);
+    const view = new DataView(reply.buffer);
+    reply.set(u64Payload(mmapSize), 0);
+    reply.set(u64Payload(0), 8);
+    view.setUint16(16, queues, true);
+    view.setUint16(18, queueSize, true);
+    return { reply, replyFds: [fd], error: null };
+  }
+
+  private setInflight(message: Extract<VhostUserMessage, { kind: 'setInflight' }>): string | null {
+    const { fd, mmapOffset, mmapSize, queues, queueSize } = message;
+    let bytes: number;
+    try {
+      bytes = sys.fileSize(fd);
+    } catch (error) {
+      sys.close(fd);
+      return `cannot tell the size of the inflight region's file (${(error as Error).message})`;
+    }
+    if (mmapOffset + mmapSize > bytes) {
+      sys.close(fd);
+      return `inflight region [0x${mmapOffset.toString(16)}+0x${mmapSize.toString(16)}) is beyond its file's ${bytes} bytes`;
+    }
+    const running = this.vrings.findIndex((v) => v.running);
+    if (running >= 0) {
+      sys.close(fd);
+      return `vring ${running} is running`;
+    }
+    this.replaceInflight({ fd, mmapOffset, mmapSize, queues, queueSize });
+    return null;
+  }
+
+  private replaceInflight(region: InflightRegion | null): void {
+    if (this.inflight) sys.close(this.inflight.fd);
+    this.inflight = region;
   }
 
   private async applyU64(request: number, value: number): Promise<{ error: string | null }> {
@@ -407,7 +500,14 @@ export class VhostUserServer {
     const availAddr = memory.guestAddrOfUserRange(vring.avail, 6 + 2 * vring.size);
     const usedAddr = memory.guestAddrOfUserRange(vring.used, 6 + 8 * vring.size);
     if (descAddr < 0 || availAddr < 0 || usedAddr < 0) return `vring ${index}: ring addresses are outside the memory table`;
+    const region = this.inflight;
+    let inflight: VirtqueueSetup['inflight'] = null;
+    if (region && index < region.queues) {
+      if (region.queueSize !== vring.size) return `vring ${index}: size ${vring.size} differs from the inflight region's queue size ${region.queueSize}`;
+      inflight = { fd: region.fd, mapOffset: region.mmapOffset, mapSize: region.mmapSize, queueOffset: index * inflightQueueBytes(region.queueSize) };
+    }
     const error = await this.device.startQueue(index, {
+      ...(inflight ? { inflight } : {}),
       size: vring.size,
       descAddr,
       availAddr,
@@ -448,6 +548,7 @@ export class VhostUserServer {
       Object.assign(vring, freshVring());
     }
     this.memory = null;
+    this.replaceInflight(null);
     this.features = 0;
     this.protocolFeatures = 0;
     this.featuresSet = false;

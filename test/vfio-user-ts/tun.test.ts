@@ -1,0 +1,65 @@
+// tunOpen, readFd and writeFd of the zcnic_sys addon. Creating a tap needs CAP_NET_ADMIN:
+// without root these tests are skipped.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, readFileSync } from 'node:fs';
+import { isSysError, sys } from 'vfio-user-ts';
+
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+const root = process.getuid?.() === 0 && existsSync('/dev/net/tun');
+
+function fdFlags(fd: number): number {
+  const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+  assert.ok(m);
+  return parseInt(m[1]!, 8);
+}
+
+(root ? test : test.skip)('tunOpen creates a non-blocking tap that goes away on close', () => {
+  const name = `zcnt${process.pid % 100000}`;
+  const fd = sys.tunOpen(name);
+  try {
+    assert.ok(existsSync(`/sys/class/net/${name}`), 'the interface exists');
+    // tun_flags in /sys: IFF_TAP (0x0002) | IFF_NO_PI (0x1000).
+    const flags = parseInt(readFileSync(`/sys/class/net/${name}/tun_flags`, 'utf8'), 16);
+    assert.is(flags & 0x1003, 0x1002, 'IFF_TAP | IFF_NO_PI');
+    assert.ok(fdFlags(fd) & O_NONBLOCK, 'O_NONBLOCK');
+    assert.ok(fdFlags(fd) & O_CLOEXEC, 'O_CLOEXEC');
+    assert.is(sys.readFd(fd, new Uint8Array(2048), 0, 2048), -1, 'nothing to read yet');
+  } finally {
+    sys.close(fd);
+  }
+  assert.not.ok(existsSync(`/sys/class/net/${name}`), 'gone after close');
+});
+
+(root ? test : test.skip)('tunOpen errors are SysErrors', () => {
+  assert.throws(() => sys.tunOpen('x'.repeat(16)), (e: unknown) => e instanceof RangeError);
+  try {
+    sys.tunOpen('bad name/');
+    assert.unreachable();
+  } catch (e) {
+    assert.ok(isSysError(e), String(e));
+    assert.is(e.syscall, 'ioctl');
+  }
+});
+
+test('readFd and writeFd move bytes and report EAGAIN as -1', () => {
+  // An eventfd: a write of 8 bytes adds to its counter, a read of 8 bytes takes it.
+  const fd = sys.eventfdCreate(0, true);
+  try {
+    const out = new Uint8Array(10);
+    new DataView(out.buffer).setBigUint64(1, 42n, true);
+    assert.is(sys.writeFd(fd, out, 1, 8), 8);
+    const into = new Uint8Array(12);
+    assert.is(sys.readFd(fd, into, 2, 8), 8);
+    assert.is(new DataView(into.buffer).getBigUint64(2, true), 42n);
+    assert.is(sys.readFd(fd, into, 0, 8), -1, 'nothing left');
+    assert.throws(() => sys.readFd(fd, into, 8, 8), (e: unknown) => e instanceof RangeError);
+    assert.throws(() => sys.writeFd(fd, out, 0, 4), (e: unknown) => isSysError(e, 'EINVAL'));
+  } finally {
+    sys.close(fd);
+  }
+  assert.throws(() => sys.readFd(fd, new Uint8Array(8), 0, 8), (e: unknown) => isSysError(e, 'EBADF'));
+});
+
+test.run();
