@@ -83,11 +83,14 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
   }
   const abort = new AbortController();
   const onSignal = (): void => {
+    if (abort.signal.aborted) return;
     process.stderr.write('\nzcnic: interrupted, stopping the guest and the device…\n');
     abort.abort();
   };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  // `on`, not `once`: a second Ctrl-C (or execa's cleanup re-sending one) must not end the
+  // process before the children are stopped and the temporary files removed.
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const started = Date.now();
   const progress = (line: string): void => void process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}\n`);
   try {

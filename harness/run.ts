@@ -259,7 +259,8 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
     return { results, summary, problem, emulatorFault, keptDir: o.keep ? dir : null };
   } finally {
     await channel?.close().catch(() => undefined);
-    if (qemu?.pid && qemu.exitCode === undefined) {
+    // A child still running has neither an exit code nor a signal (both null).
+    if (qemu?.pid && qemu.exitCode === null && qemu.signalCode === null) {
       qemu.kill('SIGTERM');
       const killer = setTimeout(() => qemu?.kill('SIGKILL'), 3000);
       await qemu.catch(() => undefined);
