@@ -4,7 +4,7 @@
  * through as it runs. A layer that dies without a summary counts as one failure.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -97,9 +97,12 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
 /** What `make test` boots and runs in the guest. */
 const GUEST_SUITES = ['smoke', 'xdpsock', 'seeds'];
 
+// Integration files each get a process of their own: they start real QEMU, DPDK and device
+// processes, and one file's leftovers must not hold up (or break) the next.
+const integrationFiles = readdirSync(join(dist, 'test/integration')).filter((f) => f.endsWith('.test.js')).sort();
 const layers: Array<[string, string[]]> = [
   ['unit tests', [uvu, 'test', '\\.test\\.js$', '-i', 'integration']],
-  ['integration tests (DPDK, QEMU, tshark)', [uvu, 'test/integration', '\\.test\\.js$']],
+  ...integrationFiles.map((f): [string, string[]] => [`integration: ${f.replace('.test.js', '')} (real DPDK, QEMU, tshark)`, [uvu, 'test/integration', `^${f.replace(/\./g, '\\.')}$`]]),
 ];
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
