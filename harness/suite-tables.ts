@@ -1,13 +1,32 @@
 /**
- * Tables that summarise a suite across its tests, for the report: e.g. the rate of each AF_XDP
- * mode per frame size, like the table in seed 000's post. Built from the metrics the guest's
- * tests print (`# zcnic-metric rate.pps=...`, `rate.mode=...`, `rate.size=...`).
+ * Tables that summarise suites across their tests, for the report:
+ * - rates per frame size and mode, like the table in seed 000's post, from the metrics
+ *   `rate.mode`, `rate.size` and `rate.pps` (xdpsock, xsk-zc);
+ * - one table per suite of its headline metrics (what each seed scenario measures), so a reader
+ *   sees each seed's figures side by side without opening the JSON.
  */
-import type { ExtraTable, RunResults } from './report.js';
+import type { ExtraTable, RunResults, TestRecord } from './report.js';
 
-export function suiteTables(run: RunResults): ExtraTable[] {
-  const rated = run.tests.filter((t) => t.metrics['rate.pps'] !== undefined && t.metrics['rate.mode'] !== undefined && t.metrics['rate.size'] !== undefined);
-  if (rated.length === 0) return [];
+/** Metrics worth a column, in this order, when a suite's tests report them. */
+const HEADLINE_METRICS = [
+  'mode',
+  'zeroCopyProven',
+  'zeroCopyPayloadProven',
+  'chainShapes',
+  'framesVerified',
+  'bytesVerified',
+  'completions',
+  'completionsCopied',
+  'delivered',
+  'drops',
+  'pps',
+  'deliveredPps',
+  'cpuRatio',
+];
+
+function rateTable(tests: readonly TestRecord[]): ExtraTable | null {
+  const rated = tests.filter((t) => t.metrics['rate.pps'] !== undefined && t.metrics['rate.mode'] !== undefined && t.metrics['rate.size'] !== undefined);
+  if (rated.length === 0) return null;
   const modes = [...new Set(rated.map((t) => String(t.metrics['rate.mode'])))];
   const sizes = [...new Set(rated.map((t) => Number(t.metrics['rate.size'])))].sort((a, b) => a - b);
   const rows = sizes.map((size) => [
@@ -17,5 +36,24 @@ export function suiteTables(run: RunResults): ExtraTable[] {
       return t ? String(Math.round(Number(t.metrics['rate.pps']))) : '';
     }),
   ]);
-  return [{ title: 'packets per second by frame size and mode', columns: ['frame size', ...modes], rows }];
+  return { title: 'packets per second by frame size and mode', columns: ['frame size', ...modes], rows };
+}
+
+function headlineTable(suite: string, tests: readonly TestRecord[]): ExtraTable | null {
+  const columns = HEADLINE_METRICS.filter((m) => tests.some((t) => t.metrics[m] !== undefined));
+  if (columns.length === 0) return null;
+  const rows = tests.filter((t) => columns.some((m) => t.metrics[m] !== undefined)).map((t) => [t.name, ...columns.map((m) => (t.metrics[m] === undefined ? '' : String(t.metrics[m])))]);
+  return { title: `${suite}: headline metrics`, columns: ['test', ...columns], rows };
+}
+
+export function suiteTables(run: RunResults): ExtraTable[] {
+  const tables: ExtraTable[] = [];
+  const rates = rateTable(run.tests);
+  if (rates) tables.push(rates);
+  const suites = [...new Set(run.tests.map((t) => t.suite))];
+  for (const suite of suites) {
+    const table = headlineTable(suite, run.tests.filter((t) => t.suite === suite));
+    if (table) tables.push(table);
+  }
+  return tables;
 }
