@@ -61,6 +61,9 @@ function socketPair(): { client: number; server: number; done(): void } {
   const listener = unixListen(join(dir, 'pair.sock'), 4);
   const client = unixConnect(join(dir, 'pair.sock'));
   const server = accept(listener);
+  // Connected: the socket file is no longer needed, and a test that fails before done() must
+  // not leave its folder behind.
+  rmSync(dir, { recursive: true });
   assert.ok(server >= 0, 'a connection is pending');
   assert.is(accept(listener), -1, 'only one connection is pending');
   return {
@@ -70,7 +73,6 @@ function socketPair(): { client: number; server: number; done(): void } {
       close(client);
       close(server);
       close(listener);
-      rmSync(dir, { recursive: true });
     },
   };
 }
