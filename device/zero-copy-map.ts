@@ -49,21 +49,11 @@ export class ZeroCopyMap {
 
   /** Whether the `length` bytes at `gpa` are exactly a frame of the user buffer (one page). */
   holds(gpa: number, length: number): boolean {
-    const addr = this.pageAddr;
-    let lo = 0;
-    let hi = addr.length - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const page = addr[mid]!;
-      if (gpa < page) hi = mid - 1;
-      else if (gpa >= page + PAGE_SIZE) lo = mid + 1;
-      else {
-        const offset = this.pageOffset[mid]! + (gpa - page);
-        const inFrame = offset % this.frameSize;
-        return inFrame === this.headroom && inFrame + length <= this.frameSize && gpa - page + length <= PAGE_SIZE;
-      }
-    }
-    return false;
+    const index = this.pageOf(gpa);
+    if (index < 0) return false;
+    const inPage = gpa - this.pageAddr[index]!;
+    const inFrame = (this.pageOffset[index]! + inPage) % this.frameSize;
+    return inFrame === this.headroom && inFrame + length <= this.frameSize && inPage + length <= PAGE_SIZE;
   }
 }
 
