@@ -242,7 +242,20 @@ test('SIGKILL three times in the middle of traffic: every frame completed once, 
  */
 const STREAM_FRAMES = Number(process.env['RESTART_TEST_GUEST_FRAMES'] ?? 2_000_000);
 
+/** The guest died of QEMU 7.2's multi-threaded TCG int3 fault (see cli/run-command.ts), not of the test. */
+class EmulatorFault extends Error {}
+
 test('QEMU reconnects to a device killed three times; the counts reconcile with the guest', async () => {
+  try {
+    await qemuRestartAttempt();
+  } catch (error) {
+    if (!(error instanceof EmulatorFault)) throw error;
+    console.log(`${error.message}: running the attempt once more`);
+    await qemuRestartAttempt();
+  }
+});
+
+async function qemuRestartAttempt(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-it-restart-qemu-'));
   const socket = join(dir, 'vhost.sock');
   const consoleLog = join(dir, 'console.log');
@@ -308,7 +321,8 @@ test('QEMU reconnects to a device killed three times; the counts reconcile with 
       `QEMU guest: sent ${sent}, tx_packets ${txPackets}, tx_dropped ${txDropped} (link down), neither ${sent - txPackets - txDropped}; ` +
       `device after 3 SIGKILLs: ${JSON.stringify(v)}, completedElsewhere ${elsewhere}, frames at each restart ${atRestart.join(', ')}; ${((Date.now() - started) / 1000).toFixed(1)} s`;
     console.log(summary);
-    assert.is(sent, STREAM_FRAMES, summary);
+    if (Number.isNaN(sent) && guest.includes('Oops: int3')) throw new EmulatorFault('the guest oopsed in int3 under multi-threaded TCG');
+    assert.is(sent, STREAM_FRAMES, Number.isNaN(sent) ? `${summary}\nthe guest printed no stream metrics; its console ended with:\n${guest.split('\n').slice(-30).join('\n')}` : summary);
     assert.is(v.duplicates, 0, summary);
     assert.is(v.corrupt, 0, summary);
     assert.is(v.outOfOrder, 0, summary);
@@ -325,7 +339,7 @@ test('QEMU reconnects to a device killed three times; the counts reconcile with 
     await ZcnicDevice.closeAll();
     rmSync(dir, { recursive: true, force: true });
   }
-});
+}
 
 // Once in a while (seen in a clean-clone `make test`, not reproduced alone) something of the
 // killed incarnations keeps this process alive after the tests. Until that is found, say what
