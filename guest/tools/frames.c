@@ -35,27 +35,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testframe.h"
+
 #ifndef PACKET_IGNORE_OUTGOING
 #define PACKET_IGNORE_OUTGOING 23
 #endif
 
 #define ETH_HLEN_ 14
-#define OFF_IP 14
-#define OFF_UDP 34
-#define OFF_MAGIC 42
-#define OFF_FLOW 46
-#define OFF_SEQ 50
-#define OFF_PATTERN 58
-#define MIN_FRAME 60
-#define UDP_DPORT 9000
-#define UDP_SPORT_BASE 10000
 #define MAX_FLOWS 256
 /* Sending gives up when the TX queue has not moved for this long. */
 #define STALL_S 5
-/* A flow's seen-bitmap grows on demand up to this many sequence numbers (8 MiB). */
-#define MAX_TRACKED_SEQ (64ULL * 1024 * 1024)
-
-static const uint8_t MAGIC[4] = {'Z', 'C', 'N', 'C'};
 
 struct opts {
 	const char *iface;
@@ -99,90 +88,6 @@ static void usage(FILE *f)
 		"  -v              more chatter on stderr\n"
 		"  -h              this help\n"
 		"Frame layout: docs/test-frame.md. Prints one JSON line with the totals.\n");
-}
-
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned v[6];
-	char tail;
-	if (sscanf(s, "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
-		return -1;
-	for (int i = 0; i < 6; i++) {
-		if (v[i] > 0xff)
-			return -1;
-		mac[i] = (uint8_t)v[i];
-	}
-	return 0;
-}
-
-static int parse_ull(const char *s, unsigned long long *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || end == s || *end || s[0] == '-')
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static uint16_t get16(const uint8_t *p) { return (uint16_t)((p[0] << 8) | p[1]); }
-static void put32le(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint32_t get32le(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = (v << 8) | p[i]; return v; }
-static void put64le(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static uint64_t get64le(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = (v << 8) | p[i]; return v; }
-
-/* One's-complement sum over the 20-byte IPv4 header; 0 means "checksum valid" when verifying. */
-static uint16_t ip_checksum(const uint8_t *h)
-{
-	uint32_t sum = 0;
-	for (int i = 0; i < 20; i += 2)
-		sum += get16(h + i);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-/* Fill everything that does not depend on seq once; build_frame() then patches per frame. */
-static void frame_template(uint8_t *f, const struct opts *o, const uint8_t src_mac[6])
-{
-	memset(f, 0, o->size);
-	memcpy(f, o->dst_mac, 6);
-	memcpy(f + 6, src_mac, 6);
-	put16(f + 12, ETHERTYPE_IP);
-	uint8_t *ip = f + OFF_IP;
-	ip[0] = 0x45;
-	put16(ip + 2, (uint16_t)(o->size - ETH_HLEN_));
-	put16(ip + 6, 0x4000); /* DF */
-	ip[8] = 64;
-	ip[9] = IPPROTO_UDP;
-	memcpy(ip + 12, &o->src_ip, 4);
-	memcpy(ip + 16, &o->dst_ip, 4);
-	uint8_t *udp = f + OFF_UDP;
-	put16(udp, (uint16_t)(UDP_SPORT_BASE + o->flow));
-	put16(udp + 2, UDP_DPORT);
-	put16(udp + 4, (uint16_t)(o->size - OFF_UDP));
-	memcpy(f + OFF_MAGIC, MAGIC, 4);
-	put32le(f + OFF_FLOW, o->flow);
-}
-
-static void build_frame(uint8_t *f, unsigned size, uint64_t seq)
-{
-	uint8_t *ip = f + OFF_IP;
-	put16(ip + 4, (uint16_t)(seq & 0xffff));
-	put16(ip + 10, 0);
-	put16(ip + 10, ip_checksum(ip));
-	put64le(f + OFF_SEQ, seq);
-	for (unsigned i = OFF_PATTERN; i < size; i++)
-		f[i] = (uint8_t)((seq + i) & 0xff);
 }
 
 static int open_socket(const char *iface, int proto, int *ifindex, uint8_t mac[6], unsigned *mtu)
@@ -287,7 +192,7 @@ static int do_send(const struct opts *o)
 		return 1;
 	}
 	for (unsigned i = 0; i < o->buf_frames; i++)
-		frame_template(buf + i * chunk, o, mac);
+		frame_template(buf + i * chunk, o->size, o->dst_mac, mac, o->src_ip, o->dst_ip, o->flow);
 	if (o->buf_map && write_buf_map(o->buf_map, buf, buf_len) < 0)
 		return 1;
 	if (o->wait_file) {
@@ -335,53 +240,7 @@ static int do_send(const struct opts *o)
 	return sent == o->count ? 0 : 1;
 }
 
-struct flow_state {
-	int used;
-	uint32_t id;
-	uint8_t *seen; /* bitmap of sequence numbers */
-	uint64_t cap;  /* bits allocated */
-	uint64_t highest;
-	int any;
-};
-
 static struct flow_state flows[MAX_FLOWS];
-
-static struct flow_state *flow_get(uint32_t id)
-{
-	for (int i = 0; i < MAX_FLOWS; i++) {
-		if (flows[i].used && flows[i].id == id)
-			return &flows[i];
-		if (!flows[i].used) {
-			flows[i].used = 1;
-			flows[i].id = id;
-			return &flows[i];
-		}
-	}
-	return NULL;
-}
-
-/* Returns 1 when seq was already seen, 0 when new, -1 when it cannot be tracked. */
-static int flow_mark(struct flow_state *fs, uint64_t seq)
-{
-	if (seq >= MAX_TRACKED_SEQ)
-		return -1;
-	if (seq >= fs->cap) {
-		uint64_t cap = fs->cap ? fs->cap : 4096;
-		while (cap <= seq)
-			cap *= 2;
-		uint8_t *p = realloc(fs->seen, cap / 8);
-		if (!p)
-			return -1;
-		memset(p + fs->cap / 8, 0, (cap - fs->cap) / 8);
-		fs->seen = p;
-		fs->cap = cap;
-	}
-	uint8_t bit = (uint8_t)(1u << (seq & 7));
-	if (fs->seen[seq / 8] & bit)
-		return 1;
-	fs->seen[seq / 8] |= bit;
-	return 0;
-}
 
 /* Is this one of ours at all? IPv4 + UDP to port 9000; verification decides the rest. */
 static int is_test_frame(const uint8_t *f, size_t len)
@@ -399,7 +258,7 @@ static int verify_frame(const uint8_t *f, size_t len)
 		return 0;
 	if (ip_checksum(ip) != 0)
 		return 0;
-	if (memcmp(f + OFF_MAGIC, MAGIC, 4) != 0)
+	if (memcmp(f + OFF_MAGIC, TEST_FRAME_MAGIC, 4) != 0)
 		return 0;
 	uint64_t seq = get64le(f + OFF_SEQ);
 	if (get16(ip + 4) != (seq & 0xffff))
@@ -452,7 +311,7 @@ static int do_receive(const struct opts *o)
 			continue;
 		}
 		verified++;
-		struct flow_state *fs = flow_get(get32le(buf + OFF_FLOW));
+		struct flow_state *fs = flow_get(flows, MAX_FLOWS, get32le(buf + OFF_FLOW));
 		uint64_t seq = get64le(buf + OFF_SEQ);
 		int m = fs ? flow_mark(fs, seq) : -1;
 		if (m < 0) {

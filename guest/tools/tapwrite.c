@@ -35,13 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define OFF_IP 14
-#define OFF_UDP 34
-#define OFF_MAGIC 42
-#define OFF_FLOW 46
-#define OFF_SEQ 50
-#define OFF_PATTERN 58
-#define MIN_FRAME 60
+#include "testframe.h"
+
 #define MAX_FRAME 9014
 /* A write that keeps failing with EAGAIN/ENOBUFS this long is given up. */
 #define STALL_S 5
@@ -78,92 +73,6 @@ static void usage(FILE *f)
 		"  --blocking       open /dev/net/tun without O_NONBLOCK (no build_skb path)\n"
 		"  --sndbuf N       TUNSETSNDBUF N (default: leave it at INT_MAX)\n"
 		"Prints one JSON line with the totals on stdout; everything else on stderr.\n");
-}
-
-static int parse_mac(const char *s, uint8_t mac[6])
-{
-	unsigned v[6];
-	char tail;
-	if (sscanf(s, "%x:%x:%x:%x:%x:%x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &tail) != 6)
-		return -1;
-	for (int i = 0; i < 6; i++) {
-		if (v[i] > 0xff)
-			return -1;
-		mac[i] = (uint8_t)v[i];
-	}
-	return 0;
-}
-
-static int parse_ull(const char *s, unsigned long long *out)
-{
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 0);
-	if (errno || end == s || *end || s[0] == '-')
-		return -1;
-	*out = v;
-	return 0;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_s(double s)
-{
-	if (s <= 0)
-		return;
-	struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-	nanosleep(&ts, NULL);
-}
-
-static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
-static void put32le(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-static void put64le(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i)); }
-
-static uint16_t ip_checksum(const uint8_t *h)
-{
-	uint32_t sum = 0;
-	for (int i = 0; i < 20; i += 2)
-		sum += (uint32_t)((h[i] << 8) | h[i + 1]);
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-static void frame_template(uint8_t *f, const struct opts *o)
-{
-	memset(f, 0, o->size);
-	memcpy(f, o->dst_mac, 6);
-	memcpy(f + 6, o->src_mac, 6);
-	put16(f + 12, 0x0800);
-	uint8_t *ip = f + OFF_IP;
-	ip[0] = 0x45;
-	put16(ip + 2, (uint16_t)(o->size - OFF_IP));
-	put16(ip + 6, 0x4000);
-	ip[8] = 64;
-	ip[9] = IPPROTO_UDP;
-	memcpy(ip + 12, &o->src_ip, 4);
-	memcpy(ip + 16, &o->dst_ip, 4);
-	put16(f + OFF_UDP, (uint16_t)(10000 + o->flow));
-	put16(f + OFF_UDP + 2, 9000);
-	put16(f + OFF_UDP + 4, (uint16_t)(o->size - OFF_UDP));
-	memcpy(f + OFF_MAGIC, "ZCNC", 4);
-	put32le(f + OFF_FLOW, o->flow);
-}
-
-static void build_frame(uint8_t *f, unsigned size, uint64_t seq)
-{
-	uint8_t *ip = f + OFF_IP;
-	put16(ip + 4, (uint16_t)(seq & 0xffff));
-	put16(ip + 10, 0);
-	put16(ip + 10, ip_checksum(ip));
-	put64le(f + OFF_SEQ, seq);
-	for (unsigned i = OFF_PATTERN; i < size; i++)
-		f[i] = (uint8_t)((seq + i) & 0xff);
 }
 
 int main(int argc, char **argv)
@@ -301,7 +210,7 @@ int main(int argc, char **argv)
 	uint8_t *f = malloc(o.size);
 	if (!f)
 		return 1;
-	frame_template(f, &o);
+	frame_template(f, o.size, o.dst_mac, o.src_mac, o.src_ip, o.dst_ip, o.flow);
 	unsigned long long written = 0, bytes = 0, errors = 0, retries = 0;
 	int first_errno = 0;
 	double t0 = now_s(), last_progress = t0;

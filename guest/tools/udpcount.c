@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "testframe.h"
+
 #ifndef SO_RXQ_OVFL
 #define SO_RXQ_OVFL 40
 #endif
@@ -48,64 +50,8 @@
 #define PAYLOAD_MIN 18          /* frame minimum 60 - 42 */
 #define BATCH 64
 #define MAX_FLOWS 16
-#define MAX_TRACKED_SEQ (64ULL * 1024 * 1024)
 
-struct flow {
-	int used;
-	uint32_t id;
-	uint8_t *seen;
-	uint64_t cap, highest;
-	int any;
-};
-
-static struct flow flows[MAX_FLOWS];
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static uint32_t get32le(const uint8_t *p) { return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24; }
-static uint64_t get64le(const uint8_t *p) { return (uint64_t)get32le(p) | (uint64_t)get32le(p + 4) << 32; }
-
-static struct flow *flow_get(uint32_t id)
-{
-	for (int i = 0; i < MAX_FLOWS; i++) {
-		if (flows[i].used && flows[i].id == id)
-			return &flows[i];
-		if (!flows[i].used) {
-			flows[i].used = 1;
-			flows[i].id = id;
-			return &flows[i];
-		}
-	}
-	return NULL;
-}
-
-/* 1: already seen; 0: new; -1: cannot track */
-static int flow_mark(struct flow *f, uint64_t seq)
-{
-	if (seq >= MAX_TRACKED_SEQ)
-		return -1;
-	if (seq >= f->cap) {
-		uint64_t cap = f->cap ? f->cap : 65536;
-		while (cap <= seq)
-			cap *= 2;
-		uint8_t *p = realloc(f->seen, cap / 8);
-		if (!p)
-			return -1;
-		memset(p + f->cap / 8, 0, (cap - f->cap) / 8);
-		f->seen = p;
-		f->cap = cap;
-	}
-	uint8_t bit = (uint8_t)(1u << (seq & 7));
-	if (f->seen[seq / 8] & bit)
-		return 1;
-	f->seen[seq / 8] |= bit;
-	return 0;
-}
+static struct flow_state flows[MAX_FLOWS];
 
 static int verify_payload(const uint8_t *p, size_t len)
 {
@@ -310,7 +256,7 @@ int main(int argc, char **argv)
 				continue;
 			}
 			verified++;
-			struct flow *f = flow_get(get32le(p + 4));
+			struct flow_state *f = flow_get(flows, MAX_FLOWS, get32le(p + 4));
 			uint64_t seq = get64le(p + 8);
 			int m = f ? flow_mark(f, seq) : -1;
 			if (m < 0)
