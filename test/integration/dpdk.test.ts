@@ -3,40 +3,20 @@
  * must agree exactly in both directions. Processes are started and stopped by PID; nothing is
  * left running.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { scratchFolderPerTest, until } from '../support/integration.js';
 import { ZcnicDevice, type ZcnicDeviceOptions } from '../../harness/device-process.js';
 import { pidAlive, Testpmd, type TestpmdOptions } from '../../harness/dpdk/testpmd.js';
 
 const entry = new URL('../../cli/zcnic.js', import.meta.url).pathname;
 const dpdk = suite('dpdk');
-let dir = '';
-
-dpdk.before.each(() => {
-  dir = mkdtempSync(join(tmpdir(), 'zcnic-it-'));
-});
-dpdk.after.each(async () => {
-  await Testpmd.closeAll();
-  await ZcnicDevice.closeAll();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const scratch = scratchFolderPerTest(dpdk, 'zcnic-it-');
 
 async function pair(device: Partial<ZcnicDeviceOptions>, testpmd: Partial<TestpmdOptions>) {
-  const socket = join(dir, 'vhost.sock');
+  const socket = join(scratch(), 'vhost.sock');
   const zc = await ZcnicDevice.start({ entry, socket, port: 'sink', ...device });
   const tp = await Testpmd.start({ role: 'frontend', socket, forwardMode: 'rxonly', ...testpmd });
   return { zc, tp };
@@ -100,7 +80,7 @@ dpdk('reflect: every frame testpmd sends comes back or is counted as dropped', a
 });
 
 dpdk('two queue pairs on two datapath workers', async () => {
-  const socket = join(dir, 'vhost.sock');
+  const socket = join(scratch(), 'vhost.sock');
   const zc = await ZcnicDevice.start({ entry, socket, port: 'sink', queues: 2, extraArgs: ['--workers', '2'] });
   const tp = await Testpmd.start({ role: 'frontend', socket, forwardMode: 'txonly', queues: 2, txPktLen: 64 });
   await tp.startForwarding();
@@ -112,7 +92,7 @@ dpdk('two queue pairs on two datapath workers', async () => {
 });
 
 dpdk('pcap of generated frames reads back in tshark: count, lengths, checksums, payload', async () => {
-  const pcap = join(dir, 'gen.pcap');
+  const pcap = join(scratch(), 'gen.pcap');
   const { zc, tp } = await pair({ pcap }, { forwardMode: 'rxonly' });
   await tp.startForwarding();
   const n = 500;

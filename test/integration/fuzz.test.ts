@@ -4,14 +4,13 @@
  * error kind reached. Then a frontend nobody here wrote, DPDK testpmd's net_virtio_user, moves
  * an exact frame count through the same backend process.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fuzz } from '../../fuzz/fuzzer.js';
 import { formatReport, type FuzzReport } from '../../fuzz/report.js';
 import { ExternalTarget } from '../../fuzz/target.js';
+import { scratchFolderPerTest, until } from '../support/integration.js';
 import { ZcnicDevice } from '../../harness/device-process.js';
 import { pidAlive, Testpmd } from '../../harness/dpdk/testpmd.js';
 
@@ -39,29 +38,10 @@ const RING_KINDS = [
 ];
 
 const fz = suite('fuzz');
-let dir = '';
-
-fz.before.each(() => {
-  dir = mkdtempSync(join(tmpdir(), 'zcnic-it-fuzz-'));
-});
-fz.after.each(async () => {
-  await Testpmd.closeAll();
-  await ZcnicDevice.closeAll();
-  rmSync(dir, { recursive: true, force: true });
-});
-
-async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await read();
-    if (done(v)) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last ${JSON.stringify(v)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const scratch = scratchFolderPerTest(fz, 'zcnic-it-fuzz-');
 
 fz(`seed ${SEED}, ${SECONDS} s: no crash, every error counted; then testpmd txonly moves an exact count through the same backend`, async () => {
-  const socket = join(dir, 'vhost.sock');
+  const socket = join(scratch(), 'vhost.sock');
   const zc = await ZcnicDevice.start({ entry, socket, port: 'sink' });
   const target = await ExternalTarget.connect(socket);
   let report: FuzzReport;

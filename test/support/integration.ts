@@ -1,0 +1,35 @@
+/** What the integration tests share: polling for a condition, and a scratch folder per test that takes its processes with it. */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Test } from 'uvu';
+import { ZcnicDevice } from '../../harness/device-process.js';
+import { Testpmd } from '../../harness/dpdk/testpmd.js';
+
+/** Reads until `done` holds for the value read, or throws after `ms` naming `what` and the last value. */
+export async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await read();
+    if (done(v)) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last ${JSON.stringify(v)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * Gives each test of `suite` a fresh temporary folder (read it through the returned function);
+ * after each test every testpmd and zcnic device still running is stopped by PID and the folder removed.
+ */
+export function scratchFolderPerTest(suite: Test, prefix: string): () => string {
+  let dir = '';
+  suite.before.each(() => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+  });
+  suite.after.each(async () => {
+    await Testpmd.closeAll();
+    await ZcnicDevice.closeAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return () => dir;
+}
