@@ -6,7 +6,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { AccelRequest } from '../harness/accel.js';
 import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor } from '../harness/report.js';
-import { runSuites } from '../harness/run.js';
+import { NEGATIVE_CONTROLS, runSuites, type NegativeControl } from '../harness/run.js';
 import { suiteTables } from '../harness/suite-tables.js';
 import { integerOption, UsageError } from './options.js';
 
@@ -35,7 +35,13 @@ Options:
   --results FILE       write the results as JSON
   --junit FILE         write JUnit XML
   --markdown FILE      write a Markdown report
-${common}`;
+  --negative-control KIND   inject a fault that the suites' checks must catch, so they fail:
+                       corrupt-byte (smoke: one frame's byte flipped on the wire),
+                       count-off-by-one (every device count a test reads is one larger)
+${common}
+A guest that dies of QEMU's TCG int3 fault before or between tests is booted once more; both
+attempts are in the results (JSON "attempts", a line under the table).
+`;
 
 export const shellHelp = `Usage: zcnic shell [options]
 
@@ -60,6 +66,7 @@ function parse(argv: string[], withSuites: boolean) {
       results: { type: 'string' },
       junit: { type: 'string' },
       markdown: { type: 'string' },
+      'negative-control': { type: 'string' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -67,16 +74,20 @@ function parse(argv: string[], withSuites: boolean) {
     strict: true,
     allowPositionals: false,
   });
-  if (!withSuites && (values.suite || values.results || values.junit || values.markdown)) throw new UsageError('zcnic shell runs no suites');
+  if (!withSuites && (values.suite || values.results || values.junit || values.markdown || values['negative-control'])) throw new UsageError('zcnic shell runs no suites');
+  const negativeControl = values['negative-control'];
+  if (negativeControl !== undefined && !(NEGATIVE_CONTROLS as readonly string[]).includes(negativeControl)) {
+    throw new UsageError(`--negative-control must be one of ${NEGATIVE_CONTROLS.join(', ')}, not ${negativeControl}`);
+  }
   if (!['auto', 'kvm', 'tcg'].includes(values.accel)) throw new UsageError(`--accel must be auto, kvm or tcg, not ${values.accel}`);
   if ((values.kernel === undefined) !== (values.modules === undefined)) throw new UsageError('--kernel and --modules go together');
   const suites = (values.suite ?? DEFAULT_SUITES).flatMap((s) => s.split(',')).filter((s) => s !== '');
   for (const s of suites) if (!/^[a-z0-9-]+$/.test(s)) throw new UsageError(`not a suite name: ${s}`);
-  return { values, suites };
+  return { values, suites, negativeControl: negativeControl as NegativeControl | undefined };
 }
 
 async function execute(argv: string[], shell: boolean): Promise<number> {
-  const { values, suites } = parse(argv, !shell);
+  const { values, suites, negativeControl } = parse(argv, !shell);
   if (values.help) {
     process.stdout.write(shell ? shellHelp : runHelp);
     return 0;
@@ -106,15 +117,12 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       keep: values.keep,
       verbose: values.verbose,
       shell,
+      negativeControl,
       progress,
       signal: abort.signal,
     };
-    let outcome = await runSuites(options);
-    if (outcome.emulatorFault && !abort.signal.aborted) {
-      progress(`${outcome.emulatorFault}: ${outcome.problem}; running the suites once more`);
-      outcome = await runSuites(options);
-    }
-    if (outcome.keptDir) progress(`kept ${outcome.keptDir}`);
+    const outcome = await runSuites(options);
+    for (const dir of outcome.keptDirs) progress(`kept ${dir}`);
     if (abort.signal.aborted) return 130;
     if (shell) return outcome.problem ? 1 : 0;
     const { results } = outcome;

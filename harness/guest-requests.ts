@@ -15,6 +15,11 @@ export interface PeerRequests {
   stats(): Promise<unknown>;
 }
 
+/** A peer the run needed but could not set up: the guest's test fails with this reason. */
+export interface PeerUnavailable {
+  readonly unavailable: string;
+}
+
 /** A test is starting: what the harness does before answering `begin`. */
 export type BeginHook = (suite: string, test: string) => Promise<void>;
 
@@ -48,7 +53,7 @@ function parseKeyValues(words: readonly string[]): Record<string, number> | stri
   return out;
 }
 
-export async function answerGuestRequest(line: string, device: DeviceRequests, begin: BeginHook, peer?: PeerRequests): Promise<string> {
+export async function answerGuestRequest(line: string, device: DeviceRequests, begin: BeginHook, peer?: PeerRequests | PeerUnavailable): Promise<string> {
   const words = line.trim().split(/\s+/).filter((w) => w !== '');
   const [verb, ...args] = words;
   const call = async (body: Record<string, unknown>): Promise<unknown> => {
@@ -117,6 +122,7 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         // peer stats KEY...: the netns peer's totals (tcp.bytes, udp.datagrams, last.sha256, ...)
         if (args[0] !== 'stats' || args.length < 2) return error('usage: peer stats KEY...');
         if (!peer) return error('this run has no peer (suites that need one: msg-zerocopy)');
+        if ('unavailable' in peer) return error(`the peer could not be set up: ${peer.unavailable}`);
         const stats = await peer.stats();
         const parts: string[] = [];
         for (const key of args.slice(1)) {
@@ -135,7 +141,9 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         for (;;) {
           const value = lookup(await call({ cmd: 'stats' }), key);
           if (typeof value !== 'number') return error(`stats key ${key} is not a number`);
-          if (value >= min || Date.now() >= deadline) return assignment(key, value);
+          if (value >= min) return assignment(key, value);
+          // A counter still short at the deadline is the test's failure, not an answer to go on with.
+          if (Date.now() >= deadline) return error(`${key} is ${value} after ${seconds} s, below ${min}`);
           await new Promise((resolve) => setTimeout(resolve, WAIT_POLL_MS));
         }
       }

@@ -27,6 +27,24 @@ export interface TestRecord {
   diagnostics: string[];
 }
 
+/**
+ * One boot of the guest. A run boots again only when the guest died of an emulator fault before
+ * or between tests; every boot stays in the results, so a retry never hides what happened.
+ */
+export interface AttemptRecord {
+  attempt: number;
+  /** ISO 8601 time the boot started. */
+  startedAt: string;
+  durationMs: number;
+  /** Why the boot went wrong (QEMU died, timed out, the device crashed), or null. */
+  problem: string | null;
+  /** The emulator fault the guest died of, or null. */
+  emulatorFault: string | null;
+  /** The run booted again after this attempt. */
+  retried: boolean;
+  tests: TestRecord[];
+}
+
 export interface RunResults {
   accel: string;
   accelReason: string;
@@ -35,7 +53,10 @@ export interface RunResults {
   /** ISO 8601 time the run started. */
   startedAt: string;
   durationMs: number;
+  /** The last attempt's tests: the verdicts. */
   tests: TestRecord[];
+  /** Every boot, the last one included. */
+  attempts: AttemptRecord[];
 }
 
 /** A table a suite contributes to the Markdown report, e.g. "pps per frame size and mode". */
@@ -57,6 +78,7 @@ export interface ResultsJson extends Counts {
   accelReason: string;
   kernelRelease: string;
   durationMs: number;
+  attempts: AttemptRecord[];
 }
 
 /**
@@ -180,23 +202,48 @@ export function resultsJson(run: RunResults): ResultsJson {
     passed: c.passed,
     failed: c.failed,
     skipped: c.skipped,
-    tests: run.tests.map((t) => ({
-      name: t.name,
-      suite: t.suite,
-      ok: t.ok,
-      skip: t.skip,
-      skipReason: t.skipReason,
-      timeout: t.timeout,
-      durationMs: t.durationMs,
-      metrics: t.metrics,
-      deviceCounters: t.deviceCounters,
-      diagnostics: t.diagnostics,
-    })),
+    tests: run.tests.map(testJson),
     accel: run.accel,
     accelReason: run.accelReason,
     kernelRelease: run.kernelRelease,
     durationMs: run.durationMs,
+    attempts: run.attempts.map((a) => ({
+      attempt: a.attempt,
+      startedAt: a.startedAt,
+      durationMs: a.durationMs,
+      problem: a.problem,
+      emulatorFault: a.emulatorFault,
+      retried: a.retried,
+      tests: a.tests.map(testJson),
+    })),
   };
+}
+
+/** A test record, keys in this order and no others. */
+function testJson(t: TestRecord): TestRecord {
+  return {
+    name: t.name,
+    suite: t.suite,
+    ok: t.ok,
+    skip: t.skip,
+    skipReason: t.skipReason,
+    timeout: t.timeout,
+    durationMs: t.durationMs,
+    metrics: t.metrics,
+    deviceCounters: t.deviceCounters,
+    diagnostics: t.diagnostics,
+  };
+}
+
+/** One line per boot that was not the last, or none: what a retry happened after. */
+export function attemptLines(run: RunResults): string[] {
+  if (run.attempts.length < 2) return [];
+  return run.attempts.map((a) => {
+    const c = counts(a.tests);
+    const what = a.problem ? `${a.problem}${a.emulatorFault ? ` (${a.emulatorFault})` : ''}` : 'ran to the end';
+    const next = a.retried ? '; booted again' : '';
+    return `attempt ${a.attempt} of ${run.attempts.length}: ${c.passed} passed, ${c.failed} failed, ${c.skipped} skipped; ${what}${next}`;
+  });
 }
 
 export function formatResultsJson(run: RunResults): string {
@@ -305,6 +352,7 @@ export function terminalTable(run: RunResults, opts: TerminalOptions = {}): stri
   lines.push(
     `${colored} in ${formatDuration(run.durationMs)}; ${run.accel}${run.accelReason ? ` (${oneLine(run.accelReason)})` : ''}, kernel ${run.kernelRelease}`,
   );
+  for (const line of attemptLines(run)) lines.push(paint(ANSI.yellow, oneLine(line)));
   return `${lines.join('\n')}\n`;
 }
 
@@ -461,6 +509,8 @@ export function markdown(run: RunResults, tables: readonly ExtraTable[] = []): s
       new Set([0, 4]),
     ),
   );
+  const attempts = attemptLines(run);
+  if (attempts.length > 0) parts.push('', '## Attempts', '', ...attempts.map((line) => `- ${mdCell(line)}`));
   for (const t of tables) {
     parts.push('', `## ${mdCell(t.title)}`, '', mdTable(t.columns, t.rows));
   }

@@ -1,25 +1,39 @@
 /**
- * One test run, start to end: the guest image (built or cached), the accelerator (probed),
- * the zcnic device (a child process, so a device crash is reported instead of taking the
- * harness down, and the harness's own event loop never delays the datapath), QEMU, and the
- * guest's KTAP port. Each test's verdict is the guest's (which checks the device's counters
- * itself through zcnic_ctl); the harness adds the device's counters for that test to the record.
- * Every child is stopped by its PID and the temporary folder removed, on success, failure,
- * timeout or Ctrl-C.
+ * One test run, start to end: the guest image (built or cached) and the accelerator (probed),
+ * once; then a boot of the guest (an attempt): the zcnic device (a child process, so a device
+ * crash is reported instead of taking the harness down, and the harness's own event loop never
+ * delays the datapath), the netns peer when a suite needs one, QEMU, and the guest's KTAP port.
+ * Each test's verdict is the guest's (which checks the device's counters itself through
+ * zcnic_ctl); the harness adds the device's counters for that test to the record. Every child
+ * is stopped by its PID and the temporary folder removed, on success, failure, timeout or Ctrl-C.
+ *
+ * A second attempt happens only when the guest died of an emulator fault before or between
+ * tests (see EMULATOR_FAULT); every attempt is kept in the results.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
+import { resolveAccel, type AccelChoice, type AccelRequest } from './accel.js';
+import { ConsoleLines } from './console-lines.js';
 import { ZcnicDevice } from './device-process.js';
-import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
-import { resolveAccel, type AccelRequest } from './accel.js';
 import { connectGuestChannel, type GuestChannel } from './guest-channel.js';
-import { answerGuestRequest } from './guest-requests.js';
-import { KtapReader, type KtapSummary } from './ktap.js';
+import type { PeerUnavailable } from './guest-requests.js';
+import type { KtapSummary } from './ktap.js';
+import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
 import { launchQemu } from './qemu.js';
-import { testRecordFromKtap, type RunResults, type TestRecord } from './report.js';
-import { buildImage } from '../images/build.js';
+import type { AttemptRecord, RunResults } from './report.js';
+import { TestRecorder } from './test-recorder.js';
+import { buildImage, type BuiltImage } from '../images/build.js';
+
+/**
+ * Faults a run can inject to show its own checks failing (make test's negative controls). The
+ * guest sees them as ZCNIC_FAULT: `corrupt-byte` flips one byte of one smoke frame, which the
+ * device's verification must catch; `count-off-by-one` makes every device count a guest test
+ * reads one larger, which each reconciliation must catch.
+ */
+export const NEGATIVE_CONTROLS = ['corrupt-byte', 'count-off-by-one'] as const;
+export type NegativeControl = (typeof NEGATIVE_CONTROLS)[number];
 
 export interface RunOptions {
   readonly suites: readonly string[];
@@ -37,6 +51,8 @@ export interface RunOptions {
   readonly verbose: boolean;
   /** Boot into a shell instead of running suites (zcnic shell). */
   readonly shell?: boolean;
+  /** A fault to inject, so that the checks it targets must fail. */
+  readonly negativeControl?: NegativeControl;
   /** Progress lines for a person. */
   readonly progress: (line: string) => void;
   /** Aborts the run (Ctrl-C). */
@@ -45,18 +61,23 @@ export interface RunOptions {
 
 export interface RunOutcome {
   readonly results: RunResults;
+  /** The last attempt's KTAP summary. */
   readonly summary: KtapSummary;
-  /** Why the run itself went wrong (QEMU died, timed out, the device crashed), or null. */
+  /** Why the last attempt went wrong (QEMU died, timed out, the device crashed), or null. */
   readonly problem: string | null;
-  /**
-   * Set when the guest died of a fault of the emulator rather than of what it tested: QEMU 7.2's
-   * multi-threaded TCG now and then runs a stale int3 that the kernel's text patching (jump
-   * labels, static calls) had already removed, and the guest oopses in int3. Worth one retry.
-   */
-  readonly emulatorFault: string | null;
-  readonly keptDir: string | null;
+  /** The temporary folders kept (--keep), one per attempt. */
+  readonly keptDirs: string[];
 }
 
+/**
+ * QEMU 7.2's multi-threaded TCG now and then runs a stale int3 that the kernel's text patching
+ * (jump labels, static calls) had already removed, and the guest oopses in int3. That is the
+ * emulator's fault, not the tested code's, so a guest that died of it before or between tests
+ * is booted once more.
+ */
+const EMULATOR_FAULT = { consoleText: 'Oops: int3', description: 'the guest oopsed in int3 under multi-threaded TCG (a QEMU 7.2 emulation fault)' } as const;
+/** Boots per run: the second only after an emulator fault before or between tests. */
+const MAX_ATTEMPTS = 2;
 const MAC = '52:54:00:12:34:56';
 /** Time to the first KTAP line before the run is declared stuck. */
 const BOOT_TIMEOUT_MS = 120_000;
@@ -66,6 +87,29 @@ const PEER_SUITES: readonly string[] = ['msg-zerocopy', 'seeds'];
 const PEER_TAP = `zcp${process.pid % 1_000_000}`;
 /** Per-test slack over the guest's own timeout (the guest kills a hung test itself). */
 const TEST_SLACK_MS = 30_000;
+const CONSOLE_TAIL_LINES = 20;
+
+interface PreparedGuest {
+  readonly image: BuiltImage;
+  readonly accel: AccelChoice;
+}
+
+/** One boot's outcome. */
+interface Attempt {
+  readonly record: AttemptRecord;
+  readonly summary: KtapSummary;
+  /** A test failed in this attempt (then it is never retried). */
+  readonly anyTestFailed: boolean;
+  readonly keptDir: string | null;
+}
+
+/** What one boot started, so that cleanup stops exactly that. */
+interface Children {
+  device: ZcnicDevice | null;
+  peer: PeerNetns | null;
+  qemu: ResultPromise | null;
+  channel: GuestChannel | null;
+}
 
 function entryPoint(): string {
   return new URL('../cli/zcnic.js', import.meta.url).pathname;
@@ -73,201 +117,217 @@ function entryPoint(): string {
 
 export async function runSuites(o: RunOptions): Promise<RunOutcome> {
   const started = Date.now();
+  const guest = await prepareGuest(o);
+  const attempts: Attempt[] = [];
+  for (let n = 1; ; n++) {
+    const attempt = await bootAndRun(o, guest, n);
+    attempts.push(attempt);
+    if (n >= MAX_ATTEMPTS || o.signal.aborted || !diedBetweenTestsOfEmulatorFault(attempt)) break;
+    attempt.record.retried = true;
+    o.progress(`attempt ${n}: ${attempt.record.emulatorFault}, before or between tests; booting once more (attempt ${n} stays in the results)`);
+  }
+  const last = attempts.at(-1)!;
+  const results: RunResults = {
+    accel: guest.accel.accel,
+    accelReason: guest.accel.reason,
+    kernelRelease: guest.image.kernelRelease,
+    suites: [...o.suites],
+    startedAt: new Date(started).toISOString(),
+    durationMs: Date.now() - started,
+    tests: last.record.tests,
+    attempts: attempts.map((a) => a.record),
+  };
+  return { results, summary: last.summary, problem: last.record.problem, keptDirs: attempts.flatMap((a) => (a.keptDir ? [a.keptDir] : [])) };
+}
+
+/**
+ * A retry may only repeat what nothing had judged yet: the guest died of the emulator fault
+ * while no test was running and none had failed.
+ */
+export function diedBetweenTestsOfEmulatorFault(a: { readonly record: Pick<AttemptRecord, 'problem' | 'emulatorFault'>; readonly anyTestFailed: boolean }): boolean {
+  return a.record.problem !== null && a.record.emulatorFault !== null && !a.anyTestFailed;
+}
+
+async function prepareGuest(o: RunOptions): Promise<PreparedGuest> {
+  o.progress('building the guest image');
+  const image = await buildImage({ kernel: o.kernel, modules: o.modules, log: (line) => o.progress(`  ${line}`) });
+  const kernelKey = (JSON.parse(readFileSync(image.manifest, 'utf8')) as { kernelKey?: string }).kernelKey ?? image.cacheKey;
+  const accel = await resolveAccel({ requested: o.accel, kernel: image.kernel, initramfs: image.initramfs, guestKernelKey: kernelKey });
+  o.progress(`accelerator: ${accel.accel} (${accel.reason})`);
+  return { image, accel };
+}
+
+/** One boot: device, peer, QEMU, the guest's tests; everything it started is stopped again. */
+async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number): Promise<Attempt> {
+  const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-run-'));
   const paths = { vhost: join(dir, 'vhost.sock'), ktap: join(dir, 'ktap.sock'), console: join(dir, 'console.log'), deviceLog: join(dir, 'device.log') };
-  let device: ZcnicDevice | null = null;
-  let peer: PeerNetns | null = null;
-  let qemu: ResultPromise | null = null;
-  let channel: GuestChannel | null = null;
+  const children: Children = { device: null, peer: null, qemu: null, channel: null };
   const deviceLog: string[] = [];
+  const logLine = (source: string) => (line: string): void => {
+    deviceLog.push(source === 'device' ? line : `${source}: ${line}`);
+    if (o.verbose) o.progress(`${source}: ${line}`);
+  };
   try {
-    o.progress('building the guest image');
-    const image = await buildImage({ kernel: o.kernel, modules: o.modules, log: (line) => o.progress(`  ${line}`) });
-    const kernelKey = (JSON.parse(readFileSync(image.manifest, 'utf8')) as { kernelKey?: string }).kernelKey ?? image.cacheKey;
-    const accel = await resolveAccel({ requested: o.accel, kernel: image.kernel, initramfs: image.initramfs, guestKernelKey: kernelKey });
-    o.progress(`accelerator: ${accel.accel} (${accel.reason})`);
+    const device = await ZcnicDevice.start({ entry: entryPoint(), socket: paths.vhost, port: 'sink', queues: o.queues, verify: true, onOutput: logLine('device') });
+    children.device = device;
+    const peer = await startPeerIfNeeded(o, device, join(dir, 'peer.ctl'), logLine('peer'));
+    if (peer instanceof PeerNetns) children.peer = peer;
+    const recorder = new TestRecorder({ device, begin: () => resetDevice(device), peer, progress: o.progress });
 
-    device = await ZcnicDevice.start({
-      entry: entryPoint(),
-      socket: paths.vhost,
-      port: 'sink',
-      queues: o.queues,
-      verify: true,
-      onOutput: (line) => {
-        deviceLog.push(line);
-        if (o.verbose) o.progress(`device: ${line}`);
-      },
-    });
-    const dev = device;
-
-    // Suites that talk to a real peer get one: the device's tap in a namespace of its own.
-    if (o.suites.some((suite) => PEER_SUITES.includes(suite))) {
-      o.progress(`peer: tap ${PEER_TAP} in a network namespace, ${PEER_ADDRESS}`);
-      try {
-        await dev.request({ cmd: 'setPort', port: 'tap', tap: PEER_TAP });
-        await dev.request({ cmd: 'setPort', port: 'sink' });
-        peer = await PeerNetns.start({
-          tap: PEER_TAP,
-          control: join(dir, 'peer.ctl'),
-          onOutput: (line) => {
-            deviceLog.push(`peer: ${line}`);
-            if (o.verbose) o.progress(`peer: ${line}`);
-          },
-        });
-      } catch (err) {
-        // Without root there is no tap and no namespace: the suites that need the peer skip.
-        o.progress(`peer: not available, the tests that need it will skip: ${(err as Error).message}`);
-        peer = null;
-      }
-    }
-    const peerNow = peer;
-
-    // Device counters per test: read when the result line arrives, before the guest's next
-    // `begin` resets them (requests and results are handled in the order they arrived).
-    let ordered: Promise<unknown> = Promise.resolve();
-    const records: TestRecord[] = [];
-    let planned = 0;
-    const reader = new KtapReader({
-      onBegin: (b) => o.progress(`test ${b.index}${planned ? `/${planned}` : ''} ${b.suite ?? ''}/${b.name}`),
-      onResult: (r) => {
-        o.progress(`  ${r.skip !== null ? `skip (${r.skip})` : r.ok ? 'ok' : 'FAILED'} ${r.name}${r.durationMs !== null ? ` (${(r.durationMs / 1000).toFixed(1)} s)` : ''}`);
-        ordered = ordered.then(async () => {
-          const counters = await dev.stats().catch(() => null);
-          records.push(testRecordFromKtap(r, counters));
-        });
-      },
-    });
-    const begin = async (): Promise<void> => {
-      await dev.request({ cmd: 'setPort', port: 'sink' });
-      await dev.request({ cmd: 'setVerify', on: true });
-      await dev.request({ cmd: 'setRequireLinearHeader', on: false });
-      await dev.request({ cmd: 'setZeroCopyMap', map: null });
-      await dev.request({ cmd: 'resetCounters' });
-    };
-
-    const appendCmdline = o.shell ? 'zcnic.shell=1' : undefined;
-    o.progress(`booting ${image.kernelRelease} under ${accel.accel.toUpperCase()} (${o.smp} vCPUs, ${o.memMiB} MiB)`);
+    o.progress(`booting ${guest.image.kernelRelease} under ${guest.accel.accel.toUpperCase()} (${o.smp} vCPUs, ${o.memMiB} MiB)${attempt > 1 ? `, attempt ${attempt}` : ''}`);
     const bootStart = Date.now();
-    qemu = launchQemu(
-      {
-        kernel: image.kernel,
-        initramfs: image.initramfs,
-        accel: accel.accel,
-        smp: o.smp,
-        memMiB: o.memMiB,
-        vhostUserSocket: paths.vhost,
-        queues: o.queues,
-        mac: MAC,
-        ktapPath: paths.ktap,
-        ktapChardev: 'socket',
-        suite: o.suites,
-        testTimeoutSec: o.testTimeoutSec,
-        appendCmdline,
-      },
-      { execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: false } },
-    );
-    const vm = qemu;
-    const consoleLines: string[] = [];
-    if (!o.shell) {
-      vm.stdout?.setEncoding('utf8');
-      vm.stdout?.on('data', (chunk: string) => {
-        for (const line of chunk.split('\n')) {
-          if (line === '') continue;
-          consoleLines.push(line);
-          if (o.verbose) o.progress(`guest: ${line.replace(/\r$/, '')}`);
-        }
-      });
-    }
-    const qemuExit = vm.then((r) => r);
-    const abort = new AbortController();
-    void qemuExit.then(() => abort.abort());
-    o.signal.addEventListener('abort', () => abort.abort(), { once: true });
-
-    let firstLine = false;
-    channel = await connectGuestChannel({
+    const vm = launchGuest(o, guest, paths);
+    children.qemu = vm;
+    const console = followConsole(o, vm);
+    const ended = new AbortController();
+    void vm.then(() => ended.abort());
+    o.signal.addEventListener('abort', () => ended.abort(), { once: true });
+    children.channel = await connectGuestChannel({
       path: paths.ktap,
-      signal: abort.signal,
+      signal: ended.signal,
       onLine: (line) => {
-        if (!firstLine && line.startsWith('KTAP version')) {
-          firstLine = true;
-          o.progress(`  first KTAP line after ${((Date.now() - bootStart) / 1000).toFixed(1)} s`);
-        }
-        const plan = /^1\.\.(\d+)/.exec(line);
-        if (plan) planned = Number(plan[1]);
-        reader.line(line);
+        if (recorder.line(line)) o.progress(`  first KTAP line after ${((Date.now() - bootStart) / 1000).toFixed(1)} s`);
       },
-      onControl: async (request) => {
-        await ordered;
-        const answer = answerGuestRequest(request, dev, begin, peerNow ?? undefined);
-        ordered = answer;
-        return answer;
-      },
+      onControl: (request) => recorder.answer(request),
     });
 
-    // Wait for the guest to power off, the deadline, the device to die, or Ctrl-C.
-    let problem: string | null = null;
-    const ticker = setInterval(() => {
-      if (!firstLine) o.progress(`  booting… ${((Date.now() - bootStart) / 1000).toFixed(0)} s`);
-    }, 5000);
-    const deadline = (): number => bootStart + BOOT_TIMEOUT_MS + Math.max(1, planned) * (o.testTimeoutSec * 1000 + TEST_SLACK_MS);
-    const timedOut = new Promise<string>((resolve) => {
-      const check = setInterval(() => {
-        if (Date.now() > deadline() || (!firstLine && !o.shell && Date.now() > bootStart + BOOT_TIMEOUT_MS)) {
-          clearInterval(check);
-          resolve(firstLine ? 'the run exceeded its deadline' : `no KTAP from the guest within ${BOOT_TIMEOUT_MS / 1000} s`);
-        }
-      }, 500);
-      void qemuExit.finally(() => clearInterval(check));
-    });
-    const interrupted = new Promise<string>((resolve) => o.signal.addEventListener('abort', () => resolve('interrupted'), { once: true }));
-    const deviceDied = device.exitPromiseForRun().then((e) => `the zcnic device exited unexpectedly (${e})`);
-    const ended = await Promise.race([qemuExit.then((r) => (r.exitCode === 0 ? null : `QEMU exited with ${r.exitCode ?? r.signal}: ${String(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`)), timedOut, interrupted, deviceDied]);
-    clearInterval(ticker);
-    problem = ended;
-    await channel.closed.catch(() => undefined);
-    await ordered.catch(() => undefined);
-    const summary = reader.end();
-    if (!problem && !o.shell && !firstLine) problem = 'the guest printed no KTAP';
-    if (!problem && summary.missing > 0) problem = `the guest reported ${planned - summary.missing} of ${planned} tests${summary.running ? ` (it was running ${summary.running})` : ''}`;
-    if (!problem && !o.shell && !summary.done) problem = 'the guest did not finish its suites';
-    // Tests the guest never reported are failures, so every count (JSON, JUnit, make test) sees them.
-    if (problem && !o.shell) {
-      const died = consoleLines.slice(-20).join('\n');
-      for (const name of summary.running ? [summary.running] : []) {
-        records.push({ name, suite: '', ok: false, skip: false, skipReason: null, timeout: null, durationMs: null, metrics: {}, deviceCounters: null, diagnostics: [`not finished: ${problem}`, died] });
-      }
-      const unreported = summary.missing - (summary.running ? 1 : 0);
-      if (unreported > 0) records.push({ name: `${unreported} more planned test(s)`, suite: '', ok: false, skip: false, skipReason: null, timeout: null, durationMs: null, metrics: {}, deviceCounters: null, diagnostics: [`never ran: ${problem}`] });
-    }
-    const emulatorFault =
-      problem && accel.accel === 'tcg' && consoleLines.some((l) => l.includes('Oops: int3')) ? 'the guest oopsed in int3 under multi-threaded TCG (a QEMU 7.2 emulation fault)' : null;
-    if (problem && consoleLines.length > 0 && !o.verbose) o.progress(`last console lines:\n${consoleLines.slice(-15).join('\n')}`);
+    const ending = await waitForGuestEnd(o, vm, device, recorder, bootStart);
+    await children.channel.closed.catch(() => undefined);
+    console.end();
+    const final = await recorder.finish((summary) => ending ?? unfinishedRun(o, recorder, summary), console.tail(CONSOLE_TAIL_LINES));
+    const problem = final.problem;
+    const emulatorFault = problem !== null && guest.accel.accel === 'tcg' && console.includes(EMULATOR_FAULT.consoleText) ? EMULATOR_FAULT.description : null;
+    if (problem !== null && console.lines.length > 0 && !o.verbose) o.progress(`last console lines:\n${console.tail(15)}`);
     if (o.keep) {
-      writeFileSync(paths.console, consoleLines.join('\n'));
+      writeFileSync(paths.console, console.lines.join('\n'));
       writeFileSync(paths.deviceLog, deviceLog.join('\n'));
-      writeFileSync(join(dir, 'ktap.raw'), channel.raw());
+      writeFileSync(join(dir, 'ktap.raw'), children.channel.raw());
     }
-    const results: RunResults = {
-      accel: accel.accel,
-      accelReason: accel.reason,
-      kernelRelease: image.kernelRelease,
-      suites: [...o.suites],
-      startedAt: new Date(started).toISOString(),
-      durationMs: Date.now() - started,
-      tests: records,
+    return {
+      record: { attempt, startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, problem, emulatorFault, retried: false, tests: final.tests },
+      summary: final.summary,
+      anyTestFailed: final.anyTestFailed,
+      keptDir: o.keep ? dir : null,
     };
-    return { results, summary, problem, emulatorFault, keptDir: o.keep ? dir : null };
   } finally {
-    await channel?.close().catch(() => undefined);
-    // A child still running has neither an exit code nor a signal (both null).
-    if (qemu?.pid && qemu.exitCode === null && qemu.signalCode === null) {
-      qemu.kill('SIGTERM');
-      const killer = setTimeout(() => qemu?.kill('SIGKILL'), 3000);
-      await qemu.catch(() => undefined);
-      clearTimeout(killer);
-    }
-    await device?.stop().catch(() => undefined);
-    await peer?.stop();
+    await stopChildren(children);
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Suites that talk to a real peer get one: the device's tap in a namespace of its own. A peer
+ * that cannot be set up (no root, no ip) is a broken setup: the tests that need it fail with
+ * this reason.
+ */
+async function startPeerIfNeeded(o: RunOptions, device: ZcnicDevice, control: string, onOutput: (line: string) => void): Promise<PeerNetns | PeerUnavailable | undefined> {
+  if (!o.suites.some((suite) => PEER_SUITES.includes(suite))) return undefined;
+  o.progress(`peer: tap ${PEER_TAP} in a network namespace, ${PEER_ADDRESS}`);
+  try {
+    await device.request({ cmd: 'setPort', port: 'tap', tap: PEER_TAP });
+    await device.request({ cmd: 'setPort', port: 'sink' });
+    return await PeerNetns.start({ tap: PEER_TAP, control, onOutput });
+  } catch (err) {
+    const unavailable = (err as Error).message;
+    o.progress(`peer: could not be set up, the tests that need it will fail: ${unavailable}`);
+    return { unavailable };
+  }
+}
+
+/** Before each test (the guest's `begin`): port sink, verification on, strict off, no map, zero counters. */
+async function resetDevice(device: ZcnicDevice): Promise<void> {
+  await device.request({ cmd: 'setPort', port: 'sink' });
+  await device.request({ cmd: 'setVerify', on: true });
+  await device.request({ cmd: 'setRequireLinearHeader', on: false });
+  await device.request({ cmd: 'setZeroCopyMap', map: null });
+  await device.request({ cmd: 'resetCounters' });
+}
+
+function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string; ktap: string }): ResultPromise {
+  const cmdline = [o.shell ? 'zcnic.shell=1' : '', o.negativeControl ? `zcnic.fault=${o.negativeControl}` : ''].filter((w) => w !== '').join(' ');
+  return launchQemu(
+    {
+      kernel: guest.image.kernel,
+      initramfs: guest.image.initramfs,
+      accel: guest.accel.accel,
+      smp: o.smp,
+      memMiB: o.memMiB,
+      vhostUserSocket: paths.vhost,
+      queues: o.queues,
+      mac: MAC,
+      ktapPath: paths.ktap,
+      ktapChardev: 'socket',
+      suite: o.suites,
+      testTimeoutSec: o.testTimeoutSec,
+      appendCmdline: cmdline === '' ? undefined : cmdline,
+    },
+    { execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: false } },
+  );
+}
+
+/** The guest console, line by line (streamed with --verbose); empty for a shell on the terminal. */
+function followConsole(o: RunOptions, vm: ResultPromise): ConsoleLines {
+  const console = new ConsoleLines();
+  const show = o.verbose ? (line: string) => o.progress(`guest: ${line}`) : undefined;
+  vm.stdout?.setEncoding('utf8');
+  vm.stdout?.on('data', (chunk: string) => console.push(chunk, show));
+  vm.stdout?.on('end', () => console.end(show));
+  return console;
+}
+
+/** Waits for the guest to power off, the deadline, the device to die, or Ctrl-C; the problem, if any. */
+async function waitForGuestEnd(
+  o: RunOptions,
+  vm: ResultPromise,
+  device: ZcnicDevice,
+  recorder: TestRecorder,
+  bootStart: number,
+): Promise<string | null> {
+  const timers: NodeJS.Timeout[] = [];
+  timers.push(
+    setInterval(() => {
+      if (!recorder.started) o.progress(`  booting… ${((Date.now() - bootStart) / 1000).toFixed(0)} s`);
+    }, 5000),
+  );
+  const deadline = (): number => bootStart + BOOT_TIMEOUT_MS + Math.max(1, recorder.planned) * (o.testTimeoutSec * 1000 + TEST_SLACK_MS);
+  const timedOut = new Promise<string>((resolve) => {
+    timers.push(
+      setInterval(() => {
+        if (Date.now() > deadline()) resolve(recorder.started ? 'the run exceeded its deadline' : `no KTAP from the guest within ${BOOT_TIMEOUT_MS / 1000} s`);
+        else if (!recorder.started && !o.shell && Date.now() > bootStart + BOOT_TIMEOUT_MS) resolve(`no KTAP from the guest within ${BOOT_TIMEOUT_MS / 1000} s`);
+      }, 500),
+    );
+  });
+  const interrupted = new Promise<string>((resolve) => o.signal.addEventListener('abort', () => resolve('interrupted'), { once: true }));
+  const deviceDied = device.exitPromiseForRun().then((e) => `the zcnic device exited unexpectedly (${e})`);
+  const qemuEnded = vm.then((r) => (r.exitCode === 0 ? null : `QEMU exited with ${r.exitCode ?? r.signal}: ${String(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`));
+  try {
+    return await Promise.race([qemuEnded, timedOut, interrupted, deviceDied]);
+  } finally {
+    for (const t of timers) clearInterval(t);
+  }
+}
+
+/** A guest that powered off cleanly may still have left its suites unfinished. */
+function unfinishedRun(o: RunOptions, recorder: TestRecorder, summary: KtapSummary): string | null {
+  if (o.shell) return null;
+  if (!recorder.started) return 'the guest printed no KTAP';
+  if (summary.missing > 0) return `the guest reported ${recorder.planned - summary.missing} of ${recorder.planned} tests${summary.running ? ` (it was running ${summary.running})` : ''}`;
+  if (!summary.done) return 'the guest did not finish its suites';
+  return null;
+}
+
+async function stopChildren(c: Children): Promise<void> {
+  await c.channel?.close().catch(() => undefined);
+  // A child still running has neither an exit code nor a signal (both null).
+  const qemu = c.qemu;
+  if (qemu?.pid && qemu.exitCode === null && qemu.signalCode === null) {
+    qemu.kill('SIGTERM');
+    const killer = setTimeout(() => qemu.kill('SIGKILL'), 3000);
+    await qemu.catch(() => undefined);
+    clearTimeout(killer);
+  }
+  await c.device?.stop().catch(() => undefined);
+  await c.peer?.stop();
 }

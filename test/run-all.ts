@@ -8,26 +8,24 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-
-interface Totals {
-  passed: number;
-  failed: number;
-  skipped: number;
-}
+import { parseUvuSummary, UvuSummaryError, type Totals } from './support/uvu-summary.js';
 
 const HANG_AFTER_SUMMARY_MS = 15_000;
 const dist = fileURLToPath(new URL('..', import.meta.url));
 const uvu = fileURLToPath(new URL('../../node_modules/uvu/bin.js', import.meta.url));
+const ONE_FAILURE: Totals = { passed: 0, failed: 1, skipped: 0 };
 
-/** Parses uvu's closing block (Total / Passed / Skipped). */
-export function parseUvuSummary(output: string): Totals | null {
-  const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
-  const total = /Total:\s+(\d+)/.exec(plain);
-  const passed = /Passed:\s+(\d+)/.exec(plain);
-  const skipped = /Skipped:\s+(\d+)/.exec(plain);
-  if (!total || !passed || !skipped) return null;
-  const [t, p, s] = [Number(total[1]), Number(passed[1]), Number(skipped[1])];
-  return { passed: p, skipped: s, failed: t - p - s };
+/** A layer's summary, or one failure (said why) when it has none or it contradicts itself. */
+function layerTotals(name: string, output: string, code: number | null): Totals {
+  try {
+    const totals = parseUvuSummary(output);
+    if (totals) return totals;
+    process.stdout.write(`${name}: no summary (exit ${code}): counted as one failure\n`);
+  } catch (err) {
+    if (!(err instanceof UvuSummaryError)) throw err;
+    process.stdout.write(`${name}: ${err.message}: counted as one failure\n`);
+  }
+  return { ...ONE_FAILURE };
 }
 
 /** The guest suites: `zcnic run`, counted from its results JSON. */
@@ -38,11 +36,16 @@ async function runGuestSuites(suites: readonly string[]): Promise<Totals> {
     const code = await runLayerProcess(`guest suites (${suites.join(', ')}) in QEMU`, [join(dist, 'cli/zcnic.js'), 'run', '--suite', suites.join(','), '--results', results]);
     let totals: Totals;
     try {
-      const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals;
+      const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: unknown[] };
       totals = { passed: parsed.passed, failed: parsed.failed, skipped: parsed.skipped };
+      // The counts must be the tests listed, each counted once.
+      if (totals.passed + totals.failed + totals.skipped !== parsed.tests.length || Object.values(totals).some((n) => !Number.isInteger(n) || n < 0)) {
+        process.stdout.write(`guest suites: results count ${JSON.stringify(totals)} for ${parsed.tests.length} tests: counted as one failure\n`);
+        return { ...ONE_FAILURE };
+      }
     } catch {
       process.stdout.write(`guest suites: no results (exit ${code}): counted as one failure\n`);
-      return { passed: 0, failed: 1, skipped: 0 };
+      return { ...ONE_FAILURE };
     }
     if (code !== 0 && totals.failed === 0) totals.failed = 1;
     return totals;
@@ -70,7 +73,7 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
       process.stdout.write(chunk);
       // uvu does not force its exit: a test that leaked a handle (a worker, a socket) would keep
       // the layer alive forever after its summary. Give it a moment, then end it as a failure.
-      if (parseUvuSummary(output) && !hung) {
+      if (!hung && /Duration:/.test(output)) {
         setTimeout(() => {
           if (child.exitCode === null && child.signalCode === null) {
             hung = true;
@@ -81,15 +84,10 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
       }
     });
     child.on('close', (code) => {
-      const totals = parseUvuSummary(output);
-      if (!totals) {
-        process.stdout.write(`${name}: no summary (exit ${code}): counted as one failure\n`);
-        resolve({ passed: 0, failed: 1, skipped: 0 });
-      } else {
-        if ((code !== 0 || hung) && totals.failed === 0) totals.failed = 1;
-        else if (hung) totals.failed++;
-        resolve(totals);
-      }
+      const totals = layerTotals(name, output, code);
+      if ((code !== 0 || hung) && totals.failed === 0) totals.failed = 1;
+      else if (hung) totals.failed++;
+      resolve(totals);
     });
   });
 }
@@ -107,10 +105,13 @@ const layers: Array<[string, string[]]> = [
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sum: Totals = { passed: 0, failed: 0, skipped: 0 };
-  const totals = [];
-  for (const [name, args] of layers) totals.push(await runLayer(name, args));
-  totals.push(await runGuestSuites(GUEST_SUITES));
-  for (const t of totals) {
+  const counted: Array<[string, Totals]> = [];
+  for (const [name, args] of layers) counted.push([name, await runLayer(name, args)]);
+  counted.push(['guest suites', await runGuestSuites(GUEST_SUITES)]);
+  // Each layer's own count, then their sum: a reader can check the last line by adding.
+  process.stdout.write('\n== layers\n');
+  for (const [name, t] of counted) {
+    process.stdout.write(`${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped: ${name}\n`);
     sum.passed += t.passed;
     sum.failed += t.failed;
     sum.skipped += t.skipped;

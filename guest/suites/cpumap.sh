@@ -146,7 +146,7 @@ cpumap_test() { # redirect-cpu|no-xdp PPS
 	rx_counters before
 	t0=$(now_cs)
 	zcnic_ctl port gen size="$GEN_SIZE" count="$count" pps="$pps" >/dev/null || fail "cannot start the device's generator"
-	diag "$(zcnic_ctl wait receiveq.frames "$count" 40)"
+	device_wait receiveq.frames "$count" 40
 	t1=$(now_cs)
 	seeds_wait_exit "$UDP_PID" 30
 	UDP_JSON=$(cat "$XSK_DIR/udpcount.out")

@@ -28,7 +28,11 @@ test_link_up() {
 test_send_frames() {
 	need_iface
 	before=$(iface_stat tx_packets)
-	out=$(frames -i "$ZCNIC_IFACE" -n $SMOKE_FRAMES -s $SMOKE_SIZE -f 0 ${ZCNIC_PEER_MAC:+--dst-mac "$ZCNIC_PEER_MAC"})
+	# Negative control (zcnic run --negative-control corrupt-byte): one frame leaves with its last
+	# byte flipped, and the device's verification must make this test fail.
+	corrupt=
+	[ "${ZCNIC_FAULT:-}" = corrupt-byte ] && corrupt="--corrupt-seq $((SMOKE_FRAMES / 2))" && diag "negative control: frame $((SMOKE_FRAMES / 2)) corrupted"
+	out=$(frames -i "$ZCNIC_IFACE" -n $SMOKE_FRAMES -s $SMOKE_SIZE -f 0 ${ZCNIC_PEER_MAC:+--dst-mac "$ZCNIC_PEER_MAC"} $corrupt)
 	rc=$?
 	diag "frames: $out"
 	[ $rc -eq 0 ] || fail "frames exited with status $rc"
@@ -46,9 +50,8 @@ test_send_frames() {
 	[ $delta -ge $SMOKE_FRAMES ] || fail "tx_packets grew by $delta, expected >= $SMOKE_FRAMES"
 	# The device's side: every frame arrived, byte for byte, in order, once.
 	[ "${ZCNIC_CTL:-0}" = 1 ] || return 0
-	eval "$(zcnic_ctl wait verification.verified $SMOKE_FRAMES 10)" || fail "no answer from the device"
-	eval "$(zcnic_ctl stats verification.corrupt verification.duplicates verification.gaps transmitq.frames)" || fail "no answer from the device"
-	diag "device: verified=$verification_verified corrupt=$verification_corrupt duplicates=$verification_duplicates gaps=$verification_gaps transmitq.frames=$transmitq_frames"
+	device_wait verification.verified $SMOKE_FRAMES 10
+	device_stats verification.corrupt verification.duplicates verification.gaps transmitq.frames
 	metric device_verified "$verification_verified"
 	[ "$verification_verified" = $SMOKE_FRAMES ] || fail "the device verified $verification_verified of $SMOKE_FRAMES frames"
 	[ "$verification_corrupt$verification_duplicates$verification_gaps" = 000 ] || fail "the device saw corrupt, duplicate or missing frames"

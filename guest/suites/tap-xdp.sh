@@ -173,7 +173,7 @@ xdp_redirect_test() { # full|paced
 	nic_counters after
 	sent=$((after_tx_xdp_tx - before_tx_xdp_tx))
 	dropped=$((after_tx_xdp_tx_drops - before_tx_xdp_tx_drops))
-	diag "$(zcnic_ctl wait transmitq.frames $((sent - dropped)) 30)"
+	device_wait transmitq.frames $((sent - dropped)) 30
 	tap_counters
 	xdp_stop
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
@@ -235,7 +235,7 @@ xdp_generic_test() { # mode tapwrite-options...
 	nic_counters after
 	sent=$((after_tx_xdp_tx - before_tx_xdp_tx))
 	dropped=$((after_tx_dropped - before_tx_dropped))
-	diag "$(zcnic_ctl wait transmitq.frames $((count - dropped)) 10)"
+	device_wait transmitq.frames $((count - dropped)) 10
 	tap_counters
 	xdp_stop
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
@@ -312,7 +312,7 @@ test_bridge() {
 		i=$((i + 1))
 	done
 	tap_go
-	diag "$(zcnic_ctl wait verification.verified "$count" 30)"
+	device_wait verification.verified "$count" 30
 	tap_counters
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	seconds=$(json_word "$TAP_JSON" seconds)

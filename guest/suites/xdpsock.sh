@@ -124,7 +124,7 @@ txonly_test() { # SIZE COUNT
 	txFrames=$(json_num "$XSK_JSON" txFrames)
 	txCompleted=$(json_num "$XSK_JSON" txCompleted)
 	metric rate.pps "$(json_num "$XSK_JSON" txPps)"
-	diag "$(zcnic_ctl wait transmitq.frames "$count" 30)"
+	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes $XSK_VERIFY_KEYS $XSK_SHAPE_KEYS
 	diag "reconcile tx: xdpsock txFrames=$txFrames txCompleted=$txCompleted txInvalid=$(json_num "$XSK_JSON" txInvalid) txKickErrors=$(json_num "$XSK_JSON" txKickErrors); device transmitq.frames=$transmitq_frames verified=$verification_verified"
 	check_eq "xdpsock xdpMode" "$(json_word "$XSK_JSON" xdpMode)" skb
@@ -182,7 +182,7 @@ test_l2fwd_skb() {
 	metric rate.pps "$(json_num "$XSK_JSON" rxPps)"
 	txFrames=$(json_num "$XSK_JSON" txFrames)
 	txCompleted=$(json_num "$XSK_JSON" txCompleted)
-	diag "$(zcnic_ctl wait transmitq.frames "$count" 30)"
+	device_wait transmitq.frames "$count" 30
 	device_stats receiveq.frames receiveq.bytes receiveq.buffers receiveq.noBuffers transmitq.frames transmitq.bytes $XSK_VERIFY_KEYS $XSK_SHAPE_KEYS
 	check_xsk_rx "$count"
 	diag "reconcile tx: xdpsock forwarded txFrames=$txFrames txCompleted=$txCompleted; device transmitq.frames=$transmitq_frames verified=$verification_verified"

@@ -59,6 +59,7 @@ struct opts {
 	unsigned buf_frames;   /* chunks in the send buffer */
 	const char *buf_map;   /* write the send buffer's guest-physical pages here */
 	const char *wait_file; /* send once this file exists */
+	long long corrupt_seq; /* flip the last byte of this frame after building it (-1: none) */
 };
 
 /* One chunk of the send buffer per frame: a page, or more for jumbo sizes. */
@@ -83,6 +84,8 @@ static void usage(FILE *f)
 		"                  send buffer (from /proc/self/pagemap; the buffer is locked)\n"
 		"  --wait-file PATH  print 'frames: ready' on stderr, then wait until PATH exists\n"
 		"                  before sending (time to hand the map to the device)\n"
+		"  --corrupt-seq N  flip the last byte of frame N after building it: a negative control\n"
+		"                  that the receiver's verification must catch\n"
 		"  -r              receive mode: count and verify frames of the test format\n"
 		"  -w SECONDS      receive mode: give up after this long (default 10)\n"
 		"  -v              more chatter on stderr\n"
@@ -207,6 +210,8 @@ static int do_send(const struct opts *o)
 	for (uint64_t seq = 0; seq < o->count;) {
 		uint8_t *f = buf + (size_t)(seq % o->buf_frames) * chunk;
 		build_frame(f, o->size, seq);
+		if ((long long)seq == o->corrupt_seq)
+			f[o->size - 1] ^= 0xff;
 		ssize_t n = send(fd, f, o->size, 0);
 		if (n == (ssize_t)o->size) {
 			sent++;
@@ -349,11 +354,11 @@ static int do_receive(const struct opts *o)
 
 int main(int argc, char **argv)
 {
-	struct opts o = {.iface = "eth0", .count = 1000, .size = 128, .flow = 0, .wait_s = 10, .buf_frames = 1};
+	struct opts o = {.iface = "eth0", .count = 1000, .size = 128, .flow = 0, .wait_s = 10, .buf_frames = 1, .corrupt_seq = -1};
 	memset(o.dst_mac, 0xff, 6);
 	inet_pton(AF_INET, "198.18.0.2", &o.src_ip);
 	inet_pton(AF_INET, "198.18.0.1", &o.dst_ip);
-	enum { OPT_DST_MAC = 256, OPT_SRC_IP, OPT_DST_IP, OPT_BUF_FRAMES, OPT_BUF_MAP, OPT_WAIT_FILE };
+	enum { OPT_DST_MAC = 256, OPT_SRC_IP, OPT_DST_IP, OPT_BUF_FRAMES, OPT_BUF_MAP, OPT_WAIT_FILE, OPT_CORRUPT_SEQ };
 	static const struct option longopts[] = {
 		{"iface", required_argument, 0, 'i'}, {"count", required_argument, 0, 'n'},
 		{"size", required_argument, 0, 's'},  {"flow", required_argument, 0, 'f'},
@@ -362,6 +367,7 @@ int main(int argc, char **argv)
 		{"dst-ip", required_argument, 0, OPT_DST_IP},   {"verbose", no_argument, 0, 'v'},
 		{"buf-frames", required_argument, 0, OPT_BUF_FRAMES}, {"buf-map", required_argument, 0, OPT_BUF_MAP},
 		{"wait-file", required_argument, 0, OPT_WAIT_FILE},
+		{"corrupt-seq", required_argument, 0, OPT_CORRUPT_SEQ},
 		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
 	};
 	int c;
@@ -418,6 +424,11 @@ int main(int argc, char **argv)
 			break;
 		case OPT_WAIT_FILE:
 			o.wait_file = optarg;
+			break;
+		case OPT_CORRUPT_SEQ:
+			if (parse_ull(optarg, &v) < 0 || v > 0x7fffffffffffffffULL)
+				goto bad;
+			o.corrupt_seq = (long long)v;
 			break;
 		case 'h':
 			usage(stdout);

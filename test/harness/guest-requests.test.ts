@@ -46,12 +46,13 @@ test('device errors and bad requests become one error line', async () => {
   assert.match(await answerGuestRequest('verify maybe', d, noBegin), /^error usage/);
 });
 
-test('wait polls until the counter reaches the minimum, or answers the value at the deadline', async () => {
+test('wait polls until the counter reaches the minimum, and fails at the deadline', async () => {
   let frames = 0;
   const d = fakeDevice(() => ({ receiveq: { frames: (frames += 40) } }));
   assert.is(await answerGuestRequest('wait receiveq.frames 100 5', d, noBegin), 'receiveq_frames=120');
   const stuck = fakeDevice(() => ({ receiveq: { frames: 7 } }));
-  assert.is(await answerGuestRequest('wait receiveq.frames 100 0.1', stuck, noBegin), 'receiveq_frames=7');
+  // The old answer at the deadline was the value, which the guest took as success.
+  assert.is(await answerGuestRequest('wait receiveq.frames 100 0.1', stuck, noBegin), 'error receiveq.frames is 7 after 0.1 s, below 100');
 });
 
 test('lookup walks objects only', () => {
@@ -72,6 +73,11 @@ test('port tap and peer stats', async () => {
   assert.is(await answerGuestRequest('peer stats tcp.bytes last.sha256', d, noBegin, peer), 'tcp_bytes=4096 last_sha256=ab12');
   assert.match(await answerGuestRequest('peer stats nope', d, noBegin, peer), /^error no peer stats key nope/);
   assert.match(await answerGuestRequest('peer', d, noBegin, peer), /^error usage: peer stats/);
+  // A peer the run needed but could not set up answers its reason, so the guest's test fails with it.
+  assert.is(
+    await answerGuestRequest('peer stats tcp.streams', d, noBegin, { unavailable: 'ip netns add: Operation not permitted' }),
+    'error the peer could not be set up: ip netns add: Operation not permitted',
+  );
 });
 
 test.run();

@@ -61,6 +61,25 @@ const run: RunResults = {
       deviceCounters: device(0, 990, 0, { availIndexJump: 2, rxBufferTooSmall: 1 }),
     }),
   ],
+  attempts: [],
+};
+run.attempts.push({ attempt: 1, startedAt: run.startedAt, durationMs: run.durationMs, problem: null, emulatorFault: null, retried: false, tests: run.tests });
+
+/** A run whose guest died of the emulator fault between tests once, then ran to the end. */
+const retriedRun: RunResults = {
+  ...run,
+  attempts: [
+    {
+      attempt: 1,
+      startedAt: run.startedAt,
+      durationMs: 20_000,
+      problem: 'QEMU exited with 1',
+      emulatorFault: 'the guest oopsed in int3',
+      retried: true,
+      tests: [rec({ name: 'link-up' })],
+    },
+    { ...run.attempts[0]!, attempt: 2 },
+  ],
 };
 
 test('counts: skip wins over ok, a timeout is a failure', () => {
@@ -88,13 +107,29 @@ test('device column: frames, verified, only the errors above zero', () => {
 
 test('results JSON: exactly the agreed keys, in order', () => {
   const j = resultsJson(run);
-  assert.equal(Object.keys(j), ['passed', 'failed', 'skipped', 'tests', 'accel', 'accelReason', 'kernelRelease', 'durationMs']);
+  assert.equal(Object.keys(j), ['passed', 'failed', 'skipped', 'tests', 'accel', 'accelReason', 'kernelRelease', 'durationMs', 'attempts']);
+  assert.equal(Object.keys(j.attempts[0]!), ['attempt', 'startedAt', 'durationMs', 'problem', 'emulatorFault', 'retried', 'tests']);
   assert.equal([j.passed, j.failed, j.skipped], [2, 2, 1]);
   assert.equal(Object.keys(j.tests[0]!), ['name', 'suite', 'ok', 'skip', 'skipReason', 'timeout', 'durationMs', 'metrics', 'deviceCounters', 'diagnostics']);
   assert.is(j.tests[2]!.timeout, 60);
   assert.equal(j.tests[1]!.deviceCounters, device(1000, 0, 1000));
   // Survives a JSON round trip unchanged.
   assert.equal(JSON.parse(JSON.stringify(j)), j);
+});
+
+test('a retry keeps every attempt: JSON, the table and Markdown say what the first boot died of', () => {
+  const j = resultsJson(retriedRun);
+  assert.equal(j.attempts.map((a) => [a.attempt, a.retried, a.tests.length]), [[1, true, 1], [2, false, 5]]);
+  assert.is(j.attempts[0]!.emulatorFault, 'the guest oopsed in int3');
+  // The verdicts are the last attempt's.
+  assert.equal([j.passed, j.failed, j.skipped], [2, 2, 1]);
+  const table = terminalTable(retriedRun, { color: false, columns: 200 });
+  assert.match(table, 'attempt 1 of 2: 1 passed, 0 failed, 0 skipped; QEMU exited with 1 (the guest oopsed in int3); booted again');
+  assert.match(table, 'attempt 2 of 2: 2 passed, 2 failed, 1 skipped; ran to the end');
+  assert.match(markdown(retriedRun), '## Attempts');
+  // One boot: no attempt lines at all.
+  assert.not.match(terminalTable(run, { color: false, columns: 200 }), 'attempt 1');
+  assert.not.match(markdown(run), '## Attempts');
 });
 
 test('terminal table: plain without colour, every line within the width', () => {

@@ -15,6 +15,7 @@ test('a rate table per size and mode, and a headline table per suite', () => {
     suites: ['xsk-zc', 'cpumap'],
     startedAt: '',
     durationMs: 1,
+    attempts: [],
     tests: [
       record('xsk-zc', 'rate-xsk-64', { 'rate.mode': 'xsk', 'rate.size': 64, 'rate.pps': 1000.4 }),
       record('xsk-zc', 'rate-afp-64', { 'rate.mode': 'af_packet', 'rate.size': 64, 'rate.pps': 500 }),

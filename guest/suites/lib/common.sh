@@ -17,8 +17,9 @@
 #   zc-map FRAME HEADROOM OFF:GPA...   the user buffer of the zero-copy proof (hex pairs, as
 #                               xdpsock --umem-map writes them); zc-map off clears it
 #   stats KEY...                prints KEY=value per key, dots as underscores, e.g.
-#                               `eval "$(zcnic_ctl stats transmitq.frames)"` sets $transmitq_frames
-#   wait KEY MIN SECONDS        waits until stats KEY >= MIN, then prints KEY=value
+#                               (device_stats below sets them as shell variables)
+#   wait KEY MIN SECONDS        waits until stats KEY >= MIN, then prints KEY=value; fails
+#                               when it is still below MIN after SECONDS
 #   peer stats KEY...           the netns peer's totals (tcp.bytes, udp.datagrams, last.sha256...)
 # Fails (status 1, reason on stderr) without a harness or when the answer is "error ...".
 zcnic_ctl() {
@@ -50,6 +51,47 @@ diag() {
 # metric NAME VALUE: a "# zcnic-metric NAME=VALUE" line the harness collects.
 metric() {
 	echo "# zcnic-metric $1=$2" >&3
+}
+
+# device_stats KEY...: sets a shell variable per device stats key (dots become underscores:
+# chainShapes.descriptorsPerChain.2 -> $chainShapes_descriptorsPerChain_2) and prints them
+# as one diagnostic line.
+device_stats() {
+	zcnic_stats_reply=$(zcnic_ctl stats "$@") || fail "cannot read the device's counters"
+	zcnic_assign "$zcnic_stats_reply"
+}
+
+# device_wait KEY MIN SECONDS: waits until the device's counter KEY reaches MIN and sets its
+# variable as device_stats does; when it is still short after SECONDS, the test fails with the
+# counter's value.
+device_wait() {
+	zcnic_wait_reply=$(zcnic_ctl wait "$1" "$2" "$3" 2>&1) || fail "waiting for the device: ${zcnic_wait_reply:-no answer}"
+	zcnic_assign "$zcnic_wait_reply"
+}
+
+# zcnic_assign "KEY=VALUE ...": the harness's answer as shell variables (only plain words get
+# evaluated), and one diagnostic line.
+zcnic_assign() {
+	case "$1" in
+	*[!A-Za-z0-9_=.\ -]*) fail "unexpected answer from the harness: $1" ;;
+	esac
+	eval "$1"
+	diag "device: $1"
+	[ "${ZCNIC_FAULT:-}" = count-off-by-one ] && zcnic_off_by_one "$1"
+	return 0
+}
+
+# zcnic_off_by_one "KEY=VALUE ...": the negative control of every reconciliation (zcnic run
+# --negative-control count-off-by-one): each number the device answered becomes one larger,
+# and every test that reconciles a device count must then fail.
+zcnic_off_by_one() {
+	for zcnic_pair in $1; do
+		case "${zcnic_pair#*=}" in
+		'' | *[!0-9]*) ;;
+		*) eval "${zcnic_pair%%=*}=$((${zcnic_pair#*=} + 1))" ;;
+		esac
+	done
+	diag "negative control: each device count above is one larger for this test"
 }
 
 # fail REASON: end the test as "not ok", with the reason as a diagnostic.

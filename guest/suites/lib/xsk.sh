@@ -107,18 +107,6 @@ xsk_wait() {
 	return 1
 }
 
-# device_stats KEY...: sets a shell variable per device stats key (dots become underscores:
-# chainShapes.descriptorsPerChain.2 -> $chainShapes_descriptorsPerChain_2) and prints them
-# as one diagnostic line.
-device_stats() {
-	reply=$(zcnic_ctl stats "$@") || fail "cannot read the device's counters"
-	case "$reply" in
-	*[!A-Za-z0-9_=.\ -]*) fail "unexpected answer to stats: $reply" ;;
-	esac
-	eval "$reply"
-	diag "device: $reply"
-}
-
 # check_eq WHAT GOT WANT: records a mismatch (as a diagnostic) when GOT != WANT.
 check_eq() {
 	if [ "$2" = "$3" ]; then
