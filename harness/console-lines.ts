@@ -1,7 +1,11 @@
 /**
  * The guest's console as whole lines. QEMU hands stdout over in chunks that cut lines anywhere
  * (the firmware writes one character per write), so a line is kept until its newline arrives.
+ * Terminal control sequences are dropped: they would reach whatever shows the lines.
  */
+/** The firmware's and the kernel's terminal resets and cursor moves (ESC c, ESC [ ... letter). */
+const TERMINAL_CONTROL = /\x1b(?:\[[0-9;?]*[A-Za-z]|[A-Za-z])/g;
+
 export class ConsoleLines {
   readonly lines: string[] = [];
   private partial = '';
@@ -29,7 +33,7 @@ export class ConsoleLines {
   }
 
   private add(piece: string, onLine?: (line: string) => void): void {
-    const line = piece.replace(/\r+$/, '');
+    const line = piece.replace(TERMINAL_CONTROL, '').replace(/\r+$/, '');
     if (line === '') return;
     this.lines.push(line);
     onLine?.(line);

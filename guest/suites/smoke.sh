@@ -50,9 +50,9 @@ test_send_frames() {
 	[ $delta -ge $SMOKE_FRAMES ] || fail "tx_packets grew by $delta, expected >= $SMOKE_FRAMES"
 	# The device's side: every frame arrived, byte for byte, in order, once.
 	[ "${ZCNIC_CTL:-0}" = 1 ] || return 0
-	device_wait verification.verified $SMOKE_FRAMES 10
-	device_stats verification.corrupt verification.duplicates verification.gaps transmitq.frames
+	device_wait transmitq.frames $SMOKE_FRAMES 10
+	device_stats verification.verified verification.corrupt verification.duplicates verification.gaps
 	metric device_verified "$verification_verified"
-	[ "$verification_verified" = $SMOKE_FRAMES ] || fail "the device verified $verification_verified of $SMOKE_FRAMES frames"
-	[ "$verification_corrupt$verification_duplicates$verification_gaps" = 000 ] || fail "the device saw corrupt, duplicate or missing frames"
+	[ "$verification_verified" = $SMOKE_FRAMES ] || fail "the device verified $verification_verified of $SMOKE_FRAMES frames (corrupt $verification_corrupt, duplicates $verification_duplicates, gaps $verification_gaps)"
+	[ "$verification_corrupt$verification_duplicates$verification_gaps" = 000 ] || fail "the device saw corrupt ($verification_corrupt), duplicate ($verification_duplicates) or missing ($verification_gaps) frames"
 }

@@ -5,7 +5,7 @@ import { ConsoleLines } from '../../harness/console-lines.js';
 test('one character per chunk (the firmware) still gives whole lines', () => {
   const c = new ConsoleLines();
   const seen: string[] = [];
-  for (const ch of 'SeaBIOS (version 1.16)\r\nBooting from ROM...\r\n') c.push(ch, (line) => seen.push(line));
+  for (const ch of '\x1bc\x1b[?7l\x1b[2J\x1b[0mSeaBIOS (version 1.16)\r\nBooting from ROM...\r\n') c.push(ch, (line) => seen.push(line));
   // Split per chunk, as before, this was one "line" per character.
   assert.equal(seen, ['SeaBIOS (version 1.16)', 'Booting from ROM...']);
   assert.equal(c.lines, seen);
