@@ -9,6 +9,7 @@ import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor
 import { NEGATIVE_CONTROLS, runSuites, type NegativeControl } from '../harness/run.js';
 import { suiteTables } from '../harness/suite-tables.js';
 import { integerOption, UsageError } from './options.js';
+import { DEBIAN_KERNEL_PREFIX } from '../images/build.js';
 
 export const DEFAULT_SUITES = ['smoke', 'xdpsock'];
 
@@ -17,6 +18,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
   --smp N              vCPUs (default 2)
   --mem MB             guest memory (default 512)
   --queues N           NIC queue pairs (default 1)
+  --kernel debian:X.Y  Debian's newest X.Y kernel (e.g. debian:6.1, debian:6.12, debian:7.3;
+                       debian:latest = the newest served), fetched through private apt lists
+                       (bookworm, bookworm-backports, trixie-backports, sid) under .cache/apt
   --kernel BZIMAGE     your own kernel instead of Debian's (with --modules)
   --modules DIR        its modules tree (lib/modules/RELEASE)
   --keep               keep the temporary folder (console log, device log, raw KTAP) and say where
@@ -80,7 +84,9 @@ function parse(argv: string[], withSuites: boolean) {
     throw new UsageError(`--negative-control must be one of ${NEGATIVE_CONTROLS.join(', ')}, not ${negativeControl}`);
   }
   if (!['auto', 'kvm', 'tcg'].includes(values.accel)) throw new UsageError(`--accel must be auto, kvm or tcg, not ${values.accel}`);
-  if ((values.kernel === undefined) !== (values.modules === undefined)) throw new UsageError('--kernel and --modules go together');
+  const debianKernel = values.kernel?.startsWith(DEBIAN_KERNEL_PREFIX) ?? false;
+  if (debianKernel && values.modules !== undefined) throw new UsageError(`--kernel ${values.kernel} brings its own modules: leave out --modules`);
+  if (!debianKernel && (values.kernel === undefined) !== (values.modules === undefined)) throw new UsageError('--kernel BZIMAGE and --modules DIR go together');
   const suites = (values.suite ?? DEFAULT_SUITES).flatMap((s) => s.split(',')).filter((s) => s !== '');
   for (const s of suites) if (!/^[a-z0-9-]+$/.test(s)) throw new UsageError(`not a suite name: ${s}`);
   return { values, suites, negativeControl: negativeControl as NegativeControl | undefined };

@@ -23,6 +23,7 @@ import {
 import { buildGuestBinaries, guestBinaryTargets } from './guest-binaries.js';
 import { collectHostBinaries, HOST_BINARIES } from './host-binaries.js';
 import { assembleInitramfs, compress } from './initramfs.js';
+import { PrivateApt, resolveDebianKernel } from './debian-archive.js';
 import { buildKernelStage, GUEST_MODULES, isFile, loadKernelStage, type KernelInput, type KernelStage } from './kernel.js';
 import { BuildError, type RunOptions } from './run.js';
 
@@ -71,9 +72,28 @@ function mb(bytes: number): string {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
-async function kernelInputAndSource(opts: BuildImageOptions, ro: RunOptions): Promise<{ input: KernelInput; source: KernelSource }> {
+/** The prefix of `--kernel debian:VERSION`: a Debian kernel resolved on the private apt view. */
+export const DEBIAN_KERNEL_PREFIX = 'debian:';
+
+async function kernelInputAndSource(opts: BuildImageOptions, cache: string, ro: RunOptions): Promise<{ input: KernelInput; source: KernelSource; description: string }> {
   if (opts.kernel === undefined && opts.modules === undefined) {
-    return { input: { kind: 'debian' }, source: { kind: 'debian', package: KERNEL_PACKAGE, version: KERNEL_VERSION } };
+    return {
+      input: { kind: 'debian', packages: [{ name: KERNEL_PACKAGE, version: KERNEL_VERSION }], aptArgs: [] },
+      source: { kind: 'debian', package: KERNEL_PACKAGE, version: KERNEL_VERSION },
+      description: `${KERNEL_PACKAGE}=${KERNEL_VERSION}`,
+    };
+  }
+  if (opts.kernel?.startsWith(DEBIAN_KERNEL_PREFIX)) {
+    if (opts.modules !== undefined) throw new BuildError(`--kernel ${opts.kernel} brings its own modules: leave out --modules`);
+    const apt = await PrivateApt.open(join(cache, 'apt'), ro);
+    const k = await resolveDebianKernel(opts.kernel.slice(DEBIAN_KERNEL_PREFIX.length), apt, ro);
+    ro.log?.(`${opts.kernel}: ${k.release} (${k.packages.map((p) => p.name).join(', ')} ${k.version})`);
+    return {
+      input: { kind: 'debian', packages: k.packages, aptArgs: apt.args },
+      // Cached by package version: the same packages give the same stage.
+      source: { kind: 'debian', package: k.packages.map((p) => p.name).join(' '), version: k.version },
+      description: `${k.packages.map((p) => p.name).join(' ')}=${k.version}`,
+    };
   }
   if (opts.kernel === undefined || opts.modules === undefined) {
     throw new BuildError('--kernel and --modules go together (a bzImage and its lib/modules/<release> tree)');
@@ -86,7 +106,7 @@ async function kernelInputAndSource(opts: BuildImageOptions, ro: RunOptions): Pr
   }
   ro.log?.('hashing the kernel and its modules tree…');
   const [kernelSha256, modulesTreeSha256] = await Promise.all([sha256File(kernel), hashTree(modules)]);
-  return { input: { kind: 'byo', kernel, modules }, source: { kind: 'byo', kernelSha256, modulesTreeSha256 } };
+  return { input: { kind: 'byo', kernel, modules }, source: { kind: 'byo', kernelSha256, modulesTreeSha256 }, description: 'bring your own' };
 }
 
 async function placeFile(from: string, to: string): Promise<void> {
@@ -105,7 +125,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   const show = (p: string) => relative(root, p) || '.';
   if (!(await exists(join(guestDir, 'init')))) throw new BuildError(`${show(guestDir)}/init not found: is ${root} the zcnic checkout?`);
 
-  const { input, source } = await kernelInputAndSource(opts, ro);
+  const { input, source, description } = await kernelInputAndSource(opts, cache, ro);
   const kKey = kernelKey({ source, modules: GUEST_MODULES, builderVersion: BUILDER_VERSION });
   const [policy, toolchain, guestHash, hostSet] = await Promise.all([
     aptPolicy([BUSYBOX_PACKAGE, LIBXDP_PACKAGE], ro),
@@ -151,7 +171,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   if (stage) {
     log(`cached: kernel ${stage.release} (${show(stageDir)})`);
   } else {
-    log(`preparing kernel (${input.kind === 'debian' ? `${KERNEL_PACKAGE}=${KERNEL_VERSION}` : 'bring your own'})…`);
+    log(`preparing kernel (${description})…`);
     await mkdir(dirname(stageDir), { recursive: true });
     stage = await buildKernelStage(input, stageDir, debsDir, ro, opts.force ?? false);
     const builtin = stage.builtin.length ? `; built in: ${stage.builtin.join(' ')}` : '';

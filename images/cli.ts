@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// `node dist/images/cli.js [--kernel BZIMAGE --modules DIR] [--force] [--verbose] [--json]`
+// `node dist/images/cli.js [--kernel debian:X.Y | --kernel BZIMAGE --modules DIR] [--force] [--verbose] [--json]`
 import { parseArgs } from 'node:util';
 import { buildImage, BuildError } from './build.js';
 
-const USAGE = `usage: node dist/images/cli.js [--kernel BZIMAGE --modules DIR] [--force] [--verbose] [--json]
+const USAGE = `usage: node dist/images/cli.js [--kernel debian:X.Y | --kernel BZIMAGE --modules DIR] [--force] [--verbose] [--json]
 
 Builds (or finds in .cache/images/) the guest kernel and initramfs.
+  --kernel debian:X.Y  Debian's newest X.Y kernel (debian:latest: the newest served) instead
+                     of the pinned one, through private apt lists under .cache/apt
   --kernel BZIMAGE   bring your own kernel instead of the pinned Debian one
   --modules DIR      its modules tree (lib/modules/<release>)
   --force            rebuild the kernel stage and the image even when cached

@@ -92,28 +92,31 @@ async function servedKernels(ro: RunOptions): Promise<string[]> {
     .sort();
 }
 
-async function servedVersions(pkg: string, ro: RunOptions): Promise<string[]> {
-  const res = await run('apt-cache', ['madison', pkg], { ...ro, allowFailure: true });
+async function servedVersions(pkg: string, aptArgs: readonly string[], ro: RunOptions): Promise<string[]> {
+  const res = await run('apt-cache', [...aptArgs, 'madison', pkg], { ...ro, allowFailure: true });
   return res.stdout
     .split('\n')
     .map((l) => l.split('|')[1]?.trim() ?? '')
     .filter((v) => v !== '');
 }
 
-async function downloadSize(pkg: string, version: string, ro: RunOptions): Promise<string> {
-  const res = await run('apt-cache', ['show', `${pkg}=${version}`], { ...ro, allowFailure: true });
+async function downloadSize(pkg: string, version: string, aptArgs: readonly string[], ro: RunOptions): Promise<string> {
+  const res = await run('apt-cache', [...aptArgs, 'show', `${pkg}=${version}`], { ...ro, allowFailure: true });
   const m = /^Size:\s*(\d+)/m.exec(res.stdout);
   if (!m?.[1]) return 'size unknown';
   const bytes = Number(m[1]);
   return bytes >= 1e6 ? `${Math.round(bytes / 1e6)} MB` : `${Math.max(1, Math.round(bytes / 1e3))} kB`;
 }
 
-/** Path of pkg=version in the deb cache, downloading it first if needed. */
-export async function ensureDeb(debsDir: string, pkg: string, version: string, ro: RunOptions): Promise<string> {
+/**
+ * Path of pkg=version in the deb cache, downloading it first if needed. `aptArgs` select an apt
+ * view other than the system's (images/debian-archive.ts).
+ */
+export async function ensureDeb(debsDir: string, pkg: string, version: string, ro: RunOptions, aptArgs: readonly string[] = []): Promise<string> {
   const final = join(debsDir, debFileName(pkg, version));
   if (await exists(final)) return final;
 
-  const served = await servedVersions(pkg, ro);
+  const served = await servedVersions(pkg, aptArgs, ro);
   if (!served.includes(version)) {
     let msg = `${pkg}=${version} is not served by apt (served: ${served.join(', ') || 'none'}).`;
     if (pkg === KERNEL_PACKAGE) {
@@ -128,13 +131,13 @@ export async function ensureDeb(debsDir: string, pkg: string, version: string, r
     throw new BuildError(msg);
   }
 
-  ro.log?.(`fetching ${pkg} ${version}… (${await downloadSize(pkg, version, ro)})`);
+  ro.log?.(`fetching ${pkg} ${version}… (${await downloadSize(pkg, version, aptArgs, ro)})`);
   await mkdir(debsDir, { recursive: true });
   // Download into a private folder so that a concurrent build never sees half a file.
   const tmp = join(debsDir, `.download-${process.pid}-${Date.now()}`);
   await mkdir(tmp);
   try {
-    await run('apt-get', ['download', '-q', `${pkg}=${version}`], { ...ro, cwd: tmp });
+    await run('apt-get', [...aptArgs, 'download', '-q', `${pkg}=${version}`], { ...ro, cwd: tmp });
     const got = (await readdir(tmp)).filter((n) => n.endsWith('.deb'));
     if (got.length !== 1 || got[0] === undefined) {
       throw new BuildError(`apt-get download ${pkg}=${version} left ${got.length} .deb files`);

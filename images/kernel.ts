@@ -3,7 +3,8 @@
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { ensureDeb, extractDeb, KERNEL_PACKAGE, KERNEL_VERSION } from './debian.js';
+import type { DebianPackage } from './debian-archive.js';
+import { ensureDeb, extractDeb } from './debian.js';
 import { normalizeModName, parseBuiltin, parseModInfo, resolveLoadOrder } from './modinfo.js';
 import { BuildError, run, type RunOptions } from './run.js';
 
@@ -17,7 +18,10 @@ export const GUEST_MODULES: readonly string[] = ['virtio_pci', 'virtio_net', 'tu
 
 export type InitrdCompression = 'zstd' | 'gzip';
 
-export type KernelInput = { kind: 'debian' } | { kind: 'byo'; kernel: string; modules: string };
+/** Debian's packages of one kernel (downloaded through `aptArgs`' view), or your own build. */
+export type KernelInput =
+  | { kind: 'debian'; packages: readonly DebianPackage[]; aptArgs: readonly string[] }
+  | { kind: 'byo'; kernel: string; modules: string };
 
 export interface KernelStage {
   release: string;
@@ -87,18 +91,28 @@ interface KernelTree {
   source: string;
 }
 
-async function debianTree(debsDir: string, scratch: string, ro: RunOptions): Promise<KernelTree> {
-  const deb = await ensureDeb(debsDir, KERNEL_PACKAGE, KERNEL_VERSION, ro);
-  ro.log?.(`unpacking ${KERNEL_PACKAGE}…`);
-  await extractDeb(deb, scratch, ro);
+/**
+ * The packages unpacked into one tree. Up to 6.x: boot/vmlinuz-REL, boot/config-REL and
+ * lib/modules/REL. From 7.x (merged /usr): usr/lib/modules/REL/{vmlinuz,config,kernel/...}.
+ */
+async function debianTree(input: Extract<KernelInput, { kind: 'debian' }>, debsDir: string, scratch: string, ro: RunOptions): Promise<KernelTree> {
+  for (const p of input.packages) {
+    const deb = await ensureDeb(debsDir, p.name, p.version, ro, input.aptArgs);
+    ro.log?.(`unpacking ${p.name}…`);
+    await extractDeb(deb, scratch, ro);
+  }
+  const usrModules = join(scratch, 'usr', 'lib', 'modules');
+  const modulesParent = (await readdir(usrModules).catch(() => [] as string[])).length > 0 ? usrModules : join(scratch, 'lib', 'modules');
+  const modulesRoot = await only(modulesParent, 'module tree', () => true);
   const boot = join(scratch, 'boot');
-  const modulesRoot = await only(join(scratch, 'lib', 'modules'), 'module tree', () => true);
-  const configPath = await only(boot, 'kernel config', (n) => n.startsWith('config-')).catch(() => undefined);
+  const bootVmlinuz = await only(boot, 'vmlinuz', (n) => n.startsWith('vmlinuz-')).catch(() => undefined);
+  const vmlinuz = bootVmlinuz ?? (await only(modulesRoot, 'vmlinuz', (n) => n === 'vmlinuz' || n === 'vmlinuz.unsigned'));
+  const configPath = (await only(boot, 'kernel config', (n) => n.startsWith('config-')).catch(() => undefined)) ?? join(modulesRoot, 'config');
   return {
-    vmlinuz: await only(boot, 'vmlinuz', (n) => n.startsWith('vmlinuz-')),
+    vmlinuz,
     modulesRoot,
-    config: configPath ? await readOptional(configPath) : undefined,
-    source: `debian ${KERNEL_PACKAGE}=${KERNEL_VERSION}`,
+    config: await readOptional(configPath),
+    source: `debian ${input.packages.map((p) => `${p.name}=${p.version}`).join(' ')}`,
   };
 }
 
@@ -128,7 +142,7 @@ export async function buildKernelStage(
   const out = join(tmp, 'stage');
   await mkdir(join(out, 'modules'), { recursive: true });
   try {
-    const tree = input.kind === 'debian' ? await debianTree(debsDir, scratch, ro) : await byoTree(input.kernel, input.modules);
+    const tree = input.kind === 'debian' ? await debianTree(input, debsDir, scratch, ro) : await byoTree(input.kernel, input.modules);
     const builtinText = await readOptional(join(tree.modulesRoot, 'modules.builtin'));
     const builtin = parseBuiltin(builtinText ?? '');
     const index = await walkModules(tree.modulesRoot);
