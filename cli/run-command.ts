@@ -6,12 +6,15 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { AccelRequest } from '../harness/accel.js';
 import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor } from '../harness/report.js';
-import { NEGATIVE_CONTROLS, runSuites, type NegativeControl } from '../harness/run.js';
+import { matrixAsOneRun, matrixHtml, matrixJson, matrixMarkdown, matrixTable, type KernelRun } from '../harness/matrix.js';
+import { NEGATIVE_CONTROLS, runSuites, type NegativeControl, type RunOptions } from '../harness/run.js';
 import { suiteTables } from '../harness/suite-tables.js';
 import { integerOption, UsageError } from './options.js';
 import { DEBIAN_KERNEL_PREFIX } from '../images/build.js';
 
 export const DEFAULT_SUITES = ['smoke', 'xdpsock'];
+/** `--kernels all`: Debian 12's two kernels and the newest any suite serves. */
+export const ALL_KERNELS = ['6.1', '6.12', 'latest'] as const;
 
 const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (probed once, cached), else TCG
                        (default auto); kvm fails if KVM does not work; tcg never probes
@@ -39,6 +42,11 @@ Options:
   --results FILE       write the results as JSON
   --junit FILE         write JUnit XML
   --markdown FILE      write a Markdown report
+  --kernels LIST       run the suites once per Debian kernel (e.g. 6.1,6.12,7.3 or latest; all =
+                       ${ALL_KERNELS.join(',')}) and report them side by side: a column per
+                       kernel, ≠ where kernels differ; JSON gets a "kernels" array
+  --html FILE          write one self-contained page: the table and SVG charts (pps per frame
+                       size per mode, one line per kernel; chain shapes per kernel)
   --negative-control KIND   inject a fault that the suites' checks must catch, so they fail:
                        corrupt-byte (smoke: one frame's byte flipped on the wire),
                        count-off-by-one (every device count a test reads is one larger)
@@ -70,6 +78,8 @@ function parse(argv: string[], withSuites: boolean) {
       results: { type: 'string' },
       junit: { type: 'string' },
       markdown: { type: 'string' },
+      html: { type: 'string' },
+      kernels: { type: 'string' },
       'negative-control': { type: 'string' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -78,7 +88,7 @@ function parse(argv: string[], withSuites: boolean) {
     strict: true,
     allowPositionals: false,
   });
-  if (!withSuites && (values.suite || values.results || values.junit || values.markdown || values['negative-control'])) throw new UsageError('zcnic shell runs no suites');
+  if (!withSuites && (values.suite || values.results || values.junit || values.markdown || values.html || values.kernels || values['negative-control'])) throw new UsageError('zcnic shell runs no suites');
   const negativeControl = values['negative-control'];
   if (negativeControl !== undefined && !(NEGATIVE_CONTROLS as readonly string[]).includes(negativeControl)) {
     throw new UsageError(`--negative-control must be one of ${NEGATIVE_CONTROLS.join(', ')}, not ${negativeControl}`);
@@ -87,13 +97,20 @@ function parse(argv: string[], withSuites: boolean) {
   const debianKernel = values.kernel?.startsWith(DEBIAN_KERNEL_PREFIX) ?? false;
   if (debianKernel && values.modules !== undefined) throw new UsageError(`--kernel ${values.kernel} brings its own modules: leave out --modules`);
   if (!debianKernel && (values.kernel === undefined) !== (values.modules === undefined)) throw new UsageError('--kernel BZIMAGE and --modules DIR go together');
+  let kernels: string[] | undefined;
+  if (values.kernels !== undefined) {
+    if (values.kernel !== undefined || values.modules !== undefined) throw new UsageError('--kernels runs Debian kernels: leave out --kernel and --modules');
+    kernels = values.kernels === 'all' ? [...ALL_KERNELS] : values.kernels.split(',').map((k) => k.trim().replace(DEBIAN_KERNEL_PREFIX, '')).filter((k) => k !== '');
+    for (const k of kernels) if (!/^(?:\d+\.\d+|latest)$/.test(k)) throw new UsageError(`--kernels: ${k} is not a kernel series such as 6.12, 7.3 or latest`);
+    if (kernels.length === 0) throw new UsageError('--kernels needs at least one kernel');
+  }
   const suites = (values.suite ?? DEFAULT_SUITES).flatMap((s) => s.split(',')).filter((s) => s !== '');
   for (const s of suites) if (!/^[a-z0-9-]+$/.test(s)) throw new UsageError(`not a suite name: ${s}`);
-  return { values, suites, negativeControl: negativeControl as NegativeControl | undefined };
+  return { values, suites, kernels, negativeControl: negativeControl as NegativeControl | undefined };
 }
 
 async function execute(argv: string[], shell: boolean): Promise<number> {
-  const { values, suites, negativeControl } = parse(argv, !shell);
+  const { values, suites, kernels, negativeControl } = parse(argv, !shell);
   if (values.help) {
     process.stdout.write(shell ? shellHelp : runHelp);
     return 0;
@@ -111,7 +128,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
   const started = Date.now();
   const progress = (line: string): void => void process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}\n`);
   try {
-    const options = {
+    const options: RunOptions = {
       suites,
       accel: values.accel as AccelRequest,
       smp: integerOption('--smp', values.smp),
@@ -127,10 +144,12 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       progress,
       signal: abort.signal,
     };
+    if (kernels) return await runMatrix(kernels, options, values, abort.signal);
     const outcome = await runSuites(options);
     for (const dir of outcome.keptDirs) progress(`kept ${dir}`);
     if (abort.signal.aborted) return 130;
     if (shell) return outcome.problem ? 1 : 0;
+    if (values.html) writeFileSync(values.html, matrixHtml([{ kernel: values.kernel ?? 'default', results: outcome.results, problem: outcome.problem }]));
     const { results } = outcome;
     process.stdout.write(`\n${terminalTable(results, { color: wantColor() })}\n`);
     const tables = suiteTables(results);
@@ -145,6 +164,32 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** `--kernels`: the suites once per kernel, one report with a column per kernel. */
+async function runMatrix(
+  kernels: readonly string[],
+  options: RunOptions,
+  files: { results?: string; junit?: string; markdown?: string; html?: string },
+  signal: AbortSignal,
+): Promise<number> {
+  const runs: KernelRun[] = [];
+  for (const kernel of kernels) {
+    options.progress(`== kernel ${kernel}`);
+    const outcome = await runSuites({ ...options, kernel: `${DEBIAN_KERNEL_PREFIX}${kernel}`, modules: undefined });
+    for (const dir of outcome.keptDirs) options.progress(`kept ${dir}`);
+    if (outcome.problem) options.progress(`kernel ${kernel}: ${outcome.problem}`);
+    runs.push({ kernel, results: outcome.results, problem: outcome.problem });
+    if (signal.aborted) return 130;
+  }
+  process.stdout.write(`\n${matrixTable(runs)}`);
+  if (files.results) writeFileSync(files.results, `${JSON.stringify(matrixJson(runs), null, 2)}\n`);
+  if (files.markdown) writeFileSync(files.markdown, matrixMarkdown(runs));
+  if (files.html) writeFileSync(files.html, matrixHtml(runs));
+  // JUnit has no columns: one testsuite per kernel and suite.
+  if (files.junit) writeFileSync(files.junit, junitXml(matrixAsOneRun(runs)));
+  const json = matrixJson(runs);
+  return json.failed === 0 && runs.every((r) => r.problem === null) ? 0 : 1;
 }
 
 export const runCommand = (argv: string[]): Promise<number> => execute(argv, false);
