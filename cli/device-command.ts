@@ -9,6 +9,7 @@ import { ControlServer, parseGeneratorOptions } from '../device/control-server.j
 import type { DatapathMode } from '../device/datapath/messages.js';
 import { DEFAULT_TAP, portNames, TAP_NAME, type PortName } from '../device/ports/port.js';
 import { parseMac } from '../device/test-frame.js';
+import { linearHeaderRefusals, type LinearHeaderRefusal } from '../device/transmit-queue.js';
 import { VirtioNet } from '../device/virtio-net.js';
 import { UsageError, integerOption } from './options.js';
 
@@ -43,10 +44,15 @@ Options:
   --workers N          datapath worker threads (default 1; pair k runs on worker k mod N)
   --verify             check every transmitted test frame (docs/test-frame.md): byte pattern,
                        loss, duplicates, order; counts in stats.verification
-  --require-linear-header
+  --require-linear-header=stall|complete-empty
                        emulate a NIC that needs the packet headers in the first buffer with the
-                       virtio-net header (seed 000's ConnectX-4 Lx): other chains complete with
-                       length 0 and count as chainShapes.linearHeaderViolations
+                       virtio-net header (seed 000's ConnectX-4 Lx); other chains are not sent
+                       and count as chainShapes.linearHeaderViolations. stall: the refused chain
+                       completes and the transmit queue takes no more chains (the NIC's send
+                       queue in error after an error CQE; the guest's netdev watchdog reports a
+                       transmit timeout) until strict mode is left through the control socket;
+                       complete-empty: refused chains complete with length 0 and the queue goes
+                       on (a silent drop the driver cannot see)
   --poll               busy-poll the rings (highest rate, one core stays busy) instead of
                        sleeping on the driver's kicks
   --mac MAC            the NIC's MAC, the destination of generated frames (default 52:54:00:12:34:56)
@@ -72,7 +78,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       workers: { type: 'string', default: '1' },
       poll: { type: 'boolean', default: false },
       verify: { type: 'boolean', default: false },
-      'require-linear-header': { type: 'boolean', default: false },
+      'require-linear-header': { type: 'string' },
       mac: { type: 'string', default: '52:54:00:12:34:56' },
       verbose: { type: 'boolean', short: 'v', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -100,6 +106,10 @@ export async function deviceCommand(argv: string[]): Promise<number> {
   const workers = integerOption('--workers', values.workers);
   if (workers < 1) throw new UsageError('--workers must be at least 1');
   if (values.state && queuePairs !== 1) throw new UsageError('--state works with one queue pair (--queues 1)');
+  const refusal = values['require-linear-header'];
+  if (refusal !== undefined && !linearHeaderRefusals.includes(refusal as LinearHeaderRefusal)) {
+    throw new UsageError(`--require-linear-header must be one of ${linearHeaderRefusals.join(', ')}, not ${refusal}`);
+  }
   const mode: DatapathMode = values.poll ? 'poll' : 'kick';
   const log = (line: string): void => void process.stderr.write(`zcnic device: ${line}\n`);
 
@@ -132,7 +142,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       process.kill(process.pid, 'SIGTERM');
     },
   });
-  if (values['require-linear-header']) await device.setTxPolicy({ requireLinearHeader: true, zeroCopyMap: null });
+  if (refusal !== undefined) await device.setTxPolicy({ requireLinearHeader: true, linearHeaderRefusal: refusal as LinearHeaderRefusal, zeroCopyMap: null });
   const vhost = new VhostUserServer({
     ...(values.connect ? { connectPath: values.connect } : { socketPath }),
     device,

@@ -8,8 +8,12 @@
  *   {"cmd":"setPort","port":"gen","gen":{"size":64,"count":1000,"pps":0}} -> {"ok":true}
  *   {"cmd":"setPort","port":"tap","tap":"zc0"} -> {"ok":true}
  *   {"cmd":"setVerify","on":true}           -> {"ok":true}  (check test frames on the transmitq)
- *   {"cmd":"setRequireLinearHeader","on":true} -> {"ok":true}  (emulate a strict-layout NIC)
- *   {"cmd":"setZeroCopyMap","map":{"frameSize":4096,"headroom":0,"pages":[[0,4096],...]}} or
+ *   {"cmd":"setRequireLinearHeader","on":true,"refusal":"stall"} -> {"ok":true}  (emulate a
+ *                                            strict-layout NIC; refusal "stall" (default) or
+ *                                            "complete-empty", see transmit-queue.ts; leaving
+ *                                            stall mode ends a stall)
+ *   {"cmd":"setZeroCopyMap","map":{"frameSize":4096,"headroom":0,"pages":[[0,4096],...]}},
+ *   {"cmd":"setZeroCopyMap","map":{"stream":"tcp","pages":[[0,4096],...]}} or
  *   {"cmd":"setZeroCopyMap","map":null}     -> {"ok":true}  (the zero-copy proof's user buffer)
  *
  * A request that cannot be served gets {"error":"..."}; the connection stays open.
@@ -17,6 +21,7 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { DEFAULT_TAP, portNames, TAP_NAME, type GeneratorOptions, type PortName } from './ports/port.js';
+import { DEFAULT_LINEAR_HEADER_REFUSAL, linearHeaderRefusals, type LinearHeaderRefusal } from './transmit-queue.js';
 import type { VirtioNet } from './virtio-net.js';
 import { checkZeroCopyMap } from './zero-copy-map.js';
 
@@ -114,10 +119,13 @@ export class ControlServer {
         await device.setPort({ ...base, port: port as PortName, gen, tap });
         return { ok: true };
       }
-      case 'setRequireLinearHeader':
+      case 'setRequireLinearHeader': {
         if (typeof request.on !== 'boolean') return { error: 'setRequireLinearHeader takes "on": true or false' };
-        await device.setTxPolicy({ ...device.transmitPolicy, requireLinearHeader: request.on });
+        const refusal = request.refusal ?? DEFAULT_LINEAR_HEADER_REFUSAL;
+        if (!linearHeaderRefusals.includes(refusal as LinearHeaderRefusal)) return { error: `setRequireLinearHeader: refusal must be one of ${linearHeaderRefusals.join(', ')}` };
+        await device.setTxPolicy({ ...device.transmitPolicy, requireLinearHeader: request.on, linearHeaderRefusal: refusal as LinearHeaderRefusal });
         return { ok: true };
+      }
       case 'setZeroCopyMap': {
         const map = request.map === null ? null : checkZeroCopyMap(request.map);
         if (typeof map === 'string') return { error: `setZeroCopyMap: ${map}` };

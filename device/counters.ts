@@ -62,9 +62,14 @@ export const Counter = {
    * the first) lying wholly in the user buffer's pages.
    */
   zeroCopyPayloadProven: 35 + chainErrorKinds.length,
+  /**
+   * Transmitq chains completed while no device was attached (--state: the ring's used.idx moved
+   * past what the last device published; QEMU drops them itself while its backend is gone).
+   */
+  txCompletedElsewhere: 36 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.zeroCopyPayloadProven + 1;
+export const COUNTER_COUNT = Counter.txCompletedElsewhere + 1;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
@@ -80,6 +85,8 @@ export interface DeviceCounters {
   zeroCopy: { checked: number; proven: number; payloadProven: number };
   /** Frames the port dropped on the way out (port tap: the tap's queue full or the tap down). */
   portTxDropped: number;
+  /** Transmitq chains completed while no device was attached (see Counter.txCompletedElsewhere). */
+  txCompletedElsewhere: number;
   /** Test frames the device checked on the transmitq (all zero while verification is off). */
   verification: { verified: number; corrupt: number; duplicates: number; outOfOrder: number; gaps: number; otherFrames: number };
   chainShapes: {
@@ -114,6 +121,7 @@ export function describeCounters(c: Float64Array): DeviceCounters {
     errors,
     zeroCopy: { checked: c[Counter.zeroCopyChecked]!, proven: c[Counter.zeroCopyProven]!, payloadProven: c[Counter.zeroCopyPayloadProven]! },
     portTxDropped: c[Counter.portTxDropped]!,
+    txCompletedElsewhere: c[Counter.txCompletedElsewhere]!,
     verification: {
       verified: c[Counter.testFramesVerified]!,
       corrupt: c[Counter.testFramesCorrupt]!,

@@ -12,7 +12,7 @@ import type { FrameReceiver } from './ports/port.js';
 import type { ReceiveQueue } from './receive-queue.js';
 import type { TransmitQueue, TxFrameConsumer } from './transmit-queue.js';
 import type { TxFrame } from './tx-frame.js';
-import { holdsPayload, type ZeroCopyMap } from './zero-copy-map.js';
+import { PayloadVerdict, type ZeroCopyProof } from './zero-copy-map.js';
 
 export class QueuePair implements TxFrameConsumer, FrameReceiver {
   rx: ReceiveQueue | null = null;
@@ -20,8 +20,8 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   port: Port | null = null;
   /** Checks every transmitted test frame when verification is on. */
   verifier: FrameVerifier | null = null;
-  /** The user buffer whose frames the zero-copy proof looks for, when set. */
-  zeroCopy: ZeroCopyMap | null = null;
+  /** The user buffer the zero-copy proof looks for transmitted bytes in, when set. */
+  zeroCopy: ZeroCopyProof | null = null;
   /** performance.now() of the current burst, for pcap timestamps without a clock read per frame. */
   now = 0;
   /** Scheduler state: the pair should run again soon (work pending, or spinning before kicks). */
@@ -36,19 +36,19 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   constructor(readonly index: number, private readonly pcap: PcapWriter | null, private readonly counters: Float64Array) {}
 
   transmitted(frame: TxFrame): void {
-    if (this.zeroCopy) {
-      this.counters[Counter.zeroCopyChecked]!++;
-      const gpa = frame.contiguousAddress();
-      if (gpa >= 0 && this.zeroCopy.holds(gpa, frame.length)) this.counters[Counter.zeroCopyProven]!++;
-      else if (gpa < 0) {
-        // A paged frame: headers in one buffer, the payload in others (skb frags). Any payload
-        // buffer in the user's pages is MSG_ZEROCOPY's send buffer itself.
-        const chain = frame.chain;
-        for (let b = frame.firstBuffer + 1; b < chain.count; b++) {
-          if (holdsPayload(this.zeroCopy, chain.address[b]!, chain.length[b]!)) {
-            this.counters[Counter.zeroCopyPayloadProven]!++;
-            break;
-          }
+    const proof = this.zeroCopy;
+    if (proof !== null) {
+      const counters = this.counters;
+      if (proof.kind === 'frames') {
+        counters[Counter.zeroCopyChecked]!++;
+        const gpa = frame.contiguousAddress();
+        if (gpa >= 0 && proof.holds(gpa, frame.length)) counters[Counter.zeroCopyProven]!++;
+      } else if (frame.linearize()) {
+        // The headers are read from the copy; the payload's addresses from the chain.
+        const verdict = proof.check(frame);
+        if (verdict !== PayloadVerdict.notInStream) {
+          counters[Counter.zeroCopyChecked]!++;
+          if (verdict === PayloadVerdict.proven) counters[Counter.zeroCopyPayloadProven]!++;
         }
       }
     }

@@ -87,24 +87,31 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         await call({ cmd: 'setPort', port: name, ...(name === 'gen' ? { gen } : {}) });
         return 'ok';
       }
-      case 'strict':
-        if (args[0] !== 'on' && args[0] !== 'off') return error('usage: strict on|off');
-        await call({ cmd: 'setRequireLinearHeader', on: args[0] === 'on' });
+      case 'strict': {
+        // strict on [stall|complete-empty] | strict off (device/transmit-queue.ts says what each emulates)
+        const [onOff, refusal, ...extra] = args;
+        const usage = 'usage: strict on [stall|complete-empty] | strict off';
+        // The device checks the refusal's name.
+        if (extra.length > 0 || (onOff !== 'on' && onOff !== 'off') || (onOff === 'off' && refusal !== undefined)) return error(usage);
+        await call({ cmd: 'setRequireLinearHeader', on: onOff === 'on', ...(refusal !== undefined ? { refusal } : {}) });
         return 'ok';
+      }
       case 'zc-map': {
         // zc-map off | zc-map FRAME_SIZE HEADROOM OFFSET:GPA... (hex, as xdpsock --umem-map writes them)
+        // | zc-map stream tcp|udp OFFSET:GPA... (a MSG_ZEROCOPY sender's ring buffer, zerocopy --buf-map)
         if (args[0] === 'off' && args.length === 1) {
           await call({ cmd: 'setZeroCopyMap', map: null });
           return 'ok';
         }
-        const [frameText, headroomText, ...pageWords] = args;
+        // FRAME_SIZE HEADROOM, or `stream` and the protocol (the device checks it).
+        const [first, second, ...pageWords] = args;
         const pages: Array<[number, number]> = [];
         for (const word of pageWords) {
           const m = /^(?:0x)?([0-9a-f]+):(?:0x)?([0-9a-f]+)$/i.exec(word);
           if (!m) return error(`zc-map: expected OFFSET:GPA in hex, got ${JSON.stringify(word)}`);
           pages.push([parseInt(m[1]!, 16), parseInt(m[2]!, 16)]);
         }
-        await call({ cmd: 'setZeroCopyMap', map: { frameSize: Number(frameText), headroom: Number(headroomText), pages } });
+        await call({ cmd: 'setZeroCopyMap', map: first === 'stream' ? { stream: second, pages } : { frameSize: Number(first), headroom: Number(second), pages } });
         return `ok pages=${pages.length}`;
       }
       case 'stats': {

@@ -1,6 +1,7 @@
 /** What the control plane and a datapath worker say to each other (structured-clone messages). */
 import type { MemoryRegion } from 'vfio-user-ts';
 import type { PortOptions } from '../ports/port.js';
+import type { LinearHeaderRefusal } from '../transmit-queue.js';
 import type { VringAddresses } from '../vring.js';
 import type { ZeroCopyMapSpec } from '../zero-copy-map.js';
 
@@ -36,6 +37,11 @@ export interface QueueStart {
 /** Seed 000's two device-side questions: does a strict NIC refuse the layout, was it zero copy. */
 export interface TxPolicy {
   readonly requireLinearHeader: boolean;
+  /**
+   * What a refusal does (transmit-queue.ts); absent: DEFAULT_LINEAR_HEADER_REFUSAL. Leaving
+   * `stall` (strict off, which every test's begin asks for, or complete-empty) ends a stall.
+   */
+  readonly linearHeaderRefusal?: LinearHeaderRefusal;
   readonly zeroCopyMap: ZeroCopyMapSpec | null;
 }
 

@@ -11,14 +11,26 @@
 #                       frames' own user send buffer: the socket copies every frame into a
 #                       kernel skb, so the device finds none of them there: 0.000. This is the
 #                       check that the proof can fail.
+#   zc-proof-xsk-shifted-map  zc-proof-xsk with a deliberately wrong map: the umem's own pages,
+#                       but frames said to start half a chunk in. Same frames, same chains:
+#                       zeroCopyProven must be 0.000 (the proof depends on the map being right).
 #   shape-xsk-SIZE      64/512/1024/1500 bytes: the chain layout of generic zerocopy xmit, for
 #                       every frame (metric chainShapes), every frame verified, and the rate
 #   shape-af-packet-SIZE  the same sizes through the packet socket: the copy path's layout
 #                       and rate (the rate.* metrics make the seed's "copy vs page" table)
 #   strict-xsk          the device emulates a NIC that needs the Ethernet header in the first
-#                       buffer with the virtio-net header (seed 000's ConnectX-4 Lx error CQE):
-#                       every XSK frame violates it and none is delivered
-#   strict-af-packet    the packet socket's linear skbs pass the same device untouched
+#                       buffer with the virtio-net header, refusing as seed 000's ConnectX-4 Lx
+#                       did (`strict on stall`: an error CQE, then the send queue in error): the
+#                       first XSK frame is refused and the queue takes no more, virtio_net's ring
+#                       fills and stops the netdev queue, and the kernel's netdev watchdog
+#                       reports "NETDEV WATCHDOG: ... transmit queue 0 timed out" (dev_watchdog,
+#                       watchdog_timeo 5 s, checked every 5 s): the guest notices. Leaving strict
+#                       mode (what every test's begin does) flushes the stalled chains and the
+#                       queue works again, which the test checks with verified frames.
+#   strict-xsk-complete-empty  the other refusal (`strict on complete-empty`): every XSK frame
+#                       completes with length 0 and is not sent, which virtio_net cannot tell
+#                       from a sent frame: xdpsock completes all, the watchdog says nothing
+#   strict-af-packet    the packet socket's linear skbs pass the same (stall) device untouched
 #
 # What 6.12 does on the XSK path (net/xdp/xsk.c, drivers/net/virtio_net.c): virtio_net sets
 # IFF_TX_SKB_NO_LINEAR, so xsk_build_skb() takes xsk_build_skb_zerocopy(): an skb with only
@@ -34,7 +46,7 @@
 # On the copy path (a packet socket: packet_snd() allocates a linear skb for anything under a
 # page and copies the user's bytes into it) the same push leaves header and frame side by side
 # in the skb head: one direct descriptor.
-ZCNIC_TESTS="zc-proof-xsk zc-proof-af-packet shape-xsk-64 shape-xsk-512 shape-xsk-1024 shape-xsk-1500 shape-af-packet-64 shape-af-packet-512 shape-af-packet-1024 shape-af-packet-1500 strict-xsk strict-af-packet"
+ZCNIC_TESTS="zc-proof-xsk zc-proof-af-packet zc-proof-xsk-shifted-map shape-xsk-64 shape-xsk-512 shape-xsk-1024 shape-xsk-1500 shape-af-packet-64 shape-af-packet-512 shape-af-packet-1024 shape-af-packet-1500 strict-xsk strict-xsk-complete-empty strict-af-packet"
 
 . "$ZCNIC_SUITES_DIR/lib/seeds.sh"
 
@@ -47,6 +59,12 @@ ZC_COUNT=20000
 SHAPE_COUNT_XSK=100000
 SHAPE_COUNT_AF_PACKET=50000
 STRICT_COUNT=10000
+# The shifted-map control needs fewer frames than the proof itself: any proven frame fails it.
+ZC_SHIFTED_COUNT=5000
+# How long the stall test waits for the netdev watchdog: its timeout is 5 s after the last
+# transmit, checked every 5 s (round_jiffies), so 5..11 s; TCG adds some.
+STRICT_WATCHDOG_SECONDS=40
+STRICT_WATCHDOG_LINE='NETDEV WATCHDOG: .*transmit queue 0 timed out'
 
 test_zc_proof_xsk() {
 	seeds_setup
@@ -56,7 +74,7 @@ test_zc_proof_xsk() {
 	zc_map_from_file "$XSK_DIR/umem.map" "$ZC_CHUNK" 0
 	: >"$XSK_DIR/go"
 	xsk_wait 30 || XSK_FAILED=$((XSK_FAILED + 1))
-	diag "$(zcnic_ctl wait transmitq.frames "$count" 30)"
+	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes zeroCopy.checked zeroCopy.proven $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	metric zeroCopyProven "$(ratio "$zeroCopy_proven" "$zeroCopy_checked")"
 	metric zeroCopy.checked "$zeroCopy_checked"
@@ -68,6 +86,29 @@ test_zc_proof_xsk() {
 	check_eq "device zeroCopy.checked" "$zeroCopy_checked" "$count"
 	check_eq "device zeroCopy.proven (frames found at the start of a umem chunk)" "$zeroCopy_proven" "$count"
 	checks_done "zero-copy proof, XSK"
+}
+
+test_zc_proof_xsk_shifted_map() {
+	seeds_setup
+	count=$ZC_SHIFTED_COUNT
+	xsk_start -i "$ZCNIC_IFACE" -t -S -C "$count" -s "$ZC_SIZE" -f "$ZC_CHUNK" --frames "$ZC_FRAMES" \
+		--umem-map "$XSK_DIR/umem.map" --wait-file "$XSK_DIR/go"
+	# The right pages, the wrong frame start: every frame is read from the umem, none where the
+	# map says frames are.
+	zc_map_from_file "$XSK_DIR/umem.map" "$ZC_CHUNK" $((ZC_CHUNK / 2))
+	: >"$XSK_DIR/go"
+	xsk_wait 30 || XSK_FAILED=$((XSK_FAILED + 1))
+	device_wait transmitq.frames "$count" 30
+	device_stats transmitq.frames transmitq.bytes zeroCopy.checked zeroCopy.proven $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
+	metric zeroCopyProven "$(ratio "$zeroCopy_proven" "$zeroCopy_checked")"
+	metric zeroCopy.checked "$zeroCopy_checked"
+	metric zeroCopy.proven "$zeroCopy_proven"
+	check_eq "xdpsock txCompleted" "$(json_num "$XSK_JSON" txCompleted)" "$count"
+	check_verified "$count" "$ZC_SIZE"
+	check_xsk_shape "$count"
+	check_eq "device zeroCopy.checked" "$zeroCopy_checked" "$count"
+	check_eq "device zeroCopy.proven with a shifted map (must be 0)" "$zeroCopy_proven" 0
+	checks_done "zero-copy proof, XSK, shifted map (must fail)"
 }
 
 test_zc_proof_af_packet() {
@@ -82,7 +123,7 @@ test_zc_proof_af_packet() {
 	seeds_wait_exit "$pid" 40
 	json=$(cat "$XSK_DIR/frames.out")
 	diag "frames -> status $SEEDS_RC: ${json:-no summary}"
-	diag "$(zcnic_ctl wait transmitq.frames "$count" 30)"
+	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes zeroCopy.checked zeroCopy.proven $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	metric zeroCopyProven "$(ratio "$zeroCopy_proven" "$zeroCopy_checked")"
 	metric zeroCopy.checked "$zeroCopy_checked"
@@ -123,7 +164,7 @@ shape_xsk() { # SIZE
 	metric rate.size "$size"
 	xsk_run -i "$ZCNIC_IFACE" -t -S -C "$count" -s "$size" || XSK_FAILED=$((XSK_FAILED + 1))
 	metric rate.pps "$(json_num "$XSK_JSON" txPps)"
-	diag "$(zcnic_ctl wait transmitq.frames "$count" 30)"
+	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	shape_metrics "$count"
 	check_eq "xdpsock xdpMode" "$(json_word "$XSK_JSON" xdpMode)" skb
@@ -141,7 +182,7 @@ shape_af_packet() { # SIZE
 	metric rate.size "$size"
 	frames_send frames -i "$ZCNIC_IFACE" -n "$count" -s "$size"
 	metric rate.pps "$(json_num "$FRAMES_JSON" pps)"
-	diag "$(zcnic_ctl wait transmitq.frames "$count" 30)"
+	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	shape_metrics "$count"
 	check_eq "frames sent" "$(json_num "$FRAMES_JSON" sent)" "$count"
@@ -159,14 +200,77 @@ test_shape_af_packet_512() { shape_af_packet 512; }
 test_shape_af_packet_1024() { shape_af_packet 1024; }
 test_shape_af_packet_1500() { shape_af_packet 1500; }
 
-# A strict device completes each violating chain with length 0 and sends nothing (like the
-# error CQE of seed 000): the XSK socket still gets its completions, the wire gets no frame.
+# dmesg_since LINES: the kernel log after its first LINES lines.
+dmesg_since() {
+	dmesg | tail -n +$(($1 + 1))
+}
+
+# The stall refusal (seed 000's NIC): the first XSK frame is refused and the queue takes
+# nothing more. The XSK socket alone cannot fill virtio_net's ring (its send buffer holds only
+# some 50 frames of a 4 KiB chunk each), so the stack's own traffic does, as it would on the
+# NIC: packet-socket frames pile up until virtio_net stops the netdev queue, and the netdev
+# watchdog reports the transmit timeout. Then `strict off` (the request every test's begin
+# makes) ends the stall: the queue works again, every frame sent after it verified.
 test_strict_xsk() {
 	count=$STRICT_COUNT
 	seeds_setup
-	zcnic_ctl strict on >/dev/null || fail "cannot switch the device to strict layout"
+	dmesg_lines=$(dmesg | wc -l)
+	zcnic_ctl strict on stall >/dev/null || fail "cannot switch the device to strict layout (stall)"
+	xsk_start -i "$ZCNIC_IFACE" -t -S -C "$count" -s 64
+	device_wait chainShapes.linearHeaderViolations 1 30
+	start=$(now_cs)
+	seeds_bg fill frames -i "$ZCNIC_IFACE" -n "$count" -s 64
+	fill_pid=$SEEDS_LAST_PID
+	i=0
+	until dmesg_since "$dmesg_lines" | grep -q "$STRICT_WATCHDOG_LINE"; do
+		[ $i -lt $((STRICT_WATCHDOG_SECONDS * 2)) ] || break
+		sleep 0.5
+		i=$((i + 1))
+	done
+	watchdog=$(dmesg_since "$dmesg_lines" | grep -m 1 "$STRICT_WATCHDOG_LINE")
+	metric watchdogSeconds "$(awk -v a="$start" -v b="$(now_cs)" 'BEGIN { printf "%.1f", (b - a) / 100 }')"
+	dmesg_since "$dmesg_lines" | grep -i -e watchdog -e 'tx timeout' -e virtio | while IFS= read -r line; do diag "kernel: $line"; done
+	# Neither sender can finish (their frames never complete): stop them.
+	seeds_wait_exit "$fill_pid" 0
+	xsk_wait 0
+	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
+	metric linearHeaderViolations "$chainShapes_linearHeaderViolations"
+	metric delivered "$transmitq_frames"
+	metric xdpsockTxCompleted "$(json_num "$XSK_JSON" txCompleted)"
+	check_eq "netdev watchdog: transmit queue 0 timed out (within $STRICT_WATCHDOG_SECONDS s)" "$([ -n "$watchdog" ] && echo 1 || echo 0)" 1
+	check_eq "device linearHeaderViolations (the first refusal stalls the queue)" "$chainShapes_linearHeaderViolations" 1
+	check_eq "device transmitq.frames (delivered: none, not even the packet socket's)" "$transmitq_frames" 0
+	check_eq "xdpsock txCompleted (the refused frame only)" "$(json_num "$XSK_JSON" txCompleted)" 1
+	# The reset: leaving stall mode flushes the ring; the frames still queued in the qdisc go out
+	# then. Once they have, counts start afresh and new frames must all arrive, verified.
+	zcnic_ctl strict off >/dev/null || fail "cannot switch strict layout off"
+	last=-1
+	i=0
+	while [ "$transmitq_frames" != "$last" ] && [ $i -lt 30 ]; do
+		last=$transmitq_frames
+		sleep 0.5
+		device_stats transmitq.frames
+		i=$((i + 1))
+	done
+	diag "after strict off: $transmitq_frames frames queued in the guest during the stall went out"
+	zcnic_ctl reset >/dev/null || fail "cannot reset the device's counters"
+	frames_send frames -i "$ZCNIC_IFACE" -n 1000 -s 64
+	device_wait transmitq.frames 1000 30
+	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS
+	check_eq "frames sent after the reset" "$(json_num "$FRAMES_JSON" sent)" 1000
+	check_verified 1000 64
+	checks_done "strict device (stall), XSK"
+}
+
+# The complete-empty refusal: each violating chain completes with length 0 and nothing is sent.
+# The XSK socket gets its completions and the guest never notices.
+test_strict_xsk_complete_empty() {
+	count=$STRICT_COUNT
+	seeds_setup
+	dmesg_lines=$(dmesg | wc -l)
+	zcnic_ctl strict on complete-empty >/dev/null || fail "cannot switch the device to strict layout (complete-empty)"
 	xsk_run -i "$ZCNIC_IFACE" -t -S -C "$count" -s 64 || XSK_FAILED=$((XSK_FAILED + 1))
-	diag "$(zcnic_ctl wait chainShapes.linearHeaderViolations "$count" 30)"
+	device_wait chainShapes.linearHeaderViolations "$count" 30
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	metric linearHeaderViolations "$chainShapes_linearHeaderViolations"
 	metric delivered "$transmitq_frames"
@@ -174,15 +278,16 @@ test_strict_xsk() {
 	check_eq "device linearHeaderViolations" "$chainShapes_linearHeaderViolations" "$count"
 	check_eq "device transmitq.frames (delivered)" "$transmitq_frames" 0
 	check_eq "device verification.verified" "$verification_verified" 0
-	checks_done "strict device, XSK"
+	check_eq "netdev watchdog lines (the guest never notices)" "$(dmesg_since "$dmesg_lines" | grep -c "$STRICT_WATCHDOG_LINE")" 0
+	checks_done "strict device (complete-empty), XSK"
 }
 
 test_strict_af_packet() {
 	count=$STRICT_COUNT
 	seeds_setup
-	zcnic_ctl strict on >/dev/null || fail "cannot switch the device to strict layout"
+	zcnic_ctl strict on stall >/dev/null || fail "cannot switch the device to strict layout"
 	frames_send frames -i "$ZCNIC_IFACE" -n "$count" -s 64
-	diag "$(zcnic_ctl wait transmitq.frames "$count" 30)"
+	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	metric linearHeaderViolations "$chainShapes_linearHeaderViolations"
 	metric delivered "$transmitq_frames"

@@ -8,8 +8,11 @@
  *
  * tcp/udp: sends BYTES (default 8 MiB) in sends of SIZE bytes (1024..65536; UDP at most 65000,
  * in datagrams of GSO bytes through UDP_SEGMENT when SIZE is larger than GSO, default 1400)
- * from a locked, page-aligned 1 MiB user buffer filled with a pseudo-random pattern, walking
- * through it. With -z the socket has SO_ZEROCOPY and every send has MSG_ZEROCOPY; completions
+ * from a locked, page-aligned 1 MiB user buffer filled with a pseudo-random pattern, walked as
+ * a ring: the stream's byte S (TCP: sequence number ISN + 1 + S; UDP: the payload bytes of the
+ * datagrams before it) is always sent from buffer offset S mod 1 MiB, which is what the device's
+ * zero-copy proof checks every payload byte against (a send that would cross the end of the
+ * buffer stops there, and a partial send resumes where it stopped). With -z the socket has SO_ZEROCOPY and every send has MSG_ZEROCOPY; completions
  * are read from MSG_ERRQUEUE (SO_EE_ORIGIN_ZEROCOPY, ids ee_info..ee_data) and every send id
  * must complete exactly once, with no gaps: duplicates and ids never sent are counted and the
  * missing ones reported. Completions flagged SO_EE_CODE_ZEROCOPY_COPIED (the kernel copied after
@@ -18,7 +21,7 @@
  * CPU time (getrusage: user + system) of the sending loop is reported per GiB.
  *
  * --buf-map PATH writes "<offset_hex> <phys_hex>" per page of the user buffer (from
- * /proc/self/pagemap) for the device's zero-copy proof; --wait-file PATH then waits until PATH
+ * /proc/self/pagemap) for the device's zero-copy proof (`zcnic_ctl zc-map stream tcp|udp`); --wait-file PATH then waits until PATH
  * exists before sending (time to hand the map to the device).
  *
  * packet: opens an AF_PACKET socket on IFACE, asks for SO_ZEROCOPY (the seed's RFC, never merged
@@ -320,14 +323,13 @@ static int run_stream(int tcp)
 	struct sha256 sha;
 	sha256_init(&sha);
 	unsigned long long bytes = 0, sends = 0, enobufs = 0;
-	size_t off = 0;
 	double cpu0 = cpu_seconds(), t0 = now();
 	while (bytes < total) {
-		size_t n = size;
+		size_t off = (size_t)(bytes % BUF_SIZE), n = size;
 		if (total - bytes < n)
 			n = (size_t)(total - bytes);
-		if (off + n > BUF_SIZE)
-			off = 0;
+		if (n > BUF_SIZE - off)
+			n = BUF_SIZE - off;
 		ssize_t r = send(fd, buf + off, n, zerocopy ? MSG_ZEROCOPY : 0);
 		if (r < 0) {
 			if (errno == ENOBUFS || errno == EAGAIN) {
@@ -356,9 +358,6 @@ static int run_stream(int tcp)
 		}
 		sha256_update(&sha, buf + off, (size_t)r);
 		bytes += (unsigned long long)r;
-		off += (size_t)r;
-		/* Keep a page-aligned walk through the buffer, so sends cover every page. */
-		off = (off + 1023) & ~(size_t)1023;
 		sends++;
 		if (zerocopy)
 			read_completions(fd);

@@ -185,4 +185,38 @@ test('reflect: frames placed before a receive ring breaks are still published to
   }
 });
 
+test('strict stall: the first refusal stops the transmit queue; leaving stall mode (begin) flushes and resumes it', async () => {
+  const h = harness(sink);
+  try {
+    const strict = (on: boolean) => h.datapath.handle({ type: 'txPolicy', policy: { requireLinearHeader: on, linearHeaderRefusal: 'stall', zeroCopyMap: null } });
+    const kick = () => sys.eventfdWrite(h.kicks[1]!, 1);
+    const linear = (fill: number) => h.txq.makeAvailable(h.txq.addChain([{ length: HEADER + 60, data: new Uint8Array(HEADER + 60).fill(fill, HEADER) }]));
+    strict(true);
+    h.txq.setUsedEvent(0);
+    for (let i = 0; i < 10; i++) txChain(h.txq, new Uint8Array(60).fill(i)); // header alone: refused
+    kick();
+    await until(() => describeCounters(h.counters).chainShapes.linearHeaderViolations === 1, 'the refusal');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.is(h.txq.usedIdx(), 1, 'only the refused chain completes');
+    linear(1);
+    kick();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.is(h.txq.usedIdx(), 1, 'a stalled queue takes no chain, not even a linear one');
+    assert.is(describeCounters(h.counters).transmitq.frames, 0);
+    sys.eventfdRead(h.calls[1]!);
+    h.txq.setUsedEvent(1);
+    strict(false); // what the harness's begin sends
+    assert.is(h.txq.usedIdx(), 11, 'the 10 chains posted while stalled are flushed before the answer');
+    assert.equal(h.messages.at(-1)?.type, 'txPolicySet');
+    assert.is(describeCounters(h.counters).transmitq.frames, 0, 'flushed, not sent');
+    await until(() => sys.eventfdRead(h.calls[1]!) > 0, 'the driver is called for the flushed chains');
+    linear(2);
+    kick();
+    await until(() => describeCounters(h.counters).transmitq.frames === 1, 'a frame after the reset');
+    assert.is(h.txq.usedIdx(), 12);
+  } finally {
+    h.close();
+  }
+});
+
 test.run();

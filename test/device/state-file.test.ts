@@ -1,5 +1,6 @@
-// The state file (--state): a restart continues from the newest commit whose used.idx the ring
-// shows, so a kill between committing a burst and publishing it cannot count the burst twice.
+// The state file (--state): a restart continues from the commit marked published, so a kill
+// between committing a burst and publishing it cannot count the burst twice, and counts what
+// the ring's used.idx moved since as completed elsewhere.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,38 +19,61 @@ function counters(frames: number): Float64Array {
   return c;
 }
 
-test('restore takes the newest commit the ring published, else the one before', () => {
+test('restore takes the commit marked published; used.idx past it was completed elsewhere', () => {
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-state-'));
   try {
     const path = join(dir, 'state');
     const first = new StateFile(path);
     assert.is(first.restore(0), null, 'a fresh file has no commit');
     first.commit(10, counters(10), null);
+    first.markPublished();
     first.commit(20, counters(20), (into) => into.fill(-1).set([19], 0));
     first.close();
-    // Killed after committing used.idx 20 and before publishing it: the ring shows 10.
+    // Killed after committing used.idx 20 and before publishing it: the mark names 10.
     const second = new StateFile(path);
     const back = second.restore(10)!;
     assert.is(back.usedIdx, 10);
     assert.is(back.counters[Counter.txFrames], 10);
     assert.is(back.flows, null);
-    // Had it published, the newest commit is taken, with the verifier's flows.
-    const newest = second.restore(20)!;
-    assert.is(newest.counters[Counter.txFrames], 20);
-    assert.is(newest.flows![0], 19);
-    assert.is(newest.flows!.length, MAX_FLOWS);
-    // used.idx past both commits (QEMU dropped chains itself while the device was gone): the
-    // older one, since the newest may never have been published; the rest completed elsewhere.
+    assert.is(back.completedElsewhere, 0);
+    // The frontend completed 20 chains itself (those of the unpublished burst among them).
     const past = second.restore(30)!;
     assert.is(past.counters[Counter.txFrames], 10);
     assert.is(past.completedElsewhere, 20);
-    assert.is(second.restore(15)!.completedElsewhere, 5, 'the newest (20) is ahead: not published');
-    assert.is(second.restore(5), null, 'both commits ahead of the ring: another ring');
-    // The next commit overwrites the older slot (10), never the newest.
-    second.commit(30, counters(30), null);
-    assert.is(second.restore(20)!.counters[Counter.txFrames], 20);
-    assert.is(second.restore(10), null);
+    // Even when used.idx happens to equal the unpublished commit's, that commit is not taken.
+    assert.is(second.restore(20)!.counters[Counter.txFrames], 10);
+    assert.is(second.restore(5), null, 'the ring behind the published commit: another ring');
+    // The new process commits next to the marked commit, never over it, until its own mark.
+    second.commit(40, counters(40), null);
+    assert.is(second.restore(40)!.usedIdx, 10, 'not marked yet');
+    second.markPublished();
+    assert.is(second.restore(40)!.counters[Counter.txFrames], 40);
     second.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a published burst is continued from, not counted as completed elsewhere', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zcnic-state-'));
+  try {
+    const path = join(dir, 'state');
+    const device = new StateFile(path);
+    device.commit(10, counters(10), null);
+    device.markPublished();
+    device.commit(20, counters(20), (into) => into.fill(-1).set([19], 0));
+    device.markPublished();
+    device.close();
+    // Killed after publishing used.idx 20; the frontend then completed 10 chains itself. The
+    // old accounting took the commit at 10 and counted 20 as completed elsewhere.
+    const next = new StateFile(path);
+    const restored = next.restore(30)!;
+    assert.is(restored.usedIdx, 20);
+    assert.is(restored.counters[Counter.txFrames], 20);
+    assert.is(restored.flows![0], 19);
+    assert.is(restored.flows!.length, MAX_FLOWS);
+    assert.is(restored.completedElsewhere, 10);
+    next.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -143,9 +143,9 @@ test('hostile rings: loop, avail index jump, head out of range', () => {
   }
 });
 
-test('a strict-layout device completes header-alone chains with length 0 and counts them', () => {
+test('a strict-layout device (complete-empty) completes header-alone chains with length 0, counts them and goes on', () => {
   const { guest, queue, counters, frames, errors, tx } = setup();
-  tx.requireLinearHeader = true;
+  tx.linearHeaderRefusal = 'complete-empty';
   const f = frameBytes(60);
   queue.makeAvailable(queue.addChain([{ length: HEADER, data: header() }, { length: 60, data: f }]));
   queue.makeAvailable(queue.addChain([{ length: HEADER + 60, data: new Uint8Array([...header(), ...f]) }]));
@@ -155,6 +155,43 @@ test('a strict-layout device completes header-alone chains with length 0 and cou
   assert.is(counters[Counter.txFrames], 1);
   assert.equal(errors.map((e) => [e.kind, e.fatal]), [['linearHeaderViolation', false]]);
   assert.equal(queue.usedElement(0), { id: 0, length: 0 });
+  guest.close();
+});
+
+test('a strict-layout device (stall) stops at its first refusal: no chain is taken until resume(), which flushes them unsent', () => {
+  const { guest, queue, counters, frames, errors, tx } = setup();
+  tx.linearHeaderRefusal = 'stall';
+  const f = frameBytes(60);
+  const linear = (): number => queue.addChain([{ length: HEADER + 60, data: new Uint8Array([...header(), ...f]) }]);
+  queue.makeAvailable(linear());
+  queue.makeAvailable(queue.addChain([{ length: HEADER, data: header() }, { length: 60, data: f }]));
+  queue.makeAvailable(linear());
+  assert.is(tx.processBurst(8), 2, 'the linear chain and the refused one');
+  assert.is(tx.stalled, true);
+  assert.is(frames.length, 1);
+  assert.is(counters[Counter.linearHeaderViolations], 1);
+  assert.is(queue.usedIdx(), 2, 'the refused chain completes (the error CQE), nothing after it');
+  assert.equal(queue.usedElement(1), { id: 1, length: 0 });
+  // A stalled queue takes no chain, however many the driver posts, linear or not.
+  queue.makeAvailable(linear());
+  assert.is(tx.processBurst(8), 0);
+  assert.is(tx.processBurst(8), 0);
+  assert.is(queue.usedIdx(), 2, 'the driver gets nothing back: its ring fills and its watchdog fires');
+  assert.is(frames.length, 1);
+  assert.is(counters[Counter.txFrames], 1);
+  assert.equal(errors.map((e) => [e.kind, e.fatal]), [['linearHeaderViolation', false]]);
+  assert.is(tx.broken, false, 'not a ring error: no DEVICE_NEEDS_RESET');
+  // The reset: what was posted meanwhile completes unsent, and the queue takes chains again.
+  tx.linearHeaderRefusal = null;
+  assert.is(tx.resume(), 2);
+  assert.is(tx.stalled, false);
+  assert.is(queue.usedIdx(), 4);
+  assert.is(frames.length, 1, 'flushed chains are not sent');
+  queue.makeAvailable(linear());
+  assert.is(tx.processBurst(8), 1);
+  assert.is(frames.length, 2);
+  assert.is(queue.usedIdx(), 5);
+  assert.is(tx.resume(), 0, 'resuming a queue that is not stalled does nothing');
   guest.close();
 });
 

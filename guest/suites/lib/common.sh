@@ -13,10 +13,15 @@
 #   port tap [NAME]             to and from the host tap (the run's netns peer, 198.18.0.1)
 #   port gen size=N count=N pps=N   inject test frames into the receive queue
 #   verify on|off               check every transmitted test frame
-#   strict on|off               emulate a NIC that needs headers linear with the virtio-net header
+#   strict on [stall|complete-empty] | strict off
+#                               emulate a NIC that needs headers linear with the virtio-net
+#                               header: refuse such a chain and stop the queue (stall, default)
+#                               or complete it empty (README: what each emulates)
 #   zc-map FRAME HEADROOM OFF:GPA...   the user buffer of the zero-copy proof (hex pairs, as
 #                               xdpsock --umem-map writes them); zc-map off clears it
-#   stats KEY...                prints KEY=value per key, dots as underscores, e.g.
+#   zc-map stream tcp|udp OFF:GPA...   a MSG_ZEROCOPY sender's ring buffer (zerocopy
+#                               --buf-map): stream byte S must be read from offset S mod size
+#   stats KEY...                prints KEY=value per key, dots as underscores
 #                               (device_stats below sets them as shell variables)
 #   wait KEY MIN SECONDS        waits until stats KEY >= MIN, then prints KEY=value; fails
 #                               when it is still below MIN after SECONDS

@@ -4,8 +4,9 @@
  * Each function does one call and reports errors; every decision about
  * protocols or buffering is made in TypeScript (src/sys.ts documents the API).
  *
- * The addon is context-aware (NAPI_MODULE_INIT) and keeps no global state,
- * so every worker thread can load it for itself.
+ * The addon is context-aware (NAPI_MODULE_INIT) and keeps no state shared
+ * between threads (only each thread's list of its fd watchers), so every
+ * worker thread can load it for itself.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -403,12 +404,18 @@ static napi_value send_msg(napi_env env, napi_callback_info info) {
   return throw_errno(env, "sendmsg", errno);
 }
 
-/* close(fd) */
+static void stop_watcher_of_fd(int fd);
+
+/* close(fd): stops this thread's watcher of the fd, if any, then closes it. */
 static napi_value close_fd(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   int fd;
   if (!get_args(env, info, "close", 1, argv) || !get_fd(env, argv[0], "close", &fd))
     return NULL;
+  /* A watch of a closed fd never fires again and never ends: it would keep
+   * the loop alive for good (the process or worker would not exit), and a
+   * new fd with the same number could not be watched (EEXIST). */
+  stop_watcher_of_fd(fd);
   /* On Linux the fd is released even when close reports EINTR, so a retry
    * could close an fd that another thread has just opened. */
   if (close(fd) != 0 && errno != EINTR) return throw_errno(env, "close", errno);
@@ -605,15 +612,22 @@ static napi_value eventfd_write_counter(napi_env env, napi_callback_info info) {
 /* One uv_poll_t on the loop of the env that created it. The memory is shared
  * by the open uv handle and by the JS stop() function, which can go away in
  * either order; both run on the env's own thread. */
-typedef struct {
+typedef struct watcher {
   uv_poll_t poll;
   napi_env env;
   napi_ref callback;
   napi_async_context async;
   napi_async_cleanup_hook_handle cleanup;
+  int fd;
   bool closing;
   int refs;
+  /* This thread's running watchers (not closing), for close() and watcherCount(). */
+  struct watcher *prev, *next;
 } watcher;
+
+/* Each env (main thread or worker) runs on its own thread. */
+static _Thread_local watcher *running_watchers;
+static _Thread_local int running_watcher_count;
 
 static void watcher_release(watcher *w) {
   if (--w->refs == 0) free(w);
@@ -632,7 +646,21 @@ static void on_poll_closed(uv_handle_t *handle) {
 static void watcher_close(watcher *w) {
   if (w->closing) return;
   w->closing = true;
+  if (w->prev != NULL) w->prev->next = w->next;
+  else running_watchers = w->next;
+  if (w->next != NULL) w->next->prev = w->prev;
+  running_watcher_count--;
   uv_close((uv_handle_t *)&w->poll, on_poll_closed);
+}
+
+static void stop_watcher_of_fd(int fd) {
+  /* One watcher per fd and loop at most (uv_poll_init refuses a second). */
+  for (watcher *w = running_watchers; w != NULL; w = w->next) {
+    if (w->fd == fd) {
+      watcher_close(w);
+      return;
+    }
+  }
 }
 
 /* The env (e.g. a worker) is being torn down: the handle must be closed
@@ -705,7 +733,12 @@ static napi_value watch_readable(napi_env env, napi_callback_info info) {
   }
   w->poll.data = w;
   w->env = env;
+  w->fd = fd;
   w->refs = 1; /* the handle's, dropped in on_poll_closed */
+  w->next = running_watchers;
+  if (running_watchers != NULL) running_watchers->prev = w;
+  running_watchers = w;
+  running_watcher_count++;
   if (napi_create_reference(env, argv[1], 1, &w->callback) != napi_ok ||
       napi_create_string_utf8(env, "zcnic.FdWatcher", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_async_init(env, NULL, name, &w->async) != napi_ok ||
@@ -726,6 +759,12 @@ static napi_value watch_readable(napi_env env, napi_callback_info info) {
 failed:
   watcher_close(w);
   return fail(env, "watchReadable: Node-API call failed");
+}
+
+/* watcherCount(): the watchers of this thread that are running (not stopped). */
+static napi_value watcher_count(napi_env env, napi_callback_info info) {
+  (void)info;
+  return num(env, running_watcher_count);
 }
 
 /* ---- module -------------------------------------------------------------- */
@@ -806,6 +845,7 @@ NAPI_MODULE_INIT() {
       {"eventfdRead", NULL, eventfd_read_counter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdWrite", NULL, eventfd_write_counter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watchReadable", NULL, watch_readable, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"watcherCount", NULL, watcher_count, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fileSize", NULL, file_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFd", NULL, read_fd, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -51,6 +51,7 @@ export interface SysBinding {
   eventfdRead(fd: number): number;
   eventfdWrite(fd: number, value: number): void;
   watchReadable(fd: number, onReadable: () => void): FdWatcher;
+  watcherCount(): number;
   fileSize(fd: number): number;
   tunOpen(name: string): number;
   readFd(fd: number, target: Uint8Array, offset: number, length: number): number;
@@ -105,7 +106,11 @@ export function sendMsg(fd: number, bytes: Uint8Array, offset: number, length: n
   return binding.sendMsg(fd, bytes, offset, length, fds);
 }
 
-/** Closes an fd. Stop any watcher on it first. */
+/**
+ * Closes an fd. A watcher of this thread on it is stopped first: a watch of a closed fd would
+ * never fire and never end, keeping the thread's event loop (the process, or the worker) alive.
+ * A watcher another thread has on it is that thread's to stop, before the fd is closed.
+ */
 export function close(fd: number): void {
   binding.close(fd);
 }
@@ -170,12 +175,22 @@ export function eventfdWrite(fd: number, value: number): void {
  * or the watch is stopped). The callback runs in the async context that was
  * current when the watch started (AsyncLocalStorage sees its store); promise
  * jobs and nextTick callbacks it queues run right after it; what it throws is
- * an uncaught exception. The watch keeps the event loop alive until stopped, and ends by itself
- * when the thread's environment is torn down (e.g. a worker exits). An fd can
- * have one watcher per thread; the fd is put into non-blocking mode.
+ * an uncaught exception. The watch keeps the event loop alive until stopped, or until the fd
+ * is closed with {@link close} on this thread, and ends by itself when the thread's environment
+ * is torn down (e.g. a worker exits). An fd can have one watcher per thread; the fd is put into
+ * non-blocking mode.
  */
 export function watchReadable(fd: number, onReadable: () => void): FdWatcher {
   return binding.watchReadable(fd, onReadable);
+}
+
+/**
+ * How many watches of this thread are running (started by {@link watchReadable}, neither stopped
+ * nor ended by {@link close}): each keeps the thread's event loop alive. A test that closed
+ * everything it opened expects 0.
+ */
+export function watcherCount(): number {
+  return binding.watcherCount();
 }
 
 /**
