@@ -13,15 +13,10 @@ import { Testpmd, type PortStats, type StatsSnapshot } from '../harness/dpdk/tes
 import type { DeviceStats } from '../harness/device-control.js';
 import { contention, sampleCpu, type Contention } from './cpu-usage.js';
 import { ZcnicDevice } from '../harness/device-process.js';
+import { disturbed, rates } from './report.js';
+import { copyShortfall, perFrameWork, sessionPlan, type CaseSpec, type Direction, type Peer, type SessionPlan, type SinkWork } from './plan.js';
 
-/** transmitq: frontend sends, backend consumes. receiveq: backend produces, frontend receives. */
-export type Direction = 'transmitq' | 'receiveq';
-export type Peer = 'dpdk' | 'zcnic';
-
-export interface CaseSpec {
-  direction: Direction;
-  frameSize: number;
-}
+export type { CaseSpec, Direction, Peer, SinkWork } from './plan.js';
 
 export interface BenchSettings {
   warmupSec: number;
@@ -30,6 +25,8 @@ export interface BenchSettings {
   zcnicEntry: string;
   /** taskset CPU list for the zcnic process (the backend's forwarding core). */
   zcnicCpus: string | undefined;
+  /** What zcnic's sink does with each transmitq frame (see plan.ts). */
+  sinkWork: SinkWork;
   log: (msg: string) => void;
   verbose: boolean;
   /** Aborts waits when the bench is interrupted. */
@@ -51,7 +48,10 @@ export interface Measurement {
   packets: number;
   bytes: number;
   mpps: number;
+  /** Ethernet frame bytes (no CRC, no virtio-net header) per second, in Gbit/s. */
   gbps: number;
+  /** What the backend did per frame (see plan.ts perFrameWork). */
+  work: string;
   /** The backend's own packet count over the same window, if it could be read. */
   peerPackets: number | null;
   /** Totals after both sides stopped (and the receiver drained): frontend vs backend. */
@@ -79,6 +79,8 @@ interface Backend {
 interface BackendEnd {
   final: number | null;
   problems: string[];
+  /** A copying sink that did not copy every frame: why (the measurement is then void). */
+  notCopied?: string;
 }
 
 function frontendPackets(s: PortStats, d: Direction): number {
@@ -102,12 +104,12 @@ function outputLogger(
   return settings.verbose ? (line, stream) => settings.log(`[${tag} ${stream}] ${line}`) : undefined;
 }
 
-async function startDpdkBackend(spec: CaseSpec, socket: string, settings: BenchSettings): Promise<Testpmd> {
+async function startDpdkBackend(plan: NonNullable<SessionPlan['dpdk']>, socket: string, settings: BenchSettings): Promise<Testpmd> {
   return Testpmd.start({
     role: 'backend',
     socket,
-    forwardMode: spec.direction === 'transmitq' ? 'rxonly' : 'txonly',
-    ...(spec.direction === 'receiveq' ? { txPktLen: spec.frameSize } : {}),
+    forwardMode: plan.mode,
+    ...(plan.txPktLen !== undefined ? { txPktLen: plan.txPktLen } : {}),
     onOutput: outputLogger(settings, 'vhost'),
   });
 }
@@ -137,19 +139,20 @@ function dpdkBackend(spec: CaseSpec, testpmd: Testpmd): Backend {
   };
 }
 
-async function startZcnic(spec: CaseSpec, socket: string, settings: BenchSettings): Promise<ZcnicDevice> {
+async function startZcnic(plan: NonNullable<SessionPlan['zcnic']>, socket: string, settings: BenchSettings): Promise<ZcnicDevice> {
   return ZcnicDevice.start({
     entry: settings.zcnicEntry,
     socket,
-    port: spec.direction === 'transmitq' ? 'sink' : 'gen',
-    ...(spec.direction === 'receiveq' ? { genSize: spec.frameSize } : {}),
+    port: plan.port,
+    ...(plan.genSize !== undefined ? { genSize: plan.genSize } : {}),
+    verify: plan.verify,
     poll: true,
     cpus: settings.zcnicCpus,
     onOutput: outputLogger(settings, 'zcnic'),
   });
 }
 
-function zcnicBackend(spec: CaseSpec, device: ZcnicDevice): Backend {
+function zcnicBackend(spec: CaseSpec, device: ZcnicDevice, mustCopy: boolean): Backend {
   const pick = (s: DeviceStats): number =>
     spec.direction === 'transmitq' ? s.transmitq.frames : s.receiveq.frames;
   let closing: Promise<BackendEnd> | undefined;
@@ -166,7 +169,9 @@ function zcnicBackend(spec: CaseSpec, device: ZcnicDevice): Backend {
           problems.push(`zcnic device exit: code ${exit.exitCode} signal ${exit.signal} (${exit.endedBy})`);
         }
         if (!exit.final) problems.push(`zcnic final stats missing: ${exit.finalError}`);
-        return { final: exit.final ? pick(exit.final) : null, problems };
+        // A copying sink proves it copied: every frame it took went through the verifier.
+        const shortfall = mustCopy && exit.final ? copyShortfall(exit.final) : null;
+        return { final: exit.final ? pick(exit.final) : null, problems, ...(shortfall ? { notCopied: shortfall } : {}) };
       })),
   };
 }
@@ -222,19 +227,22 @@ export async function withSession<T>(
   let frontend: Testpmd | undefined;
   let device: ZcnicDevice | undefined;
   let vhost: Testpmd | undefined;
+  const plan = sessionPlan(spec, peer, settings.sinkWork);
   try {
-    if (peer === 'dpdk') {
-      vhost = await startDpdkBackend(spec, socket, settings);
+    if (plan.dpdk) {
+      vhost = await startDpdkBackend(plan.dpdk, socket, settings);
       backend = dpdkBackend(spec, vhost);
+    } else if (plan.zcnic) {
+      device = await startZcnic(plan.zcnic, socket, settings);
+      backend = zcnicBackend(spec, device, plan.zcnic.port === 'sink' && plan.zcnic.verify);
     } else {
-      device = await startZcnic(spec, socket, settings);
-      backend = zcnicBackend(spec, device);
+      throw new Error(`internal: no backend planned for ${peer}`);
     }
     frontend = await Testpmd.start({
       role: 'frontend',
       socket,
-      forwardMode: spec.direction === 'transmitq' ? 'txonly' : 'rxonly',
-      ...(spec.direction === 'transmitq' ? { txPktLen: spec.frameSize } : {}),
+      forwardMode: plan.frontend.mode,
+      ...(plan.frontend.txPktLen !== undefined ? { txPktLen: plan.frontend.txPktLen } : {}),
       onOutput: outputLogger(settings, 'virtio-user'),
     });
     // The vhost PMD's link comes up only once the frontend has set DRIVER_OK; forwarding
@@ -244,7 +252,12 @@ export async function withSession<T>(
     const fe = frontend;
     const be = backend;
     const feCount = async (): Promise<number> => frontendPackets(await fe.portStats(), spec.direction);
-    if (spec.direction === 'transmitq') {
+    const bursts = plan.frontend.txFirstBursts;
+    if (bursts !== undefined) {
+      // A loop: the frontend sends the seed bursts, then returns every frame it receives.
+      await be.startTraffic();
+      await fe.command(`start tx_first ${bursts}`);
+    } else if (spec.direction === 'transmitq') {
       await be.startTraffic();
       await fe.startForwarding();
     } else {
@@ -287,6 +300,7 @@ async function tryPackets(b: Backend, notes: string[]): Promise<number | null> {
 }
 
 export async function runCase(spec: CaseSpec, peer: Peer, settings: BenchSettings): Promise<Measurement> {
+  if (spec.reflect) throw new Error('internal: reflect is a heap-check load, not a bench case');
   const notes: string[] = [];
   const { result: w, finalFrontend, end } = await withSession(spec, peer, settings, async ({ frontend, backend }) => {
     await pause(settings, settings.warmupSec);
@@ -310,6 +324,8 @@ export async function runCase(spec: CaseSpec, peer: Peer, settings: BenchSetting
   if (packets <= 0) {
     throw new Error(`no ${spec.direction} traffic in the measured window (${packets} packets)`);
   }
+  // A copying sink that did not copy measured the wrong work: that is no result.
+  if (end.notCopied) throw new Error(end.notCopied);
   if (end.final !== null && end.final !== finalFrontend) {
     const why =
       peer === 'zcnic' && spec.direction === 'receiveq'
@@ -317,7 +333,7 @@ export async function runCase(spec: CaseSpec, peer: Peer, settings: BenchSetting
         : '';
     notes.push(`final counts differ: frontend ${finalFrontend}, backend ${end.final}${why}`);
   }
-  if (w.cpu && w.cpu.otherCores + w.cpu.stealCores > 0.05) {
+  if (w.cpu && disturbed({ contention: w.cpu })) {
     notes.push(
       `disturbed: other processes used ${w.cpu.otherCores.toFixed(2)} CPUs and steal ` +
         `${w.cpu.stealCores.toFixed(2)} CPUs during the window`,
@@ -330,8 +346,8 @@ export async function runCase(spec: CaseSpec, peer: Peer, settings: BenchSetting
     seconds,
     packets,
     bytes,
-    mpps: packets / seconds / 1e6,
-    gbps: (bytes * 8) / seconds / 1e9,
+    ...rates(packets, bytes, seconds),
+    work: perFrameWork(spec.direction, peer, settings.sinkWork),
     peerPackets: w.p0 !== null && w.p1 !== null ? w.p1 - w.p0 : null,
     finalFrontendPackets: finalFrontend,
     finalPeerPackets: end.final,

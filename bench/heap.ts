@@ -1,4 +1,6 @@
-// Heap check: the zcnic sink at full rate for a long time must not allocate per frame. We sample
+// Heap check: the zcnic device at full rate for a long time must not allocate per frame, under
+// each load of --heap-loads: the sink (copying every frame when verification is on), the
+// generator and reflect, at sizes that copy (1500 B) and not only 64 B. We sample
 // the device's V8 heaps (from its control socket) through the run. The verdict is on the
 // datapath worker, where frames are handled: per-frame garbage at millions of frames a second
 // means many young-generation collections a second (the worker counts them), and a leak shows as
@@ -6,6 +8,7 @@
 // requests make a little garbage of their own) is reported beside it.
 
 import { pause, withSession, type BenchSettings } from './cases.js';
+import { framesInspected, heapCaseSpec, type HeapLoad } from './plan.js';
 
 export interface HeapSample {
   /** Seconds since the end of the warm-up. */
@@ -13,12 +16,26 @@ export interface HeapSample {
   usedBytes: number;
   datapathBytes: number;
   collections: number;
+  /** Frames of the load's queue: transmitq for sink and reflect, receiveq for gen. */
   frames: number;
+  /** sink: frames copied and inspected by the verifier; reflect: frames returned on the receiveq. */
+  handled: number;
+}
+
+export interface HeapLimits {
+  toleranceBytes: number;
+  collectionsPerSecond: number;
+  collectionsPerMillionFrames: number;
 }
 
 export interface HeapResult {
+  load: HeapLoad;
   seconds: number;
   frameSize: number;
+  /** Frames handled during the sampled run. */
+  frames: number;
+  /** What the device did with them, beyond counting (null for gen, which copies by construction). */
+  copied: string | null;
   beforeBytes: number;
   afterBytes: number;
   minBytes: number;
@@ -31,25 +48,71 @@ export interface HeapResult {
   datapathMaxBytes: number;
   collections: number;
   collectionsPerSecond: number;
-  /** The datapath heap grew by at most toleranceBytes, and it collected less than MAX_COLLECTIONS_PER_SECOND. */
+  collectionsPerMillionFrames: number;
+  limits: HeapLimits;
+  /** No per-frame allocation: see heapVerdict. */
   flat: boolean;
+  /** Why not flat ('' when flat). */
+  verdict: string;
   /**
    * Least-squares slope of the samples: a leak shows as a steady rise, while garbage that is
    * collected shows as a large range with a slope near zero.
    */
   trendBytesPerMin: number;
-  /** Sink rate over the run, from the device's own frame counter. */
+  /** Rate over the run, from the device's own frame counter. */
   mpps: number;
   samples: HeapSample[];
 }
 
+/**
+ * Without per-frame garbage the worker allocates little (per scheduler turn and timer: measured
+ * here, under one young-generation collection a second at 20 Mpps); with even one small object
+ * per frame at millions of frames a second it collects hundreds of times a second. The range of
+ * the samples is no verdict: young-generation fill swings it by a MiB or two either way.
+ * Collections per frame bound the garbage per frame whatever the rate; collections per second
+ * bound the rest (timers, turns), which does not grow with the frame count.
+ */
+export const HEAP_LIMITS: Omit<HeapLimits, 'toleranceBytes'> = {
+  collectionsPerSecond: 5,
+  collectionsPerMillionFrames: 1,
+};
+
+/**
+ * The verdict: the datapath heap grew by at most the tolerance over the whole run (so growth does
+ * not scale with the frame count), and collections stay below both limits. Returns '' when flat.
+ */
+export function heapVerdict(
+  growthBytes: number,
+  collections: number,
+  seconds: number,
+  frames: number,
+  limits: HeapLimits,
+): string {
+  const why: string[] = [];
+  if (growthBytes > limits.toleranceBytes) {
+    why.push(`datapath heap grew ${(growthBytes / 1048576).toFixed(2)} MiB, over ${(limits.toleranceBytes / 1048576).toFixed(2)} MiB`);
+  }
+  if (frames <= 0) why.push('no frames moved');
+  const perSecond = seconds > 0 ? collections / seconds : Infinity;
+  if (perSecond >= limits.collectionsPerSecond) {
+    why.push(`${perSecond.toFixed(2)} collections/s, limit ${limits.collectionsPerSecond}`);
+  }
+  const perMillion = frames > 0 ? (collections * 1e6) / frames : Infinity;
+  if (frames > 0 && perMillion >= limits.collectionsPerMillionFrames) {
+    why.push(`${perMillion.toFixed(3)} collections per million frames, limit ${limits.collectionsPerMillionFrames}`);
+  }
+  return why.join('; ');
+}
+
 export async function runHeapCheck(
   settings: BenchSettings,
+  load: HeapLoad,
+  frameSize: number,
   seconds: number,
   toleranceBytes: number,
-  frameSize = 64,
 ): Promise<HeapResult> {
-  const { result } = await withSession({ direction: 'transmitq', frameSize }, 'zcnic', settings, async ({ device }) => {
+  const spec = heapCaseSpec(load, frameSize);
+  const { result, end } = await withSession(spec, 'zcnic', settings, async ({ device }) => {
     if (!device) throw new Error('internal: heap check needs the zcnic device');
     await pause(settings, settings.warmupSec);
     const samples: HeapSample[] = [];
@@ -61,7 +124,8 @@ export async function runHeapCheck(
         usedBytes: s.heap.usedBytes,
         datapathBytes: s.heap.datapathUsedBytes,
         collections: s.heap.datapathCollections,
-        frames: s.transmitq.frames,
+        frames: load === 'gen' ? s.receiveq.frames : s.transmitq.frames,
+        handled: load === 'sink' ? framesInspected(s) : load === 'reflect' ? s.receiveq.frames : 0,
       });
     };
     await sample();
@@ -71,51 +135,60 @@ export async function runHeapCheck(
       await pause(settings, Math.max(0, Math.min(stepMs, seconds * 1000 - (performance.now() - start))) / 1000);
       await sample();
       settings.log(
-        `heap t=${samples.at(-1)?.t.toFixed(1)}s used=${((samples.at(-1)?.usedBytes ?? 0) / 1048576).toFixed(2)} MiB`,
+        `heap ${load} ${frameSize} B t=${samples.at(-1)?.t.toFixed(1)}s datapath=${((samples.at(-1)?.datapathBytes ?? 0) / 1048576).toFixed(2)} MiB ` +
+          `GCs=${(samples.at(-1)?.collections ?? 0) - (samples[0]?.collections ?? 0)}`,
       );
     }
     const first = samples[0];
     const last = samples.at(-1);
     if (!first || !last || samples.length < 2) throw new Error('heap check: not enough samples');
     const used = samples.map((s) => s.usedBytes);
-    const minBytes = Math.min(...used);
-    const maxBytes = Math.max(...used);
     const dt = last.t - first.t;
     const datapath = samples.map((s) => s.datapathBytes);
-    const datapathMinBytes = Math.min(...datapath);
-    const datapathMaxBytes = Math.max(...datapath);
     const collections = last.collections - first.collections;
-    const collectionsPerSecond = dt > 0 ? collections / dt : 0;
+    const frames = last.frames - first.frames;
+    const handled = last.handled - first.handled;
+    const limits: HeapLimits = { toleranceBytes, ...HEAP_LIMITS };
+    const verdict = heapVerdict(last.datapathBytes - first.datapathBytes, collections, dt, frames, limits);
     return {
+      load,
       seconds: dt,
       frameSize,
+      frames,
+      // sink: settled below from the final counters (a sample may catch a frame in flight).
+      copied: load === 'reflect' ? `${handled} frames copied back to the receiveq` : null,
       beforeBytes: first.usedBytes,
       afterBytes: last.usedBytes,
-      minBytes,
-      maxBytes,
+      minBytes: Math.min(...used),
+      maxBytes: Math.max(...used),
       toleranceBytes,
       datapathBeforeBytes: first.datapathBytes,
       datapathAfterBytes: last.datapathBytes,
-      datapathMinBytes,
-      datapathMaxBytes,
+      datapathMinBytes: Math.min(...datapath),
+      datapathMaxBytes: Math.max(...datapath),
       collections,
-      collectionsPerSecond,
-      flat: last.datapathBytes - first.datapathBytes <= toleranceBytes && collectionsPerSecond < MAX_COLLECTIONS_PER_SECOND,
+      collectionsPerSecond: dt > 0 ? collections / dt : 0,
+      collectionsPerMillionFrames: frames > 0 ? (collections * 1e6) / frames : 0,
+      limits,
+      flat: verdict === '',
+      verdict,
       trendBytesPerMin: slope(samples.map((x) => [x.t, x.usedBytes])) * 60,
-      mpps: dt > 0 ? (last.frames - first.frames) / dt / 1e6 : 0,
+      mpps: dt > 0 ? frames / dt / 1e6 : 0,
       samples,
     };
   });
+  if (end.notCopied) {
+    return { ...result, copied: end.notCopied, flat: false, verdict: [result.verdict, end.notCopied].filter(Boolean).join('; ') };
+  }
+  if (load === 'sink') {
+    const copied =
+      settings.sinkWork === 'copy'
+        ? 'every frame copied and inspected, per the final counters'
+        : 'verification off: frames counted, not read';
+    return { ...result, copied };
+  }
   return result;
 }
-
-/**
- * Without per-frame garbage the worker allocates little (per scheduler turn and timer: measured
- * here, under one young-generation collection a second at 20 Mpps); with even one small object
- * per frame at millions of frames a second it collects hundreds of times a second. The range of
- * the samples is no verdict: young-generation fill swings it by a MiB or two either way.
- */
-const MAX_COLLECTIONS_PER_SECOND = 5;
 
 function slope(points: readonly (readonly [number, number])[]): number {
   const n = points.length;

@@ -3,8 +3,9 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import type { Direction, Measurement } from './cases.js';
+import type { Direction, Measurement, SinkWork } from './cases.js';
 import type { HeapResult } from './heap.js';
+import { perFrameWork } from './plan.js';
 
 export type Cell =
   | { status: 'ok'; measurement: Measurement; runsMpps: number[] }
@@ -28,13 +29,34 @@ export interface HostInfo {
   dpdk: string;
 }
 
+export type HeapEntry =
+  | { status: 'ok'; result: HeapResult }
+  | { status: 'error'; load: string; frameSize: number; error: string };
+
 export interface BenchReport {
   startedAt: string;
   finishedAt: string;
   host: HostInfo;
-  settings: { warmupSec: number; seconds: number; repeat: number; zcnicCpus: string | null; only: string | null };
+  settings: {
+    warmupSec: number;
+    seconds: number;
+    repeat: number;
+    zcnicCpus: string | null;
+    only: string | null;
+    sinkWork: SinkWork;
+  };
   rows: Row[];
-  heap: { status: 'ok'; result: HeapResult } | { status: 'error'; error: string } | null;
+  /** One entry per heap-check load (--heap-loads); empty when the check did not run. */
+  heap: HeapEntry[];
+}
+
+/**
+ * Packet and bit rates of a window: Mpps, and Gbit/s of the bytes counted (testpmd counts the
+ * Ethernet frame without CRC and without the virtio-net header).
+ */
+export function rates(packets: number, bytes: number, seconds: number): { mpps: number; gbps: number } {
+  if (!(seconds > 0)) throw new RangeError(`rate over a window of ${seconds} s`);
+  return { mpps: packets / seconds / 1e6, gbps: (bytes * 8) / seconds / 1e9 };
 }
 
 export function ratioOf(dpdk: Cell, zcnic: Cell): number | null {
@@ -42,14 +64,24 @@ export function ratioOf(dpdk: Cell, zcnic: Cell): number | null {
   return zcnic.measurement.mpps / dpdk.measurement.mpps;
 }
 
-function cellText(c: Cell): string {
+/** Above this much CPU taken by others (or steal) during its window, a measurement is disturbed. */
+export const DISTURBED_CORES = 0.05;
+
+export function disturbed(m: Pick<Measurement, 'contention'>): boolean {
+  return m.contention !== null && m.contention.otherCores + m.contention.stealCores > DISTURBED_CORES;
+}
+
+/** Mpps and Gbit/s of a cell: two table columns; a disturbed measurement is marked `*`. */
+export function cellColumns(c: Cell): [string, string] {
   switch (c.status) {
-    case 'ok':
-      return c.measurement.mpps.toFixed(2);
+    case 'ok': {
+      const mark = disturbed(c.measurement) ? '*' : '';
+      return [`${c.measurement.mpps.toFixed(2)}${mark}`, `${c.measurement.gbps.toFixed(2)}${mark}`];
+    }
     case 'not run':
-      return 'not run';
+      return ['not run', '-'];
     case 'error':
-      return 'error';
+      return ['error', '-'];
   }
 }
 
@@ -58,18 +90,52 @@ const CASE_LABEL: Record<Direction, string> = {
   receiveq: 'receiveq (backend -> virtio-user rxonly)',
 };
 
-export function markdownTable(rows: readonly Row[]): string {
+/** The measured cell's own description of its work, else what the plan says it would do. */
+function workText(c: Cell, direction: Direction, peer: 'dpdk' | 'zcnic', sinkWork: SinkWork): string {
+  return c.status === 'ok' ? c.measurement.work : perFrameWork(direction, peer, sinkWork);
+}
+
+export function markdownTable(rows: readonly Row[], sinkWork: SinkWork = 'copy'): string {
   const lines = [
-    '| case | frame (B) | DPDK Mpps | zcnic Mpps | zcnic/DPDK |',
-    '|---|---:|---:|---:|---:|',
+    '| case | frame (B) | DPDK backend, per frame | zcnic backend, per frame | DPDK Mpps | DPDK Gbit/s | zcnic Mpps | zcnic Gbit/s | zcnic/DPDK |',
+    '|---|---:|---|---|---:|---:|---:|---:|---:|',
   ];
   for (const r of rows) {
     const ratio = r.ratio === null ? '-' : r.ratio.toFixed(3);
+    const [dMpps, dGbps] = cellColumns(r.dpdk);
+    const [zMpps, zGbps] = cellColumns(r.zcnic);
     lines.push(
-      `| ${CASE_LABEL[r.direction]} | ${r.frameSize} | ${cellText(r.dpdk)} | ${cellText(r.zcnic)} | ${ratio} |`,
+      `| ${CASE_LABEL[r.direction]} | ${r.frameSize} | ${workText(r.dpdk, r.direction, 'dpdk', sinkWork)} | ` +
+        `${workText(r.zcnic, r.direction, 'zcnic', sinkWork)} | ${dMpps} | ${dGbps} | ${zMpps} | ${zGbps} | ${ratio} |`,
     );
   }
+  const marked = rows.some((r) => [r.dpdk, r.zcnic].some((c) => c.status === 'ok' && disturbed(c.measurement)));
+  if (marked) {
+    lines.push('', `\\* disturbed: other processes or steal took more than ${DISTURBED_CORES} CPU during that window (see the details).`);
+  }
   return lines.join('\n');
+}
+
+const LOAD_TEXT: Record<HeapResult['load'], string> = {
+  sink: 'sink (transmitq)',
+  gen: 'gen (receiveq)',
+  reflect: 'reflect (transmitq -> receiveq, frontend io loop)',
+};
+
+/** One line per heap-check load, for stdout and the report. */
+export function heapLine(e: HeapEntry): string {
+  if (e.status === 'error') return `${e.load} ${e.frameSize} B: error: ${e.error.split('\n')[0]}`;
+  const h = e.result;
+  const mibs = (n: number): string => (n / 1048576).toFixed(2);
+  return (
+    `${LOAD_TEXT[h.load]}, ${h.frameSize} B, ${h.seconds.toFixed(1)} s at ${h.mpps.toFixed(2)} Mpps ` +
+    `(${(h.frames / 1e6).toFixed(1)} M frames${h.copied ? `, ${h.copied}` : ''}): ` +
+    `datapath heap ${mibs(h.datapathBeforeBytes)} -> ${mibs(h.datapathAfterBytes)} MiB ` +
+    `(min ${mibs(h.datapathMinBytes)}, max ${mibs(h.datapathMaxBytes)}), ` +
+    `${h.collections} GCs (${h.collectionsPerSecond.toFixed(2)}/s, ${h.collectionsPerMillionFrames.toFixed(3)} per M frames); ` +
+    `process heap ${mibs(h.beforeBytes)} -> ${mibs(h.afterBytes)} MiB (trend ${mibs(h.trendBytesPerMin)} MiB/min): ` +
+    `${h.flat ? 'FLAT' : `NOT FLAT (${h.verdict})`}`
+  );
 }
 
 function mib(n: number): string {
@@ -85,7 +151,10 @@ export function markdownReport(rep: BenchReport): string {
     `${rep.settings.warmupSec} s warm-up (TX packets for transmitq, RX packets for receiveq).` +
       (rep.settings.repeat > 1 ? ` Best of ${rep.settings.repeat} runs.` : ''),
     '',
-    markdownTable(rep.rows),
+    'Each row says what each backend does per frame; the frontend does the same in both. Gbit/s',
+    'counts the Ethernet frame bytes (no CRC, no virtio-net header), from the frontend\'s byte counter.',
+    '',
+    markdownTable(rep.rows, rep.settings.sinkWork),
     '',
     '## Details',
     '',
@@ -114,21 +183,19 @@ export function markdownReport(rep: BenchReport): string {
       }
     }
   }
-  if (rep.heap) {
+  if (rep.heap.length > 0) {
     out.push('', '## zcnic heap under load', '');
-    if (rep.heap.status === 'error') {
-      out.push(`error: ${rep.heap.error.split('\n')[0]}`);
-    } else {
-      const h = rep.heap.result;
+    const first = rep.heap.find((e) => e.status === 'ok');
+    if (first?.status === 'ok') {
       out.push(
-        `Sink, ${h.frameSize} B frames, ${h.seconds.toFixed(1)} s at ${h.mpps.toFixed(2)} Mpps: heap used ` +
-          `${mib(h.beforeBytes)} before, ${mib(h.afterBytes)} after (min ${mib(h.minBytes)}, ` +
-          `max ${mib(h.maxBytes)}, ${h.samples.length} samples; trend ${mib(h.trendBytesPerMin)}/min). ` +
-          `Datapath worker: ${mib(h.datapathBeforeBytes)} before, ${mib(h.datapathAfterBytes)} after (min ${mib(h.datapathMinBytes)}, max ${mib(h.datapathMaxBytes)}), ` +
-          `${h.collections} garbage collections (${h.collectionsPerSecond.toFixed(2)}/s). ` +
-          `${h.flat ? 'FLAT' : 'NOT FLAT'} (datapath growth within ${mib(h.toleranceBytes)}, under 5 collections/s).`,
+        `Flat means no per-frame allocation: the datapath worker's heap grew by at most ` +
+          `${mib(first.result.toleranceBytes)} and it collected garbage under ` +
+          `${first.result.limits.collectionsPerSecond}/s and under ${first.result.limits.collectionsPerMillionFrames} ` +
+          `times per million frames (one small object per frame costs several collections per million frames).`,
+        '',
       );
     }
+    for (const e of rep.heap) out.push(`- ${heapLine(e)}`);
   }
   const h = rep.host;
   out.push(

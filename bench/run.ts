@@ -11,7 +11,8 @@ import { parseArgs } from 'node:util';
 import { Testpmd } from '../harness/dpdk/testpmd.js';
 import { runCase, type BenchSettings, type Direction, type Measurement, type Peer } from './cases.js';
 import { runHeapCheck } from './heap.js';
-import { markdownTable, ratioOf, writeReport, type BenchReport, type Cell, type HostInfo, type Row } from './report.js';
+import { parseHeapLoads, type HeapLoad, type SinkWork } from './plan.js';
+import { heapLine, markdownTable, ratioOf, writeReport, type BenchReport, type Cell, type HeapEntry, type HostInfo, type Row } from './report.js';
 import { ZcnicDevice } from '../harness/device-process.js';
 
 const USAGE = `usage: node dist/bench/run.js [options]
@@ -21,8 +22,14 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --only dpdk|zcnic       run one backend only; the other column says "not run"
   --sizes LIST            frame sizes, comma-separated (default 64,1500)
   --cases LIST            transmitq,receiveq (default both); "none" for only the heap check
-  --heap-seconds N        also run the zcnic sink for N s and check its V8 heap stays flat
-  --heap-tolerance-mib X  allowed growth of the datapath heap during the heap check (default 1)
+  --sink copy|count       what zcnic's sink does with each transmitq frame: copy = verification
+                          on, every frame copied out of guest memory and its headers read, the
+                          work DPDK's rxonly does (default); count = counted only, never read
+  --heap-seconds N        also run each heap load for N s and check the device's V8 heap stays
+                          flat (no per-frame allocation)
+  --heap-loads LIST       heap loads, LOAD:SIZE with LOAD sink|gen|reflect
+                          (default sink:64,sink:1500,gen:1500,reflect:1500)
+  --heap-tolerance-mib X  allowed growth of the datapath heap during a heap load (default 1)
   --repeat N              run each case N times and report the best (default 1)
   --zcnic-cpus LIST       taskset CPU list for the zcnic process (default 1, the backend's
                           forwarding core; "none" = no pinning)
@@ -43,7 +50,9 @@ interface Cli {
   cases: Direction[];
   repeat: number;
   heapSeconds: number | null;
+  heapLoads: { load: HeapLoad; frameSize: number }[];
   heapToleranceMib: number;
+  sinkWork: SinkWork;
   zcnicCpus: string | undefined;
   zcnicEntry: string;
   out: string;
@@ -71,6 +80,8 @@ function parseCli(argv: string[]): Cli | 'help' {
       repeat: { type: 'string' },
       'heap-seconds': { type: 'string' },
       'heap-tolerance-mib': { type: 'string' },
+      'heap-loads': { type: 'string' },
+      sink: { type: 'string' },
       'zcnic-cpus': { type: 'string' },
       'zcnic-entry': { type: 'string' },
       out: { type: 'string' },
@@ -101,6 +112,14 @@ function parseCli(argv: string[]): Cli | 'help' {
   }
   if (cases.length === 0 && heapSeconds === null) throw new UsageError('nothing to run');
   const cpusArg = values['zcnic-cpus'] ?? '1';
+  const sinkWork = values.sink ?? 'copy';
+  if (sinkWork !== 'copy' && sinkWork !== 'count') throw new UsageError(`--sink must be copy or count, got "${sinkWork}"`);
+  let heapLoads: Cli['heapLoads'];
+  try {
+    heapLoads = parseHeapLoads(values['heap-loads'] ?? 'sink:64,sink:1500,gen:1500,reflect:1500');
+  } catch (err) {
+    throw new UsageError(`--heap-loads: ${errorText(err)}`);
+  }
   return {
     seconds: positive('seconds', values.seconds, 10),
     warmup: positive('warmup', values.warmup, 2),
@@ -109,6 +128,8 @@ function parseCli(argv: string[]): Cli | 'help' {
     cases,
     repeat: positive('repeat', values.repeat, 1, true),
     heapSeconds,
+    heapLoads,
+    sinkWork,
     heapToleranceMib: positive('heap-tolerance-mib', values['heap-tolerance-mib'], 1),
     zcnicCpus: cpusArg === 'none' ? undefined : cpusArg,
     zcnicEntry: resolve(values['zcnic-entry'] ?? join(ROOT, 'dist', 'cli', 'zcnic.js')),
@@ -203,6 +224,7 @@ async function main(): Promise<number> {
     seconds: cli.seconds,
     zcnicEntry: cli.zcnicEntry,
     zcnicCpus: cli.zcnicCpus,
+    sinkWork: cli.sinkWork,
     log,
     verbose: cli.verbose,
     signal: abort.signal,
@@ -219,15 +241,17 @@ async function main(): Promise<number> {
     }
   }
 
-  let heap: BenchReport['heap'] = null;
-  if (cli.heapSeconds !== null && !abort.signal.aborted) {
-    log(`heap check: zcnic sink for ${cli.heapSeconds} s`);
+  const heap: HeapEntry[] = [];
+  for (const { load, frameSize } of cli.heapSeconds !== null ? cli.heapLoads : []) {
+    if (abort.signal.aborted) break;
+    log(`heap check: zcnic ${load} ${frameSize} B for ${cli.heapSeconds} s`);
     try {
-      const result = await runHeapCheck(settings, cli.heapSeconds, cli.heapToleranceMib * 1048576);
-      heap = { status: 'ok', result };
+      const result = await runHeapCheck(settings, load, frameSize, cli.heapSeconds ?? 0, cli.heapToleranceMib * 1048576);
+      heap.push({ status: 'ok', result });
+      log(`  ${heapLine({ status: 'ok', result })}`);
     } catch (err) {
       log(`  heap check failed: ${errorText(err)}`);
-      heap = { status: 'error', error: errorText(err) };
+      heap.push({ status: 'error', load, frameSize, error: errorText(err) });
     }
   }
 
@@ -241,29 +265,20 @@ async function main(): Promise<number> {
       repeat: cli.repeat,
       zcnicCpus: cli.zcnicCpus ?? null,
       only: cli.only,
+      sinkWork: cli.sinkWork,
     },
     rows,
     heap,
   };
   const paths = writeReport(cli.out, report, started);
-  if (rows.length > 0) process.stdout.write(`\n${markdownTable(rows)}\n\n`);
-  if (heap?.status === 'ok') {
-    const h = heap.result;
-    const mib = (n: number): string => (n / 1048576).toFixed(2);
-    process.stdout.write(
-      `zcnic heap: ${mib(h.beforeBytes)} MiB before, ${mib(h.afterBytes)} MiB after ${h.seconds.toFixed(1)} s ` +
-        `(range ${mib(h.maxBytes - h.minBytes)} MiB, trend ${mib(h.trendBytesPerMin)} MiB/min): ` +
-        `; datapath ${mib(h.datapathBeforeBytes)} -> ${mib(h.datapathAfterBytes)} MiB, ${h.collections} GCs (${h.collectionsPerSecond.toFixed(2)}/s): ` +
-        `${h.flat ? 'flat' : 'NOT FLAT'}\n`,
-    );
-  }
+  if (rows.length > 0) process.stdout.write(`\n${markdownTable(rows, cli.sinkWork)}\n\n`);
+  for (const e of heap) process.stdout.write(`zcnic heap: ${heapLine(e)}\n`);
   process.stdout.write(`results: ${paths.md}\n         ${paths.json}\n`);
 
   if (abort.signal.aborted) return 130;
   const failed =
     rows.some((r) => r.dpdk.status === 'error' || r.zcnic.status === 'error') ||
-    heap?.status === 'error' ||
-    (heap?.status === 'ok' && !heap.result.flat);
+    heap.some((e) => e.status === 'error' || !e.result.flat);
   return failed ? 1 : 0;
 }
 
