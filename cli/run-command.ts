@@ -26,6 +26,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
                        (bookworm, bookworm-backports, trixie-backports, sid) under .cache/apt
   --kernel BZIMAGE     your own kernel instead of Debian's (with --modules)
   --modules DIR        its modules tree (lib/modules/RELEASE)
+  --qemu PATH|debian:N a QEMU binary, or Debian's QEMU N for this release (debian:10: bookworm-
+                       backports' 10.0), unpacked under .cache/qemu beside the system's; default:
+                       qemu-system-x86_64 on PATH (Debian 12's 7.2)
   --keep               keep the temporary folder (console log, device log, raw KTAP) and say where
   --verbose            stream the guest console and the device's log
   -h, --help           this text
@@ -74,6 +77,7 @@ function parse(argv: string[], withSuites: boolean) {
       queues: { type: 'string', default: '1' },
       kernel: { type: 'string' },
       modules: { type: 'string' },
+      qemu: { type: 'string' },
       timeout: { type: 'string', default: '60' },
       results: { type: 'string' },
       junit: { type: 'string' },
@@ -137,6 +141,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       testTimeoutSec: integerOption('--timeout', values.timeout),
       kernel: values.kernel,
       modules: values.modules,
+      qemu: values.qemu,
       keep: values.keep,
       verbose: values.verbose,
       shell,

@@ -179,6 +179,8 @@ export interface KvmProbeOptions {
   kernel: string;
   initramfs: string;
   qemu?: string;
+  /** Firmware folders (-L) of a QEMU unpacked outside /usr. */
+  firmwareDirs?: readonly string[];
   /** Give up after this long (default 20 s: a KVM boot to /init takes 1-3 s). */
   timeoutMs?: number;
   /** Default /dev/kvm (tests point it elsewhere). */
@@ -188,8 +190,9 @@ export interface KvmProbeOptions {
 /** QEMU's words for "KVM cannot run this guest": stop at once, the VM would just sit paused. */
 const KVM_FATAL = /KVM internal error[^\n]*|failed to set MSR[^\n]*|kvm_init_vcpu[^\n]*|Could not access KVM kernel module[^\n]*|failed to initialize kvm[^\n]*/i;
 
-export function kvmProbeArgs(o: Pick<KvmProbeOptions, 'kernel' | 'initramfs'>): string[] {
+export function kvmProbeArgs(o: Pick<KvmProbeOptions, 'kernel' | 'initramfs' | 'firmwareDirs'>): string[] {
   return [
+    ...(o.firmwareDirs ?? []).flatMap((dir) => ['-L', dir]),
     '-accel', 'kvm', '-cpu', 'max', '-smp', '1', '-m', '256M',
     // No NIC, no virtio-serial: /init finds no KTAP port and prints KTAP on the console.
     '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
@@ -300,6 +303,7 @@ export interface ResolveAccelOptions {
   /** Identifies the guest kernel for the cache, e.g. the image manifest's kernelKey. */
   guestKernelKey: string;
   qemu?: string;
+  firmwareDirs?: readonly string[];
   cacheDir?: string;
   timeoutMs?: number;
 }
@@ -310,7 +314,7 @@ export async function resolveAccel(o: ResolveAccelOptions): Promise<AccelChoice>
   const machineKey = await accelMachineKey({ guestKernelKey: o.guestKernelKey, qemu: o.qemu });
   return chooseAccel({
     requested: o.requested,
-    probe: kvmBootProbe({ kernel: o.kernel, initramfs: o.initramfs, qemu: o.qemu, timeoutMs: o.timeoutMs }),
+    probe: kvmBootProbe({ kernel: o.kernel, initramfs: o.initramfs, qemu: o.qemu, firmwareDirs: o.firmwareDirs, timeoutMs: o.timeoutMs }),
     cache: fileProbeCache(o.cacheDir ?? defaultAccelCacheDir(), machineKey),
     machineKey,
   });

@@ -45,6 +45,8 @@ export interface QemuOptions {
   appendCmdline?: string;
   /** Write the serial console here instead of QEMU's stdio. */
   consoleLog?: string;
+  /** Firmware folders (-L) of a QEMU unpacked outside /usr (harness/qemu-binary.ts). */
+  firmwareDirs?: readonly string[];
 }
 
 const KTAP_PORT_NAME = 'org.zcnic.ktap';
@@ -91,6 +93,7 @@ export function qemuArgs(o: QemuOptions): string[] {
   // Guest RAM the vhost-user backend can mmap: a shared memfd.
   args.push('-object', `memory-backend-memfd,id=mem,size=${o.memMiB}M,share=on`, '-machine', 'memory-backend=mem');
   args.push('-nographic', '-no-reboot');
+  for (const dir of o.firmwareDirs ?? []) args.push('-L', dir);
   args.push('-kernel', o.kernel, '-initrd', o.initramfs, '-append', kernelCmdline(o));
 
   if (o.consoleLog !== undefined) {

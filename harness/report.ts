@@ -49,6 +49,8 @@ export interface RunResults {
   accel: string;
   accelReason: string;
   kernelRelease: string;
+  /** Which QEMU ran the guest. */
+  qemu: string;
   suites: string[];
   /** ISO 8601 time the run started. */
   startedAt: string;
@@ -77,6 +79,7 @@ export interface ResultsJson extends Counts {
   accel: string;
   accelReason: string;
   kernelRelease: string;
+  qemu: string;
   durationMs: number;
   attempts: AttemptRecord[];
 }
@@ -206,6 +209,7 @@ export function resultsJson(run: RunResults): ResultsJson {
     accel: run.accel,
     accelReason: run.accelReason,
     kernelRelease: run.kernelRelease,
+    qemu: run.qemu,
     durationMs: run.durationMs,
     attempts: run.attempts.map((a) => ({
       attempt: a.attempt,
@@ -350,7 +354,7 @@ export function terminalTable(run: RunResults, opts: TerminalOptions = {}): stri
   const colored = c.failed > 0 ? paint(ANSI.red, summary) : paint(ANSI.green, summary);
   lines.push('');
   lines.push(
-    `${colored} in ${formatDuration(run.durationMs)}; ${run.accel}${run.accelReason ? ` (${oneLine(run.accelReason)})` : ''}, kernel ${run.kernelRelease}`,
+    `${colored} in ${formatDuration(run.durationMs)}; ${run.accel}${run.accelReason ? ` (${oneLine(run.accelReason)})` : ''}, kernel ${run.kernelRelease}, ${oneLine(run.qemu)}`,
   );
   for (const line of attemptLines(run)) lines.push(paint(ANSI.yellow, oneLine(line)));
   return `${lines.join('\n')}\n`;

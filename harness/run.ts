@@ -22,9 +22,10 @@ import type { PeerUnavailable } from './guest-requests.js';
 import type { KtapSummary } from './ktap.js';
 import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
 import { launchQemu } from './qemu.js';
+import { resolveQemu, type QemuBinary } from './qemu-binary.js';
 import type { AttemptRecord, RunResults } from './report.js';
 import { TestRecorder } from './test-recorder.js';
-import { buildImage, type BuiltImage } from '../images/build.js';
+import { buildImage, projectCacheDir, type BuiltImage } from '../images/build.js';
 
 /**
  * Faults a run can inject to show its own checks failing (make test's negative controls). The
@@ -45,6 +46,8 @@ export interface RunOptions {
   readonly testTimeoutSec: number;
   readonly kernel?: string;
   readonly modules?: string;
+  /** `--qemu`: a QEMU binary, `debian:MAJOR`, or undefined for the one on PATH (harness/qemu-binary.ts). */
+  readonly qemu?: string;
   /** Keep the temporary folder (sockets, console log, raw KTAP, device log). */
   readonly keep: boolean;
   /** Stream the guest console and the device log. */
@@ -92,6 +95,7 @@ const CONSOLE_TAIL_LINES = 20;
 interface PreparedGuest {
   readonly image: BuiltImage;
   readonly accel: AccelChoice;
+  readonly qemu: QemuBinary;
 }
 
 /** One boot's outcome. */
@@ -131,6 +135,7 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
     accel: guest.accel.accel,
     accelReason: guest.accel.reason,
     kernelRelease: guest.image.kernelRelease,
+    qemu: guest.qemu.description,
     suites: [...o.suites],
     startedAt: new Date(started).toISOString(),
     durationMs: Date.now() - started,
@@ -152,9 +157,11 @@ async function prepareGuest(o: RunOptions): Promise<PreparedGuest> {
   o.progress('building the guest image');
   const image = await buildImage({ kernel: o.kernel, modules: o.modules, log: (line) => o.progress(`  ${line}`) });
   const kernelKey = (JSON.parse(readFileSync(image.manifest, 'utf8')) as { kernelKey?: string }).kernelKey ?? image.cacheKey;
-  const accel = await resolveAccel({ requested: o.accel, kernel: image.kernel, initramfs: image.initramfs, guestKernelKey: kernelKey });
+  const qemu = await resolveQemu(o.qemu, projectCacheDir(), { log: (line) => o.progress(`  ${line}`) });
+  o.progress(`QEMU: ${qemu.description}`);
+  const accel = await resolveAccel({ requested: o.accel, kernel: image.kernel, initramfs: image.initramfs, guestKernelKey: kernelKey, qemu: qemu.path, firmwareDirs: qemu.firmwareDirs });
   o.progress(`accelerator: ${accel.accel} (${accel.reason})`);
-  return { image, accel };
+  return { image, accel, qemu };
 }
 
 /** One boot: device, peer, QEMU, the guest's tests; everything it started is stopped again. */
@@ -261,8 +268,9 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string
       suite: o.suites,
       testTimeoutSec: o.testTimeoutSec,
       appendCmdline: cmdline === '' ? undefined : cmdline,
+      firmwareDirs: guest.qemu.firmwareDirs,
     },
-    { execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: false } },
+    { qemu: guest.qemu.path, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: false } },
   );
 }
 

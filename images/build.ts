@@ -61,6 +61,11 @@ function defaultRoot(): string {
   return resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 }
 
+/** The checkout's cache folder (.cache/): images, kernels, packages, the private apt view. */
+export function projectCacheDir(): string {
+  return join(defaultRoot(), '.cache');
+}
+
 async function exists(path: string): Promise<boolean> {
   return stat(path).then(
     () => true,

@@ -82,7 +82,8 @@ async function systemSources(): Promise<AptSource[]> {
   return out;
 }
 
-async function osCodename(): Promise<string> {
+/** This machine's Debian release (bookworm on the project's machines). */
+export async function osCodename(): Promise<string> {
   const text = await readFile('/etc/os-release', 'utf8').catch(() => '');
   const codename = /^VERSION_CODENAME=(\S+)$/m.exec(text)?.[1];
   if (!codename) throw new BuildError('/etc/os-release names no VERSION_CODENAME: is this Debian?');
@@ -161,10 +162,15 @@ export function upstreamNumbers(version: string): number[] {
   return upstream.split(/[.+~]/).map(Number).filter((n) => Number.isInteger(n));
 }
 
-function newer(a: DebianPackage, b: DebianPackage): number {
-  const [x, y] = [upstreamNumbers(a.version), upstreamNumbers(b.version)];
+/** Orders package versions by their upstream numbers, then by the rest (for sort). */
+export function compareVersions(a: string, b: string): number {
+  const [x, y] = [upstreamNumbers(a), upstreamNumbers(b)];
   for (let i = 0; i < Math.max(x.length, y.length); i++) if ((x[i] ?? -1) !== (y[i] ?? -1)) return (x[i] ?? -1) - (y[i] ?? -1);
-  return a.version.localeCompare(b.version, 'en', { numeric: true });
+  return a.localeCompare(b, 'en', { numeric: true });
+}
+
+function newer(a: DebianPackage, b: DebianPackage): number {
+  return compareVersions(a.version, b.version);
 }
 
 /**

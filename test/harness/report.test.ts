@@ -44,6 +44,7 @@ const run: RunResults = {
   accel: 'tcg',
   accelReason: 'KVM unusable: QEMU: KVM internal error. Suberror: 1',
   kernelRelease: '6.12.117+deb12-amd64',
+  qemu: 'qemu-system-x86_64 on PATH',
   suites: ['smoke', 'xsk'],
   startedAt: '2026-11-22T00:00:00.000Z',
   durationMs: 64_000,
@@ -107,7 +108,7 @@ test('device column: frames, verified, only the errors above zero', () => {
 
 test('results JSON: exactly the agreed keys, in order', () => {
   const j = resultsJson(run);
-  assert.equal(Object.keys(j), ['passed', 'failed', 'skipped', 'tests', 'accel', 'accelReason', 'kernelRelease', 'durationMs', 'attempts']);
+  assert.equal(Object.keys(j), ['passed', 'failed', 'skipped', 'tests', 'accel', 'accelReason', 'kernelRelease', 'qemu', 'durationMs', 'attempts']);
   assert.equal(Object.keys(j.attempts[0]!), ['attempt', 'startedAt', 'durationMs', 'problem', 'emulatorFault', 'retried', 'tests']);
   assert.equal([j.passed, j.failed, j.skipped], [2, 2, 1]);
   assert.equal(Object.keys(j.tests[0]!), ['name', 'suite', 'ok', 'skip', 'skipReason', 'timeout', 'durationMs', 'metrics', 'deviceCounters', 'diagnostics']);

@@ -12,6 +12,7 @@ test('a rate table per size and mode, and a headline table per suite', () => {
     accel: 'tcg',
     accelReason: '',
     kernelRelease: '6.12',
+    qemu: 'qemu-system-x86_64 on PATH',
     suites: ['xsk-zc', 'cpumap'],
     startedAt: '',
     durationMs: 1,
