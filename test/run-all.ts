@@ -28,23 +28,29 @@ function layerTotals(name: string, output: string, code: number | null): Totals 
   return { ...ONE_FAILURE };
 }
 
-/** The guest suites: `zcnic run`, counted from its results JSON. */
-async function runGuestSuites(suites: readonly string[]): Promise<Totals> {
+/** A guest layer: `zcnic run` with these suites (and options), counted from its results JSON. */
+interface GuestLayer {
+  readonly name: string;
+  readonly suites: readonly string[];
+  readonly options: readonly string[];
+}
+
+async function runGuestSuites(layer: GuestLayer): Promise<Totals> {
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-test-'));
   const results = join(dir, 'results.json');
   try {
-    const code = await runLayerProcess(`guest suites (${suites.join(', ')}) in QEMU`, [join(dist, 'cli/zcnic.js'), 'run', '--suite', suites.join(','), '--results', results]);
+    const code = await runLayerProcess(layer.name, [join(dist, 'cli/zcnic.js'), 'run', '--suite', layer.suites.join(','), ...layer.options, '--results', results]);
     let totals: Totals;
     try {
       const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: unknown[] };
       totals = { passed: parsed.passed, failed: parsed.failed, skipped: parsed.skipped };
       // The counts must be the tests listed, each counted once.
       if (totals.passed + totals.failed + totals.skipped !== parsed.tests.length || Object.values(totals).some((n) => !Number.isInteger(n) || n < 0)) {
-        process.stdout.write(`guest suites: results count ${JSON.stringify(totals)} for ${parsed.tests.length} tests: counted as one failure\n`);
+        process.stdout.write(`${layer.name}: results count ${JSON.stringify(totals)} for ${parsed.tests.length} tests: counted as one failure\n`);
         return { ...ONE_FAILURE };
       }
     } catch {
-      process.stdout.write(`guest suites: no results (exit ${code}): counted as one failure\n`);
+      process.stdout.write(`${layer.name}: no results (exit ${code}): counted as one failure\n`);
       return { ...ONE_FAILURE };
     }
     if (code !== 0 && totals.failed === 0) totals.failed = 1;
@@ -92,8 +98,15 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
   });
 }
 
-/** What `make test` boots and runs in the guest. */
-const GUEST_SUITES = ['smoke', 'xdpsock', 'seeds'];
+/**
+ * What `make test` boots and runs in the guest: every suite on the default kernel and QEMU;
+ * the AF_XDP suites on the newest Debian kernel; smoke and xdpsock on QEMU 10 (bookworm-backports).
+ */
+const GUEST_LAYERS: readonly GuestLayer[] = [
+  { name: 'guest suites in QEMU (default kernel, QEMU on PATH)', suites: ['smoke', 'xdpsock', 'seeds'], options: [] },
+  { name: 'guest suites on the newest Debian kernel', suites: ['xdpsock', 'xsk-zc'], options: ['--kernel', 'debian:latest'] },
+  { name: "guest suites on Debian's QEMU 10", suites: ['smoke', 'xdpsock'], options: ['--qemu', 'debian:10'] },
+];
 
 // Integration files each get a process of their own: they start real QEMU, DPDK and device
 // processes, and one file's leftovers must not hold up (or break) the next.
@@ -107,7 +120,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sum: Totals = { passed: 0, failed: 0, skipped: 0 };
   const counted: Array<[string, Totals]> = [];
   for (const [name, args] of layers) counted.push([name, await runLayer(name, args)]);
-  counted.push(['guest suites', await runGuestSuites(GUEST_SUITES)]);
+  for (const layer of GUEST_LAYERS) counted.push([layer.name, await runGuestSuites(layer)]);
   // Each layer's own count, then their sum: a reader can check the last line by adding.
   process.stdout.write('\n== layers\n');
   for (const [name, t] of counted) {

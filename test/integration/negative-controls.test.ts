@@ -8,25 +8,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { runSuites, type NegativeControl } from '../../harness/run.js';
+import type { NegativeControl } from '../../harness/run.js';
+import { runGuest } from '../support/integration.js';
 
 async function runWith(negativeControl: NegativeControl, suites: string[]) {
-  const lines: string[] = [];
-  const outcome = await runSuites({
-    suites,
-    accel: 'auto',
-    smp: 2,
-    memMiB: 512,
-    queues: 1,
-    testTimeoutSec: 60,
-    keep: false,
-    verbose: false,
-    negativeControl,
-    progress: (line) => lines.push(line),
-    signal: new AbortController().signal,
-  });
+  const { outcome, progress } = await runGuest(suites, { negativeControl });
   // The run itself must be sound: only the checks fail, not the setup.
-  assert.is(outcome.problem, null, lines.join('\n'));
+  assert.is(outcome.problem, null, progress);
   return outcome.results.tests;
 }
 

@@ -5,25 +5,13 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { runSuites } from '../../harness/run.js';
+import { runGuest } from '../support/integration.js';
 
 test('the smoke suite passes and the device verified the guest frames', async () => {
-  const lines: string[] = [];
-  const outcome = await runSuites({
-    suites: ['smoke'],
-    accel: 'auto',
-    smp: 2,
-    memMiB: 512,
-    queues: 1,
-    testTimeoutSec: 60,
-    keep: false,
-    verbose: false,
-    progress: (line) => lines.push(line),
-    signal: new AbortController().signal,
-  });
-  assert.is(outcome.problem, null, lines.join('\n'));
+  const { outcome, progress } = await runGuest(['smoke']);
+  assert.is(outcome.problem, null, progress);
   const tests = outcome.results.tests;
-  assert.equal(tests.map((t) => [t.name, t.ok]), [['link-up', true], ['send-frames', true]], lines.join('\n'));
+  assert.equal(tests.map((t) => [t.name, t.ok]), [['link-up', true], ['send-frames', true]], progress);
   const counters = tests[1]!.deviceCounters as { transmitq: { frames: number }; verification: { verified: number; corrupt: number } };
   assert.is(counters.verification.verified, 1000);
   assert.is(counters.verification.corrupt, 0);

@@ -1,10 +1,11 @@
-/** What the integration tests share: polling for a condition, and a scratch folder per test that takes its processes with it. */
+/** What the integration tests share: polling for a condition, a scratch folder per test that takes its processes with it, a guest run. */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'uvu';
 import { ZcnicDevice } from '../../harness/device-process.js';
 import { Testpmd } from '../../harness/dpdk/testpmd.js';
+import { runSuites, type RunOptions, type RunOutcome } from '../../harness/run.js';
 
 /** Reads until `done` holds for the value read, or throws after `ms` naming `what` and the last value. */
 export async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, what: string, ms = 10_000): Promise<T> {
@@ -32,4 +33,26 @@ export function scratchFolderPerTest(suite: Test, prefix: string): () => string 
     rmSync(dir, { recursive: true, force: true });
   });
   return () => dir;
+}
+
+/**
+ * A guest run with the harness's defaults (2 vCPUs, 512 MiB, one queue pair, 60 s per test,
+ * accelerator probed): its outcome, and its progress lines for a failure message.
+ */
+export async function runGuest(suites: string[], extra: Partial<RunOptions> = {}): Promise<{ outcome: RunOutcome; progress: string }> {
+  const lines: string[] = [];
+  const outcome = await runSuites({
+    suites,
+    accel: 'auto',
+    smp: 2,
+    memMiB: 512,
+    queues: 1,
+    testTimeoutSec: 60,
+    keep: false,
+    verbose: false,
+    progress: (line) => lines.push(line),
+    signal: new AbortController().signal,
+    ...extra,
+  });
+  return { outcome, progress: lines.join('\n') };
 }
