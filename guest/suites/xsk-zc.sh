@@ -209,6 +209,24 @@ dmesg_since() {
 # NIC: packet-socket frames pile up until virtio_net stops the netdev queue, and the netdev
 # watchdog reports the transmit timeout. Then `strict off` (the request every test's begin
 # makes) ends the stall: the queue works again, every frame sent after it verified.
+# start_xmit_reclaims: 1 if this kernel's virtio_net frees completed transmit buffers in
+# start_xmit, 0 if only its TX NAPI poll does; empty when nobody has read that kernel's source.
+# It decides whether the refused frame's completion (a used element of length 0) ever reaches
+# the XSK socket once the device stalls: up to 6.12 (read in 6.1 and 6.12) start_xmit reclaims
+# before every transmit, so the next send delivers it. In 7.2 and 7.3 start_xmit with NAPI TX
+# only disables the callback; the NAPI poll reclaims, and it runs on the device's used-buffer
+# notification, which the driver re-arms delayed (used_event three quarters into what is
+# outstanding) when it stops the full queue: a stalled device never gets there, so nothing
+# reclaims the completion and xdpsock counts 0.
+start_xmit_reclaims() {
+	set -- $(uname -r | sed 's/[.-]/ /g')
+	if [ "$1" -lt 6 ] || { [ "$1" -eq 6 ] && [ "$2" -le 12 ]; }; then
+		echo 1
+	elif [ "$1" -gt 7 ] || { [ "$1" -eq 7 ] && [ "$2" -ge 2 ]; }; then
+		echo 0
+	fi
+}
+
 test_strict_xsk() {
 	count=$STRICT_COUNT
 	seeds_setup
@@ -238,7 +256,9 @@ test_strict_xsk() {
 	check_eq "netdev watchdog: transmit queue 0 timed out (within $STRICT_WATCHDOG_SECONDS s)" "$([ -n "$watchdog" ] && echo 1 || echo 0)" 1
 	check_eq "device linearHeaderViolations (the first refusal stalls the queue)" "$chainShapes_linearHeaderViolations" 1
 	check_eq "device transmitq.frames (delivered: none, not even the packet socket's)" "$transmitq_frames" 0
-	check_eq "xdpsock txCompleted (the refused frame only)" "$(json_num "$XSK_JSON" txCompleted)" 1
+	refused_completion=$(start_xmit_reclaims)
+	[ -n "$refused_completion" ] || check_eq "the completions virtio_net reclaims in start_xmit on $(uname -r) (read drivers/net/virtio_net.c and extend start_xmit_reclaims)" unknown "0 or 1"
+	check_eq "xdpsock txCompleted (the refused frame, where start_xmit reclaims it)" "$(json_num "$XSK_JSON" txCompleted)" "$refused_completion"
 	# The reset: leaving stall mode flushes the ring; the frames still queued in the qdisc go out
 	# then. Once they have, counts start afresh and new frames must all arrive, verified.
 	zcnic_ctl strict off >/dev/null || fail "cannot switch strict layout off"
