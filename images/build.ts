@@ -21,11 +21,12 @@ import {
   toolchainFingerprint,
 } from './debian.js';
 import { buildGuestBinaries, guestBinaryTargets } from './guest-binaries.js';
-import { collectHostBinaries, HOST_BINARIES } from './host-binaries.js';
+import { collectHostBinaries, HOST_BINARIES, type HostBinarySet } from './host-binaries.js';
 import { assembleInitramfs, compress } from './initramfs.js';
 import { PrivateApt, resolveDebianKernel } from './debian-archive.js';
 import { buildKernelStage, GUEST_MODULES, isFile, loadKernelStage, type KernelInput, type KernelStage } from './kernel.js';
 import { BuildError, type RunOptions } from './run.js';
+import { ensureXdpTools, xdpToolsFiles } from './xdp-tools.js';
 
 export { BuildError } from './run.js';
 
@@ -114,6 +115,18 @@ async function kernelInputAndSource(opts: BuildImageOptions, cache: string, ro: 
   return { input: { kind: 'byo', kernel, modules }, source: { kind: 'byo', kernelSha256, modulesTreeSha256 }, description: 'bring your own' };
 }
 
+/** Host programs and programs built from source, as one set for the initramfs. */
+function mergeProgramSets(a: HostBinarySet, b: HostBinarySet): HostBinarySet {
+  const seen = new Set(a.files.map((f) => f.guestPath));
+  return {
+    files: [...a.files, ...b.files.filter((f) => !seen.has(f.guestPath))],
+    programs: [...a.programs, ...b.programs],
+    bpfObjects: [...new Set([...a.bpfObjects, ...b.bpfObjects])].sort(),
+    missing: [...a.missing, ...b.missing],
+    fingerprint: [...a.fingerprint, ...b.fingerprint],
+  };
+}
+
 async function placeFile(from: string, to: string): Promise<void> {
   // A hard link shares the 12 MB kernel between images; copy where links are not possible.
   await link(from, to).catch(() => copyFile(from, to));
@@ -132,13 +145,17 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
 
   const { input, source, description } = await kernelInputAndSource(opts, cache, ro);
   const kKey = kernelKey({ source, modules: GUEST_MODULES, builderVersion: BUILDER_VERSION });
-  const [policy, toolchain, guestHash, hostSet] = await Promise.all([
+  const [policy, toolchain, guestHash, hostSet, xdpSet] = await Promise.all([
     aptPolicy([BUSYBOX_PACKAGE, LIBXDP_PACKAGE], ro),
     toolchainFingerprint(ro),
     hashTree(guestDir),
     collectHostBinaries(HOST_BINARIES, ro),
+    // xdp-bench and xdp-loader, static from Debian's sources (xdp-tools.ts): cached, built once.
+    ensureXdpTools(cache, ro).then(xdpToolsFiles),
   ]);
   for (const m of hostSet.missing) log(`warning: host program left out of the guest: ${m}`);
+  for (const m of xdpSet.missing) log(`warning: program left out of the guest: ${m}`);
+  const programSet = mergeProgramSets(hostSet, xdpSet);
   const busyboxVersion = await chooseVersion(BUSYBOX_PACKAGE, debsDir, policy);
   const libxdpVersion = await chooseVersion(LIBXDP_PACKAGE, debsDir, policy);
   const key = imageKey({
@@ -148,6 +165,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
     toolchain,
     guestHash,
     hostBinaries: hostSet.fingerprint.join('\n'),
+    sourceBuilt: xdpSet.fingerprint.join('\n'),
     builderVersion: BUILDER_VERSION,
   });
 
@@ -200,7 +218,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
 
     const info = { cacheKey: key, kernelRelease: stage.release, builderVersion: BUILDER_VERSION };
     const { archive, summary } = await assembleInitramfs(
-      { guestDir, kernelStageDir: stageDir, kernel: stage, busyboxRoot, libxdpRoot, binaries, hostBinaries: hostSet, info },
+      { guestDir, kernelStageDir: stageDir, kernel: stage, busyboxRoot, libxdpRoot, binaries, hostBinaries: programSet, info },
       ro,
     );
     const packed = await compress(archive, stage.initrdCompression, ro);
@@ -220,6 +238,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
       toolchain,
       guestHash,
       hostBinaries: hostSet.fingerprint,
+      sourceBuilt: xdpSet.fingerprint,
       initrdCompression: stage.initrdCompression,
       builtinModules: stage.builtin,
       initramfs: { ...summary, cpioBytes: archive.length, compressedBytes: packed.length },

@@ -42,6 +42,11 @@ export interface ImageKeyInputs {
    * "guestPath package=version sha256". Absent: none (older images, tests).
    */
   hostBinaries?: string;
+  /**
+   * Programs built from Debian source packages (xdp-tools.ts): one line per file,
+   * "guestPath sources sha256". Absent: none.
+   */
+  sourceBuilt?: string;
   builderVersion: number;
 }
 

@@ -1,13 +1,20 @@
 // A private view of Debian's archive: the suites that serve newer kernels (bookworm-backports,
 // trixie-backports, sid) on the mirror this machine's own apt sources name, with apt lists and
-// a cache of their own under .cache/apt/. The system's sources, lists and cache stay untouched,
-// and no mirror's host name is written into the project: it is read from the sources at run time.
+// a cache of their own under .cache/apt/, and the source packages of SOURCE_SUITES (deb-src)
+// for what the image builds from source (images/xdp-tools.ts). The system's sources, lists and
+// cache stay untouched, and no mirror's host name is written into the project: it is read from
+// the sources at run time.
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildError, run, type RunOptions } from './run.js';
 
 /** Suites added beside the machine's own: where Debian serves kernels up to 7.x. */
 export const KERNEL_SUITES: readonly string[] = ['bookworm', 'bookworm-backports', 'trixie-backports', 'sid'];
+/**
+ * Suites whose source packages (deb-src) the private view lists: guest user space that must
+ * keep up with the newest kernels (xdp-tools, libbpf) is built from sid's sources.
+ */
+export const SOURCE_SUITES: readonly string[] = ['sid'];
 const DEFAULT_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
 /** Lists older than this are fetched again (kernels move on; a day keeps runs fast). */
 const LISTS_MAX_AGE_MS = 24 * 3600_000;
@@ -57,9 +64,10 @@ export function parseOneLineSources(text: string): AptSource[] {
 
 /**
  * The private sources list: the machine's own entries, plus KERNEL_SUITES (component main) on
- * the URI of the entry that serves the machine's own release (`codename`, not -security).
+ * the URI of the entry that serves the machine's own release (`codename`, not -security), plus
+ * a deb-src line (component main, same URI) for each of `sourceSuites`.
  */
-export function privateSourcesList(system: readonly AptSource[], codename: string): string {
+export function privateSourcesList(system: readonly AptSource[], codename: string, sourceSuites: readonly string[] = []): string {
   const main = system.find((s) => s.suites.includes(codename));
   if (!main) throw new BuildError(`no apt source serves ${codename} on this machine, so there is no mirror to add the kernel suites to`);
   const lines = new Set<string>();
@@ -67,6 +75,7 @@ export function privateSourcesList(system: readonly AptSource[], codename: strin
     void lines.add(`deb [signed-by=${signedBy ?? DEFAULT_KEYRING}] ${uri} ${suite} ${components.join(' ')}`);
   for (const s of system) for (const uri of s.uris) for (const suite of s.suites) line(uri, suite, s.components, s.signedBy);
   for (const suite of KERNEL_SUITES) if (!main.suites.includes(suite)) line(main.uris[0]!, suite, ['main'], main.signedBy);
+  for (const suite of sourceSuites) lines.add(`deb-src [signed-by=${main.signedBy ?? DEFAULT_KEYRING}] ${main.uris[0]!} ${suite} main`);
   return `${[...lines].join('\n')}\n`;
 }
 
@@ -106,7 +115,7 @@ export class PrivateApt {
   /** The private view under `dir`, its lists fetched when missing, stale or for other sources. */
   static async open(dir: string, ro: RunOptions): Promise<PrivateApt> {
     const apt = new PrivateApt(dir);
-    const sources = privateSourcesList(await systemSources(), await osCodename());
+    const sources = privateSourcesList(await systemSources(), await osCodename(), SOURCE_SUITES);
     await Promise.all(['sources.list.d', 'lists/partial', 'cache/archives/partial'].map((d) => mkdir(join(dir, d), { recursive: true })));
     const listPath = join(dir, 'sources.list');
     const stamp = join(dir, 'lists', '.updated');
@@ -114,7 +123,7 @@ export class PrivateApt {
     const updatedAt = await stat(stamp).then((s) => s.mtimeMs, () => 0);
     if (previous === sources && Date.now() - updatedAt < LISTS_MAX_AGE_MS) return apt;
     await writeFile(listPath, sources);
-    ro.log?.(`apt: fetching the package lists of ${KERNEL_SUITES.join(', ')} (private lists under .cache/apt)…`);
+    ro.log?.(`apt: fetching the package lists of ${KERNEL_SUITES.join(', ')} and the source lists of ${SOURCE_SUITES.join(', ')} (private lists under .cache/apt)…`);
     const res = await run('apt-get', [...apt.args, 'update', '-q'], { ...ro, allowFailure: true });
     if (res.exitCode !== 0) throw new BuildError(`apt-get update on the private sources failed:\n${res.stderr.trim().split('\n').slice(-5).join('\n')}`);
     await writeFile(stamp, new Date().toISOString());

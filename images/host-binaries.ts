@@ -25,16 +25,11 @@ export interface HostBinary {
 }
 
 /**
- * xdp-bench (xdp-tools): `redirect` (seed 002, XDP on a tap redirecting out of the NIC) and
- * `redirect-cpu` (seed 004, cpumap). Its own XDP programs and the tracepoint programs of its
- * statistics are compiled in (BPF skeletons, opened from memory); the libxdp linked into it
- * loads the multi-program dispatcher from the object directory when it attaches.
+ * None at the moment. xdp-bench and xdp-loader used to come from here (bookworm's xdp-tools
+ * 1.3.1), but that xdp-bench cannot load its statistics programs on 7.x kernels; they are now
+ * built static from Debian's newer source package (xdp-tools.ts) for every kernel.
  */
-export const HOST_BINARIES: readonly HostBinary[] = [
-  { path: '/usr/sbin/xdp-bench', package: 'xdp-tools', bpfObjects: ['xdp-dispatcher.o'] },
-  // To see and remove XDP programs (`xdp-loader status`, `unload -a`): the suites' safety net.
-  { path: '/usr/sbin/xdp-loader', package: 'xdp-tools', bpfObjects: ['xdp-dispatcher.o'] },
-];
+export const HOST_BINARIES: readonly HostBinary[] = [];
 
 export interface HostFile {
   /** Path in the guest, without the leading slash. */
@@ -93,6 +88,7 @@ function aliases(path: string): string[] {
 
 /** Package=version owning each path (by any of its names), or "unpackaged". */
 async function owners(paths: readonly string[], ro: RunOptions): Promise<Map<string, string>> {
+  if (paths.length === 0) return new Map();
   const candidates = new Map<string, string[]>();
   for (const p of paths) {
     const names = new Set<string>();

@@ -11,6 +11,12 @@ const PROVIDERS: Record<string, string> = {
   zstd: 'zstd',
   gcc: 'gcc',
   ldd: 'libc-bin',
+  'dpkg-source': 'dpkg-dev',
+  make: 'make',
+  clang: 'clang',
+  bpftool: 'bpftool',
+  m4: 'm4',
+  strip: 'binutils',
 };
 
 export class BuildError extends Error {
@@ -26,6 +32,8 @@ export interface RunOptions {
   binary?: boolean;
   verbose?: boolean;
   log?: (line: string) => void;
+  /** Variables added to the environment (the rest is inherited). */
+  env?: Record<string, string>;
 }
 
 export interface RunResult {
@@ -39,6 +47,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   if (opts.verbose) opts.log?.(`  $ ${[file, ...args].join(' ')}${opts.cwd ? `   (in ${opts.cwd})` : ''}`);
   const res = await execa(file, args, {
     cwd: opts.cwd,
+    env: opts.env,
     input: opts.input,
     reject: false,
     stripFinalNewline: false,

@@ -4,8 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# clang llvm bpftool m4 dpkg-dev pkg-config: the guest's xdp-tools and libbpf, built static from
+# Debian's source packages (images/xdp-tools.ts).
 packages=(qemu-system-x86 busybox-static cpio xz-utils zstd libxdp-dev libbpf-dev libelf-dev zlib1g-dev
-  xdp-tools dpdk dpdk-dev librte-net-vhost23 librte-net-virtio23 tshark iproute2 gcc make python3)
+  xdp-tools dpdk dpdk-dev librte-net-vhost23 librte-net-virtio23 tshark iproute2 gcc make python3
+  clang llvm bpftool m4 dpkg-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -65,7 +65,7 @@ TAP_PACED_MAX_DROPS=100
 TAP_DST_MAC=02:7a:63:00:00:01
 
 need_xdp_bench() {
-	command -v xdp-bench >/dev/null || fail "no xdp-bench in the guest image (the image builder copies it from the host: apt-get install xdp-tools)"
+	command -v xdp-bench >/dev/null || fail "no xdp-bench in the guest image (the image builder builds it from Debian's xdp-tools source, images/xdp-tools.ts: see its warning)"
 }
 
 # tap_start ARGS...: tapwrite creates the tap and waits for $XSK_DIR/go; the tap lives until

@@ -57,6 +57,20 @@ test('the private list keeps the machine entries and adds the kernel suites on t
   assert.throws(() => privateSourcesList(parseDeb822Sources(DEB822), 'trixie'), /no apt source serves trixie/);
 });
 
+test('deb-src lines for the source suites, on the main mirror, only when asked for', () => {
+  const list = privateSourcesList(parseDeb822Sources(DEB822), 'bookworm', ['sid']).trim().split('\n');
+  assert.equal(
+    list.filter((l) => l.startsWith('deb-src')),
+    [`deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${MIRROR} sid main`],
+  );
+  // The binary entries are the same as without sources.
+  assert.equal(
+    list.filter((l) => !l.startsWith('deb-src')),
+    privateSourcesList(parseDeb822Sources(DEB822), 'bookworm').trim().split('\n'),
+  );
+  assert.not.ok(privateSourcesList(parseDeb822Sources(DEB822), 'bookworm').includes('deb-src'));
+});
+
 const MADISON = [
   'linux-image-6.1.0-50-amd64-unsigned | 6.1.176-1 | x bookworm/main amd64 Packages',
   'linux-image-6.1.0-50-amd64 | 6.1.176-1 | x bookworm/main amd64 Packages',
