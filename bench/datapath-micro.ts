@@ -6,6 +6,7 @@
  */
 import { byteSpace } from 'vfio-user-ts';
 import { Counter, createCounters } from '../device/counters.js';
+import { describeQueueError, queueErrorNames, type QueueErrorReporter } from '../device/queue-errors.js';
 import { ReceiveQueue } from '../device/receive-queue.js';
 import { GenPort } from '../device/ports/gen.js';
 import { TransmitQueue } from '../device/transmit-queue.js';
@@ -31,7 +32,7 @@ function measure(name: string, fill: () => void, drain: () => number): void {
 
 const guest = new FakeGuest([{ guestPhysAddr: 0x100000, size: 16 << 20 }]);
 const counters = createCounters();
-const reporter = { queueError: (_q: number, kind: string, detail: string) => console.log(kind, detail) };
+const reporter: QueueErrorReporter = { queueError: (_q, kind, _fatal, head, a, b, c) => console.log(queueErrorNames[kind], describeQueueError(kind, head, a, b, c)) };
 
 for (const [name, layout] of [
   ['transmitq 64 B, one buffer', [HEADER + 64]],

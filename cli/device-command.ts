@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util';
 import { VhostUserServer } from 'vfio-user-ts';
 import { ControlServer, parseGeneratorOptions } from '../device/control-server.js';
-import type { DatapathMode } from '../device/datapath/messages.js';
+import { GUEST_MEMORY_TRUNCATED, type DatapathMode } from '../device/datapath/messages.js';
 import { DEFAULT_TAP, portNames, TAP_NAME, type PortName } from '../device/ports/port.js';
 import { parseMac } from '../device/test-frame.js';
 import { linearHeaderRefusals, type LinearHeaderRefusal } from '../device/transmit-queue.js';
@@ -125,6 +125,14 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     verify: values.verify,
     statePath: values.state ?? null,
     onQueueError: (queue, kind, detail, fatal) => {
+      if (kind === GUEST_MEMORY_TRUNCATED) {
+        // Guest memory that shrank under the device cannot be trusted again: the frontend goes,
+        // and the disconnect's line (one per frontend) carries the context.
+        device.markNeedsReset();
+        server?.signalVringError(queue);
+        server?.disconnect(`queue ${queue}: ${kind}: ${detail} (device needs reset)`);
+        return;
+      }
       // One line per kind of error and queue; the counters carry the rest.
       const key = `${queue}:${kind}`;
       if (!firstSeen.has(key)) {

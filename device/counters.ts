@@ -67,9 +67,18 @@ export const Counter = {
    * past what the last device published; QEMU drops them itself while its backend is gone).
    */
   txCompletedElsewhere: 36 + chainErrorKinds.length,
+  /**
+   * Times a datapath worker found guest memory gone under its mapping (the frontend truncated
+   * the region's file after SET_MEM_TABLE) and stopped its queues.
+   */
+  guestMemoryTruncated: 37 + chainErrorKinds.length,
+  /** Transmit chains dropped for a gso_type other than GSO_NONE (the device offers no GSO). */
+  txGsoNotNegotiated: 38 + chainErrorKinds.length,
+  /** Transmit chains dropped for NEEDS_CSUM offsets that put the checksum outside the frame. */
+  txChecksumOutsideFrame: 39 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.txCompletedElsewhere + 1;
+export const COUNTER_COUNT = Counter.txChecksumOutsideFrame + 1;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
@@ -111,8 +120,11 @@ export function describeCounters(c: Float64Array): DeviceCounters {
   errors.txWriteOnlyBuffer = c[Counter.txWriteOnlyBuffer]!;
   errors.txHeaderTooShort = c[Counter.txHeaderTooShort]!;
   errors.txFrameTooLarge = c[Counter.txFrameTooLarge]!;
+  errors.txGsoNotNegotiated = c[Counter.txGsoNotNegotiated]!;
+  errors.txChecksumOutsideFrame = c[Counter.txChecksumOutsideFrame]!;
   errors.rxReadableBuffer = c[Counter.rxReadableBuffer]!;
   errors.rxBufferTooSmall = c[Counter.rxBufferTooSmall]!;
+  errors.guestMemoryTruncated = c[Counter.guestMemoryTruncated]!;
   const descriptorsPerChain: Record<string, number> = {};
   bucketLabels.forEach((label, i) => (descriptorsPerChain[label] = c[Counter.descriptorsPerChain + i]!));
   return {

@@ -14,14 +14,19 @@ export function netHeaderLength(version1: boolean, mergeable: boolean): number {
 /** Byte offsets inside the header. */
 export const NetHeader = { flags: 0, gsoType: 1, hdrLen: 2, gsoSize: 4, csumStart: 6, csumOffset: 8, numBuffers: 10 } as const;
 
+/** Whether a partial checksum's offsets lie inside a `length`-byte frame: the sum starts inside and the 2-byte field ends inside. */
+export function checksumFits(length: number, csumStart: number, csumOffset: number): boolean {
+  return csumStart < length && csumStart + csumOffset + 2 <= length;
+}
+
 /**
  * Completes a partial checksum in place (VIRTIO_NET_HDR_F_NEEDS_CSUM): the driver left the
  * pseudo-header sum at csumStart + csumOffset; the device sums from csumStart to the end and
  * stores the folded complement there. Returns false when the offsets lie outside the frame.
  */
 export function completeChecksum(frame: DataView, length: number, csumStart: number, csumOffset: number): boolean {
+  if (!checksumFits(length, csumStart, csumOffset)) return false;
   const field = csumStart + csumOffset;
-  if (field + 2 > length || csumStart >= length) return false;
   let sum = 0;
   let i = csumStart;
   for (; i + 1 < length; i += 2) sum += frame.getUint16(i, false);

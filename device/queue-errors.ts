@@ -1,12 +1,69 @@
 /**
- * How a queue reports what a driver did wrong: the queue counts it, the reporter logs it (rate
- * limited, with context) and, for errors that break the ring, moves the device towards
- * DEVICE_NEEDS_RESET. Implemented by the datapath worker.
+ * How a queue reports what a driver did wrong: the queue counts it (shared counters, every
+ * event), the reporter tells the control plane (rate limited, with context) and, for errors that
+ * break the ring, moves the device towards DEVICE_NEEDS_RESET. Implemented by the datapath worker.
+ *
+ * A report carries numbers, not text: a hostile driver can post a bad chain per descriptor, and
+ * building a line for each would cost a string per chain that the rate limit then throws away.
+ * The line is built only for the reports that are sent (describeQueueError).
  */
+import { ChainError, chainErrorNames } from './descriptor-chain.js';
+
+/**
+ * The kinds of driver error a queue reports: the descriptor chain errors keep their codes
+ * (ChainError), the others follow. Each names the counter that counts it.
+ */
+export const QueueError = {
+  ...ChainError,
+  availIndexJump: 11,
+  txWriteOnlyBuffer: 12,
+  txHeaderTooShort: 13,
+  txFrameTooLarge: 14,
+  txGsoNotNegotiated: 15,
+  txChecksumOutsideFrame: 16,
+  linearHeaderViolation: 17,
+  rxReadableBuffer: 18,
+  rxBufferTooSmall: 19,
+} as const;
+export type QueueErrorKind = (typeof QueueError)[keyof typeof QueueError];
+
+/** Kind names by code (chainErrorNames first: the codes are shared). */
+export const queueErrorNames: readonly string[] = [...chainErrorNames, ...Object.keys(QueueError).slice(chainErrorNames.length)];
+export const QUEUE_ERROR_KINDS = queueErrorNames.length;
+
 export interface QueueErrorReporter {
   /**
-   * `kind` names the counter; `fatal` means the ring can no longer be trusted and the queue has
-   * stopped (the spec's DEVICE_NEEDS_RESET, 2.1.2).
+   * `fatal` means the ring can no longer be trusted and the queue has stopped (the spec's
+   * DEVICE_NEEDS_RESET, 2.1.2). `head` and `a`..`c` are the context describeQueueError prints.
    */
-  queueError(queue: number, kind: string, detail: string, fatal: boolean): void;
+  queueError(queue: number, kind: QueueErrorKind, fatal: boolean, head: number, a: number, b: number, c: number): void;
 }
+
+/** The log line of a report (see QueueErrorReporter.queueError for the numbers). */
+export function describeQueueError(kind: QueueErrorKind, head: number, a: number, b: number, c: number): string {
+  switch (kind) {
+    case QueueError.availIndexJump:
+      return `avail.idx is more than the queue size (${a}) ahead of ${b}`;
+    case QueueError.txWriteOnlyBuffer:
+      return `head ${head}: ${a} device-writable bytes in a transmit chain; dropped`;
+    case QueueError.txHeaderTooShort:
+      return `head ${head}: ${a} bytes, the virtio-net header alone is ${b}; dropped`;
+    case QueueError.txFrameTooLarge:
+      return `head ${head}: a ${a}-byte frame, at most ${b}; dropped`;
+    case QueueError.txGsoNotNegotiated:
+      return `head ${head}: gso_type ${a} but the device offers no GSO feature (virtio 1.2 5.1.6.2: the driver must send GSO_NONE); dropped`;
+    case QueueError.txChecksumOutsideFrame:
+      return `head ${head}: NEEDS_CSUM with csum_start ${a} and csum_offset ${b} outside the ${c}-byte frame; dropped`;
+    case QueueError.linearHeaderViolation:
+      return `head ${head}: the first buffer holds ${a} bytes, not the ${b}-byte virtio-net header and the Ethernet header; completed with length 0, ${c === 1 ? 'and the queue takes no more chains until the device is reset (an error CQE, the send queue in error)' : 'and the queue goes on (a silent drop)'}`;
+    case QueueError.rxReadableBuffer:
+      return `head ${head}: ${a} device-readable bytes in a receive chain`;
+    case QueueError.rxBufferTooSmall:
+      return c === 1
+        ? `head ${head}: ${a} bytes cannot hold the ${b}-byte header`
+        : `head ${head}: ${a} bytes for a ${b}-byte frame without mergeable buffers; dropped`;
+    default:
+      return `head ${head} descriptor ${a} addr 0x${b.toString(16)} len ${c}`;
+  }
+}
+

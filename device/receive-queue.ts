@@ -9,9 +9,9 @@
 import { byteSpace, type ByteSpace, type GuestMemory } from 'vfio-user-ts';
 import { copyBytes } from './copy-bytes.js';
 import { Counter } from './counters.js';
-import { ChainError, chainErrorNames, DescriptorChain } from './descriptor-chain.js';
+import { ChainError, DescriptorChain } from './descriptor-chain.js';
 import { NetHeader } from './net-header.js';
-import type { QueueErrorReporter } from './queue-errors.js';
+import { QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
 import type { Vring } from './vring.js';
 
 export class ReceiveQueue {
@@ -53,7 +53,7 @@ export class ReceiveQueue {
     const count = this.ring.availableCount();
     if (count < 0) {
       this.counters[Counter.availIndexJump]!++;
-      this.breakRing('availIndexJump', `avail.idx is more than the queue size (${this.ring.size}) ahead of ${this.ring.lastAvailIdx}`);
+      this.breakRing(QueueError.availIndexJump, 0, this.ring.size, this.ring.lastAvailIdx, 0);
       this.available = 0;
       return 0;
     }
@@ -90,14 +90,14 @@ export class ReceiveQueue {
       const error = chain.resolve(head);
       if (error !== ChainError.none) {
         this.counters[Counter.chainErrors + error - 1]!++;
-        this.breakRing(chainErrorNames[error]!, `head ${head} descriptor ${chain.errorDescriptor} addr 0x${chain.errorAddress.toString(16)} len ${chain.errorLength}`);
+        this.breakRing(error, head, chain.errorDescriptor, chain.errorAddress, chain.errorLength);
         ring.untake(chains);
         ring.unpushUsed(chains - 1);
         return false;
       }
       if (chain.readableBytes > 0) {
         this.counters[Counter.rxReadableBuffer]!++;
-        this.breakRing('rxReadableBuffer', `head ${head}: ${chain.readableBytes} device-readable bytes in a receive chain`);
+        this.breakRing(QueueError.rxReadableBuffer, head, chain.readableBytes, 0, 0);
         ring.untake(chains);
         ring.unpushUsed(chains - 1);
         return false;
@@ -108,13 +108,13 @@ export class ReceiveQueue {
       if (written === 0) {
         if (!this.mergeable && chain.writableBytes < total) {
           this.counters[Counter.rxBufferTooSmall]!++;
-          this.reporter.queueError(this.queueIndex, 'rxBufferTooSmall', `head ${head}: ${chain.writableBytes} bytes for a ${total}-byte frame without mergeable buffers; dropped`, false);
+          this.reporter.queueError(this.queueIndex, QueueError.rxBufferTooSmall, false, head, chain.writableBytes, total, 0);
           ring.pushUsed(head, 0);
           return true;
         }
         if (chain.writableBytes < this.headerLength) {
           this.counters[Counter.rxBufferTooSmall]!++;
-          this.breakRing('rxBufferTooSmall', `head ${head}: ${chain.writableBytes} bytes cannot hold the ${this.headerLength}-byte header`);
+          this.breakRing(QueueError.rxBufferTooSmall, head, chain.writableBytes, this.headerLength, 1);
           ring.untake(chains);
           ring.unpushUsed(chains - 1);
           return false;
@@ -208,8 +208,8 @@ export class ReceiveQueue {
     this.spaces[this.numBuffersRegion[1]!]!.view.setUint8(this.numBuffersOffset[1]!, chains >> 8);
   }
 
-  private breakRing(kind: string, detail: string): void {
+  private breakRing(kind: QueueErrorKind, head: number, a: number, b: number, c: number): void {
     this.broken = true;
-    this.reporter.queueError(this.queueIndex, kind, detail, true);
+    this.reporter.queueError(this.queueIndex, kind, true, head, a, b, c);
   }
 }

@@ -6,8 +6,9 @@
  */
 import type { GuestMemory } from 'vfio-user-ts';
 import { Counter, descriptorBucket } from './counters.js';
-import { ChainError, chainErrorNames, DescriptorChain, type ChainErrorCode } from './descriptor-chain.js';
-import type { QueueErrorReporter } from './queue-errors.js';
+import { ChainError, DescriptorChain, type ChainErrorCode } from './descriptor-chain.js';
+import { checksumFits, GSO_NONE, NetHeaderFlags } from './net-header.js';
+import { QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
 import { MAX_FRAME_LENGTH, TxFrame } from './tx-frame.js';
 import type { Vring } from './vring.js';
 
@@ -92,18 +93,34 @@ export class TransmitQueue {
       ring.pushUsed(head, 0);
       if (chain.writableBytes > 0) {
         counters[Counter.txWriteOnlyBuffer]!++;
-        this.reporter.queueError(this.queueIndex, 'txWriteOnlyBuffer', `head ${head}: ${chain.writableBytes} device-writable bytes in a transmit chain; dropped`, false);
+        this.reporter.queueError(this.queueIndex, QueueError.txWriteOnlyBuffer, false, head, chain.writableBytes, 0, 0);
         continue;
       }
       if (!frame.load(headerLength)) {
         counters[Counter.txHeaderTooShort]!++;
-        this.reporter.queueError(this.queueIndex, 'txHeaderTooShort', `head ${head}: ${chain.readableBytes} bytes, the virtio-net header alone is ${headerLength}; dropped`, false);
+        this.reporter.queueError(this.queueIndex, QueueError.txHeaderTooShort, false, head, chain.readableBytes, headerLength, 0);
+        continue;
+      }
+      if (frame.gsoType !== GSO_NONE) {
+        // The device offers no HOST_TSO/UFO/USO feature, so the driver must send GSO_NONE
+        // (virtio 1.2 5.1.6.2). The spec gives the device nothing to do with a driver that does
+        // not; it cannot segment the frame, so it drops it, as Linux's tun does
+        // (virtio_net_hdr_to_skb refuses a GSO type it does not know), and the queue goes on.
+        counters[Counter.txGsoNotNegotiated]!++;
+        this.reporter.queueError(this.queueIndex, QueueError.txGsoNotNegotiated, false, head, frame.gsoType, 0, 0);
+        continue;
+      }
+      if ((frame.flags & NetHeaderFlags.needsCsum) !== 0 && !checksumFits(frame.length, frame.csumStart, frame.csumOffset)) {
+        // A checksum the device cannot complete: sending the frame would put a wrong checksum on
+        // the wire. Dropped, as tun drops it (skb_partial_csum_set fails).
+        counters[Counter.txChecksumOutsideFrame]!++;
+        this.reporter.queueError(this.queueIndex, QueueError.txChecksumOutsideFrame, false, head, frame.csumStart, frame.csumOffset, frame.length);
         continue;
       }
       if (frame.length > MAX_FRAME_LENGTH) {
         // No GSO is offered: no port could take it, and linearize() has no room for it.
         counters[Counter.txFrameTooLarge]!++;
-        this.reporter.queueError(this.queueIndex, 'txFrameTooLarge', `head ${head}: a ${frame.length}-byte frame, at most ${MAX_FRAME_LENGTH}; dropped`, false);
+        this.reporter.queueError(this.queueIndex, QueueError.txFrameTooLarge, false, head, frame.length, MAX_FRAME_LENGTH, 0);
         continue;
       }
       this.countShape(chain.count, chain.length[0]!);
@@ -111,12 +128,7 @@ export class TransmitQueue {
       if (refusal !== null && chain.length[0]! < headerLength + ETHERNET_HEADER_LENGTH) {
         counters[Counter.linearHeaderViolations]!++;
         const stall = refusal === 'stall';
-        this.reporter.queueError(
-          this.queueIndex,
-          'linearHeaderViolation',
-          `head ${head}: the first buffer holds ${chain.length[0]} bytes, not the ${headerLength}-byte virtio-net header and the Ethernet header; completed with length 0, ${stall ? 'and the queue takes no more chains until the device is reset (an error CQE, the send queue in error)' : 'and the queue goes on (a silent drop)'}`,
-          false,
-        );
+        this.reporter.queueError(this.queueIndex, QueueError.linearHeaderViolation, false, head, chain.length[0]!, headerLength, stall ? 1 : 0);
         if (stall) {
           this.stalled = true;
           taken++;
@@ -165,7 +177,7 @@ export class TransmitQueue {
     const available = ring.availableCount();
     if (available < 0) {
       this.counters[Counter.availIndexJump]!++;
-      this.breakRing('availIndexJump', `avail.idx is more than the queue size (${ring.size}) ahead of ${ring.lastAvailIdx}`);
+      this.breakRing(QueueError.availIndexJump, 0, ring.size, ring.lastAvailIdx, 0);
     }
     return available;
   }
@@ -174,7 +186,7 @@ export class TransmitQueue {
   private breakOnChainError(head: number, error: ChainErrorCode): void {
     const chain = this.chain;
     this.counters[Counter.chainErrors + error - 1]!++;
-    this.breakRing(chainErrorNames[error]!, `head ${head} descriptor ${chain.errorDescriptor} addr 0x${chain.errorAddress.toString(16)} len ${chain.errorLength}`);
+    this.breakRing(error, head, chain.errorDescriptor, chain.errorAddress, chain.errorLength);
   }
 
   private publish(): void {
@@ -196,8 +208,8 @@ export class TransmitQueue {
     if (frame.length > this.chain.length[frame.firstBuffer]! - frame.firstOffset) counters[Counter.frameSplitAcrossBuffers]!++;
   }
 
-  private breakRing(kind: string, detail: string): void {
+  private breakRing(kind: QueueErrorKind, head: number, a: number, b: number, c: number): void {
     this.broken = true;
-    this.reporter.queueError(this.queueIndex, kind, detail, true);
+    this.reporter.queueError(this.queueIndex, kind, true, head, a, b, c);
   }
 }

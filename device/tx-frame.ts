@@ -105,7 +105,9 @@ export class TxFrame {
 
   /**
    * Copies the frame into `linear` (length bytes), completing the checksum the driver left
-   * partial. Returns false when the frame is larger than the scratch.
+   * partial. Returns false when the frame is larger than the scratch. The transmit queue hands
+   * on no frame whose checksum offsets lie outside it (txChecksumOutsideFrame), so the checksum
+   * is always completed here.
    */
   linearize(): boolean {
     if (this.linearized) return true;

@@ -51,6 +51,9 @@ const INFLIGHT_HEADER = 16;
 const INFLIGHT_DESC = 16;
 const INFLIGHT_VERSION = 1;
 
+/** takenHeads' entry for a head out of range, which was never marked (heads are below 32768). */
+const NOT_MARKED = 0xffff;
+
 /** How far the event index is parked ahead when the device polls and wants no kicks at all. */
 const PARKED_EVENT_DISTANCE = 0x8000;
 
@@ -80,6 +83,20 @@ export class Vring {
   private inflight32: Uint32Array | null = null;
   /** Next value of a descriptor's counter (the order heads were taken in). */
   private inflightCounter = 1;
+  /**
+   * The heads as the device took them (by avail index) and as it completed them (by used slot),
+   * in the device's own memory: the inflight marks are set and cleared from these, never from
+   * the avail and used rings, which the driver can rewrite between take and publish.
+   */
+  private readonly takenHeads: Uint16Array;
+  private readonly usedHeads: Uint16Array;
+  /**
+   * Whether a notification was sent since the queue started (vhost's signalled_used_valid).
+   * Until then suppression is not trusted: a device killed between publishing used.idx and
+   * signalling leaves a driver waiting for a call whose used_event (or NO_INTERRUPT) describes
+   * a used.idx the new device never saw, so the first publish always notifies.
+   */
+  private signalled = false;
   /** What starting with an inflight region found; null without one. */
   recovery: InflightRecovery | null = null;
 
@@ -94,6 +111,8 @@ export class Vring {
     this.eventIdx = eventIdx;
     this.lastAvailIdx = base;
     this.usedIdx = used16[1]!;
+    this.takenHeads = new Uint16Array(addresses.size);
+    this.usedHeads = new Uint16Array(addresses.size);
   }
 
   /**
@@ -192,17 +211,22 @@ export class Vring {
 
   /** The next available head (unchecked: DescriptorChain validates it). */
   takeHead(): number {
-    const head = this.avail[2 + (this.lastAvailIdx & this.mask)]!;
+    const slot = this.lastAvailIdx & this.mask;
+    const head = this.avail[2 + slot]!;
     this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
     const inflight = this.inflight;
-    if (inflight !== null && head < this.size) {
-      // Counter first, then the mark: a mark never comes with a stale counter.
-      const at = (INFLIGHT_HEADER + INFLIGHT_DESC * head) / 4 + 2;
-      const counter = this.inflightCounter++;
-      this.inflight32![at] = counter % 4294967296;
-      this.inflight32![at + 1] = Math.floor(counter / 4294967296);
-      inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 1;
+    if (inflight === null) return head;
+    if (head >= this.size) {
+      this.takenHeads[slot] = NOT_MARKED;
+      return head;
     }
+    this.takenHeads[slot] = head;
+    // Counter first, then the mark: a mark never comes with a stale counter.
+    const at = (INFLIGHT_HEADER + INFLIGHT_DESC * head) / 4 + 2;
+    const counter = this.inflightCounter++;
+    this.inflight32![at] = counter % 4294967296;
+    this.inflight32![at + 1] = Math.floor(counter / 4294967296);
+    inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 1;
     return head;
   }
 
@@ -211,8 +235,8 @@ export class Vring {
     const inflight = this.inflight;
     if (inflight !== null) {
       for (let i = 1; i <= count; i++) {
-        const head = this.avail[2 + ((this.lastAvailIdx - i) & this.mask)]!;
-        if (head < this.size) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
+        const head = this.takenHeads[(this.lastAvailIdx - i) & this.mask]!;
+        if (head !== NOT_MARKED) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
       }
     }
     this.lastAvailIdx = (this.lastAvailIdx - count) & 0xffff;
@@ -231,6 +255,7 @@ export class Vring {
   /** Records a used element; visible to the driver at the next publish. */
   pushUsed(head: number, length: number): void {
     const slot = (this.usedIdx + this.pendingUsed) & this.mask;
+    this.usedHeads[slot] = head;
     this.used32[1 + 2 * slot] = head;
     this.used32[2 + 2 * slot] = length;
     this.pendingUsed++;
@@ -256,15 +281,20 @@ export class Vring {
     if (inflight !== null) {
       // The spec's order: last_batch_head, then used.idx, then the marks, then the region's
       // used_idx. A kill anywhere in between is undone at the next start (attachInflight).
-      this.inflight16![6] = this.used32[1 + 2 * ((next - 1) & this.mask)]!;
+      const usedHeads = this.usedHeads;
+      this.inflight16![6] = usedHeads[(next - 1) & this.mask]!;
       Atomics.store(this.used16, 1, next);
       for (let i = 0; i < count; i++) {
-        const head = this.used32[1 + 2 * ((old + i) & this.mask)]!;
+        const head = usedHeads[(old + i) & this.mask]!;
         if (head < this.size) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
       }
       Atomics.store(this.inflight16!, 7, next);
     } else {
       Atomics.store(this.used16, 1, next);
+    }
+    if (!this.signalled) {
+      this.signalled = true;
+      return true;
     }
     if (this.eventIdx) {
       const usedEvent = Atomics.load(this.avail, 2 + this.size);
@@ -272,6 +302,20 @@ export class Vring {
       return ((next - usedEvent - 1) & 0xffff) < ((next - old) & 0xffff);
     }
     return (Atomics.load(this.avail, 0) & RingFlags.availNoInterrupt) === 0;
+  }
+
+  /**
+   * At start: whether to notify the driver now, before any publish. A ring whose used.idx is
+   * not 0 has completions a previous device published, and it may have died before signalling
+   * them; with nothing left to complete (a transmit ring the driver filled and now waits on),
+   * no publish would ever come to notify for them. A spurious notification is harmless (the
+   * driver finds nothing new); a lost one can stop the queue for good. A ring that wrapped to
+   * used.idx 0 exactly is not notified here, only at its first publish.
+   */
+  notifyOnStart(): boolean {
+    if (this.usedIdx === 0) return false;
+    this.signalled = true;
+    return true;
   }
 
   /**

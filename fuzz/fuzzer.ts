@@ -6,6 +6,9 @@
  * `trafficEvery` cases and at the end. A backend that dies or stops answering is a crash: it is
  * recorded with the case that did it and, when the fuzzer started it, restarted.
  */
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { DeviceStats } from '../harness/device-control.js';
 import { Corpus, type Genome } from './coverage.js';
 import { chaosRing, mutateRing, ringKinds, type RingCaseKind } from './ring-cases.js';
@@ -39,7 +42,7 @@ const MAX_KEPT_FINDINGS = 20;
 const FD_SLACK = 16;
 const STORMS = new Set(['byte-storm', 'header-storm']);
 
-type Planned =
+export type Planned =
   | { readonly category: string; readonly type: 'ring'; readonly genome: Genome & { type: 'ring' } }
   | { readonly category: string; readonly type: 'message'; readonly genome: Genome & { type: 'message' } };
 
@@ -65,6 +68,154 @@ export async function trafficCheck(target: Target, reflect: boolean, frames = 32
   return problems;
 }
 
+/**
+ * What case `index` of a run is: first every generator once (the sweep), then a seeded mix. Case
+ * k after the sweep draws from the k-th fork of the seed's generator, so any case that does not
+ * mutate the corpus can be planned on its own (replayCommand) by forking up to it; a mutated case
+ * depends on what earlier cases showed and is replayed from its genome instead.
+ */
+export class CasePlanner {
+  private readonly master: Prng;
+  private readonly sweep: Planned[] = [];
+  /** The index whose fork the master gives next. */
+  private nextFork: number;
+
+  constructor(
+    readonly seed: number,
+    /** The device runs the reflect port, so receive cases can run. */
+    public reflect: boolean,
+    private readonly guided: boolean,
+  ) {
+    this.master = new Prng(seed);
+    for (const kind of ringKinds) {
+      if (kind.side === 'rx' && !reflect) continue;
+      this.sweep.push({ category: ringCategory(kind), type: 'ring', genome: { type: 'ring', ring: kind.build(new Prng(`${seed}:${kind.name}`)) } });
+    }
+    for (const kind of messageKinds) {
+      this.sweep.push({ category: messageCategory(kind), type: 'message', genome: { type: 'message', message: kind.build(new Prng(`${seed}:${kind.name}`)) } });
+    }
+    this.nextFork = this.sweep.length;
+  }
+
+  /**
+   * Plans case `index` (never one before the last planned after the sweep). `corpus` is what
+   * the run kept so far; null when replaying one case, which then must not be a mutation.
+   */
+  plan(index: number, corpus: Corpus | null): Planned {
+    if (index < this.sweep.length) return this.sweep[index]!;
+    if (index < this.nextFork) throw new RangeError(`case ${index} was planned already`);
+    let prng = this.master.fork(`case ${this.nextFork}`);
+    while (this.nextFork < index) prng = this.master.fork(`case ${++this.nextFork}`);
+    this.nextFork++;
+    const reflect = this.reflect;
+    const usableRingKinds = ringKinds.filter((k) => reflect || k.side === 'tx');
+    // The weights do not depend on the run so far (a guided run has a corpus by the end of
+    // the sweep), so a replay draws the same choice.
+    const choice = prng.weighted<string>([
+      [30, 'ring'],
+      [12, 'chaos'],
+      [25, 'message'],
+      [8, 'storm'],
+      [this.guided ? 25 : 0, 'mutate'],
+    ]);
+    switch (choice) {
+      case 'ring': {
+        const kind = prng.pick(usableRingKinds);
+        return { category: ringCategory(kind), type: 'ring', genome: { type: 'ring', ring: kind.build(prng) } };
+      }
+      case 'chaos': {
+        let ring = chaosRing(prng);
+        if (!reflect) ring = { ...ring, side: 'tx' };
+        return { category: 'ring-chaos', type: 'ring', genome: { type: 'ring', ring } };
+      }
+      case 'storm': {
+        const kind = prng.pick(messageKinds.filter((k) => STORMS.has(k.name)));
+        return { category: 'storm', type: 'message', genome: { type: 'message', message: kind.build(prng) } };
+      }
+      case 'mutate': {
+        if (corpus === null) throw new RangeError(`case ${index} of seed ${this.seed} mutates the run's corpus: replay it from its genome`);
+        const parent = corpus.pick(prng);
+        if (parent === null) throw new RangeError(`case ${index}: nothing in the corpus to mutate`);
+        if (parent.type === 'ring') {
+          let ring = mutateRing(parent.ring, prng);
+          if (!reflect) ring = { ...ring, side: 'tx' };
+          return { category: 'ring-mutated', type: 'ring', genome: { type: 'ring', ring } };
+        }
+        return { category: 'message-mutated', type: 'message', genome: { type: 'message', message: mutateMessage(parent.message, prng) } };
+      }
+      default: {
+        const kind = prng.pick(messageKinds.filter((k) => !STORMS.has(k.name)));
+        return { category: messageCategory(kind), type: 'message', genome: { type: 'message', message: kind.build(prng) } };
+      }
+    }
+  }
+}
+
+/**
+ * The command that runs one case of a run again, on its own: by seed and index when the case
+ * can be planned alone, else from its genome, written to a file under the system's temp dir.
+ */
+export function replayCommand(seed: number, guided: boolean, finding: Finding): string {
+  const zcnic = 'node dist/cli/zcnic.js fuzz';
+  if (finding.genome === null) return `${zcnic} --seed ${seed}${guided ? '' : ' --no-guide'} (a traffic or resource check: rerun the seed)`;
+  if (!finding.category.endsWith('-mutated')) return `${zcnic} --seed ${seed}${guided ? '' : ' --no-guide'} --case ${finding.index}`;
+  const file = join(tmpdir(), `zcnic-fuzz-${seed}-case-${finding.index}.json`);
+  writeFileSync(file, `${JSON.stringify(finding.genome)}\n`);
+  return `${zcnic} --replay ${file}`;
+}
+
+/** What running one case on its own showed (see runOneCase). */
+export interface CaseResult {
+  readonly name: string;
+  readonly mismatches: string[];
+  /** Null while the backend is alive after the case, else why it is not. */
+  readonly crash: string | null;
+  /** Error kinds the backend showed. */
+  readonly kinds: string[];
+}
+
+/** Runs one planned case against the target and checks the backend is still alive after it. */
+export async function runOneCase(target: Target, planned: Planned, reflect: boolean): Promise<CaseResult> {
+  const name = planned.type === 'ring' ? planned.genome.ring.name : planned.genome.message.name;
+  try {
+    const outcome = planned.type === 'ring' ? await runRingCase(target, planned.genome.ring, { reflect }) : await runMessageCase(target, planned.genome.message);
+    return { name, mismatches: outcome.mismatches, crash: await target.check(), kinds: outcome.kinds };
+  } catch (error) {
+    const dead = await target.check();
+    if (dead === null) throw error;
+    return { name, mismatches: [], crash: `${dead}: ${(error as Error).message}`, kinds: [] };
+  }
+}
+
+/** The genome a replay file holds (what replayCommand writes, or a `case:` line of a report). */
+export function plannedFromGenome(genome: Genome): Planned {
+  if (genome.type === 'ring') return { category: 'replay', type: 'ring', genome };
+  if (genome.type === 'message') return { category: 'replay', type: 'message', genome };
+  throw new Error('not a fuzz case: expected {"type":"ring",...} or {"type":"message",...}');
+}
+
+/** Which case to run alone: case `index` of seed `seed`'s run, or a genome. */
+export type ReplaySource = { readonly seed: number; readonly index: number; readonly guided: boolean } | { readonly genome: Genome };
+
+/**
+ * Runs one case of a run on its own, as the run did: on the reflect port when the target has
+ * a control socket (put back to what it was afterwards).
+ */
+export async function replayCase(target: Target, source: ReplaySource): Promise<{ planned: Planned; result: CaseResult }> {
+  let originalPort: string | null = null;
+  let reflect = false;
+  if (target.hasControl) {
+    originalPort = (await target.stats()).port;
+    reflect = ((await target.request({ cmd: 'setPort', port: 'reflect' })) as { ok?: boolean }).ok === true;
+  }
+  try {
+    const planned = 'genome' in source ? plannedFromGenome(source.genome) : new CasePlanner(source.seed, reflect, source.guided).plan(source.index, null);
+    return { planned, result: await runOneCase(target, planned, reflect) };
+  } finally {
+    if (originalPort && originalPort !== 'reflect' && (await target.check()) === null) await target.request({ cmd: 'setPort', port: originalPort });
+  }
+}
+
 export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   const { target } = options;
   const log = options.log ?? (() => {});
@@ -73,7 +224,6 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   const trafficEvery = options.trafficEvery ?? 50;
   const corpus = new Corpus();
   const kinds = new Set<string>();
-  const master = new Prng(options.seed);
   const started = Date.now();
   const deadline = started + options.seconds * 1000;
   const maxCases = options.maxCases ?? Infinity;
@@ -107,54 +257,10 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   report.resources.fdsBefore = before.fds;
   report.resources.heapBefore = before.heap;
 
-  const sweep: Planned[] = [];
-  for (const kind of ringKinds) {
-    if (kind.side === 'rx' && !reflect) continue;
-    sweep.push({ category: ringCategory(kind), type: 'ring', genome: { type: 'ring', ring: kind.build(new Prng(`${options.seed}:${kind.name}`)) } });
-  }
-  for (const kind of messageKinds) {
-    sweep.push({ category: messageCategory(kind), type: 'message', genome: { type: 'message', message: kind.build(new Prng(`${options.seed}:${kind.name}`)) } });
-  }
-  const usableRingKinds = ringKinds.filter((k) => reflect || k.side === 'tx');
-
+  const planner = new CasePlanner(options.seed, reflect, guided);
   const plan = (index: number): Planned => {
-    if (index < sweep.length) return sweep[index]!;
-    const prng = master.fork(`case ${index}`);
-    const choice = prng.weighted<string>([
-      [30, 'ring'],
-      [12, 'chaos'],
-      [25, 'message'],
-      [8, 'storm'],
-      [guided && corpus.size > 0 ? 25 : 0, 'mutate'],
-    ]);
-    switch (choice) {
-      case 'ring': {
-        const kind = prng.pick(usableRingKinds);
-        return { category: ringCategory(kind), type: 'ring', genome: { type: 'ring', ring: kind.build(prng) } };
-      }
-      case 'chaos': {
-        let ring = chaosRing(prng);
-        if (!reflect) ring = { ...ring, side: 'tx' };
-        return { category: 'ring-chaos', type: 'ring', genome: { type: 'ring', ring } };
-      }
-      case 'storm': {
-        const kind = prng.pick(messageKinds.filter((k) => STORMS.has(k.name)));
-        return { category: 'storm', type: 'message', genome: { type: 'message', message: kind.build(prng) } };
-      }
-      case 'mutate': {
-        const parent = corpus.pick(prng)!;
-        if (parent.type === 'ring') {
-          let ring = mutateRing(parent.ring, prng);
-          if (!reflect) ring = { ...ring, side: 'tx' };
-          return { category: 'ring-mutated', type: 'ring', genome: { type: 'ring', ring } };
-        }
-        return { category: 'message-mutated', type: 'message', genome: { type: 'message', message: mutateMessage(parent.message, prng) } };
-      }
-      default: {
-        const kind = prng.pick(messageKinds.filter((k) => !STORMS.has(k.name)));
-        return { category: messageCategory(kind), type: 'message', genome: { type: 'message', message: kind.build(prng) } };
-      }
-    }
+    planner.reflect = reflect;
+    return planner.plan(index, corpus);
   };
 
   const keep = (list: Finding[], finding: Finding): void => {
@@ -168,8 +274,9 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
     // Ctrl-C reaches the whole process group: a backend we started ends with us, no crash.
     if (options.signal?.aborted) return 'gone';
     const crash = { index, name, category, details: [dead, why], genome, output: target.lastOutput() };
-    report.crashes.push(crash);
-    log(`CRASH at case ${index} (${name}): ${dead}`);
+    const replay = replayCommand(options.seed, guided, crash);
+    report.crashes.push({ ...crash, replay });
+    log(`CRASH at case ${index} (${name}): ${dead}; replay it alone: ${replay}`);
     if (!target.canRestart) return 'gone';
     await target.restart();
     report.restarts++;
@@ -229,8 +336,10 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
       }
       if (mismatches.length > 0) {
         report.mismatchCount++;
-        keep(report.mismatches, { index, name, category: planned.category, details: mismatches, genome: planned.genome });
-        log(`mismatch at case ${index} (${name}): ${mismatches.join('; ')}`);
+        const finding = { index, name, category: planned.category, details: mismatches, genome: planned.genome };
+        const replay = replayCommand(options.seed, guided, finding);
+        keep(report.mismatches, { ...finding, replay });
+        log(`mismatch at case ${index} (${name}): ${mismatches.join('; ')}; replay it alone: ${replay}`);
       }
       // A backend that died right after answering still counts against this case.
       const state = await checkCrash(index, name, planned.category, planned.genome, 'found dead after the case');

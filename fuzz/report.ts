@@ -8,6 +8,8 @@ export interface Finding {
   readonly category: string;
   readonly details: string[];
   readonly genome: Genome | null;
+  /** The command that runs this case again on its own (fuzzer.ts replayCommand). */
+  readonly replay?: string;
 }
 
 export interface Crash extends Finding {
@@ -74,6 +76,7 @@ function table(rows: [string, number | string][]): string {
 
 function describeFinding(f: Finding): string {
   const lines = [`  case ${f.index} (${f.category}, ${f.name}):`, ...f.details.map((d) => `    ${d}`)];
+  if (f.replay) lines.push(`    replay: ${f.replay}`);
   if (f.genome) lines.push(`    case: ${JSON.stringify(f.genome)}`);
   return lines.join('\n');
 }

@@ -343,6 +343,50 @@ const txKinds: RingCaseKind[] = [
     },
   },
   {
+    name: 'tx-gso-not-negotiated',
+    expect: 'txGsoNotNegotiated',
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      // The device offers no GSO feature: any gso_type but GSO_NONE (TCPV4, UDP, TCPV6, ECN
+      // alone, unknown values) drops the frame.
+      const b = new RingBuilder('tx-gso-not-negotiated', 'tx', pickSize(prng, 2));
+      const before = validTx(b, prng, 3, 2, 1);
+      const gsoType = prng.pick([1, 3, 4, 5, 0x80, 0x81, 0xff, prng.range(1, 255)]);
+      const gsoSize = prng.pick([0, 536, 1448, 0xffff]);
+      const fields = [prng.chance(0.5) ? 1 : 0, gsoType, 54, 0, gsoSize & 0xff, gsoSize >> 8, 34, 0, 16, 0];
+      const hostile = b.txFrameWithHeader(frameLength(prng), fields, prng.chance(0.5));
+      const after = validTx(b, prng, 3, 0, 0);
+      b.publish(...before, hostile, ...after);
+      return b.build();
+    },
+  },
+  {
+    name: 'tx-checksum-outside-frame',
+    expect: 'txChecksumOutsideFrame',
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      // NEEDS_CSUM with the sum starting past the frame, or the 2-byte field ending past it.
+      const b = new RingBuilder('tx-checksum-outside-frame', 'tx', pickSize(prng, 2));
+      const before = validTx(b, prng, 3, 2, 1);
+      const frame = frameLength(prng);
+      const [start, offset] = prng.pick<[number, number]>([
+        [frame, 0],
+        [frame - 1, 0],
+        [frame - 2, 1],
+        [0, frame - 1],
+        [0xffff, 0xffff],
+        [prng.int(frame), frame],
+      ]);
+      const fields = [1, 0, 0, 0, 0, 0, start & 0xff, (start >> 8) & 0xff, offset & 0xff, (offset >> 8) & 0xff];
+      const hostile = b.txFrameWithHeader(frame, fields, prng.chance(0.5));
+      const after = validTx(b, prng, 3, 0, 0);
+      b.publish(...before, hostile, ...after);
+      return b.build();
+    },
+  },
+  {
     name: 'tx-oversized-frame',
     expect: 'txFrameTooLarge',
     fatal: false,
@@ -505,8 +549,61 @@ const rxKinds: RingCaseKind[] = [
   },
 ];
 
-/** Every ring pattern the fuzzer knows, transmit side first. */
-export const ringKinds: readonly RingCaseKind[] = [...txKinds, ...rxKinds];
+const PAGE = 4096;
+
+/**
+ * A frontend that truncates its guest-memory memfd mid-traffic (QEMU and DPDK do not seal it):
+ * valid frames, then chains whose buffers lie beyond the new end, published after the cut
+ * (RingGenome.truncate). The device must not die of SIGBUS: it counts the truncation and
+ * disconnects the frontend, whose reset clears DEVICE_NEEDS_RESET again before the counters are
+ * read (hence not `fatal`). Everything else is valid traffic, counted as the rules say.
+ */
+const truncationKinds: RingCaseKind[] = [
+  {
+    name: 'truncate-tx',
+    expect: 'guestMemoryTruncated',
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder('truncate-tx', 'tx', pickSize(prng, 32), { version1: prng.chance(0.8), mergeable: prng.chance(0.7) });
+      const before = validTx(b, prng, 8, 16, 8);
+      // Memory ends 0..7 pages after the last buffer used before the cut (indirect tables lie
+      // beyond it too, read before the cut); the frames after it are read from beyond the end.
+      const kept = Math.ceil((b.bufferEnd - GUEST_BASE) / PAGE) * PAGE + PAGE * prng.int(8);
+      b.skipBuffersTo(GUEST_BASE + kept + 16 * prng.int(PAGE / 16));
+      const after = Array.from({ length: prng.range(1, 8) }, () => b.txFrame(frameLength(prng), prng.pick(['one', 'split'] as const)));
+      b.publish(...before, ...after);
+      b.truncateAfter(before.length, kept);
+      return b.build();
+    },
+  },
+  {
+    name: 'truncate-rx',
+    expect: 'guestMemoryTruncated',
+    fatal: false,
+    side: 'rx',
+    build(prng) {
+      const mergeable = prng.chance(0.7);
+      const b = new RingBuilder('truncate-rx', 'rx', pickSize(prng, 16), { mergeable, version1: prng.chance(0.8) });
+      const frames = feedFrames(prng, 12);
+      const before = prng.int(frames.length);
+      // The frames fed from the transmitq lie below the indirect area and stay; receive
+      // buffers after the cut are written beyond the end.
+      const skip = prng.int(8);
+      const kept = INDIRECT_AREA - GUEST_BASE + PAGE * prng.int(skip + 1);
+      const beyond = INDIRECT_AREA + PAGE * skip + 16 * prng.int(PAGE / 16);
+      const heads = rxSlots(b, before);
+      for (let i = before; i < frames.length; i++) heads.push(b.chain([{ len: 2048, writable: true, addr: beyond + 2048 * (i - before) }]));
+      b.publish(...heads);
+      b.feed(...frames);
+      b.truncateAfter(before, kept);
+      return b.build();
+    },
+  },
+];
+
+/** Every ring pattern the fuzzer knows, transmit side first, truncation last. */
+export const ringKinds: readonly RingCaseKind[] = [...txKinds, ...rxKinds, ...truncationKinds];
 
 export function ringKind(name: string): RingCaseKind {
   const kind = ringKinds.find((k) => k.name === name);
@@ -612,7 +709,7 @@ export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
   g.name = `mutated:${parent.name.replace(/^mutated:/, '')}`;
   const rounds = prng.range(1, 4);
   for (let r = 0; r < rounds; r++) {
-    switch (prng.int(12)) {
+    switch (prng.int(13)) {
       case 0:
       case 1:
       case 2:
@@ -656,6 +753,15 @@ export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
           else g.feed.push(prng.range(60, 1500));
         }
         break;
+      case 11: {
+        // A header field (flags, gso_type, csum_start, csum_offset) of a buffer the case writes.
+        const written = g.bytes?.filter(([, bytes]) => bytes.length > 0) ?? [];
+        if (written.length > 0) {
+          const bytes = prng.pick(written)[1];
+          bytes[prng.pick([0, 1, 6, 7, 8, 9].filter((i) => i < bytes.length))!] = prng.chance(0.5) ? prng.int(256) : prng.pick([0, 1, 0x80, 0xff]);
+        }
+        break;
+      }
       default:
         if (g.heads.length > 1) g.heads.splice(prng.int(g.heads.length), 1);
     }

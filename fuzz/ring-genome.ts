@@ -43,6 +43,17 @@ export interface RingGenome {
   availIdx: number | null;
   /** Receive cases: the lengths of valid frames sent on the transmitq (reflected into the receiveq). */
   feed: number[];
+  /**
+   * Bytes written into buffers before the rings, as [gpa, bytes] (virtio-net headers); the rest
+   * of guest memory is zero. Absent in cases printed before it existed.
+   */
+  bytes?: [number, number[]][];
+  /**
+   * A truncation case: only the first `before` heads (and feed frames) are published at first;
+   * once the device completed them, the frontend truncates its memfd to `kept` bytes (QEMU and
+   * DPDK do not seal theirs) and publishes the rest, whose buffers lie beyond the new end.
+   */
+  truncate?: { before: number; kept: number };
 }
 
 export function desc(addr: number, len: number, flags: number, next = 0): Desc {
@@ -85,6 +96,7 @@ export class RingBuilder {
       heads: [],
       availIdx: null,
       feed: [],
+      bytes: [],
     };
   }
 
@@ -103,6 +115,21 @@ export class RingBuilder {
     if (at + Math.max(1, len) > BUFFER_AREA_END) throw new RangeError(`fuzz case buffers exceed the buffer area (${len} bytes)`);
     this.nextBuffer = at + Math.max(1, len);
     return at;
+  }
+
+  /** Where the buffer allocator stands: buffers reserved from now on start at or after it. */
+  get bufferEnd(): number {
+    return this.nextBuffer;
+  }
+
+  /** Moves the buffer allocator on to `addr` (e.g. past the page where guest memory will end). */
+  skipBuffersTo(addr: number): void {
+    if (addr > this.nextBuffer) this.nextBuffer = addr;
+  }
+
+  /** Makes this a truncation case (see RingGenome.truncate). */
+  truncateAfter(before: number, kept: number): void {
+    this.genome.truncate = { before, kept };
   }
 
   /** The next free descriptor index of the main table (taken). */
@@ -163,6 +190,18 @@ export class RingBuilder {
     if (shape === 'split') return this.chain([{ len: header }, { len: frame }]);
     if (shape === 'indirect' && this.genome.indirect) return this.indirectChain([{ len: header }, { len: frame }]);
     return this.chain([{ len: header + frame }]);
+  }
+
+  /**
+   * A transmit chain whose virtio-net header starts with `fields` (flags, gso_type, hdr_len,
+   * gso_size, csum_start, csum_offset as little-endian bytes; the rest zero), header and frame
+   * in one buffer or split after the header.
+   */
+  txFrameWithHeader(frame: number, fields: readonly number[], split: boolean): number {
+    const header = this.header;
+    const addr = this.buffer(split ? header : header + frame);
+    this.genome.bytes!.push([addr, fields.slice(0, header).map((b) => b & 0xff)]);
+    return split ? this.chain([{ len: header, addr }, { len: frame }]) : this.chain([{ len: header + frame, addr }]);
   }
 
   /** A valid receive chain of device-writable buffers. */

@@ -19,6 +19,7 @@ import { F_INDIRECT, F_NEXT, F_WRITE, MAX_FRAME } from './layout.js';
 export interface GuestView {
   readonly base: number;
   readonly size: number;
+  u8(gpa: number): number;
   u16(gpa: number): number;
   u32(gpa: number): number;
 }
@@ -40,6 +41,10 @@ export interface ModelInput {
   /** Frames from the transmitq come back on the receiveq (the reflect port); else sink. */
   readonly reflect: boolean;
 }
+
+/** virtio-net header fields (virtio 1.2 5.1.6) the transmit rules look at. */
+const HDR_F_NEEDS_CSUM = 1;
+const GSO_NONE = 0;
 
 export interface Expectation {
   txFrames: number;
@@ -140,6 +145,18 @@ export function expectRings(input: ModelInput): Expectation {
     }
   };
 
+  /** The first 10 header bytes (flags to csum_offset), gathered over the chain's buffers. */
+  const readHeader = (chain: Chain): { flags: number; gsoType: number; csumStart: number; csumOffset: number } => {
+    const bytes: number[] = [];
+    for (const [gpa, len] of chain.buffers) {
+      const n = Math.min(len, 10 - bytes.length);
+      if (n > 0) reads.push([gpa, gpa + n]);
+      for (let i = 0; i < n; i++) bytes.push(mem.u8(gpa + i));
+      if (bytes.length === 10) break;
+    }
+    return { flags: bytes[0]!, gsoType: bytes[1]!, csumStart: bytes[6]! | (bytes[7]! << 8), csumOffset: bytes[8]! | (bytes[9]! << 8) };
+  };
+
   const availIdx = (ring: ModelRing): number => mem.u16(ring.availGpa + 2);
   const headAt = (ring: ModelRing, i: number): number => mem.u16(ring.availGpa + 4 + 2 * (i % ring.size));
 
@@ -165,7 +182,6 @@ export function expectRings(input: ModelInput): Expectation {
   const receive = (length: number): boolean => {
     if (rxBroken || !checkRxJump()) return false;
     const total = header + length;
-    const taken: Range[] = [];
     let chains = 0;
     let written = 0;
     while (written < total) {
@@ -196,16 +212,17 @@ export function expectRings(input: ModelInput): Expectation {
           return false;
         }
       }
+      // The device writes into each chain as it takes it, before it knows whether the frame
+      // will find all the chains it needs: a frame given back (no buffers) has written too.
       let room = total - written;
       for (const [gpa, len] of chain.buffers) {
         if (room === 0) break;
         const n = Math.min(room, len);
-        if (n > 0) taken.push([gpa, gpa + n]);
+        if (n > 0) writes.push([gpa, gpa + n]);
         room -= n;
       }
       written += Math.min(chain.writable, total - written);
     }
-    writes.push(...taken);
     e.rxUsed += chains;
     e.rxFrames++;
     e.rxBytes += length;
@@ -237,6 +254,16 @@ export function expectRings(input: ModelInput): Expectation {
         continue;
       }
       const frame = chain.readable - header;
+      const h = readHeader(chain);
+      // No GSO feature is offered, so the driver must send GSO_NONE (5.1.6.2).
+      if (h.gsoType !== GSO_NONE) {
+        error('transmitq', 'txGsoNotNegotiated', `head ${head}: gso_type ${h.gsoType}`);
+        continue;
+      }
+      if ((h.flags & HDR_F_NEEDS_CSUM) !== 0 && !(h.csumStart < frame && h.csumStart + h.csumOffset + 2 <= frame)) {
+        error('transmitq', 'txChecksumOutsideFrame', `head ${head}: csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
+        continue;
+      }
       if (frame > MAX_FRAME) {
         error('transmitq', 'txFrameTooLarge', `head ${head}: ${frame} bytes`);
         continue;

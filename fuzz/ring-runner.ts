@@ -4,7 +4,8 @@
  * rings are compared with what the rules say (ring-model.ts) once they settle. Then the frontend
  * disconnects, which resets the device for the next case.
  */
-import { FrontendFeatureBit, type FrontendSession, type SessionQueue } from 'vfio-user-ts';
+import { ftruncateSync } from 'node:fs';
+import { FrontendFeatureBit, FrontendMemory, type FrontendSession, type SessionQueue } from 'vfio-user-ts';
 import { openSession } from './connect.js';
 import {
   Bit,
@@ -74,8 +75,11 @@ export function feedLength(length: number, header: number): number {
   return Math.max(0, Math.min(Math.floor(length), FEED_SLOT - header));
 }
 
-/** Writes the genome (and, for a receive case, the transmitq frames that feed it). */
-export function writeCase(session: FrontendSession, g: RingGenome): void {
+/**
+ * Writes the genome (and, for a receive case, the transmitq frames that feed it). A truncation
+ * case publishes only its first heads and feed frames; the function returned publishes the rest.
+ */
+export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'features'>, g: RingGenome): () => void {
   const memory = session.memory;
   const view = memory.view;
   const writeDesc = (gpa: number, d: Desc): void => {
@@ -87,6 +91,13 @@ export function writeCase(session: FrontendSession, g: RingGenome): void {
     view.setUint16(at + 14, d.next & 0xffff, true);
   };
   const hostile = session.queue(g.side === 'tx' ? TRANSMITQ : RECEIVEQ);
+  for (const [gpa, bytes] of g.bytes ?? []) {
+    // A mutated address may point anywhere: only what lies inside guest memory is written.
+    bytes.forEach((b, i) => {
+      const at = gpa + i;
+      if (Number.isInteger(at) && at >= memory.guestPhysAddr && at < memory.guestPhysAddr + memory.size) view.setUint8(memory.gpaToOffset(at, 1), b & 0xff);
+    });
+  }
   g.tables.slice(0, INDIRECT_SLOTS).forEach((table, slot) => {
     table.slice(0, INDIRECT_SLOT / 16).forEach((d, i) => writeDesc(indirectSlotAddress(slot) + 16 * i, d));
   });
@@ -103,22 +114,53 @@ export function writeCase(session: FrontendSession, g: RingGenome): void {
     const header = headerLength(hasBit(session.features, Bit.version1), hasBit(session.features, Bit.mrgRxbuf));
     const feed = g.feed.slice(0, Math.min(FEED_SLOTS, tx.size));
     feed.forEach((length, i) => writeDesc(tx.descGpa + 16 * i, { addrLo: feedSlotAddress(i), addrHi: 0, len: header + feedLength(length, header), flags: 0, next: 0 }));
-    publish(hostile, g.heads, g.availIdx ?? g.heads.length);
-    publish(tx, feed.map((_, i) => i), feed.length);
-  } else {
-    publish(hostile, g.heads, g.availIdx ?? g.heads.length);
+    const feedFirst = g.truncate ? Math.min(g.truncate.before, feed.length) : feed.length;
+    const rest = publishHostile();
+    publish(tx, feed.slice(0, feedFirst).map((_, i) => i), feedFirst);
+    return () => {
+      rest();
+      publish(tx, feed.map((_, i) => i), feed.length);
+    };
+  }
+  return publishHostile();
+
+  function publishHostile(): () => void {
+    const all = g.availIdx ?? g.heads.length;
+    if (!g.truncate) {
+      publish(hostile, g.heads, all);
+      return () => {};
+    }
+    const first = Math.min(g.truncate.before, g.heads.length);
+    publish(hostile, g.heads.slice(0, first), first);
+    return () => publish(hostile, g.heads, all);
   }
 }
 
 
-function guestView(session: FrontendSession): GuestView {
-  const memory = session.memory;
+function guestView(memory: FrontendMemory): GuestView {
   return {
     base: memory.guestPhysAddr,
     size: memory.size,
+    u8: (gpa) => memory.view.getUint8(memory.gpaToOffset(gpa, 1)),
     u16: (gpa) => memory.view.getUint16(memory.gpaToOffset(gpa, 2), true),
     u32: (gpa) => memory.view.getUint32(memory.gpaToOffset(gpa, 4), true),
   };
+}
+
+/**
+ * What the rules read for a truncation case, on a copy of guest memory with all of the case
+ * published (what the device sees after the cut). In a generated case, what the device reads
+ * beyond the cut after it, the buffers of the frames published then, held zeros before the cut
+ * too, which is what the device reads there once its SIGBUS guard put zero pages in; the indirect
+ * tables beyond the cut were read before it.
+ */
+function truncatedView(session: FrontendSession, g: RingGenome): GuestView {
+  const memory = session.memory;
+  const copy = new FrontendMemory(memory.guestPhysAddr, memory.size, memory.userAddr, memory.bytes.slice().buffer);
+  const whole: RingGenome = { ...g };
+  delete whole.truncate;
+  writeCase({ memory: copy, queue: (index) => session.queue(index), features: session.features }, whole);
+  return guestView(copy);
 }
 
 function usedIdx(session: FrontendSession, queue: SessionQueue): number {
@@ -147,6 +189,80 @@ function compare(expected: Expectation, actual: SnapshotDelta | null, txUsed: nu
 }
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+/** How long nothing may move before a case whose outcome is not certain counts as settled, in ms. */
+const QUIET_MS = 20;
+
+/**
+ * The rest of a truncation case (RingGenome.truncate), its first heads published and kicked:
+ * once the device completed them, the frontend truncates its memfd and publishes the rest, whose
+ * buffers lie beyond the new end. The device must survive that (not die of SIGBUS), count
+ * errors.guestMemoryTruncated once and disconnect the frontend, whose reset clears
+ * DEVICE_NEEDS_RESET again. A generated case is valid traffic otherwise, so the rules hold for
+ * every frame (what lies beyond the cut reads as the zeros it held); a mutated one may do
+ * anything before the cut, so only the truncation's own checks apply. Nothing beyond the cut is
+ * read here after it (that would be a SIGBUS of ours): the rings lie below every cut.
+ */
+async function finishTruncation(
+  target: Target,
+  session: FrontendSession,
+  g: RingGenome,
+  truncate: NonNullable<RingGenome['truncate']>,
+  rules: Expectation,
+  before: Snapshot | null,
+  settleMs: number,
+  publishRest: () => void,
+): Promise<RingOutcome> {
+  const generated = !g.name.startsWith('mutated:');
+  const hostile = session.queue(g.side === 'tx' ? TRANSMITQ : RECEIVEQ);
+  const first = Math.min(truncate.before, g.heads.length);
+  const connection = { closed: false };
+  void session.client.closed.then(() => (connection.closed = true));
+  const mismatches: string[] = [];
+  // Before the cut: a generated case's first chains complete; a mutated case's may never, so
+  // it goes on once used.idx stopped moving.
+  let deadline = Date.now() + settleMs;
+  let used = usedIdx(session, hostile);
+  let stableSince = Date.now();
+  while (used !== first && Date.now() <= deadline && (generated || Date.now() - stableSince < QUIET_MS)) {
+    await pause(1);
+    const now = usedIdx(session, hostile);
+    if (now !== used) [used, stableSince] = [now, Date.now()];
+  }
+  if (generated && used !== first) mismatches.push(`before the cut: used.idx ${used}, expected ${first}`);
+  ftruncateSync(session.memoryFd, truncate.kept);
+  publishRest();
+  session.kick(RECEIVEQ);
+  session.kick(TRANSMITQ);
+  // After it: done once the device disconnected us and counted the truncation (and its reset
+  // is done: it comes a moment after our socket closed); a mutated case may never touch what
+  // was cut, so it is also done once nothing moved for a while.
+  let actual: SnapshotDelta | null = null;
+  let previous = '';
+  deadline = Date.now() + settleMs;
+  stableSince = Date.now();
+  for (;;) {
+    await pause(1);
+    if (before) actual = difference(before, snapshot(await target.stats()));
+    const counted = actual?.errors['guestMemoryTruncated'] ?? 0;
+    if (connection.closed && (actual === null || (counted > 0 && !actual.needsReset))) break;
+    const state = JSON.stringify([actual, connection.closed, usedIdx(session, hostile)]);
+    if (state !== previous) [previous, stableSince] = [state, Date.now()];
+    else if (!generated && counted === 0 && Date.now() - stableSince >= QUIET_MS) break;
+    if (Date.now() > deadline) break;
+  }
+  const closed = connection.closed;
+  const txUsed = usedIdx(session, session.queue(TRANSMITQ));
+  const rxUsed = usedIdx(session, session.queue(RECEIVEQ));
+  const expected: Expectation = generated
+    ? { ...rules, errors: { ...rules.errors, guestMemoryTruncated: 1 }, needsReset: false }
+    : { ...rules, certain: false };
+  if (generated) mismatches.push(...compare(expected, actual, txUsed, rxUsed));
+  const truncations = actual?.errors['guestMemoryTruncated'] ?? 0;
+  if (truncations > 1) mismatches.push(`errors.guestMemoryTruncated: ${truncations} for one truncation`);
+  if (!closed && (generated || truncations > 0)) mismatches.push('the frontend that truncated its memory was not disconnected');
+  const kinds = actual ? Object.keys(actual.errors).map((k) => `ring:${k}`) : [];
+  return { expected, actual, txUsed, rxUsed, mismatches, kinds };
+}
 
 export async function runRingCase(target: Target, g: RingGenome, options: RingRunOptions): Promise<RingOutcome> {
   if (!validQueueSize(g.size)) throw new RangeError(`ring case ${g.name}: queue size ${g.size} is not a power of two`);
@@ -161,11 +277,11 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
   });
   try {
     const before: Snapshot | null = target.hasControl ? snapshot(await target.stats()) : null;
-    writeCase(session, g);
+    const publishRest = writeCase(session, g);
     const features = session.features;
     const mergeable = hasBit(features, FrontendFeatureBit.netMrgRxbuf);
     const expected = expectRings({
-      mem: guestView(session),
+      mem: g.truncate ? truncatedView(session, g) : guestView(session.memory),
       tx: ringOf(session.queue(TRANSMITQ)),
       rx: ringOf(session.queue(RECEIVEQ)),
       indirect: hasBit(features, FrontendFeatureBit.ringIndirectDesc),
@@ -175,6 +291,7 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
     });
     session.kick(RECEIVEQ);
     session.kick(TRANSMITQ);
+    if (g.truncate) return await finishTruncation(target, session, g, g.truncate, expected, before, options.settleMs ?? 2000, publishRest);
 
     const deadline = Date.now() + (options.settleMs ?? 2000);
     let actual: SnapshotDelta | null = null;
@@ -199,7 +316,7 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
       if (state !== previous) {
         previous = state;
         stableSince = Date.now();
-      } else if (waitForQuiet && Date.now() - stableSince >= 20) {
+      } else if (waitForQuiet && Date.now() - stableSince >= QUIET_MS) {
         break;
       }
       if (Date.now() > deadline) break;

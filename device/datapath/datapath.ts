@@ -21,14 +21,14 @@ import { Counter } from '../counters.js';
 import { FrameVerifier } from '../frame-verifier.js';
 import { createZeroCopyProof } from '../zero-copy-map.js';
 import { QueuePair } from '../queue-pair.js';
-import type { QueueErrorReporter } from '../queue-errors.js';
+import { describeQueueError, QUEUE_ERROR_KINDS, queueErrorNames, type QueueErrorKind, type QueueErrorReporter } from '../queue-errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import { DEFAULT_LINEAR_HEADER_REFUSAL, TransmitQueue, type LinearHeaderRefusal } from '../transmit-queue.js';
 import { FeatureBit, hasFeature } from '../virtio.js';
 import { Vring, type InflightArea } from '../vring.js';
 import { StateFile } from './state-file.js';
 import { netHeaderLength } from '../net-header.js';
-import type { DatapathMode, DatapathWorkerData, FromDatapath, QueueStart, ToDatapath, TxPolicy } from './messages.js';
+import { GUEST_MEMORY_TRUNCATED, type DatapathMode, type DatapathWorkerData, type FromDatapath, type QueueStart, type ToDatapath, type TxPolicy } from './messages.js';
 
 /** Chains per burst: large enough to amortise the index reads, small enough to stay fair. */
 const BURST = 256;
@@ -42,6 +42,13 @@ const CLOCK_COST = 1024;
 const BUSY_ROUND_COST = 64;
 /** In kick mode, how long a pair keeps polling after its last work before it asks for kicks, in ms. */
 const KICK_GRACE_MS = 0.05;
+/**
+ * A kind of driver error is reported to the control plane at most once per this many ms (the
+ * counters count every one): a driver that posts a bad chain per descriptor must not turn the
+ * worker's time into messages. Fatal errors are always reported: they stop the ring, so there is
+ * at most one per queue start, and the control plane needs each to set DEVICE_NEEDS_RESET.
+ */
+const REPORT_INTERVAL_MS = 1000;
 /**
  * An injected fault, for the negative control of the restart accounting only (set in the
  * device's environment, never in normal use): with `--state`, the first burst that verifies a
@@ -84,6 +91,20 @@ export class Datapath implements QueueErrorReporter {
   private stateRestored = false;
   /** FAULT_UNCOUNTED_VERIFIED_FRAME is armed and has not struck yet. */
   private uncountedVerifiedFrame = process.env[FAULT_UNCOUNTED_VERIFIED_FRAME] === '1';
+  /**
+   * Rate limit of queueError, per kind: when it last sent one (ms, the scheduler's clock) and how
+   * many it held back since. `clock` is the current turn's time, so a report reads no clock.
+   */
+  private readonly reportedAt = new Float64Array(QUEUE_ERROR_KINDS).fill(-Infinity);
+  private readonly heldBack = new Float64Array(QUEUE_ERROR_KINDS);
+  private clock = performance.now();
+  /**
+   * The SIGBUS guard's process-wide fault count when this worker last looked: a change means some
+   * mapping (maybe one of another worker's) lost pages to a truncated file.
+   */
+  private faultsSeen = sys.guestFaults.total;
+  /** The memory in use lost pages and the queues were stopped for it (until the next table). */
+  private memoryTruncated = false;
 
   constructor(data: DatapathWorkerData, private readonly post: (message: FromDatapath) => void) {
     this.counters = new Float64Array(data.counters);
@@ -145,7 +166,7 @@ export class Datapath implements QueueErrorReporter {
           // flushed chains are completed before the control plane goes on (resetCounters).
           if (tx.stalled && refusal !== 'stall') {
             const flushed = tx.resume();
-            this.queueError(pair.index * 2 + 1, 'linearHeaderStallEnded', `the transmit queue takes chains again; ${flushed} chains posted while it was stalled completed unsent`, false);
+            this.event(pair.index * 2 + 1, 'linearHeaderStallEnded', `the transmit queue takes chains again; ${flushed} chains posted while it was stalled completed unsent`);
             if (tx.needsNotify) {
               tx.needsNotify = false;
               this.notify(pair.index * 2 + 1);
@@ -163,8 +184,57 @@ export class Datapath implements QueueErrorReporter {
     }
   }
 
-  queueError(queue: number, kind: string, detail: string, fatal: boolean): void {
-    this.post({ type: 'queueError', queue, kind, detail, fatal });
+  queueError(queue: number, kind: QueueErrorKind, fatal: boolean, head: number, a: number, b: number, c: number): void {
+    // What a queue read from pages the guard replaced is zeros, not the driver's doing: the
+    // queue has counted what they looked like, but the truncation is the one error reported.
+    if (this.noticeTruncation(queue)) return;
+    if (!fatal && this.clock - this.reportedAt[kind]! < REPORT_INTERVAL_MS) {
+      this.heldBack[kind]!++;
+      return;
+    }
+    const heldBack = this.heldBack[kind]!;
+    this.reportedAt[kind] = this.clock;
+    this.heldBack[kind] = 0;
+    const detail = describeQueueError(kind, head, a, b, c);
+    this.post({ type: 'queueError', queue, kind: queueErrorNames[kind]!, detail: heldBack > 0 ? `${detail} (${heldBack} more of this kind since the last report, counted)` : detail, fatal });
+  }
+
+  /** What the datapath did on the control plane's behalf (restarts, recoveries): not rate limited. */
+  private event(queue: number, kind: string, detail: string): void {
+    this.post({ type: 'queueError', queue, kind, detail, fatal: false });
+  }
+
+  /**
+   * Whether the guest memory in use lost pages under this worker's mappings (the frontend
+   * truncated a region's file after SET_MEM_TABLE; the SIGBUS guard put zero pages there so the
+   * access completed). The first time: every queue of this worker stops (the rest of the table
+   * cannot be trusted either), it is counted and reported once, fatal, against `queue` (the
+   * one running when it was noticed). Costs one read while nothing happened.
+   */
+  private noticeTruncation(queue: number): boolean {
+    const total = sys.guestFaults.total;
+    if (total === this.faultsSeen) return this.memoryTruncated;
+    this.faultsSeen = total;
+    const memory = this.memory;
+    if (this.memoryTruncated || !memory) return this.memoryTruncated;
+    const region = memory.truncatedRegion(sys.guestFaults);
+    if (region < 0) return false;
+    this.memoryTruncated = true;
+    for (const pair of this.pairs.values()) {
+      if (pair.tx) pair.tx.broken = true;
+      if (pair.rx) pair.rx.broken = true;
+    }
+    this.counters[Counter.guestMemoryTruncated]!++;
+    const { guestPhysAddr, size } = memory.regions[region]!;
+    const at = memory.firstFaultOffset(region, sys.guestFaults);
+    this.post({
+      type: 'queueError',
+      queue,
+      kind: GUEST_MEMORY_TRUNCATED,
+      detail: `guest memory region ${region} (gpa 0x${guestPhysAddr.toString(16)}, 0x${size.toString(16)} bytes) shrank under the device: its page at offset 0x${at.toString(16)} is beyond the end of its file (the frontend truncated it after SET_MEM_TABLE); the device read zeros there instead of dying of SIGBUS, and every queue of this worker stopped`,
+      fatal: true,
+    });
+    return true;
   }
 
   private createPort(pair: QueuePair): Port {
@@ -189,9 +259,11 @@ export class Datapath implements QueueErrorReporter {
     for (const queue of [...this.active.keys()]) this.stopQueue(queue);
     this.memory?.close();
     this.memory = null;
+    this.memoryTruncated = false;
     if (regions.length === 0) return null;
     try {
-      this.memory = new GuestMemory(regions, sys.mapShared, sys.unmap);
+      // Guarded: the frontend keeps the files and can truncate them under us.
+      this.memory = new GuestMemory(regions, sys.mapGuest, sys.unmap, sys.mappingGuard);
     } catch (error) {
       return `cannot map guest memory: ${(error as Error).message}`;
     }
@@ -219,11 +291,10 @@ export class Datapath implements QueueErrorReporter {
     if (typeof ring === 'string') return ring;
     const recovery = ring.recovery;
     if (recovery && !recovery.fresh) {
-      this.queueError(
+      this.event(
         start.queue,
         'inflightRecovery',
         `resuming at avail index ${recovery.resumeAt} (the frontend said ${recovery.baseGiven}): ${recovery.resubmitted} heads taken and not completed are served again, ${recovery.publishedUnrecorded} used elements had been published after the region last recorded used.idx`,
-        false,
       );
     }
     const indirect = hasFeature(start.features, FeatureBit.ringIndirectDesc);
@@ -248,6 +319,8 @@ export class Datapath implements QueueErrorReporter {
       ring.disableKicks();
     }
     this.active.set(start.queue, queue);
+    // See Vring.notifyOnStart: completions a killed predecessor published may never have been signalled.
+    if (ring.notifyOnStart()) this.notify(start.queue);
     this.schedule(pair);
     return null;
   }
@@ -274,18 +347,17 @@ export class Datapath implements QueueErrorReporter {
     this.stateRestored = true;
     const restored = state.restore(ring.publishedUsedIdx);
     if (!restored) {
-      this.queueError(queue, 'stateFresh', `no commit in the state file is at or behind used.idx ${ring.publishedUsedIdx}: counting from zero`, false);
+      this.event(queue, 'stateFresh', `no commit in the state file is at or behind used.idx ${ring.publishedUsedIdx}: counting from zero`);
       return;
     }
     counters.set(restored.counters);
     counters[Counter.txCompletedElsewhere]! += restored.completedElsewhere;
     verifiedBefore = counters[Counter.testFramesVerified]!;
     if (restored.flows && pair.verifier) pair.verifier.loadFlows(restored.flows);
-    this.queueError(
+    this.event(
       queue,
       'stateRestored',
       `continuing from commit ${restored.generation} at used.idx ${restored.usedIdx} (the last published): ${counters[Counter.txFrames]} frames, ${counters[Counter.testFramesVerified]} verified so far; completedElsewhere=${restored.completedElsewhere} (used.idx is ${ring.publishedUsedIdx}: chains the frontend completed itself while no device was attached, frames the device never saw; ${counters[Counter.txCompletedElsewhere]} in all)`,
-      false,
     );
   }
 
@@ -359,17 +431,20 @@ export class Datapath implements QueueErrorReporter {
   private runPair(pair: QueuePair, now: number): boolean {
     const poll = this.mode === 'poll';
     pair.now = now;
+    this.clock = now;
     let worked = false;
     let waiting = false;
     const tx = pair.tx;
+    const txQueue = pair.index * 2 + 1;
     if (tx && !tx.broken) {
       const n = tx.processBurst(BURST);
+      this.noticeTruncation(txQueue);
       // The burst's commit (if any) is published now: a restart continues from it.
       if (this.state !== null && tx.beforePublish !== null) this.state.markPublished();
       if (n > 0) worked = true;
       if (tx.needsNotify) {
         tx.needsNotify = false;
-        this.notify(pair.index * 2 + 1);
+        this.notify(txQueue);
       }
     }
     const rx = pair.rx;
@@ -378,6 +453,7 @@ export class Datapath implements QueueErrorReporter {
       rx.beginBurst();
       const again = port.service(now);
       rx.endBurst();
+      this.noticeTruncation(pair.index * 2);
       if (again === ServiceAgain.now) worked = true;
       else if (again > 0) this.wakeLater(pair, again);
       else if (again === ServiceAgain.whenBuffers) waiting = true;

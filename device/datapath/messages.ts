@@ -69,3 +69,9 @@ export type FromDatapath =
   | { readonly type: 'txPolicySet' }
   | { readonly type: 'queueError'; readonly queue: number; readonly kind: string; readonly detail: string; readonly fatal: boolean }
   | { readonly type: 'shutDown' };
+
+/**
+ * The `kind` of the queueError a worker sends when guest memory lost pages under its mappings
+ * (the frontend truncated a region's file): the control plane disconnects that frontend.
+ */
+export const GUEST_MEMORY_TRUNCATED = 'guestMemoryTruncated';

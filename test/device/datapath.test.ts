@@ -149,6 +149,80 @@ test('a hostile transmit ring is reported as fatal and the datapath keeps servin
   }
 });
 
+test('a flood of bad chains: every one counted, at most one message per kind per second', async () => {
+  const h = harness(sink);
+  try {
+    const started = Date.now();
+    const rounds = 5;
+    const perRound = 100;
+    for (let round = 1; round <= rounds; round++) {
+      for (let i = 0; i < perRound; i++) {
+        h.txq.makeAvailable(h.txq.addChain([{ length: HEADER + 60, writable: true }]));
+        h.txq.makeAvailable(h.txq.addChain([{ length: 4 }]));
+      }
+      sys.eventfdWrite(h.kicks[1]!, 1);
+      await until(() => h.txq.usedIdx() === 2 * perRound * round, `round ${round} returned`);
+    }
+    const elapsed = Date.now() - started;
+    const errors = describeCounters(h.counters).errors;
+    assert.is(errors.txWriteOnlyBuffer, rounds * perRound, 'every write-only chain counted');
+    assert.is(errors.txHeaderTooShort, rounds * perRound, 'every short chain counted');
+    const reports = (kind: string) => h.messages.filter((m) => m.type === 'queueError' && m.kind === kind);
+    const allowed = 1 + Math.floor(elapsed / 1000);
+    assert.ok(reports('txWriteOnlyBuffer').length <= allowed, `${reports('txWriteOnlyBuffer').length} txWriteOnlyBuffer messages in ${elapsed} ms`);
+    assert.ok(reports('txHeaderTooShort').length <= allowed, `${reports('txHeaderTooShort').length} txHeaderTooShort messages in ${elapsed} ms`);
+    // A second later the next one is reported again, with how many were held back.
+    const first = reports('txWriteOnlyBuffer').length;
+    await new Promise((resolve) => setTimeout(resolve, 1050));
+    h.txq.makeAvailable(h.txq.addChain([{ length: HEADER + 60, writable: true }]));
+    sys.eventfdWrite(h.kicks[1]!, 1);
+    await until(() => reports('txWriteOnlyBuffer').length === first + 1, 'the next report');
+    const last = reports('txWriteOnlyBuffer').at(-1);
+    assert.ok(last?.type === 'queueError' && /more of this kind since the last report/.test(last.detail), last?.type === 'queueError' ? last.detail : '');
+    assert.is(describeCounters(h.counters).errors.txWriteOnlyBuffer, rounds * perRound + 1);
+  } finally {
+    h.close();
+  }
+});
+
+test('after a restart, a frontend that waits for interrupts (no polling) is called for what its dead device published', async () => {
+  // The driver keeps at most 4 frames in flight and reaps completions only when called. Its
+  // previous device completed the 4 in flight (used.idx 4) and was killed before the call.
+  const guest = new FakeGuest([{ guestPhysAddr: 0x100000, size: 8 << 20 }]);
+  const counters = createCounters();
+  const datapath = new Datapath({ counters: counters.buffer as SharedArrayBuffer, pairs: [0], mode: 'kick', port: sink, pcapPath: null, verify: false }, () => {});
+  const txq = new FakeQueue(guest, 8);
+  const kick = sys.eventfdCreate(0, true);
+  const call = sys.eventfdCreate(0, true);
+  try {
+    datapath.handle({ type: 'memory', regions: guest.regions });
+    const total = 12;
+    const inFlight = 4;
+    let sent = 0;
+    for (; sent < inFlight; sent++) txChain(txq, new Uint8Array(60));
+    txq.setUsedEvent(sent - 1); // "call me when all four are done"
+    txq.setUsedIdx(sent);
+    datapath.handle({ type: 'start', start: { queue: 1, addresses: txq.addresses, base: sent, kickFd: kick, callFd: call, features: FEATURES } });
+    let reaped = 0;
+    const deadline = Date.now() + 2000;
+    while (reaped < total) {
+      if (Date.now() > deadline) assert.unreachable(`the driver waited in vain: ${reaped} of ${total} frames reaped, used.idx ${txq.usedIdx()}`);
+      await new Promise((resolve) => setTimeout(resolve, 2));
+      if (sys.eventfdRead(call) === 0) continue;
+      reaped = txq.usedIdx();
+      for (; sent < total && sent - reaped < inFlight; sent++) txChain(txq, new Uint8Array(60));
+      txq.setUsedEvent(sent - 1);
+      sys.eventfdWrite(kick, 1);
+    }
+    assert.is(describeCounters(counters).transmitq.frames, total - inFlight, 'the new device sent the frames given to it');
+  } finally {
+    datapath.handle({ type: 'shutdown' });
+    sys.close(kick);
+    sys.close(call);
+    guest.close();
+  }
+});
+
 test('stop returns where the driver resumes', async () => {
   const h = harness(sink);
   try {

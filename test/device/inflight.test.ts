@@ -4,10 +4,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createCounters } from '../../device/counters.js';
+import { ReceiveQueue } from '../../device/receive-queue.js';
 import { TransmitQueue } from '../../device/transmit-queue.js';
 import type { TxFrame } from '../../device/tx-frame.js';
 import { Vring, type InflightArea } from '../../device/vring.js';
-import { inflightQueueBytes } from 'vfio-user-ts';
+import { byteSpace, inflightQueueBytes } from 'vfio-user-ts';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
 
 const HEADER = 12;
@@ -135,6 +136,69 @@ test('killed after publishing used.idx, before clearing the marks: those heads a
   assert.equal(ring.recovery, { fresh: false, resubmitted: 1, publishedUnrecorded: 2, baseGiven: 3, resumeAt: 2 });
   assert.is(sink(guest, ring, seen).processBurst(256), 1);
   assert.equal(seen, [2]);
+  guest.close();
+});
+
+test('the marks follow the heads the device took, not what the driver rewrites in the avail and used rings', () => {
+  const guest = new FakeGuest();
+  const queue = new FakeQueue(guest, 8);
+  const area = region(8);
+  const ring = ringOn(queue, area);
+  for (const head of [5, 2, 7]) queue.makeAvailable(head);
+  assert.is(ring.takeHead(), 5);
+  assert.is(ring.takeHead(), 2);
+  assert.is(ring.takeHead(), 7);
+  // The frame did not fit after all: heads 2 and 7 are given back, after the driver rewrote
+  // their avail slots (to heads 3 and 4, never taken).
+  queue.setAvailSlot(1, 3);
+  queue.setAvailSlot(2, 4);
+  ring.untake(2);
+  assert.is(markOf(area, 2), 0, 'head 2 given back');
+  assert.is(markOf(area, 7), 0, 'head 7 given back');
+  assert.is(markOf(area, 5), 1, 'head 5 still taken');
+  // Head 5 completes; before the publish the driver rewrites the used element's id to 6.
+  ring.pushUsed(5, 0);
+  queue.setUsedId(0, 6);
+  ring.publishUsed();
+  assert.is(markOf(area, 5), 0, 'head 5 completed');
+  assert.equal(header(area).lastBatchHead, 5, 'last_batch_head is the head the device completed');
+  for (let head = 0; head < 8; head++) assert.is(markOf(area, head), 0, `head ${head} not inflight`);
+  guest.close();
+});
+
+test('completion is in avail order whatever becomes of each chain (what recovery relies on without IN_ORDER)', () => {
+  const guest = new FakeGuest();
+  const txq = new FakeQueue(guest, 16);
+  const txArea = region(16);
+  const txRing = ringOn(txq, txArea);
+  const seen: number[] = [];
+  const tx = sink(guest, txRing, seen);
+  const gso = new Uint8Array(HEADER + 60);
+  gso[1] = 1;
+  addFrame(txq, 0);
+  txq.makeAvailable(txq.addChain([{ length: HEADER + 60, writable: true }])); // dropped: write-only
+  txq.makeAvailable(txq.addChain([{ length: 4 }])); // dropped: header too short
+  txq.makeAvailable(txq.addChain([{ length: gso.length, data: gso }])); // dropped: GSO
+  addFrame(txq, 4);
+  const availOrder = [0, 1, 2, 3, 4].map((slot) => guest.u16(txq.availAddr + 4 + 2 * slot));
+  assert.is(tx.processBurst(256), 5);
+  assert.equal([0, 1, 2, 3, 4].map((slot) => txq.usedElement(slot).id), availOrder, 'used ring in avail order');
+  for (let head = 0; head < 16; head++) assert.is(markOf(txArea, head), 0);
+
+  // Receive: a frame that needs three chains finds two, gives them back, and no head stays marked.
+  const rxq = new FakeQueue(guest, 16);
+  const rxArea = region(16);
+  const rxRing = ringOn(rxq, rxArea);
+  const rx = new ReceiveQueue(guest.memory, rxRing, true, HEADER, true, createCounters(), { queueError: () => {} }, 0);
+  for (let i = 0; i < 2; i++) rxq.makeAvailable(rxq.addChain([{ length: 64, writable: true }]));
+  rx.beginBurst();
+  assert.is(rx.receive(byteSpace(new ArrayBuffer(150)), 0, 150), false);
+  for (let head = 0; head < 16; head++) assert.is(markOf(rxArea, head), 0, `rx head ${head} given back`);
+  rxq.makeAvailable(rxq.addChain([{ length: 64, writable: true }]));
+  rx.beginBurst();
+  assert.is(rx.receive(byteSpace(new ArrayBuffer(150)), 0, 150), true);
+  rx.endBurst();
+  assert.equal([0, 1, 2].map((slot) => rxq.usedElement(slot).id), [0, 1, 2].map((slot) => guest.u16(rxq.availAddr + 4 + 2 * slot)));
   guest.close();
 });
 

@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { byteSpace, type ByteSpace } from 'vfio-user-ts';
 import { Counter, createCounters } from '../../device/counters.js';
+import { queueErrorNames } from '../../device/queue-errors.js';
 import { ReceiveQueue } from '../../device/receive-queue.js';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
 
@@ -12,7 +13,7 @@ function setup(mergeable: boolean, size = 16) {
   const queue = new FakeQueue(guest, size);
   const counters = createCounters();
   const errors: string[] = [];
-  const rx = new ReceiveQueue(guest.memory, queue.vring(), true, HEADER, mergeable, counters, { queueError: (_q, kind) => errors.push(kind) }, 0);
+  const rx = new ReceiveQueue(guest.memory, queue.vring(), true, HEADER, mergeable, counters, { queueError: (_q, kind) => errors.push(queueErrorNames[kind]!) }, 0);
   return { guest, queue, counters, errors, rx };
 }
 

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import { Counter, createCounters, describeCounters } from '../../device/counters.js';
 import { ChainError } from '../../device/descriptor-chain.js';
 import { NetHeaderFlags } from '../../device/net-header.js';
+import { describeQueueError, queueErrorNames } from '../../device/queue-errors.js';
 import { TransmitQueue } from '../../device/transmit-queue.js';
 import type { TxFrame } from '../../device/tx-frame.js';
 import { DescFlags } from '../../device/virtio.js';
@@ -41,7 +42,7 @@ function setup(size = 16) {
         frames.push(frame.linear.slice(0, frame.length));
       },
     },
-    { queueError: (_q, kind, detail, fatal) => errors.push({ kind, detail, fatal }) },
+    { queueError: (_q, kind, fatal, head, a, b, c) => errors.push({ kind: queueErrorNames[kind]!, detail: describeQueueError(kind, head, a, b, c), fatal }) },
     1,
   );
   return { guest, queue, counters, frames, errors, tx };
@@ -192,6 +193,46 @@ test('a strict-layout device (stall) stops at its first refusal: no chain is tak
   assert.is(frames.length, 2);
   assert.is(queue.usedIdx(), 5);
   assert.is(tx.resume(), 0, 'resuming a queue that is not stalled does nothing');
+  guest.close();
+});
+
+test('a gso_type other than GSO_NONE (no GSO feature is offered) is dropped and counted, the queue goes on', () => {
+  const { guest, queue, counters, frames, errors, tx } = setup();
+  const tcp4 = header();
+  tcp4[1] = 1; // VIRTIO_NET_HDR_GSO_TCPV4
+  const ecn = header();
+  ecn[1] = 0x80; // GSO_NONE | GSO_ECN: still a GSO request
+  queue.makeAvailable(queue.addChain([{ length: HEADER + 60, data: new Uint8Array([...header(), ...frameBytes(60)]) }]));
+  queue.makeAvailable(queue.addChain([{ length: HEADER + 1400, data: new Uint8Array([...tcp4, ...frameBytes(1400)]) }]));
+  queue.makeAvailable(queue.addChain([{ length: HEADER, data: ecn }, { length: 60, data: frameBytes(60) }]));
+  queue.makeAvailable(queue.addChain([{ length: HEADER + 60, data: new Uint8Array([...header(), ...frameBytes(60)]) }]));
+  assert.is(tx.processBurst(8), 4);
+  assert.is(describeCounters(counters).errors.txGsoNotNegotiated, 2);
+  assert.is(frames.length, 2, 'only the GSO_NONE frames go out');
+  assert.equal(errors.map((e) => [e.kind, e.fatal]), [['txGsoNotNegotiated', false], ['txGsoNotNegotiated', false]]);
+  assert.match(errors[0]!.detail, /head 1: gso_type 1/);
+  assert.is(tx.broken, false);
+  assert.is(queue.usedIdx(), 4, 'the dropped chains are returned to the driver');
+  guest.close();
+});
+
+test('NEEDS_CSUM offsets outside the frame are dropped and counted (txChecksumOutsideFrame); the last field that fits passes', () => {
+  const { guest, queue, counters, frames, errors, tx } = setup();
+  const chain = (csumStart: number, csumOffset: number): void => {
+    const bytes = new Uint8Array([...header(NetHeaderFlags.needsCsum, csumStart, csumOffset), ...frameBytes(64)]);
+    queue.makeAvailable(queue.addChain([{ length: bytes.length, data: bytes }]));
+  };
+  chain(34, 6); // UDP checksum field inside a 64-byte frame
+  chain(34, 29); // field at 63..64: one byte past the end
+  chain(64, 0); // the sum starts past the end
+  chain(0xffff, 0xffff);
+  chain(62, 0); // the last 2 bytes: fits
+  assert.is(tx.processBurst(8), 5);
+  assert.is(describeCounters(counters).errors.txChecksumOutsideFrame, 3);
+  assert.is(frames.length, 2);
+  assert.equal(errors.map((e) => e.kind), ['txChecksumOutsideFrame', 'txChecksumOutsideFrame', 'txChecksumOutsideFrame']);
+  assert.match(errors[0]!.detail, /head 1: NEEDS_CSUM with csum_start 34 and csum_offset 29 outside the 64-byte frame/);
+  assert.is(queue.usedIdx(), 5);
   guest.close();
 });
 

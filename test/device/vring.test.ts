@@ -61,10 +61,13 @@ test('with EVENT_IDX the driver is notified only when used_event is crossed', ()
   const ring = queue.vring(true);
   queue.setUsedEvent(2);
   ring.pushUsed(0, 0);
-  assert.is(ring.publishUsed(), false, 'used idx 0 -> 1 does not cross event 2');
+  ring.publishUsed(); // the first publish after start always notifies (see below)
+  queue.setUsedEvent(3);
+  ring.pushUsed(0, 0);
+  assert.is(ring.publishUsed(), false, 'used idx 1 -> 2 does not cross event 3');
   ring.pushUsed(1, 0);
   ring.pushUsed(2, 0);
-  assert.is(ring.publishUsed(), true, 'used idx 1 -> 3 crosses event 2');
+  assert.is(ring.publishUsed(), true, 'used idx 2 -> 4 crosses event 3');
   ring.pushUsed(3, 0);
   assert.is(ring.publishUsed(), false, 'event already passed');
   guest.close();
@@ -87,6 +90,95 @@ test('kick suppression: flags without EVENT_IDX, avail_event with it', () => {
   assert.is(q2.availEvent(), 2, 'kick when the driver makes index 2 available');
   evented.disableKicks();
   assert.is(q2.availEvent(), 0x8002, 'parked half the index space away');
+  guest.close();
+});
+
+test('the first publish after a (re)start notifies whatever used_event or NO_INTERRUPT say', () => {
+  const guest = new FakeGuest();
+  // A driver left used_event at 3 for a used.idx 4 its previous device published without a call.
+  const evented = new FakeQueue(guest, 8);
+  evented.setUsedIdx(4);
+  evented.setUsedEvent(3);
+  const ring = evented.vring(true, 4);
+  ring.pushUsed(0, 0);
+  assert.is(ring.publishUsed(), true, 'used idx 4 -> 5 does not cross 3, but the driver may be waiting');
+  ring.pushUsed(1, 0);
+  assert.is(ring.publishUsed(), false, 'then suppression is trusted again');
+  const plain = new FakeQueue(guest, 8);
+  plain.setAvailFlags(1);
+  const flagged = plain.vring(false);
+  flagged.pushUsed(0, 0);
+  assert.is(flagged.publishUsed(), true, 'NO_INTERRUPT left set by a driver waiting for the dead device');
+  flagged.pushUsed(1, 0);
+  assert.is(flagged.publishUsed(), false);
+  guest.close();
+});
+
+test('at start, a ring with completions a predecessor published asks for one notification; a fresh one does not', () => {
+  const guest = new FakeGuest();
+  const fresh = new FakeQueue(guest, 8).vring(true);
+  assert.is(fresh.notifyOnStart(), false);
+  const restarted = new FakeQueue(guest, 8);
+  restarted.setUsedIdx(6);
+  restarted.setUsedEvent(5);
+  const ring = restarted.vring(true, 6);
+  assert.is(ring.notifyOnStart(), true);
+  ring.pushUsed(0, 0);
+  assert.is(ring.publishUsed(), false, 'notified at start: the next publish follows used_event (5, already passed)');
+  guest.close();
+});
+
+test('used_event across the 16-bit wrap of used.idx', () => {
+  const guest = new FakeGuest();
+  const queue = new FakeQueue(guest, 8);
+  queue.setUsedIdx(65534);
+  const ring = queue.vring(true, 65534);
+  ring.pushUsed(0, 0);
+  ring.publishUsed(); // 65534 -> 65535, the forced first notification
+  queue.setUsedEvent(0);
+  ring.pushUsed(1, 0);
+  assert.is(ring.publishUsed(), false, '65535 -> 0 does not cross event 0 (it is crossed when used.idx passes 0)');
+  ring.pushUsed(2, 0);
+  assert.is(ring.publishUsed(), true, '0 -> 1 crosses event 0');
+  queue.setUsedEvent(65535);
+  ring.pushUsed(3, 0);
+  ring.pushUsed(4, 0);
+  assert.is(ring.publishUsed(), false, 'event 65535 lies behind 1 -> 3 (half the index space away)');
+  const wrapping = new FakeQueue(guest, 8);
+  wrapping.setUsedIdx(65533);
+  const w = wrapping.vring(true, 65533);
+  w.pushUsed(0, 0);
+  w.publishUsed();
+  wrapping.setUsedEvent(65535);
+  for (let i = 0; i < 3; i++) w.pushUsed(i, 0);
+  assert.is(w.publishUsed(), true, '65534 -> 1 crosses event 65535 across the wrap');
+  assert.is(wrapping.usedIdx(), 1);
+  wrapping.setUsedEvent(1);
+  for (let i = 0; i < 3; i++) w.pushUsed(i, 0);
+  assert.is(w.publishUsed(), true, '1 -> 4 crosses event 1');
+  guest.close();
+});
+
+test('avail_event across the 16-bit wrap of the avail index', () => {
+  const guest = new FakeGuest();
+  const queue = new FakeQueue(guest, 8);
+  queue.setAvailIdx(1);
+  const ring = queue.vring(true, 65534);
+  assert.is(ring.availableCount(), 3, '65534, 65535 and 0 are available');
+  ring.takeHead();
+  ring.takeHead();
+  ring.enableKicks();
+  assert.is(queue.availEvent(), 0, 'kick when the driver makes index 0 (past 65535) available');
+  ring.takeHead();
+  ring.enableKicks();
+  assert.is(queue.availEvent(), 1);
+  ring.disableKicks();
+  assert.is(queue.availEvent(), 0x8001, 'parked half the index space away, modulo 2^16');
+  const high = new FakeQueue(guest, 8);
+  high.setAvailIdx(0);
+  const parked = high.vring(true, 0x9000);
+  parked.disableKicks();
+  assert.is(high.availEvent(), 0x1000, '0x9000 + 0x8000 wraps to 0x1000');
   guest.close();
 });
 

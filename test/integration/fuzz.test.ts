@@ -33,8 +33,11 @@ const RING_KINDS = [
   'txWriteOnlyBuffer',
   'txHeaderTooShort',
   'txFrameTooLarge',
+  'txGsoNotNegotiated',
+  'txChecksumOutsideFrame',
   'rxReadableBuffer',
   'rxBufferTooSmall',
+  'guestMemoryTruncated',
 ];
 
 const fz = suite('fuzz');

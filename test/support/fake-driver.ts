@@ -165,6 +165,18 @@ export class FakeQueue {
     this.guest.setU16(this.availAddr + 2, this.availIdx);
   }
 
+  /** Rewrites avail ring slot `slot` (a driver changing an entry the device already took). */
+  setAvailSlot(slot: number, head: number): void {
+    this.guest.setU16(this.availAddr + 4 + 2 * (slot % this.size), head);
+  }
+  /** Sets used.idx directly (a ring a previous device left, or one near the 16-bit wrap). */
+  setUsedIdx(value: number): void {
+    this.guest.setU16(this.usedAddr + 2, value & 0xffff);
+  }
+  /** Rewrites the id of used element `slot` (a driver scribbling on the used ring). */
+  setUsedId(slot: number, id: number): void {
+    this.guest.setU32(this.usedAddr + 4 + 8 * (slot % this.size), id);
+  }
   setAvailFlags(flags: number): void {
     this.guest.setU16(this.availAddr, flags);
   }

@@ -4,9 +4,9 @@
  * Each function does one call and reports errors; every decision about
  * protocols or buffering is made in TypeScript (src/sys.ts documents the API).
  *
- * The addon is context-aware (NAPI_MODULE_INIT) and keeps no state shared
- * between threads (only each thread's list of its fd watchers), so every
- * worker thread can load it for itself.
+ * The addon is context-aware (NAPI_MODULE_INIT), so every worker thread can
+ * load it for itself. The only state shared between threads is the SIGBUS
+ * guard's table of guest-memory mappings (lock-free, see "the SIGBUS guard").
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <sys/eventfd.h>
@@ -464,11 +468,26 @@ typedef struct {
   void *addr; /* NULL once unmapped */
   size_t length;
   int refs;
+  int guard; /* its slot in the SIGBUS guard (mapGuest), or -1 */
 } mapping;
+
+static void guard_retire(int slot);
+static void guard_release(int slot);
+
+/* munmap, with the guard slot (if any) retired around it: no handler may
+ * remap a range that is being unmapped and possibly reused. */
+static int mapping_unmap(mapping *m) {
+  int rc;
+  if (m->guard >= 0) guard_retire(m->guard);
+  rc = munmap(m->addr, m->length);
+  if (m->guard >= 0) guard_release(m->guard);
+  m->guard = -1;
+  return rc;
+}
 
 static void mapping_release(mapping *m) {
   if (--m->refs > 0) return;
-  if (m->addr != NULL) munmap(m->addr, m->length);
+  if (m->addr != NULL) mapping_unmap(m);
   free(m);
 }
 
@@ -484,26 +503,42 @@ static void on_wrap_gone(napi_env env, void *data, void *hint) {
   mapping_release(data);
 }
 
-/* mapShared(fd, offset, length): ArrayBuffer over a MAP_SHARED read-write
- * mapping; it is unmapped when the buffer is collected or by unmap(). */
-static napi_value map_shared(napi_env env, napi_callback_info info) {
+static int guard_claim(void);
+static void guard_activate(int slot, void *addr, size_t length);
+static bool guard_install(void);
+
+/* The mapping behind mapShared and mapGuest: ArrayBuffer over a MAP_SHARED
+ * read-write mapping, unmapped when the buffer is collected or by unmap().
+ * `guarded`: registered with the SIGBUS guard (see below). */
+static napi_value map_file(napi_env env, napi_callback_info info, const char *fn, bool guarded) {
   napi_value argv[3], ab;
-  int fd;
+  int fd, slot = -1;
   int64_t offset, length;
   mapping *m;
   void *addr;
-  if (!get_args(env, info, "mapShared", 3, argv) || !get_fd(env, argv[0], "mapShared", &fd) ||
-      !get_int(env, argv[1], "mapShared", "offset", 0, MAX_SAFE_INT, &offset) ||
-      !get_int(env, argv[2], "mapShared", "length", 1, MAX_SAFE_INT, &length))
+  if (!get_args(env, info, fn, 3, argv) || !get_fd(env, argv[0], fn, &fd) ||
+      !get_int(env, argv[1], fn, "offset", 0, MAX_SAFE_INT, &offset) ||
+      !get_int(env, argv[2], fn, "length", 1, MAX_SAFE_INT, &length))
     return NULL;
+  if (guarded) {
+    if (!guard_install()) return throw_errno(env, "sigaction", errno);
+    slot = guard_claim();
+    if (slot < 0) return throw_errno(env, "mapGuest", ENOSPC);
+  }
   m = malloc(sizeof *m);
-  if (m == NULL) return throw_errno(env, "malloc", ENOMEM);
+  if (m == NULL) {
+    if (slot >= 0) guard_release(slot);
+    return throw_errno(env, "malloc", ENOMEM);
+  }
   addr = mmap(NULL, (size_t)length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)offset);
   if (addr == MAP_FAILED) {
     int err = errno;
     free(m);
+    if (slot >= 0) guard_release(slot);
     return throw_errno(env, "mmap", err);
   }
+  if (slot >= 0) guard_activate(slot, addr, (size_t)length);
+  m->guard = slot;
   m->addr = addr;
   m->length = (size_t)length;
   m->refs = 2; /* the ArrayBuffer's, and the one that becomes the wrap's */
@@ -520,6 +555,18 @@ static napi_value map_shared(napi_env env, napi_callback_info info) {
     return fail(env, "mapShared: cannot tag the ArrayBuffer");
   }
   return ab;
+}
+
+/* mapShared(fd, offset, length): a mapping of a file of our own. */
+static napi_value map_shared(napi_env env, napi_callback_info info) {
+  return map_file(env, info, "mapShared", false);
+}
+
+/* mapGuest(fd, offset, length): a mapping of a file someone else controls (guest memory):
+ * if the file shrinks under it, an access beyond the new end is absorbed by the SIGBUS
+ * guard instead of killing the process. */
+static napi_value map_guest(napi_env env, napi_callback_info info) {
+  return map_file(env, info, "mapGuest", true);
 }
 
 /* unmap(buffer): detach a buffer from mapShared and munmap it right away. */
@@ -545,9 +592,174 @@ static napi_value unmap(napi_env env, napi_callback_info info) {
   /* Detach first: once unmapped, any access through it would fault. */
   if (napi_detach_arraybuffer(env, argv[0]) != napi_ok)
     return fail(env, "unmap: cannot detach the ArrayBuffer");
-  if (munmap(m->addr, m->length) != 0) return throw_errno(env, "munmap", errno);
+  if (mapping_unmap(m) != 0) return throw_errno(env, "munmap", errno);
   m->addr = NULL;
   return undefined(env);
+}
+
+/* mappingGuard(buffer): the guard slot of a buffer from mapGuest, -1 for one from mapShared. */
+static napi_value mapping_guard(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  mapping *m = NULL;
+  if (!get_args(env, info, "mappingGuard", 1, argv)) return NULL;
+  if (napi_unwrap(env, argv[0], (void **)&m) != napi_ok || m == NULL) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_VALUE",
+                          "mappingGuard: the buffer was not returned by mapShared or mapGuest");
+    return NULL;
+  }
+  return num(env, m->guard);
+}
+
+/* ---- the SIGBUS guard ------------------------------------------------------
+ *
+ * A vhost-user frontend shares guest RAM as a file (a memfd) that it can
+ * still truncate after SET_MEM_TABLE; QEMU and DPDK do not seal it. Touching a
+ * page of a MAP_SHARED mapping beyond the file's end raises SIGBUS, which
+ * would kill the whole device. The guard is a process-wide SIGBUS handler and
+ * a fixed table of the mappings made by mapGuest: a fault inside one of them
+ * gets private zero pages mapped (MAP_FIXED) from the faulting page to the
+ * end of that mapping (every later file offset is beyond the end too), so the
+ * access completes, and the fault is counted in fault_words for JS to see
+ * (one plain read of word 0 per burst). A later fault lower in the same
+ * mapping zeroes what lies above it again: what was written there went to
+ * private pages, lost to the frontend either way. Any other SIGBUS is not
+ * ours: it goes to the handler there was before, or with none the default
+ * disposition is restored and the process dies of it as it would have.
+ *
+ * The handler is async-signal-safe: no allocation, no locks, no JS; only
+ * atomics on static memory and the mmap, sigaction and raise system calls
+ * (mmap is not on POSIX's list, but on Linux glibc's wrapper is the bare
+ * system call, as signal-driven garbage collectors rely on). A slot is
+ * claimed (FREE -> CLAIMED), filled and published (ACTIVE), and on unmap set
+ * RETIRING, after which the unmapping thread waits until no handler is inside
+ * it (`handlers`) before munmap and FREE: a handler that saw ACTIVE after
+ * entering never remaps a range that is being unmapped or reused.
+ */
+#define GUARD_SLOTS 1024
+enum { SLOT_FREE, SLOT_CLAIMED, SLOT_ACTIVE, SLOT_RETIRING };
+
+typedef struct {
+  _Atomic int state;
+  _Atomic int handlers;
+  /* Written while CLAIMED, read by handlers only after they see ACTIVE. */
+  uintptr_t start;
+  size_t length;
+} guard_slot;
+
+static guard_slot guard_slots[GUARD_SLOTS];
+/* Word 0: faults absorbed in all. Slot k: word 1 + 2k, faults absorbed in it
+ * since it was claimed; word 2 + 2k, 1 + the page (from the mapping's start)
+ * of its first fault, 0 if none. Read from JS through guestFaultWords(). */
+static _Atomic int32_t fault_words[1 + 2 * GUARD_SLOTS];
+static struct sigaction previous_sigbus;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+static int guard_install_error;
+static uintptr_t page_size;
+
+static void on_sigbus(int sig, siginfo_t *info, void *context) {
+  int saved_errno = errno;
+  uintptr_t addr = (uintptr_t)info->si_addr;
+  /* si_code > 0: raised by the kernel for an access, not sent by kill(). */
+  if (info->si_code > 0) {
+    for (int k = 0; k < GUARD_SLOTS; k++) {
+      guard_slot *s = &guard_slots[k];
+      if (atomic_load(&s->state) != SLOT_ACTIVE) continue;
+      atomic_fetch_add(&s->handlers, 1);
+      if (atomic_load(&s->state) == SLOT_ACTIVE && addr - s->start < s->length) {
+        uintptr_t page = addr & ~(page_size - 1);
+        void *done = mmap((void *)page, s->start + s->length - page, PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+        atomic_fetch_sub(&s->handlers, 1);
+        if (done == MAP_FAILED) break;
+        int32_t first = (int32_t)((page - s->start) / page_size + 1);
+        int32_t none = 0;
+        atomic_compare_exchange_strong(&fault_words[2 + 2 * k], &none, first);
+        atomic_fetch_add(&fault_words[1 + 2 * k], 1);
+        atomic_fetch_add(&fault_words[0], 1);
+        errno = saved_errno;
+        return; /* the access is retried and now finds zero pages */
+      }
+      atomic_fetch_sub(&s->handlers, 1);
+    }
+  }
+  /* Not ours: hand it to whoever had SIGBUS before us. */
+  if (previous_sigbus.sa_flags & SA_SIGINFO) {
+    previous_sigbus.sa_sigaction(sig, info, context);
+  } else if (previous_sigbus.sa_handler != SIG_DFL && previous_sigbus.sa_handler != SIG_IGN) {
+    previous_sigbus.sa_handler(sig);
+  } else {
+    /* The default action: a faulting access runs again on return and dies of
+     * it; a SIGBUS sent by kill() is raised again (blocked until we return). */
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGBUS, &dfl, NULL);
+    if (info->si_code <= 0) raise(SIGBUS);
+  }
+  errno = saved_errno;
+}
+
+static void guard_install_once(void) {
+  struct sigaction sa;
+  page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = on_sigbus;
+  /* SA_ONSTACK: a thread that set up an alternate stack (overflow) keeps using it. */
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (sigaction(SIGBUS, &sa, &previous_sigbus) != 0) guard_install_error = errno;
+}
+
+/* Installs the handler, once per process (every worker thread shares it). */
+static bool guard_install(void) {
+  pthread_once(&guard_once, guard_install_once);
+  errno = guard_install_error;
+  return guard_install_error == 0;
+}
+
+static int guard_claim(void) {
+  for (int k = 0; k < GUARD_SLOTS; k++) {
+    int expected = SLOT_FREE;
+    if (atomic_compare_exchange_strong(&guard_slots[k].state, &expected, SLOT_CLAIMED)) return k;
+  }
+  return -1;
+}
+
+static void guard_activate(int slot, void *addr, size_t length) {
+  guard_slot *s = &guard_slots[slot];
+  s->start = (uintptr_t)addr;
+  s->length = length;
+  atomic_store(&fault_words[2 + 2 * slot], 0);
+  atomic_store(&fault_words[1 + 2 * slot], 0);
+  atomic_store(&s->state, SLOT_ACTIVE);
+}
+
+/* Before munmap: no handler enters the slot any more, and none is inside it. */
+static void guard_retire(int slot) {
+  guard_slot *s = &guard_slots[slot];
+  atomic_store(&s->state, SLOT_RETIRING);
+  while (atomic_load(&s->handlers) != 0) sched_yield();
+}
+
+static void guard_release(int slot) {
+  atomic_store(&guard_slots[slot].state, SLOT_FREE);
+}
+
+static void no_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)data;
+  (void)hint;
+}
+
+/* guestFaultWords(): an ArrayBuffer over fault_words (static, never freed). */
+static napi_value guest_fault_words(napi_env env, napi_callback_info info) {
+  napi_value ab;
+  (void)info;
+  if (napi_create_external_arraybuffer(env, (void *)fault_words, sizeof fault_words, no_finalize,
+                                       NULL, &ab) != napi_ok)
+    return fail(env, "guestFaultWords: cannot create the ArrayBuffer");
+  return ab;
 }
 
 /* ---- eventfd ------------------------------------------------------------- */
@@ -841,6 +1053,9 @@ NAPI_MODULE_INIT() {
       {"memfdCreate", NULL, memfd_create_sized, NULL, NULL, NULL, napi_enumerable, NULL},
       {"mapShared", NULL, map_shared, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unmap", NULL, unmap, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mapGuest", NULL, map_guest, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"mappingGuard", NULL, mapping_guard, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"guestFaultWords", NULL, guest_fault_words, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdCreate", NULL, eventfd_create, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdRead", NULL, eventfd_read_counter, NULL, NULL, NULL, napi_enumerable, NULL},
       {"eventfdWrite", NULL, eventfd_write_counter, NULL, NULL, NULL, napi_enumerable, NULL},

@@ -28,6 +28,13 @@ export function byteSpace(buffer: ArrayBufferLike, byteOffset = 0, length = buff
 /** Maps `length` bytes of `fd` starting at the page-aligned `offset`. */
 export type MapFunction = (fd: number, offset: number, length: number) => ArrayBuffer;
 export type UnmapFunction = (buffer: ArrayBuffer) => void;
+/** The SIGBUS guard's slot of a mapping (sys.mappingGuard), -1 when it has none. */
+export type GuardFunction = (buffer: ArrayBuffer) => number;
+/** Reads the guard's per-slot fault counts (sys.guestFaults). */
+export interface FaultCounts {
+  inSlot(slot: number): number;
+  firstPage(slot: number): number;
+}
 
 const PAGE_SIZE = 4096;
 
@@ -38,8 +45,15 @@ export class GuestMemory extends MemoryTable {
   readonly spaces: readonly ByteSpace[];
   private readonly mappings: ArrayBuffer[];
   private readonly unmap: UnmapFunction | null;
+  /** Per region: its mapping's SIGBUS guard slot (-1: unguarded), and where the region starts in it. */
+  private readonly guards: number[] = [];
+  private readonly leads: number[] = [];
 
-  constructor(regions: readonly MemoryRegion[], map: MapFunction, unmap: UnmapFunction | null) {
+  /**
+   * Maps every region with `map`. With `guard` (for sys.mapGuest), the regions' guard slots are
+   * kept so that truncatedRegion() can tell which region's file shrank under it.
+   */
+  constructor(regions: readonly MemoryRegion[], map: MapFunction, unmap: UnmapFunction | null, guard: GuardFunction | null = null) {
     super(regions);
     const bytes: Uint8Array[] = [];
     const spaces: ByteSpace[] = [];
@@ -52,6 +66,8 @@ export class GuestMemory extends MemoryTable {
         const lead = r.mmapOffset % PAGE_SIZE;
         const buffer = map(r.fd, r.mmapOffset - lead, r.size + lead);
         this.mappings.push(buffer);
+        this.guards.push(guard ? guard(buffer) : -1);
+        this.leads.push(lead);
         bytes.push(new Uint8Array(buffer, lead, r.size));
         spaces.push(byteSpace(buffer, lead, r.size));
       }
@@ -93,9 +109,31 @@ export class GuestMemory extends MemoryTable {
     return new kind(bytes.buffer, byteOffset, count);
   }
 
+  /**
+   * The first region the SIGBUS guard absorbed a fault in (its file was truncated after it was
+   * mapped: those pages now read as zeros and writes to them are lost), or -1.
+   */
+  truncatedRegion(faults: FaultCounts): number {
+    const guards = this.guards;
+    for (let i = 0; i < guards.length; i++) if (guards[i]! >= 0 && faults.inSlot(guards[i]!) > 0) return i;
+    return -1;
+  }
+
+  /**
+   * Offset in region `region` of the page of the guard's first fault there (the first page the
+   * device touched beyond the file's end; the end itself may be lower), or -1.
+   */
+  firstFaultOffset(region: number, faults: FaultCounts): number {
+    const slot = this.guards[region] ?? -1;
+    const page = slot >= 0 ? faults.firstPage(slot) : -1;
+    return page < 0 ? -1 : Math.max(0, page * PAGE_SIZE - this.leads[region]!);
+  }
+
   /** Unmaps every region now; views made earlier become empty. Idempotent. */
   close(): void {
     if (this.unmap) for (const buffer of this.mappings) if (buffer.byteLength > 0) this.unmap(buffer);
     this.mappings.length = 0;
+    // The slots are free for other mappings now.
+    this.guards.length = 0;
   }
 }

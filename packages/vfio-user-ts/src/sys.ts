@@ -47,6 +47,9 @@ export interface SysBinding {
   memfdCreate(name: string, size: number): number;
   mapShared(fd: number, offset: number, length: number): ArrayBuffer;
   unmap(buffer: ArrayBuffer): void;
+  mapGuest(fd: number, offset: number, length: number): ArrayBuffer;
+  mappingGuard(buffer: ArrayBuffer): number;
+  guestFaultWords(): ArrayBuffer;
   eventfdCreate(initial: number, nonblocking: boolean): number;
   eventfdRead(fd: number): number;
   eventfdWrite(fd: number, value: number): void;
@@ -142,7 +145,54 @@ export function mapShared(fd: number, offset: number, length: number): ArrayBuff
 }
 
 /**
- * Detaches a buffer from {@link mapShared} (its byteLength becomes 0 and every
+ * {@link mapShared} for a file someone else controls and may shrink under us (a frontend's guest
+ * RAM): an access beyond the file's new end does not kill the process with SIGBUS. A
+ * process-wide SIGBUS handler maps private zero pages over the mapping from the faulting page to
+ * its end, so the access completes (reads see zeros, writes are lost), and counts the fault in
+ * {@link guestFaults} under the mapping's {@link mappingGuard} slot. A SIGBUS anywhere else
+ * still kills the process. At most 1024 such mappings exist at once (ENOSPC beyond).
+ */
+export function mapGuest(fd: number, offset: number, length: number): ArrayBuffer {
+  if (length > bufferConstants.MAX_LENGTH) {
+    throw new RangeError(`mapGuest: length ${length} is above buffer.constants.MAX_LENGTH (${bufferConstants.MAX_LENGTH})`);
+  }
+  return binding.mapGuest(fd, offset, length);
+}
+
+/** The SIGBUS guard's slot of a buffer from {@link mapGuest} (-1 for one from {@link mapShared}). */
+export function mappingGuard(buffer: ArrayBuffer): number {
+  return binding.mappingGuard(buffer);
+}
+
+/**
+ * The SIGBUS guard's counts, shared by every thread and written by the signal handler (read them
+ * with plain loads; they only grow while a slot is in use):
+ * - `total`: faults absorbed in the whole process (word 0): one read per burst tells whether
+ *   anything happened;
+ * - {@link GuestFaults.inSlot}: faults absorbed in one mapping since it was made;
+ * - {@link GuestFaults.firstPage}: the page (from the mapping's start) of its first fault, or -1.
+ */
+export class GuestFaults {
+  private readonly words = new Int32Array(binding.guestFaultWords());
+
+  get total(): number {
+    return this.words[0]!;
+  }
+
+  inSlot(slot: number): number {
+    return this.words[1 + 2 * slot]!;
+  }
+
+  firstPage(slot: number): number {
+    return this.words[2 + 2 * slot]! - 1;
+  }
+}
+
+/** This thread's view of the SIGBUS guard's counts. */
+export const guestFaults = new GuestFaults();
+
+/**
+ * Detaches a buffer from {@link mapShared} or {@link mapGuest} (its byteLength becomes 0 and every
  * view on it becomes empty) and unmaps the memory now. Throws for any other
  * ArrayBuffer and for one already unmapped.
  */

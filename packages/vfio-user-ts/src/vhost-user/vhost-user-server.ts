@@ -216,6 +216,15 @@ export class VhostUserServer {
     if (fd >= 0) sys.eventfdWrite(fd, 1);
   }
 
+  /**
+   * Closes the frontend's connection for something it did outside the protocol (e.g. it truncated
+   * guest memory under the device): logged as one disconnect line with `reason` and counted
+   * under it, like a refusal; the next frontend finds a reset device.
+   */
+  disconnect(reason: string): void {
+    this.channel?.close(reason);
+  }
+
   /** Stops serving: closes the connection (stopping its queues) and the listening socket. */
   async close(): Promise<void> {
     this.closing = true;
