@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { compareVersions, osCodename, PrivateApt, upstreamNumbers } from '../images/debian-archive.js';
 import { ensureDeb, extractDeb } from '../images/debian.js';
 import { BuildError, run, type RunOptions } from '../images/run.js';
+import { qemuVersion } from './accel.js';
 
 export interface QemuBinary {
   readonly path: string;
@@ -18,9 +19,27 @@ export interface QemuBinary {
   readonly firmwareDirs: readonly string[];
   /** For progress lines and reports. */
   readonly description: string;
+  /** Its major version, from `--version` (null when it did not say). */
+  readonly major: number | null;
 }
 
-export const SYSTEM_QEMU: QemuBinary = { path: 'qemu-system-x86_64', firmwareDirs: [], description: 'qemu-system-x86_64 on PATH' };
+const SYSTEM_QEMU_PATH = 'qemu-system-x86_64';
+/** From this major on, vhost-user with MSI-X works under TCG (measured: 7.2 segfaults, 10.0.2 passes). */
+const MSIX_UNDER_TCG_SINCE = 10;
+
+/** The major version in `qemu --version`'s first line ("QEMU emulator version 10.0.2 (...)"). */
+export function qemuMajor(versionLine: string): number | null {
+  const m = /version (\d+)\./.exec(versionLine);
+  return m ? Number(m[1]) : null;
+}
+
+export function msixUnderTcg(qemu: QemuBinary): boolean {
+  return qemu.major !== null && qemu.major >= MSIX_UNDER_TCG_SINCE;
+}
+
+async function binaryAt(path: string, firmwareDirs: readonly string[], description: string): Promise<QemuBinary> {
+  return { path, firmwareDirs, description, major: qemuMajor(await qemuVersion(path)) };
+}
 
 const DEBIAN_PREFIX = 'debian:';
 /** The packages of a working x86 system emulator: the binary, its helpers, firmware and ROMs. */
@@ -54,10 +73,10 @@ async function executable(path: string): Promise<boolean> {
 
 /** The QEMU for a `--qemu` value (undefined: the one on PATH). */
 export async function resolveQemu(spec: string | undefined, cacheDir: string, ro: RunOptions): Promise<QemuBinary> {
-  if (spec === undefined) return SYSTEM_QEMU;
+  if (spec === undefined) return binaryAt(SYSTEM_QEMU_PATH, [], `${SYSTEM_QEMU_PATH} on PATH`);
   if (!spec.startsWith(DEBIAN_PREFIX)) {
     if (!(await executable(spec))) throw new BuildError(`--qemu ${spec}: not an executable file`);
-    return { path: spec, firmwareDirs: [], description: spec };
+    return binaryAt(spec, [], spec);
   }
   const wanted = spec.slice(DEBIAN_PREFIX.length);
   if (!/^\d+$/.test(wanted)) throw new BuildError(`--qemu ${spec}: give a major version, e.g. debian:10`);
@@ -70,12 +89,10 @@ export async function resolveQemu(spec: string | undefined, cacheDir: string, ro
     throw new BuildError(`--qemu ${spec}: no QEMU ${wanted} is served for ${release}; served: ${served.join(', ') || 'none'}`);
   }
   const root = join(cacheDir, 'qemu', version.replace(/[^A-Za-z0-9.+~-]/g, '_'));
-  const binary: QemuBinary = {
-    path: join(root, 'usr', 'bin', 'qemu-system-x86_64'),
-    firmwareDirs: [join(root, 'usr', 'share', 'qemu'), join(root, 'usr', 'share', 'seabios')],
-    description: `QEMU ${version} (Debian, ${spec})`,
-  };
-  if (await executable(binary.path)) return binary;
+  const path = join(root, 'usr', 'bin', SYSTEM_QEMU_PATH);
+  const firmwareDirs = [join(root, 'usr', 'share', 'qemu'), join(root, 'usr', 'share', 'seabios')];
+  const description = `QEMU ${version} (Debian, ${spec})`;
+  if (await executable(path)) return binaryAt(path, firmwareDirs, description);
   ro.log?.(`unpacking QEMU ${version} into .cache/qemu…`);
   const biosRows = parseMadisonSuites((await run('apt-cache', [...apt.args, 'madison', BIOS_PACKAGE], ro)).stdout);
   const biosVersion = chooseForRelease(biosRows, null, release);
@@ -88,13 +105,13 @@ export async function resolveQemu(spec: string | undefined, cacheDir: string, ro
     for (const name of QEMU_PACKAGES) await extractDeb(await ensureDeb(debsDir, name, version, ro, apt.args), tmp, ro);
     await extractDeb(await ensureDeb(debsDir, BIOS_PACKAGE, biosVersion, ro, apt.args), tmp, ro);
     // It must run here: its libraries come from the system.
-    const check = await run(join(tmp, 'usr', 'bin', 'qemu-system-x86_64'), ['--version'], { ...ro, allowFailure: true });
+    const check = await run(join(tmp, 'usr', 'bin', SYSTEM_QEMU_PATH), ['--version'], { ...ro, allowFailure: true });
     if (check.exitCode !== 0) throw new BuildError(`QEMU ${version} does not run on this machine: ${check.stderr.trim().split('\n').slice(-3).join(' | ')}`);
     await rm(root, { recursive: true, force: true });
     await rename(tmp, root);
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  if ((await readdir(binary.firmwareDirs[0]!)).length === 0) throw new BuildError(`QEMU ${version} unpacked without firmware`);
-  return binary;
+  if ((await readdir(firmwareDirs[0]!)).length === 0) throw new BuildError(`QEMU ${version} unpacked without firmware`);
+  return binaryAt(path, firmwareDirs, description);
 }

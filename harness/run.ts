@@ -22,7 +22,7 @@ import type { PeerUnavailable } from './guest-requests.js';
 import type { KtapSummary } from './ktap.js';
 import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
 import { launchQemu } from './qemu.js';
-import { resolveQemu, type QemuBinary } from './qemu-binary.js';
+import { msixUnderTcg, resolveQemu, type QemuBinary } from './qemu-binary.js';
 import type { AttemptRecord, RunResults } from './report.js';
 import { TestRecorder } from './test-recorder.js';
 import { buildImage, projectCacheDir, type BuiltImage } from '../images/build.js';
@@ -269,6 +269,7 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string
       testTimeoutSec: o.testTimeoutSec,
       appendCmdline: cmdline === '' ? undefined : cmdline,
       firmwareDirs: guest.qemu.firmwareDirs,
+      msixUnderTcg: msixUnderTcg(guest.qemu),
     },
     { qemu: guest.qemu.path, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: false } },
   );

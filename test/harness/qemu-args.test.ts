@@ -55,6 +55,13 @@ test('vhost-user NIC under TCG uses INTx (vectors=0)', () => {
   assert.not.ok(a.includes('-nic'));
 });
 
+test('a QEMU that runs MSI-X under TCG (10.0) keeps MSI-X there: no vectors=0 anywhere', () => {
+  const a = qemuArgs({ ...base, vhostUserSocket: 'dev.sock', queues: 4, msixUnderTcg: true });
+  assert.is(after(a, '-accel'), 'tcg,thread=multi');
+  for (const d of all(a, '-device')) assert.not.match(d, /vectors=0/);
+  assert.match(all(a, '-device').find((d) => d.startsWith('virtio-net-pci'))!, /vectors=10/);
+});
+
 test('several queues: mq=on and queues=N; 2N+2 MSI-X vectors under KVM', () => {
   const tcg = qemuArgs({ ...base, vhostUserSocket: 'd.sock', queues: 4 });
   assert.is(after(tcg, '-netdev'), 'vhost-user,id=n0,chardev=vhost0,queues=4');
