@@ -2,6 +2,7 @@
  * The zcnic test frame (docs/test-frame.md): IPv4/UDP carrying magic, flow and sequence number,
  * then a byte pattern derived from the sequence number, so a receiver can verify every byte.
  */
+import { ETHERNET_HEADER_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_OFFSET } from './ethernet.js';
 
 export const TEST_FRAME_MIN_LENGTH = 60;
 export const TEST_FRAME_HEADER_LENGTH = 58;
@@ -32,8 +33,8 @@ export function writeTestFrame(view: DataView, offset: number, length: number, a
     view.setUint8(offset + i, addresses.dstMac[i]!);
     view.setUint8(offset + 6 + i, addresses.srcMac[i]!);
   }
-  view.setUint16(offset + 12, 0x0800, false);
-  const ip = offset + 14;
+  view.setUint16(offset + ETHERTYPE_OFFSET, ETHERTYPE_IPV4, false);
+  const ip = offset + ETHERNET_HEADER_LENGTH;
   view.setUint8(ip, 0x45);
   view.setUint8(ip + 1, 0);
   view.setUint16(ip + 2, length - 14, false);
@@ -101,7 +102,7 @@ export const TestFrameVerdict = { verified: 0, notATestFrame: 1, corrupt: 2 } as
  * A frame without the magic is `notATestFrame` (other traffic, e.g. ARP or IPv6 noise).
  */
 export function verifyTestFrame(view: DataView, offset: number, length: number, result: { flow: number; seq: number }): number {
-  if (length < TEST_FRAME_MIN_LENGTH || view.getUint16(offset + 12, false) !== 0x0800 || view.getUint32(offset + 42, false) !== MAGIC) {
+  if (length < TEST_FRAME_MIN_LENGTH || view.getUint16(offset + ETHERTYPE_OFFSET, false) !== ETHERTYPE_IPV4 || view.getUint32(offset + 42, false) !== MAGIC) {
     return TestFrameVerdict.notATestFrame;
   }
   const ip = offset + 14;

@@ -7,6 +7,7 @@
 import type { GuestMemory } from 'vfio-user-ts';
 import { Counter, descriptorBucket } from './counters.js';
 import { ChainError, DescriptorChain, type ChainErrorCode } from './descriptor-chain.js';
+import { ETHERNET_HEADER_LENGTH } from './ethernet.js';
 import { checksumFits, GSO_NONE, NetHeaderFlags } from './net-header.js';
 import { QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
 import { MAX_FRAME_LENGTH, TxFrame } from './tx-frame.js';
@@ -17,7 +18,6 @@ export interface TxFrameConsumer {
   transmitted(frame: TxFrame): void;
 }
 
-const ETHERNET_HEADER_LENGTH = 14;
 
 /**
  * How a strict-layout device answers a chain whose packet headers are not linear with the

@@ -13,6 +13,7 @@
  *   before it, in the order the device sees them. Frames without payload (SYN, pure ACK, FIN)
  *   and other flows are not checked.
  */
+import { ETHERNET_HEADER_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_OFFSET } from './ethernet.js';
 import type { TxFrame } from './tx-frame.js';
 
 /** [offset in the user buffer, guest-physical address] of each page of the buffer. */
@@ -93,8 +94,6 @@ export const PayloadVerdict = {
 } as const;
 export type PayloadVerdictCode = (typeof PayloadVerdict)[keyof typeof PayloadVerdict];
 
-const ETHERNET_HEADER_LENGTH = 14;
-const ETHERTYPE_IPV4 = 0x0800;
 const IP_PROTOCOL_TCP = 6;
 const IP_PROTOCOL_UDP = 17;
 const TCP_MIN_HEADER = 20;
@@ -129,7 +128,7 @@ export class StreamPayloadProof {
   check(frame: TxFrame): PayloadVerdictCode {
     const b = frame.linear;
     const ip = ETHERNET_HEADER_LENGTH;
-    if (frame.length < ip + 20 || ((b[12]! << 8) | b[13]!) !== ETHERTYPE_IPV4 || b[ip]! >> 4 !== 4) return PayloadVerdict.notInStream;
+    if (frame.length < ip + 20 || ((b[ETHERTYPE_OFFSET]! << 8) | b[ETHERTYPE_OFFSET + 1]!) !== ETHERTYPE_IPV4 || b[ip]! >> 4 !== 4) return PayloadVerdict.notInStream;
     // IP fragments (MF or an offset) never carry the flow here: datagrams stay under the MTU.
     if (b[ip + 9] !== this.protocol || (((b[ip + 6]! & 0x3f) << 8) | b[ip + 7]!) !== 0) return PayloadVerdict.notInStream;
     const ipEnd = ip + ((b[ip + 2]! << 8) | b[ip + 3]!);
