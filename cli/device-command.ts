@@ -53,6 +53,11 @@ Options:
                        transmit timeout) until strict mode is left through the control socket;
                        complete-empty: refused chains complete with length 0 and the queue goes
                        on (a silent drop the driver cannot see)
+  --ring-reset         offer VIRTIO_F_RING_RESET, which virtio_net's AF_XDP zero-copy bind needs
+                       (it resets the queue pair). QEMU forwards no queue reset to a vhost-user
+                       backend: the device sees it in the ring (used.idx rewritten to 0) and
+                       starts that queue over; frames in flight then are dropped (counted), and
+                       a ring resize (ethtool -G) is never seen. Off by default for that reason
   --poll               busy-poll the rings (highest rate, one core stays busy) instead of
                        sleeping on the driver's kicks
   --mac MAC            the NIC's MAC, the destination of generated frames (default 52:54:00:12:34:56)
@@ -78,6 +83,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       workers: { type: 'string', default: '1' },
       poll: { type: 'boolean', default: false },
       verify: { type: 'boolean', default: false },
+      'ring-reset': { type: 'boolean', default: false },
       'require-linear-header': { type: 'string' },
       mac: { type: 'string', default: '52:54:00:12:34:56' },
       verbose: { type: 'boolean', short: 'v', default: false },
@@ -123,6 +129,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     port: { port: values.port as PortName, gen, mac: values.mac, tap: values.tap },
     pcapPath: values.pcap ?? null,
     verify: values.verify,
+    ringReset: values['ring-reset'],
     statePath: values.state ?? null,
     onQueueError: (queue, kind, detail, fatal) => {
       if (kind === GUEST_MEMORY_TRUNCATED) {

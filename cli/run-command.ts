@@ -18,7 +18,9 @@ export const ALL_KERNELS = ['6.1', '6.12', 'latest'] as const;
 
 const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (probed once, cached), else TCG
                        (default auto); kvm fails if KVM does not work; tcg never probes
-  --smp N              vCPUs (default 2)
+  --smp N|auto         vCPUs (default auto: 2 under KVM; under TCG 1, or 2 for suites that need
+                       a second CPU (cpumap, seeds): two TCG vCPUs now and then crash the guest
+                       when the kernel patches its own text, see harness/run.ts guestCpus)
   --mem MB             guest memory (default 512)
   --queues N           NIC queue pairs (default 1)
   --kernel debian:X.Y  Debian's newest X.Y kernel (e.g. debian:6.1, debian:6.12, debian:7.3;
@@ -29,6 +31,10 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
   --qemu PATH|debian:N a QEMU binary, or Debian's QEMU N for this release (debian:10: bookworm-
                        backports' 10.0), unpacked under .cache/qemu beside the system's; default:
                        qemu-system-x86_64 on PATH (Debian 12's 7.2)
+  --xsk-zero-copy      a NIC that virtio_net can bind AF_XDP sockets to in zero-copy mode (6.11+
+                       receive, 6.13+ transmit): iommu_platform=on (VIRTIO_F_ACCESS_PLATFORM)
+                       and the device's --ring-reset (VIRTIO_F_RING_RESET; see zcnic device
+                       --help for what that costs). Without it the zero-copy tests SKIP
   --keep               keep the temporary folder (console log, device log, raw KTAP) and say where
   --verbose            stream the guest console and the device's log
   -h, --help           this text
@@ -41,6 +47,7 @@ and reports each test with the device's counters for it. Exit status 0 only when
 
 Options:
   --suite NAME         suite to run (repeatable or comma-separated; default ${DEFAULT_SUITES.join(',')})
+  --tests NAME,...     run only these tests of the suites (a name no suite has fails the run)
   --timeout S          per-test timeout in the guest, seconds (default 60)
   --results FILE       write the results as JSON
   --junit FILE         write JUnit XML
@@ -71,8 +78,9 @@ function parse(argv: string[], withSuites: boolean) {
     args: argv,
     options: {
       suite: { type: 'string', multiple: true },
+      tests: { type: 'string' },
       accel: { type: 'string', default: 'auto' },
-      smp: { type: 'string', default: '2' },
+      smp: { type: 'string', default: 'auto' },
       mem: { type: 'string', default: '512' },
       queues: { type: 'string', default: '1' },
       kernel: { type: 'string' },
@@ -85,6 +93,7 @@ function parse(argv: string[], withSuites: boolean) {
       html: { type: 'string' },
       kernels: { type: 'string' },
       'negative-control': { type: 'string' },
+      'xsk-zero-copy': { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -92,7 +101,7 @@ function parse(argv: string[], withSuites: boolean) {
     strict: true,
     allowPositionals: false,
   });
-  if (!withSuites && (values.suite || values.results || values.junit || values.markdown || values.html || values.kernels || values['negative-control'])) throw new UsageError('zcnic shell runs no suites');
+  if (!withSuites && (values.suite || values.tests || values.results || values.junit || values.markdown || values.html || values.kernels || values['negative-control'])) throw new UsageError('zcnic shell runs no suites');
   const negativeControl = values['negative-control'];
   if (negativeControl !== undefined && !(NEGATIVE_CONTROLS as readonly string[]).includes(negativeControl)) {
     throw new UsageError(`--negative-control must be one of ${NEGATIVE_CONTROLS.join(', ')}, not ${negativeControl}`);
@@ -110,11 +119,13 @@ function parse(argv: string[], withSuites: boolean) {
   }
   const suites = (values.suite ?? DEFAULT_SUITES).flatMap((s) => s.split(',')).filter((s) => s !== '');
   for (const s of suites) if (!/^[a-z0-9-]+$/.test(s)) throw new UsageError(`not a suite name: ${s}`);
-  return { values, suites, kernels, negativeControl: negativeControl as NegativeControl | undefined };
+  const tests = values.tests?.split(',').filter((t) => t !== '');
+  for (const t of tests ?? []) if (!/^[a-z0-9-]+$/.test(t)) throw new UsageError(`not a test name: ${t}`);
+  return { values, suites, tests, kernels, negativeControl: negativeControl as NegativeControl | undefined };
 }
 
 async function execute(argv: string[], shell: boolean): Promise<number> {
-  const { values, suites, kernels, negativeControl } = parse(argv, !shell);
+  const { values, suites, tests, kernels, negativeControl } = parse(argv, !shell);
   if (values.help) {
     process.stdout.write(shell ? shellHelp : runHelp);
     return 0;
@@ -134,8 +145,9 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
   try {
     const options: RunOptions = {
       suites,
+      tests,
       accel: values.accel as AccelRequest,
-      smp: integerOption('--smp', values.smp),
+      smp: values.smp === 'auto' ? 'auto' : integerOption('--smp', values.smp),
       memMiB: integerOption('--mem', values.mem),
       queues: integerOption('--queues', values.queues),
       testTimeoutSec: integerOption('--timeout', values.timeout),
@@ -146,6 +158,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       verbose: values.verbose,
       shell,
       negativeControl,
+      xskZeroCopy: values['xsk-zero-copy'],
       progress,
       signal: abort.signal,
     };

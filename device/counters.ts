@@ -76,9 +76,26 @@ export const Counter = {
   txGsoNotNegotiated: 38 + chainErrorKinds.length,
   /** Transmit chains dropped for NEEDS_CSUM offsets that put the checksum outside the frame. */
   txChecksumOutsideFrame: 39 + chainErrorKinds.length,
+  /** Queue resets the driver made on its own (VIRTIO_F_RING_RESET) and the device followed. */
+  driverQueueResets: 40 + chainErrorKinds.length,
+  /** Used elements recorded and not yet published when such a reset came: dropped with it. */
+  usedDroppedByQueueReset: 41 + chainErrorKinds.length,
+  /**
+   * The zero-copy proof on the receiveq: frames placed while a frames map is set, and those
+   * whose first byte landed at a frame start of the user buffer (AF_XDP zero-copy receive: the
+   * driver posts umem frames as receive buffers).
+   */
+  rxZeroCopyChecked: 42 + chainErrorKinds.length,
+  rxZeroCopyProven: 43 + chainErrorKinds.length,
+  /**
+   * Transmit chains whose first buffer (the virtio-net header) lies at the same guest address
+   * as the previous chain's: one header for every frame, as virtio_net's AF_XDP zero-copy
+   * transmit maps once, where an skb carries a header of its own.
+   */
+  vnetHeaderSharedWithPrevious: 44 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.txChecksumOutsideFrame + 1;
+export const COUNTER_COUNT = Counter.vnetHeaderSharedWithPrevious + 1;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
@@ -91,7 +108,10 @@ export interface DeviceCounters {
   errors: Record<string, number>;
   /** Transmitted frames checked against the zero-copy map, and those found in the user buffer. */
   /** payloadProven: frames with a payload buffer inside the user buffer (paged skbs, MSG_ZEROCOPY). */
-  zeroCopy: { checked: number; proven: number; payloadProven: number };
+  /** rxChecked, rxProven: received frames checked against a frames map, and placed at a frame start of it. */
+  zeroCopy: { checked: number; proven: number; payloadProven: number; rxChecked: number; rxProven: number };
+  /** Driver queue resets followed (VIRTIO_F_RING_RESET), and used elements they dropped. */
+  queueResets: { followed: number; usedDropped: number };
   /** Frames the port dropped on the way out (port tap: the tap's queue full or the tap down). */
   portTxDropped: number;
   /** Transmitq chains completed while no device was attached (see Counter.txCompletedElsewhere). */
@@ -105,6 +125,7 @@ export interface DeviceCounters {
     ethernetHeaderNotWithVnetHeader: number;
     frameSplitAcrossBuffers: number;
     linearHeaderViolations: number;
+    vnetHeaderShared: number;
   };
 }
 
@@ -131,7 +152,14 @@ export function describeCounters(c: Float64Array): DeviceCounters {
     transmitq: { frames: c[Counter.txFrames]!, bytes: c[Counter.txBytes]! },
     receiveq: { frames: c[Counter.rxFrames]!, bytes: c[Counter.rxBytes]!, buffers: c[Counter.rxBuffers]!, noBuffers: c[Counter.rxNoBuffers]! },
     errors,
-    zeroCopy: { checked: c[Counter.zeroCopyChecked]!, proven: c[Counter.zeroCopyProven]!, payloadProven: c[Counter.zeroCopyPayloadProven]! },
+    zeroCopy: {
+      checked: c[Counter.zeroCopyChecked]!,
+      proven: c[Counter.zeroCopyProven]!,
+      payloadProven: c[Counter.zeroCopyPayloadProven]!,
+      rxChecked: c[Counter.rxZeroCopyChecked]!,
+      rxProven: c[Counter.rxZeroCopyProven]!,
+    },
+    queueResets: { followed: c[Counter.driverQueueResets]!, usedDropped: c[Counter.usedDroppedByQueueReset]! },
     portTxDropped: c[Counter.portTxDropped]!,
     txCompletedElsewhere: c[Counter.txCompletedElsewhere]!,
     verification: {
@@ -149,6 +177,7 @@ export function describeCounters(c: Float64Array): DeviceCounters {
       ethernetHeaderNotWithVnetHeader: c[Counter.ethernetHeaderNotWithVnetHeader]!,
       frameSplitAcrossBuffers: c[Counter.frameSplitAcrossBuffers]!,
       linearHeaderViolations: c[Counter.linearHeaderViolations]!,
+      vnetHeaderShared: c[Counter.vnetHeaderSharedWithPrevious]!,
     },
   };
 }

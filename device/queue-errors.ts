@@ -24,6 +24,8 @@ export const QueueError = {
   linearHeaderViolation: 17,
   rxReadableBuffer: 18,
   rxBufferTooSmall: 19,
+  /** Not an error: the driver reset the queue (VIRTIO_F_RING_RESET) and the device followed. */
+  driverQueueReset: 20,
 } as const;
 export type QueueErrorKind = (typeof QueueError)[keyof typeof QueueError];
 
@@ -62,6 +64,8 @@ export function describeQueueError(kind: QueueErrorKind, head: number, a: number
       return c === 1
         ? `head ${head}: ${a} bytes cannot hold the ${b}-byte header`
         : `head ${head}: ${a} bytes for a ${b}-byte frame without mergeable buffers; dropped`;
+    case QueueError.driverQueueReset:
+      return `the driver reset the queue (used.idx ${a} rewritten to 0, VIRTIO_F_RING_RESET): restarted from avail index 0, ${b} used element(s) not yet published dropped`;
     default:
       return `head ${head} descriptor ${a} addr 0x${b.toString(16)} len ${c}`;
   }

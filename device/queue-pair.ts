@@ -20,7 +20,7 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   port: Port | null = null;
   /** Checks every transmitted test frame when verification is on. */
   verifier: FrameVerifier | null = null;
-  /** The user buffer the zero-copy proof looks for transmitted bytes in, when set. */
+  /** The user buffer the zero-copy proof looks for transmitted (and, frames maps, received) bytes in, when set. */
   zeroCopy: ZeroCopyProof | null = null;
   /** performance.now() of the current burst, for pcap timestamps without a clock read per frame. */
   now = 0;
@@ -60,6 +60,13 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   receive(src: ByteSpace, srcOffset: number, length: number): boolean {
     const rx = this.rx;
     if (!rx || !rx.receive(src, srcOffset, length)) return false;
+    const proof = this.zeroCopy;
+    if (proof !== null && proof.kind === 'frames') {
+      const counters = this.counters;
+      counters[Counter.rxZeroCopyChecked]!++;
+      const gpa = rx.lastFrameAddress;
+      if (gpa >= 0 && proof.holds(gpa, length)) counters[Counter.rxZeroCopyProven]!++;
+    }
     if (this.pcap) this.pcap.write(src, srcOffset, length, performance.timeOrigin + this.now);
     return true;
   }

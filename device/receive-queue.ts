@@ -21,6 +21,11 @@ export class ReceiveQueue {
   needsNotify = false;
   private readonly chain: DescriptorChain;
   private readonly spaces: readonly ByteSpace[];
+  /**
+   * Guest address of the last placed frame's first byte when the frame lies whole in one buffer
+   * (what the zero-copy proof checks), else -1; also -1 after a counted drop.
+   */
+  lastFrameAddress = -1;
   /** Heads known to be available and not yet taken. */
   private available = 0;
   /** The header as written in front of every frame (num_buffers filled per frame). */
@@ -50,6 +55,15 @@ export class ReceiveQueue {
   /** Takes a fresh snapshot of avail.idx. Returns how many heads are available. */
   beginBurst(): number {
     if (this.broken) return 0;
+    if (this.ring.driverReset()) {
+      // Mid-frame (elements recorded, not published) the frame gives its chains back and
+      // endBurst() follows the reset; at a burst's start it is followed here.
+      if (this.ring.nextUsedIdx !== this.ring.publishedUsedIdx) {
+        this.available = 0;
+        return 0;
+      }
+      this.followDriverReset();
+    }
     const count = this.ring.availableCount();
     if (count < 0) {
       this.counters[Counter.availIndexJump]!++;
@@ -63,7 +77,22 @@ export class ReceiveQueue {
 
   /** Publishes what the burst placed. */
   endBurst(): void {
-    if (this.ring.publishUsed()) this.needsNotify = true;
+    // A reset between taking the buffers and publishing them: publishing would overwrite the
+    // driver's fresh used.idx.
+    if (this.ring.driverReset()) this.followDriverReset();
+    else if (this.ring.publishUsed()) this.needsNotify = true;
+  }
+
+  /** The driver reset the ring (VIRTIO_F_RING_RESET): counted, reported, and started over. */
+  private followDriverReset(): void {
+    const ring = this.ring;
+    const was = ring.publishedUsedIdx;
+    const dropped = ring.restartAfterDriverReset();
+    this.available = 0;
+    this.lastFrameAddress = -1;
+    this.counters[Counter.driverQueueResets]!++;
+    this.counters[Counter.usedDroppedByQueueReset]! += dropped;
+    this.reporter.queueError(this.queueIndex, QueueError.driverQueueReset, false, 0, was, dropped, 0);
   }
 
   /**
@@ -73,6 +102,7 @@ export class ReceiveQueue {
    */
   receive(src: ByteSpace, srcOffset: number, length: number): boolean {
     if (this.broken) return false;
+    this.lastFrameAddress = -1;
     const total = this.headerLength + length;
     const ring = this.ring;
     const chain = this.chain;
@@ -120,6 +150,8 @@ export class ReceiveQueue {
           return false;
         }
         inChain = this.writeHeader();
+        const at = this.cursorBuffer;
+        if (at < chain.count && chain.length[at]! - this.cursorOffset >= length) this.lastFrameAddress = chain.address[at]! + this.cursorOffset;
       }
       const frameDone = written === 0 ? 0 : written - this.headerLength;
       inChain += this.scatter(src, srcOffset + frameDone, length - frameDone);

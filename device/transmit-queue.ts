@@ -52,6 +52,8 @@ export class TransmitQueue {
   beforePublish: ((ring: Vring) => void) | null = null;
   private readonly chain: DescriptorChain;
   private readonly frame: TxFrame;
+  /** Guest address of the last counted chain's first buffer (see Counter.vnetHeaderSharedWithPrevious). */
+  private previousHeaderAddress = -1;
 
   constructor(
     memory: GuestMemory,
@@ -174,6 +176,7 @@ export class TransmitQueue {
   /** Chains the driver made available, or -1 when avail.idx jumped (the ring is then broken). */
   private availableChains(): number {
     const ring = this.ring;
+    if (ring.driverReset()) this.followDriverReset();
     const available = ring.availableCount();
     if (available < 0) {
       this.counters[Counter.availIndexJump]!++;
@@ -189,8 +192,25 @@ export class TransmitQueue {
     this.breakRing(error, head, chain.errorDescriptor, chain.errorAddress, chain.errorLength);
   }
 
+  /** The driver reset the ring (VIRTIO_F_RING_RESET): counted, reported, and started over. */
+  private followDriverReset(): void {
+    const ring = this.ring;
+    const was = ring.publishedUsedIdx;
+    const dropped = ring.restartAfterDriverReset();
+    this.previousHeaderAddress = -1;
+    this.counters[Counter.driverQueueResets]!++;
+    this.counters[Counter.usedDroppedByQueueReset]! += dropped;
+    this.reporter.queueError(this.queueIndex, QueueError.driverQueueReset, false, 0, was, dropped, 0);
+  }
+
   private publish(): void {
     const ring = this.ring;
+    // A reset between taking the chains and publishing them: publishing would overwrite the
+    // driver's fresh used.idx.
+    if (ring.driverReset()) {
+      this.followDriverReset();
+      return;
+    }
     if (this.beforePublish !== null && ring.nextUsedIdx !== ring.publishedUsedIdx) this.beforePublish(ring);
     this.needsNotify = ring.publishUsed() || this.needsNotify;
   }
@@ -201,6 +221,9 @@ export class TransmitQueue {
     counters[Counter.descriptorsPerChain + descriptorBucket(buffers)]!++;
     if (this.chain.indirect) counters[Counter.indirectChains]!++;
     if (firstLength === headerLength) counters[Counter.vnetHeaderAlone]!++;
+    const headerAddress = this.chain.address[0]!;
+    if (headerAddress === this.previousHeaderAddress) counters[Counter.vnetHeaderSharedWithPrevious]!++;
+    this.previousHeaderAddress = headerAddress;
     if (firstLength < headerLength + ETHERNET_HEADER_LENGTH && this.frame.length >= ETHERNET_HEADER_LENGTH) {
       counters[Counter.ethernetHeaderNotWithVnetHeader]!++;
     }

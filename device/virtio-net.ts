@@ -20,6 +20,8 @@ export interface VirtioNetOptions {
   readonly pcapPath: string | null;
   /** Verify test frames on the transmitq (docs/test-frame.md). */
   readonly verify: boolean;
+  /** Offer VIRTIO_F_RING_RESET (see FeatureBit.ringReset): AF_XDP zero-copy binds need it. */
+  readonly ringReset?: boolean;
   /** Counts that survive a kill (datapath/state-file.ts); one queue pair, one worker. */
   readonly statePath?: string | null;
   /** A queue error: logged by the caller; `fatal` means the device now needs a reset. */
@@ -81,6 +83,7 @@ export class VirtioNet implements VhostUserDevice {
       FeatureBit.ringEventIdx,
     ];
     if (options.queuePairs > 1) bits.push(FeatureBit.netMq);
+    if (options.ringReset === true) bits.push(FeatureBit.ringReset);
     this.features = featureMask(...bits);
   }
 

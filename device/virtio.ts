@@ -31,6 +31,12 @@ export const FeatureBit = {
   /** vhost-user's own bit in the device feature word (not virtio's). */
   vhostUserProtocolFeatures: 30,
   version1: 32,
+  /**
+   * The driver may reset one queue (virtio 1.2 2.6.1). Offered only on request (--ring-reset):
+   * the device infers a reset from the ring (Vring.driverReset), frames in flight at that
+   * moment are dropped, and a ring resize (a new ring elsewhere in memory) is never seen.
+   */
+  ringReset: 40,
 } as const;
 
 /** `2 ** bit` as a number, so feature words stay plain numbers (all our bits are < 53). */

@@ -99,6 +99,14 @@ export class Vring {
   private signalled = false;
   /** What starting with an inflight region found; null without one. */
   recovery: InflightRecovery | null = null;
+  /**
+   * VIRTIO_F_RING_RESET was negotiated: the driver may reset this queue on its own (virtio 1.2
+   * 2.6.1). A vhost-user frontend tells the backend nothing of it (QEMU up to 10.2 acts on a
+   * queue reset only for a tap peer), so the device infers it from the ring itself: Linux's
+   * virtqueue_reset() keeps the ring memory and zeroes avail.idx and used.idx, and used.idx is
+   * otherwise written by the device alone. See driverReset().
+   */
+  followsDriverResets = false;
 
   private constructor(memory: GuestMemory, addresses: VringAddresses, descRegion: number, avail: Uint16Array, used16: Uint16Array, used32: Uint32Array, eventIdx: boolean, base: number) {
     this.size = addresses.size;
@@ -207,6 +215,35 @@ export class Vring {
   availableCount(): number {
     const count = (Atomics.load(this.avail, 1) - this.lastAvailIdx) & 0xffff;
     return count > this.size ? -1 : count;
+  }
+
+  /**
+   * Whether the driver reset the ring since the device last published: used.idx reads 0 where
+   * the device had published something else. Only with followsDriverResets; without it a
+   * rewritten used.idx is the driver's own corruption of its ring, which the device ignores.
+   */
+  driverReset(): boolean {
+    return this.followsDriverResets && this.usedIdx !== 0 && Atomics.load(this.used16, 1) === 0;
+  }
+
+  /**
+   * Starts the ring over after a driver's reset, as a fresh queue: the next avail slot is 0,
+   * nothing is published, and the first publish notifies. Used elements recorded and not yet
+   * published are dropped (their buffers went back to the driver with the reset); returns how
+   * many. Inflight marks, if the frontend keeps a region, are cleared with them.
+   */
+  restartAfterDriverReset(): number {
+    const dropped = this.pendingUsed;
+    this.pendingUsed = 0;
+    this.lastAvailIdx = 0;
+    this.usedIdx = 0;
+    this.signalled = false;
+    const inflight = this.inflight;
+    if (inflight !== null) {
+      for (let head = 0; head < this.size; head++) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
+      Atomics.store(this.inflight16!, 7, 0);
+    }
+    return dropped;
   }
 
   /** The next available head (unchecked: DescriptorChain validates it). */

@@ -25,6 +25,8 @@ export interface ZcnicDeviceOptions {
   poll?: boolean;
   /** Verify every transmitted test frame. */
   verify?: boolean;
+  /** Offer VIRTIO_F_RING_RESET (zcnic device --ring-reset). */
+  ringReset?: boolean;
   /** Write every frame to this pcap file. */
   pcap?: string;
   /** More `zcnic device` arguments (e.g. --workers 2). */
@@ -55,6 +57,7 @@ export function zcnicArgs(o: ZcnicDeviceOptions): string[] {
   if (o.queues !== undefined) args.push('--queues', String(o.queues));
   if (o.poll) args.push('--poll');
   if (o.verify) args.push('--verify');
+  if (o.ringReset) args.push('--ring-reset');
   if (o.pcap !== undefined) args.push('--pcap', o.pcap);
   if (o.extraArgs) args.push(...o.extraArgs);
   return args;

@@ -49,6 +49,12 @@ export interface QemuOptions {
   firmwareDirs?: readonly string[];
   /** This QEMU runs vhost-user with MSI-X under TCG (10.0 does; 7.2 segfaults, see the header). */
   msixUnderTcg?: boolean;
+  /**
+   * The NIC negotiates VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on, no vIOMMU: addresses stay
+   * guest-physical, QEMU sends no IOTLB messages and adds the bit itself), so virtio_net uses the
+   * DMA API, which its AF_XDP zero-copy needs (virtqueue_dma_dev() is NULL without it).
+   */
+  accessPlatform?: boolean;
 }
 
 const KTAP_PORT_NAME = 'org.zcnic.ktap';
@@ -113,6 +119,7 @@ export function qemuArgs(o: QemuOptions): string[] {
     let dev = 'virtio-net-pci,netdev=n0';
     if (o.mac !== undefined) dev += `,mac=${o.mac}`;
     if (queues > 1) dev += ',mq=on';
+    if (o.accessPlatform === true) dev += ',iommu_platform=on';
     dev += useIntx ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
     // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
     dev += ',romfile=';

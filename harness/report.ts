@@ -51,6 +51,8 @@ export interface RunResults {
   kernelRelease: string;
   /** Which QEMU ran the guest. */
   qemu: string;
+  /** The guest's vCPUs. */
+  cpus: number;
   suites: string[];
   /** ISO 8601 time the run started. */
   startedAt: string;
@@ -354,7 +356,7 @@ export function terminalTable(run: RunResults, opts: TerminalOptions = {}): stri
   const colored = c.failed > 0 ? paint(ANSI.red, summary) : paint(ANSI.green, summary);
   lines.push('');
   lines.push(
-    `${colored} in ${formatDuration(run.durationMs)}; ${run.accel}${run.accelReason ? ` (${oneLine(run.accelReason)})` : ''}, kernel ${run.kernelRelease}, ${oneLine(run.qemu)}`,
+    `${colored} in ${formatDuration(run.durationMs)}; ${run.accel}${run.accelReason ? ` (${oneLine(run.accelReason)})` : ''}, kernel ${run.kernelRelease}, ${run.cpus} vCPU${run.cpus > 1 ? 's' : ''}, ${oneLine(run.qemu)}`,
   );
   for (const line of attemptLines(run)) lines.push(paint(ANSI.yellow, oneLine(line)));
   return `${lines.join('\n')}\n`;

@@ -289,6 +289,7 @@ export class Datapath implements QueueErrorReporter {
     }
     const ring = Vring.create(memory, start.addresses, eventIdx, start.base, inflight);
     if (typeof ring === 'string') return ring;
+    ring.followsDriverResets = hasFeature(start.features, FeatureBit.ringReset);
     const recovery = ring.recovery;
     if (recovery && !recovery.fresh) {
       this.event(

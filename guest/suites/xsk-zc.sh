@@ -46,7 +46,29 @@
 # On the copy path (a packet socket: packet_snd() allocates a linear skb for anything under a
 # page and copies the user's bytes into it) the same push leaves header and frame side by side
 # in the skb head: one direct descriptor.
-ZCNIC_TESTS="zc-proof-xsk zc-proof-af-packet zc-proof-xsk-shifted-map shape-xsk-64 shape-xsk-512 shape-xsk-1024 shape-xsk-1500 shape-af-packet-64 shape-af-packet-512 shape-af-packet-1024 shape-af-packet-1500 strict-xsk strict-xsk-complete-empty strict-af-packet"
+#
+# Native AF_XDP zero-copy (virtio_net 6.13+; the NIC from `zcnic run --xsk-zero-copy`), xdpsock
+# with native XDP and XDP_ZEROCOPY, the umem's pages given to the device as the map:
+#   native-zc-tx        txonly: every frame read from the start of its umem chunk
+#                       (zeroCopyProven 1.000), in the native zero-copy chain shape (below)
+#   native-zc-rx        rxdrop: the driver posts umem frames as receive buffers, so the device
+#                       writes every frame into the umem itself (rxZeroCopyProven 1.000), and
+#                       xdpsock verifies every one of them
+#   native-zc-l2fwd     both: each frame received into the umem goes back out from there
+#   native-copy-rx      the control: the same rxdrop bound with XDP_COPY, where the kernel
+#                       copies from its own buffers into the umem: rxZeroCopyProven 0.000
+# What the driver does (drivers/net/virtio_net.c, 7.3): binding the pool needs the DMA API
+# (VIRTIO_F_ACCESS_PLATFORM; virtqueue_dma_dev() is NULL without it: EINVAL) and resets the
+# queue pair (virtqueue_reset(): VIRTIO_F_RING_RESET, ENOENT without it), which the device
+# follows (Vring.driverReset). Receive: virtnet_add_recvbuf_xsk() posts each umem frame at its
+# data address (chunk + XDP_PACKET_HEADROOM) minus the virtio-net header's length, one
+# descriptor, so the header lands in the headroom and the frame at chunk + 256. Transmit:
+# virtnet_xsk_xmit_one() posts [the one header mapped at bind time][the umem frame]: two
+# buffers, in an indirect table as for any multi-buffer chain, the header alone in the first
+# and at the same address for every frame (chainShapes.vnetHeaderShared counts chains whose
+# header address is the previous chain's: all but the first). Generic (SKB) mode pushes a
+# header into each skb's own headroom instead.
+ZCNIC_TESTS="zc-proof-xsk zc-proof-af-packet zc-proof-xsk-shifted-map shape-xsk-64 shape-xsk-512 shape-xsk-1024 shape-xsk-1500 shape-af-packet-64 shape-af-packet-512 shape-af-packet-1024 shape-af-packet-1500 strict-xsk strict-xsk-complete-empty strict-af-packet native-zc-tx native-zc-rx native-zc-l2fwd native-copy-rx"
 
 . "$ZCNIC_SUITES_DIR/lib/seeds.sh"
 
@@ -320,4 +342,125 @@ test_strict_af_packet() {
 	check_eq "device linearHeaderViolations" "$chainShapes_linearHeaderViolations" 0
 	check_verified "$count" 64
 	checks_done "strict device, AF_PACKET"
+}
+
+# Native zero-copy: frames per test, the receivers' umem (2048 chunks of 2 KiB, 1024 pages in
+# the map) and where the kernel puts a received frame in its chunk.
+NATIVE_COUNT=20000
+NATIVE_RX_COUNT=2000
+NATIVE_RX_OPTS="--ring 2048 --frames 2048 -f 2048"
+NATIVE_RX_CHUNK=2048
+XDP_PACKET_HEADROOM=256
+
+# native_zc_needs tx|rx: SKIPs, naming what is missing, where the NIC or the kernel cannot bind
+# zero-copy; a kernel that should and does not is a failure (of the test that binds).
+native_zc_needs() {
+	features=$(cat "/sys/class/net/$ZCNIC_IFACE/device/features") || fail "cannot read the NIC's negotiated features"
+	rel=$(uname -r)
+	# The features file is one character per bit, bit 0 first.
+	[ "$(echo "$features" | cut -c34)" = 1 ] || skip "the NIC did not negotiate VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on): virtio_net has no DMA device for an AF_XDP pool without it (zcnic run --xsk-zero-copy)"
+	[ "$(echo "$features" | cut -c41)" = 1 ] || skip "the NIC did not negotiate VIRTIO_F_RING_RESET: virtio_net resets the queue pair to bind an AF_XDP pool (zcnic run --xsk-zero-copy)"
+	kernel_version_ge 6 13 && return 0
+	# Older kernels: ask the kernel, and skip with its answer.
+	answer=$(xdpsock -i "$ZCNIC_IFACE" -r -N -z -C 1 -d 1 2>&1 3>&- </dev/null | grep -v '^pps ' | grep -v '^xdpsock: ready' | tail -n 1)
+	case "$answer" in
+	*'"rxFrames"'* | '') fail "kernel ${rel%%-*} < 6.13 bound an AF_XDP socket in zero-copy mode on $ZCNIC_IFACE: ${answer:-no output}" ;;
+	esac
+	skip "kernel ${rel%%-*}: virtio_net has no AF_XDP zero-copy before 6.13 (receive 6.11, transmit 6.13); the bind says: $answer"
+}
+
+# native_rx MODE(-z|-c) XDPSOCK_MODE(-r|-l): xdpsock receives NATIVE_RX_COUNT generated frames
+# with native XDP, bound MODE, its umem the device's map (frames at chunk + 256).
+native_rx() {
+	count=$NATIVE_RX_COUNT
+	# shellcheck disable=SC2086 # NATIVE_RX_OPTS is a list of options
+	xsk_start -i "$ZCNIC_IFACE" "$2" -N "$1" -C "$count" -w -d 30 $NATIVE_RX_OPTS --umem-map "$XSK_DIR/umem.map"
+	zc_map_from_file "$XSK_DIR/umem.map" "$NATIVE_RX_CHUNK" "$XDP_PACKET_HEADROOM"
+	zcnic_ctl port gen size=64 count="$count" pps=0 >/dev/null || fail "cannot start the device's generator"
+	xsk_wait 40 || XSK_FAILED=$((XSK_FAILED + 1))
+	metric rate.pps "$(json_num "$XSK_JSON" rxPps)"
+}
+
+# The device's receive-side proof and xdpsock's own count, for COUNT frames.
+native_rx_stats() { # COUNT
+	device_stats receiveq.frames zeroCopy.rxChecked zeroCopy.rxProven queueResets.followed queueResets.usedDropped transmitq.frames transmitq.bytes zeroCopy.checked zeroCopy.proven $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS chainShapes.vnetHeaderShared
+	metric rxZeroCopyProven "$(ratio "$zeroCopy_rxProven" "$zeroCopy_rxChecked")"
+	metric zeroCopy.rxChecked "$zeroCopy_rxChecked"
+	metric zeroCopy.rxProven "$zeroCopy_rxProven"
+	metric queueResets.followed "$queueResets_followed"
+	diag "receive: device receiveq.frames=$receiveq_frames rxChecked=$zeroCopy_rxChecked rxProven=$zeroCopy_rxProven; queue resets followed $queueResets_followed (used elements dropped $queueResets_usedDropped); xdpsock rxFrames=$(json_num "$XSK_JSON" rxFrames) rxVerified=$(json_num "$XSK_JSON" rxVerified)"
+	check_eq "device receiveq.frames" "$receiveq_frames" "$1"
+	check_eq "device zeroCopy.rxChecked" "$zeroCopy_rxChecked" "$1"
+	check_eq "xdpsock rxVerified" "$(json_num "$XSK_JSON" rxVerified)" "$1"
+	check_eq "xdpsock rxCorrupt" "$(json_num "$XSK_JSON" rxCorrupt)" 0
+}
+
+test_native_zc_tx() {
+	seeds_setup
+	native_zc_needs tx
+	count=$NATIVE_COUNT
+	metric rate.mode txonly-zc
+	metric rate.size "$ZC_SIZE"
+	xsk_start -i "$ZCNIC_IFACE" -t -N -z -C "$count" -s "$ZC_SIZE" -f "$ZC_CHUNK" --frames "$ZC_FRAMES" \
+		--umem-map "$XSK_DIR/umem.map" --wait-file "$XSK_DIR/go"
+	zc_map_from_file "$XSK_DIR/umem.map" "$ZC_CHUNK" 0
+	: >"$XSK_DIR/go"
+	xsk_wait 30 || XSK_FAILED=$((XSK_FAILED + 1))
+	metric rate.pps "$(json_num "$XSK_JSON" txPps)"
+	device_wait transmitq.frames "$count" 30
+	device_stats transmitq.frames transmitq.bytes zeroCopy.checked zeroCopy.proven queueResets.followed $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS chainShapes.vnetHeaderShared
+	metric zeroCopyProven "$(ratio "$zeroCopy_proven" "$zeroCopy_checked")"
+	metric zeroCopy.proven "$zeroCopy_proven"
+	metric chain.vnetHeaderShared "$chainShapes_vnetHeaderShared"
+	metric queueResets.followed "$queueResets_followed"
+	check_eq "xdpsock bind" "$(json_word "$XSK_JSON" bind)" zerocopy
+	check_eq "xdpsock xdpMode" "$(json_word "$XSK_JSON" xdpMode)" native
+	check_eq "xdpsock txCompleted" "$(json_num "$XSK_JSON" txCompleted)" "$count"
+	check_verified "$count" "$ZC_SIZE"
+	check_xsk_shape "$count"
+	check_eq "header shared with the previous chain (one header for all frames)" "$chainShapes_vnetHeaderShared" $((count - 1))
+	check_eq "device zeroCopy.proven (frames read from the start of a umem chunk)" "$zeroCopy_proven" "$count"
+	checks_done "native AF_XDP zero-copy transmit"
+}
+
+test_native_zc_rx() {
+	seeds_setup
+	native_zc_needs rx
+	metric rate.mode rxdrop-zc
+	metric rate.size 64
+	native_rx -z -r
+	native_rx_stats "$count"
+	check_eq "xdpsock bind" "$(json_word "$XSK_JSON" bind)" zerocopy
+	check_eq "device zeroCopy.rxProven (frames written into umem chunks)" "$zeroCopy_rxProven" "$count"
+	check_eq "device transmitq.frames" "$transmitq_frames" 0
+	checks_done "native AF_XDP zero-copy receive"
+}
+
+test_native_zc_l2fwd() {
+	seeds_setup
+	native_zc_needs rx
+	native_zc_needs tx
+	metric rate.mode l2fwd-zc
+	metric rate.size 64
+	native_rx -z -l
+	device_wait transmitq.frames "$count" 30
+	native_rx_stats "$count"
+	check_eq "xdpsock bind" "$(json_word "$XSK_JSON" bind)" zerocopy
+	check_eq "xdpsock txCompleted" "$(json_num "$XSK_JSON" txCompleted)" "$count"
+	check_eq "device zeroCopy.rxProven (frames written into umem chunks)" "$zeroCopy_rxProven" "$count"
+	check_verified "$count" 64
+	check_eq "device zeroCopy.proven (each frame sent back from the chunk it arrived in)" "$zeroCopy_proven" "$count"
+	checks_done "native AF_XDP zero-copy l2fwd"
+}
+
+test_native_copy_rx() {
+	seeds_setup
+	native_zc_needs rx
+	metric rate.mode rxdrop-native-copy
+	metric rate.size 64
+	native_rx -c -r
+	native_rx_stats "$count"
+	check_eq "xdpsock bind" "$(json_word "$XSK_JSON" bind)" copy
+	check_eq "device zeroCopy.rxProven with XDP_COPY (must be 0: the kernel's own buffers)" "$zeroCopy_rxProven" 0
+	checks_done "native AF_XDP copy-mode receive (the proof's control)"
 }

@@ -45,6 +45,7 @@ const run: RunResults = {
   accelReason: 'KVM unusable: QEMU: KVM internal error. Suberror: 1',
   kernelRelease: '6.12.117+deb12-amd64',
   qemu: 'qemu-system-x86_64 on PATH',
+  cpus: 2,
   suites: ['smoke', 'xsk'],
   startedAt: '2026-11-22T00:00:00.000Z',
   durationMs: 64_000,

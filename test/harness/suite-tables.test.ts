@@ -13,6 +13,7 @@ test('a rate table per size and mode, and a headline table per suite', () => {
     accelReason: '',
     kernelRelease: '6.12',
     qemu: 'qemu-system-x86_64 on PATH',
+    cpus: 1,
     suites: ['xsk-zc', 'cpumap'],
     startedAt: '',
     durationMs: 1,

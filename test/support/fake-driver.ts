@@ -159,6 +159,16 @@ export class FakeQueue {
     this.guest.setU16(this.availAddr + 2, this.availIdx);
   }
 
+  /**
+   * What Linux's virtqueue_reset() does to a split ring it keeps (virtqueue_reset_split): the
+   * same memory, avail and used flags, indexes and event fields zeroed, descriptors left as
+   * they were.
+   */
+  resetRing(): void {
+    this.availIdx = 0;
+    for (const at of [this.availAddr, this.availAddr + 2, this.availAddr + 4 + 2 * this.size, this.usedAddr, this.usedAddr + 2, this.usedAddr + 4 + 8 * this.size]) this.guest.setU16(at, 0);
+  }
+
   /** Sets avail.idx directly (hostile tests). */
   setAvailIdx(value: number): void {
     this.availIdx = value & 0xffff;

@@ -125,3 +125,12 @@ need_iface() {
 iface_stat() {
 	cat "/sys/class/net/$ZCNIC_IFACE/statistics/$1"
 }
+
+# kernel_version_ge MAJOR MINOR: whether `uname -r` is at least MAJOR.MINOR.
+kernel_version_ge() {
+	rel=$(uname -r)
+	maj=${rel%%.*}
+	rest=${rel#*.}
+	min=${rest%%[!0-9]*}
+	[ "$maj" -gt "$1" ] || { [ "$maj" -eq "$1" ] && [ "$min" -ge "$2" ]; }
+}

@@ -165,12 +165,3 @@ now_cs() {
 	cs=${cs#"${cs%%[!0]*}"}
 	echo "${cs:-0}"
 }
-
-# kernel_version_ge MAJOR MINOR: whether `uname -r` is at least MAJOR.MINOR.
-kernel_version_ge() {
-	rel=$(uname -r)
-	maj=${rel%%.*}
-	rest=${rel#*.}
-	min=${rest%%[!0-9]*}
-	[ "$maj" -gt "$1" ] || { [ "$maj" -eq "$1" ] && [ "$min" -ge "$2" ]; }
-}
