@@ -3,12 +3,11 @@
  * pairs are spread over datapath workers, and its counters. Transports (the vhost-user server
  * today) drive it through VhostUserDevice; the control API reads stats and switches ports.
  */
-import type { MemoryRegion, VhostUserDevice, VirtqueueSetup } from 'vfio-user-ts';
+import { FeatureBit, featureMask, type MemoryRegion, type VhostUserDevice, type VirtqueueSetup } from 'vfio-user-ts';
 import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
-import { FeatureBit, featureMask } from './virtio.js';
 
 export interface VirtioNetOptions {
   readonly queuePairs: number;

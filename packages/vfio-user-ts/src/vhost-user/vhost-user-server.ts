@@ -12,14 +12,15 @@
  * drive the same interface.
  */
 import { readlinkSync } from 'node:fs';
-import { checkRegions, MemoryTable, type MemoryRegion } from '../memory-table.js';
-import { RateLimitedLog, type LogSink } from '../rate-limited-log.js';
-import * as sys from '../sys.js';
-import type { UnixStreamConnection } from '../unix-socket.js';
+import { checkRegions, MemoryTable, type MemoryRegion } from '../core/memory-table.js';
+import { RateLimitedLog, type LogSink } from '../core/rate-limited-log.js';
+import * as sys from '../core/sys.js';
+import type { UnixStreamConnection } from '../core/unix-socket.js';
+import { DeviceStatus, featuresWithin, hasFeature } from '../core/virtio.js';
 import { ConnectingSource, ListeningSource, type ConnectionSource } from './connection-source.js';
 import { MessageChannel } from './message-channel.js';
 import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
-import { HeaderFlags, INFLIGHT_SIZE, inflightQueueBytes, MAX_MEM_REGIONS, ProtocolFeature, Request, requestName } from './protocol.js';
+import { HeaderFlags, INFLIGHT_SIZE, inflightQueueBytes, MAX_MEM_REGIONS, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, requestName } from './protocol.js';
 
 /** Everything a device needs to run one virtqueue. Addresses are guest-physical. */
 export interface VirtqueueSetup {
@@ -88,9 +89,6 @@ function isEventfd(fd: number): boolean {
   }
 }
 
-/** The vhost-user bit in the device feature word that enables protocol features. */
-export const PROTOCOL_FEATURES_BIT = 30;
-
 const OFFERED_PROTOCOL_FEATURES =
   2 ** ProtocolFeature.mq +
   2 ** ProtocolFeature.replyAck +
@@ -125,16 +123,6 @@ function u64Payload(value: number): Uint8Array {
   view.setUint32(0, value % 4294967296, true);
   view.setUint32(4, Math.floor(value / 4294967296), true);
   return bytes;
-}
-
-function bitSet(word: number, bit: number): boolean {
-  return Math.floor(word / 2 ** bit) % 2 === 1;
-}
-
-/** True when every bit of `subset` is set in `set`. */
-function isSubset(subset: number, set: number): boolean {
-  for (let bit = 0; bit < 53; bit++) if (bitSet(subset, bit) && !bitSet(set, bit)) return false;
-  return true;
 }
 
 export interface VhostUserServerOptions {
@@ -192,7 +180,7 @@ export class VhostUserServer {
 
   /** Offered virtio features, with vhost-user's protocol-features bit. */
   get offeredFeatures(): number {
-    return bitSet(this.device.features, PROTOCOL_FEATURES_BIT) ? this.device.features : this.device.features + 2 ** PROTOCOL_FEATURES_BIT;
+    return hasFeature(this.device.features, PROTOCOL_FEATURES_BIT) ? this.device.features : this.device.features + 2 ** PROTOCOL_FEATURES_BIT;
   }
 
   get connected(): boolean {
@@ -274,7 +262,7 @@ export class VhostUserServer {
       return;
     }
     const validated = validateMessage(raw, { queueCount: this.vrings.length, maxRegions: MAX_MEM_REGIONS });
-    const wantsAck = (raw.flags & HeaderFlags.needReply) !== 0 && bitSet(this.protocolFeatures, ProtocolFeature.replyAck);
+    const wantsAck = (raw.flags & HeaderFlags.needReply) !== 0 && hasFeature(this.protocolFeatures, ProtocolFeature.replyAck);
     if (!validated.ok) {
       for (const fd of raw.fds) sys.close(fd);
       return this.refuse(channel, raw.request, wantsAck, validated.error);
@@ -312,7 +300,7 @@ export class VhostUserServer {
           case Request.getQueueNum:
             return { reply: u64Payload(this.device.queuePairs), error: null };
           case Request.getStatus:
-            return { reply: u64Payload(this.status | (this.device.needsReset ? 0x40 : 0)), error: null };
+            return { reply: u64Payload(this.status | (this.device.needsReset ? DeviceStatus.needsReset : 0)), error: null };
           case Request.setOwner:
             return ok;
           default: // RESET_OWNER, RESET_DEVICE
@@ -393,12 +381,12 @@ export class VhostUserServer {
   private async applyU64(request: number, value: number): Promise<{ error: string | null }> {
     switch (request) {
       case Request.setFeatures:
-        if (!isSubset(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
+        if (!featuresWithin(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
         this.features = value;
         this.featuresSet = true;
         return { error: await this.startAllReady() };
       case Request.setProtocolFeatures:
-        if (!isSubset(value, OFFERED_PROTOCOL_FEATURES)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
+        if (!featuresWithin(value, OFFERED_PROTOCOL_FEATURES)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
         this.protocolFeatures = value;
         return { error: null };
       case Request.setStatus:
@@ -502,7 +490,7 @@ export class VhostUserServer {
   /** Starts vring `index` if the protocol has given it everything; null or why it cannot run. */
   private async startIfReady(index: number): Promise<string | null> {
     const vring = this.vrings[index]!;
-    const enabled = vring.enabled || !bitSet(this.features, PROTOCOL_FEATURES_BIT);
+    const enabled = vring.enabled || !hasFeature(this.features, PROTOCOL_FEATURES_BIT);
     if (vring.running || !vring.started || !enabled || !vring.hasAddresses || vring.size === 0 || !this.memory || !this.featuresSet) return null;
     const memory = this.memory;
     const descAddr = memory.guestAddrOfUserRange(vring.desc, 16 * vring.size);
