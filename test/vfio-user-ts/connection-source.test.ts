@@ -14,12 +14,12 @@ import {
   VhostUserServer,
   type MemoryRegion,
   type UnixStreamConnection,
-  type VhostUserDevice,
+  type VirtioDevice,
   type VirtqueueSetup,
 } from 'vfio-user-ts';
 import { VhostUserClient } from 'vfio-user-ts/vhost-user-frontend';
 
-class QuietDevice implements VhostUserDevice {
+class QuietDevice implements VirtioDevice {
   readonly features = featureMask(FeatureBit.version1);
   readonly queuePairs = 2;
   needsReset = false;

@@ -19,7 +19,7 @@ import {
   VERSION,
   VhostUserServer,
   type MemoryRegion,
-  type VhostUserDevice,
+  type VirtioDevice,
   type VirtqueueSetup,
 } from 'vfio-user-ts';
 import { encodeHeader, VhostUserClient, VhostUserError } from 'vfio-user-ts/vhost-user-frontend';
@@ -47,7 +47,7 @@ type Call =
   | { op: 'reset' }
   | { op: 'releaseMemory' };
 
-class FakeDevice implements VhostUserDevice {
+class FakeDevice implements VirtioDevice {
   readonly features = DEVICE_FEATURES;
   readonly queuePairs = 1;
   needsReset = false;

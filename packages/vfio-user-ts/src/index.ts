@@ -10,6 +10,7 @@ export * from './core/memory-table.js';
 export * from './core/guest-memory.js';
 export * from './core/rate-limited-log.js';
 export * from './core/virtio.js';
+export * from './core/virtio-device.js';
 export * from './vhost-user/protocol.js';
 export * from './vhost-user/message-validator.js';
 export * from './vhost-user/message-channel.js';

@@ -8,7 +8,7 @@
  * closed with one log line saying what was wrong. Each refusal and each disconnect the frontend
  * caused is also counted by reason (protocolErrorCounts()), for the device's stats.
  *
- * The device behind it is transport-independent (VhostUserDevice); a vfio-user server would
+ * The device behind it is transport-independent (VirtioDevice); a vfio-user server would
  * drive the same interface.
  */
 import { readlinkSync } from 'node:fs';
@@ -16,32 +16,12 @@ import { checkRegions, MemoryTable, type MemoryRegion } from '../core/memory-tab
 import { RateLimitedLog, type LogSink } from '../core/rate-limited-log.js';
 import * as sys from '../core/sys.js';
 import type { UnixStreamConnection } from '../core/unix-socket.js';
+import type { VirtioDevice, VirtqueueSetup } from '../core/virtio-device.js';
 import { DeviceStatus, featuresWithin, hasFeature } from '../core/virtio.js';
 import { ConnectingSource, ListeningSource, type ConnectionSource } from './connection-source.js';
 import { MessageChannel } from './message-channel.js';
 import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
 import { HeaderFlags, INFLIGHT_SIZE, inflightQueueBytes, MAX_MEM_REGIONS, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, requestName } from './protocol.js';
-
-/** Everything a device needs to run one virtqueue. Addresses are guest-physical. */
-export interface VirtqueueSetup {
-  readonly size: number;
-  readonly descAddr: number;
-  readonly availAddr: number;
-  readonly usedAddr: number;
-  /** First avail index to process. */
-  readonly base: number;
-  readonly kickFd: number;
-  /** -1: the frontend wants no interrupts. */
-  readonly callFd: number;
-  /** The negotiated virtio features. */
-  readonly features: number;
-  /**
-   * The frontend's inflight region for this queue (INFLIGHT_SHMFD), or null. `fd` is valid
-   * only during startQueue: map [mapOffset, mapOffset + mapSize) of it then; this queue's part
-   * starts `queueOffset` bytes into that mapping.
-   */
-  readonly inflight?: { readonly fd: number; readonly mapOffset: number; readonly mapSize: number; readonly queueOffset: number } | null;
-}
 
 /** The inflight region the frontend gave (SET_INFLIGHT_FD) or we made (GET_INFLIGHT_FD). */
 interface InflightRegion {
@@ -50,26 +30,6 @@ interface InflightRegion {
   mmapSize: number;
   queues: number;
   queueSize: number;
-}
-
-/** The device a transport serves. */
-export interface VhostUserDevice {
-  /** Virtio feature bits offered (< 2^53). */
-  readonly features: number;
-  /** Queue pairs (what GET_QUEUE_NUM reports for a net device). */
-  readonly queuePairs: number;
-  /** Maps a new memory table (the regions' fds stay open until this resolves). */
-  setMemory(regions: readonly MemoryRegion[]): Promise<string | null>;
-  /** Starts a virtqueue; resolves to null or why it cannot run. */
-  startQueue(index: number, setup: VirtqueueSetup): Promise<string | null>;
-  /** Stops a virtqueue; resolves to the avail index to resume from. */
-  stopQueue(index: number): Promise<number>;
-  /** DEVICE_NEEDS_RESET: set when a ring broke the rules, cleared by a reset. */
-  readonly needsReset: boolean;
-  /** Device reset (RESET_OWNER, RESET_DEVICE, status 0, disconnect): forget ring errors. */
-  reset(): void;
-  /** The frontend is gone: unmap its memory. */
-  releaseMemory(): Promise<void>;
 }
 
 /** Distinct refusal reasons counted; later new ones are counted as 'other'. */
@@ -133,7 +93,7 @@ export interface VhostUserServerOptions {
   readonly socketPath?: string;
   readonly connectPath?: string;
   readonly source?: ConnectionSource;
-  readonly device: VhostUserDevice;
+  readonly device: VirtioDevice;
   readonly log: LogSink;
   /** Log every message (request and decoded fields) as it arrives. */
   readonly trace?: boolean;
@@ -141,7 +101,7 @@ export interface VhostUserServerOptions {
 
 export class VhostUserServer {
   private readonly source: ConnectionSource;
-  private readonly device: VhostUserDevice;
+  private readonly device: VirtioDevice;
   private readonly log: RateLimitedLog;
   private channel: MessageChannel | null = null;
   private readonly vrings: VringState[];
