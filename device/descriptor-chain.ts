@@ -8,9 +8,8 @@
  *
  * A walk fills preallocated arrays (one slot per buffer), so resolving a chain allocates nothing.
  */
-import type { GuestMemory } from 'vfio-user-ts';
+import { DescFlags, type GuestMemory } from 'vfio-user-ts';
 import type { Vring } from './vring.js';
-import { DescFlags } from './virtio.js';
 
 /** Why a chain was refused. 0 means it was fine. */
 export const ChainError = {

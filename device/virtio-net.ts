@@ -1,14 +1,13 @@
 /**
  * The virtio-net device as the control plane sees it: which features it offers, how its queue
  * pairs are spread over datapath workers, and its counters. Transports (the vhost-user server
- * today) drive it through VhostUserDevice; the control API reads stats and switches ports.
+ * today) drive it through VirtioDevice; the control API reads stats and switches ports.
  */
-import type { MemoryRegion, VhostUserDevice, VirtqueueSetup } from 'vfio-user-ts';
+import { FeatureBit, featureMask, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
 import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
-import { FeatureBit, featureMask } from './virtio.js';
 
 export interface VirtioNetOptions {
   readonly queuePairs: number;
@@ -49,7 +48,7 @@ export interface DeviceStats extends DeviceCounters {
   heap: { usedBytes: number; datapathUsedBytes: number; datapathCollections: number };
 }
 
-export class VirtioNet implements VhostUserDevice {
+export class VirtioNet implements VirtioDevice {
   readonly features: number;
   readonly queuePairs: number;
   needsReset = false;

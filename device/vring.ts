@@ -9,7 +9,7 @@
  * before it are visible before the index that publishes them.
  */
 import type { GuestMemory } from 'vfio-user-ts';
-import { RingFlags } from './virtio.js';
+import { RingFlags } from 'vfio-user-ts';
 
 export interface VringAddresses {
   /** Queue size: a power of two, 1..32768. */

@@ -3,7 +3,8 @@
  * notices our last disconnect asynchronously, so a connection made right after one closed may
  * be turned away (closed before any reply): that is retried, not counted against the backend.
  */
-import { FrontendSession, VhostUserClient, VhostUserError, isSysError, type FrontendSessionOptions } from 'vfio-user-ts';
+import { isSysError } from 'vfio-user-ts';
+import { FrontendSession, VhostUserClient, VhostUserError, type FrontendSessionOptions } from 'vfio-user-ts/vhost-user-frontend';
 
 const ATTEMPTS = 60;
 

@@ -1,8 +1,8 @@
 /**
  * Where things live in the fuzzer's guest RAM (one region, one memfd per connection) and the
- * virtio numbers the cases are built from. The rings come first (FrontendSession allocates them
- * from the region's start); hostile buffers, the valid frames that feed a receive case, and
- * indirect tables each have an area of their own after them.
+ * sizes the cases are built from; virtio's own numbers come from vfio-user-ts. The rings come
+ * first (FrontendSession allocates them from the region's start); hostile buffers, the valid
+ * frames that feed a receive case, and indirect tables each have an area of their own after them.
  */
 
 /** Guest-physical address of the region (FrontendSession's default). */
@@ -30,16 +30,8 @@ export const QUEUE_SIZES = [1, 2, 16, 64, 256, 1024] as const;
 export const RECEIVEQ = 0;
 export const TRANSMITQ = 1;
 
-/** Descriptor flags (virtio 1.2 2.7.5). */
-export const F_NEXT = 1;
-export const F_WRITE = 2;
-export const F_INDIRECT = 4;
-
 /** The device's largest frame (device/tx-frame.ts MAX_FRAME_LENGTH). */
 export const MAX_FRAME = 65536;
-
-/** Virtio feature bits the fuzzer negotiates or leaves out. */
-export const Bit = { mrgRxbuf: 15, indirect: 28, eventIdx: 29, version1: 32 } as const;
 
 export function indirectSlotAddress(slot: number): number {
   return INDIRECT_AREA + slot * INDIRECT_SLOT;

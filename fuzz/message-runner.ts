@@ -8,19 +8,21 @@
 import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
-  encodeHeader,
+  commonFeatures,
+  FeatureBit,
+  featureMask,
   HeaderFlags,
+  PROTOCOL_FEATURES_BIT,
   ProtocolFeature,
   Request,
   requestName,
   sys,
   VERSION,
-  VhostUserError,
   type RawMessage,
-  type VhostUserClient,
 } from 'vfio-user-ts';
+import { encodeHeader, VhostUserError, type VhostUserClient } from 'vfio-user-ts/vhost-user-frontend';
 import { connectClient } from './connect.js';
-import { Bit, GUEST_BASE, MEMORY_BYTES } from './layout.js';
+import { GUEST_BASE, MEMORY_BYTES } from './layout.js';
 import { ringUserAddresses, USER_BASE, type FdKind, type MessageCase, type MessageStep, type SetupLevel } from './message-cases.js';
 import { grown, snapshot, type Snapshot } from './snapshot.js';
 import type { Target } from './target.js';
@@ -86,25 +88,18 @@ class FdPool {
   }
 }
 
-function andBits(a: number, b: number): number {
-  let out = 0;
-  for (let bit = 0; bit < 53; bit++) if (Math.floor(a / 2 ** bit) % 2 === 1 && Math.floor(b / 2 ** bit) % 2 === 1) out += 2 ** bit;
-  return out;
-}
-
-const WANTED_FEATURES = 2 ** Bit.version1 + 2 ** Bit.mrgRxbuf + 2 ** Bit.indirect + 2 ** Bit.eventIdx;
-const PROTOCOL_FEATURES_BIT = 30;
+const WANTED_FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringIndirectDesc, FeatureBit.ringEventIdx);
 
 /** Brings a fresh connection to `level` with valid messages; returns whether REPLY_ACK is on. */
 async function setUpTo(client: VhostUserClient, offered: number, level: SetupLevel, ack: boolean, pool: FdPool): Promise<boolean> {
   if (level === 'fresh') return false;
   const offeredProtocol = await client.getProtocolFeatures();
   const wanted = (ack ? 2 ** ProtocolFeature.replyAck : 0) + 2 ** ProtocolFeature.mq + 2 ** ProtocolFeature.status;
-  await client.setProtocolFeatures(andBits(offeredProtocol, wanted));
+  await client.setProtocolFeatures(commonFeatures(offeredProtocol, wanted));
   const replyAck = client.replyAck;
   const opt = { needReply: replyAck };
   await client.setOwner(opt);
-  await client.setFeatures(andBits(offered, WANTED_FEATURES) + 2 ** PROTOCOL_FEATURES_BIT, opt);
+  await client.setFeatures(commonFeatures(offered, WANTED_FEATURES) + 2 ** PROTOCOL_FEATURES_BIT, opt);
   if (level !== 'negotiated') {
     await client.setMemTable([{ guestPhysAddr: GUEST_BASE, size: MEMORY_BYTES, userAddr: USER_BASE, mmapOffset: 0, fd: pool.make('memfd') }], opt);
     if (level === 'rings') {

@@ -4,11 +4,9 @@
  * errors that only drop a frame, after) the hostile chain, a chaos generator of random
  * descriptors biased to boundary values, and field-level mutations for coverage guidance.
  */
+import { DescFlags } from 'vfio-user-ts';
 import {
   BUFFER_AREA,
-  F_INDIRECT,
-  F_NEXT,
-  F_WRITE,
   GUEST_BASE,
   GUEST_END,
   INDIRECT_AREA,
@@ -105,12 +103,12 @@ const txKinds: RingCaseKind[] = [
       const header = b.header;
       if (b.freeDescriptors >= 2 && prng.chance(0.7)) {
         const a = b.takeDescriptors(2);
-        b.setDescriptor(a, desc(b.buffer(header), header, F_NEXT, a + 1));
-        b.setDescriptor(a + 1, desc(b.buffer(64), 64, F_NEXT, a)); // back to the first
+        b.setDescriptor(a, desc(b.buffer(header), header, DescFlags.next, a + 1));
+        b.setDescriptor(a + 1, desc(b.buffer(64), 64, DescFlags.next, a)); // back to the first
         heads.push(a);
       } else {
         const a = b.takeDescriptors(1);
-        b.setDescriptor(a, desc(b.buffer(header + 60), header + 60, F_NEXT, a)); // itself
+        b.setDescriptor(a, desc(b.buffer(header + 60), header + 60, DescFlags.next, a)); // itself
         heads.push(a);
       }
       b.publish(...heads);
@@ -129,11 +127,11 @@ const txKinds: RingCaseKind[] = [
       const heads = validTx(b, prng, 3, 2, 1);
       const n = b.size;
       const table: Desc[] = [];
-      for (let i = 0; i < n; i++) table.push(desc(b.buffer(16), 16, i < n - 1 ? F_NEXT : 0, i + 1));
+      for (let i = 0; i < n; i++) table.push(desc(b.buffer(16), 16, i < n - 1 ? DescFlags.next : 0, i + 1));
       const slot = b.table(table);
       const head = b.takeDescriptors(2);
-      b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, head + 1));
-      b.setDescriptor(head + 1, desc(indirectSlotAddress(slot), 16 * n, F_INDIRECT));
+      b.setDescriptor(head, desc(b.buffer(b.header), b.header, DescFlags.next, head + 1));
+      b.setDescriptor(head + 1, desc(indirectSlotAddress(slot), 16 * n, DescFlags.indirect));
       heads.push(head);
       b.publish(...heads);
       return b.build();
@@ -149,7 +147,7 @@ const txKinds: RingCaseKind[] = [
       const heads = validTx(b, prng, 4, 2, 1);
       const bad = outsideBuffer(prng, prng.pick([1, 16, 64, 1514]));
       const head = b.takeDescriptors(2);
-      b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, head + 1));
+      b.setDescriptor(head, desc(b.buffer(b.header), b.header, DescFlags.next, head + 1));
       b.setDescriptor(head + 1, descWords(bad.hi, bad.lo, bad.len, 0));
       heads.push(prng.chance(0.5) ? head : head + 1);
       b.publish(...heads);
@@ -181,7 +179,7 @@ const txKinds: RingCaseKind[] = [
       const heads = validTx(b, prng, 4, 1, 1);
       const bad = outsideBuffer(prng, 16 * prng.range(1, Math.min(b.size, 8)));
       const head = b.takeDescriptors(1);
-      b.setDescriptor(head, descWords(bad.hi, bad.lo, 16 * Math.ceil(bad.len / 16), F_INDIRECT));
+      b.setDescriptor(head, descWords(bad.hi, bad.lo, 16 * Math.ceil(bad.len / 16), DescFlags.indirect));
       heads.push(head);
       b.publish(...heads);
       return b.build();
@@ -197,11 +195,11 @@ const txKinds: RingCaseKind[] = [
       const heads = validTx(b, prng, 4, 1, 1);
       const inner = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const outer: Desc[] = [];
-      if (prng.chance(0.5)) outer.push(desc(b.buffer(b.header), b.header, F_NEXT, 1));
-      outer.push(desc(indirectSlotAddress(inner), 16, F_INDIRECT));
+      if (prng.chance(0.5)) outer.push(desc(b.buffer(b.header), b.header, DescFlags.next, 1));
+      outer.push(desc(indirectSlotAddress(inner), 16, DescFlags.indirect));
       const slot = b.table(outer);
       const head = b.takeDescriptors(1);
-      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16 * outer.length, F_INDIRECT));
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16 * outer.length, DescFlags.indirect));
       heads.push(head);
       b.publish(...heads);
       return b.build();
@@ -218,7 +216,7 @@ const txKinds: RingCaseKind[] = [
       const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const len = prng.pick([0, 8, 24, 17, 16 * (b.size + 1), 0xfffffff0]);
       const head = b.takeDescriptors(1);
-      b.setDescriptor(head, desc(indirectSlotAddress(slot), len, F_INDIRECT));
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), len, DescFlags.indirect));
       heads.push(head);
       b.publish(...heads);
       return b.build();
@@ -234,7 +232,7 @@ const txKinds: RingCaseKind[] = [
       const heads = validTx(b, prng, 4, 2, 1);
       const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const head = b.takeDescriptors(2);
-      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, F_INDIRECT | F_NEXT, head + 1));
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, DescFlags.indirect | DescFlags.next, head + 1));
       b.setDescriptor(head + 1, desc(b.buffer(60), 60, 0));
       heads.push(head);
       b.publish(...heads);
@@ -251,7 +249,7 @@ const txKinds: RingCaseKind[] = [
       const heads = validTx(b, prng, 4, 1, 1);
       const slot = b.table([desc(b.buffer(b.header + 60), b.header + 60, 0)]);
       const head = b.takeDescriptors(1);
-      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, F_INDIRECT));
+      b.setDescriptor(head, desc(indirectSlotAddress(slot), 16, DescFlags.indirect));
       heads.push(head);
       b.publish(...heads);
       return b.build();
@@ -292,7 +290,7 @@ const txKinds: RingCaseKind[] = [
       const b = new RingBuilder('tx-next-out-of-range', 'tx', pickSize(prng, 1));
       const heads = validTx(b, prng, 4, 1, 1);
       const head = b.takeDescriptors(1);
-      b.setDescriptor(head, desc(b.buffer(b.header), b.header, F_NEXT, prng.pick([b.size, b.size + 1, 0xffff])));
+      b.setDescriptor(head, desc(b.buffer(b.header), b.header, DescFlags.next, prng.pick([b.size, b.size + 1, 0xffff])));
       heads.push(head);
       b.publish(...heads);
       return b.build();
@@ -509,7 +507,7 @@ const rxKinds: RingCaseKind[] = [
       const heads = rxSlots(b, frames.length - 1);
       const bad = outsideBuffer(prng, 2048);
       const head = b.takeDescriptors(1);
-      b.setDescriptor(head, descWords(bad.hi, bad.lo, bad.len, F_WRITE));
+      b.setDescriptor(head, descWords(bad.hi, bad.lo, bad.len, DescFlags.write));
       heads.push(head);
       b.publish(...heads);
       b.feed(...frames);
@@ -539,8 +537,8 @@ const rxKinds: RingCaseKind[] = [
       const frames = feedFrames(prng, 3);
       const heads = rxSlots(b, frames.length - 1);
       const a = b.takeDescriptors(2);
-      b.setDescriptor(a, desc(b.buffer(16), 16, F_WRITE | F_NEXT, a + 1));
-      b.setDescriptor(a + 1, desc(b.buffer(16), 16, F_WRITE | F_NEXT, a));
+      b.setDescriptor(a, desc(b.buffer(16), 16, DescFlags.write | DescFlags.next, a + 1));
+      b.setDescriptor(a + 1, desc(b.buffer(16), 16, DescFlags.write | DescFlags.next, a));
       heads.push(a);
       b.publish(...heads);
       b.feed(...frames);
@@ -643,7 +641,7 @@ function interestingIndex(prng: Prng, g: RingGenome): number {
 
 function randomDesc(prng: Prng, g: RingGenome): Desc {
   const [hi, lo] = prng.chance(0.6) ? [0, BUFFER_AREA + 16 * prng.int(1024)] : interestingAddress(prng, g);
-  const flags = prng.chance(0.1) ? prng.int(0x10000) : prng.pick([0, F_NEXT, F_WRITE, F_NEXT | F_WRITE, F_INDIRECT, F_INDIRECT | F_NEXT, F_INDIRECT | F_WRITE]);
+  const flags = prng.chance(0.1) ? prng.int(0x10000) : prng.pick([0, DescFlags.next, DescFlags.write, DescFlags.next | DescFlags.write, DescFlags.indirect, DescFlags.indirect | DescFlags.next, DescFlags.indirect | DescFlags.write]);
   return descWords(hi, lo, prng.chance(0.5) ? prng.range(0, 2048) : interestingLength(prng, g), flags, prng.chance(0.7) ? prng.int(g.size) : interestingIndex(prng, g));
 }
 
@@ -693,7 +691,7 @@ function mutateDesc(prng: Prng, g: RingGenome, d: Desc): void {
       d.len = (d.len + prng.pick([-1, 1, -16, 16])) >>> 0;
       return;
     case 4:
-      d.flags ^= prng.pick([F_NEXT, F_WRITE, F_INDIRECT, 1 << prng.int(16)]);
+      d.flags ^= prng.pick([DescFlags.next, DescFlags.write, DescFlags.indirect, 1 << prng.int(16)]);
       return;
     case 5:
       d.next = interestingIndex(prng, g);

@@ -4,12 +4,10 @@
  * replayed and mutated field by field. Addresses are guest-physical and split in two u32 words
  * so that values up to 2^64 - 1 survive exactly.
  */
+import { DescFlags } from 'vfio-user-ts';
 import {
   BUFFER_AREA,
   BUFFER_AREA_END,
-  F_INDIRECT,
-  F_NEXT,
-  F_WRITE,
   headerLength,
   INDIRECT_SLOTS,
   indirectSlotAddress,
@@ -154,7 +152,7 @@ export class RingBuilder {
   private descriptorsOf(buffers: readonly BufferSpec[], base: number): Desc[] {
     return buffers.map((b, i) => {
       const last = i === buffers.length - 1;
-      const flags = (last ? 0 : F_NEXT) | (b.writable ? F_WRITE : 0);
+      const flags = (last ? 0 : DescFlags.next) | (b.writable ? DescFlags.write : 0);
       return desc(b.addr ?? this.buffer(b.len), b.len, flags, last ? 0 : base + i + 1);
     });
   }
@@ -180,7 +178,7 @@ export class RingBuilder {
     const slot = this.table(this.descriptorsOf(buffers, 0));
     const head = this.takeDescriptors(1);
     this.chainsMade++;
-    this.setDescriptor(head, desc(indirectSlotAddress(slot), 16 * buffers.length, F_INDIRECT));
+    this.setDescriptor(head, desc(indirectSlotAddress(slot), 16 * buffers.length, DescFlags.indirect));
     return head;
   }
 

@@ -13,7 +13,9 @@
  * (descriptors, available rings), the result depends on timing: the expectation is then marked
  * uncertain and only liveness is checked.
  */
-import { F_INDIRECT, F_NEXT, F_WRITE, MAX_FRAME } from './layout.js';
+import { DescFlags } from 'vfio-user-ts';
+import { GSO_NONE, NetHeaderFlags } from '../device/net-header.js';
+import { MAX_FRAME } from './layout.js';
 
 /** Read access to the guest RAM as the driver wrote it. */
 export interface GuestView {
@@ -41,10 +43,6 @@ export interface ModelInput {
   /** Frames from the transmitq come back on the receiveq (the reflect port); else sink. */
   readonly reflect: boolean;
 }
-
-/** virtio-net header fields (virtio 1.2 5.1.6) the transmit rules look at. */
-const HDR_F_NEEDS_CSUM = 1;
-const GSO_NONE = 0;
 
 export interface Expectation {
   txFrames: number;
@@ -115,10 +113,10 @@ export function expectRings(input: ModelInput): Expectation {
     let sawWritable = false;
     for (;;) {
       const d = readDescriptor(tableGpa + 16 * index);
-      if ((d.flags & F_INDIRECT) !== 0) {
+      if ((d.flags & DescFlags.indirect) !== 0) {
         if (!input.indirect) return fail('indirectNotNegotiated');
         if (inIndirect) return fail('nestedIndirect');
-        if ((d.flags & F_NEXT) !== 0) return fail('indirectWithNext');
+        if ((d.flags & DescFlags.next) !== 0) return fail('indirectWithNext');
         if (d.len === 0 || d.len % 16 !== 0 || d.len / 16 > ring.size) return fail('indirectBadLength');
         if (!inside(d.addr, d.len)) return fail('indirectOutsideMemory');
         inIndirect = true;
@@ -130,7 +128,7 @@ export function expectRings(input: ModelInput): Expectation {
       // 2.7.5.3.1: no chain longer than the queue, indirect tables included.
       if (chain.buffers.length === ring.size) return fail('chainTooLong');
       if (!inside(d.addr, d.len)) return fail('bufferOutsideMemory');
-      const writable = (d.flags & F_WRITE) !== 0;
+      const writable = (d.flags & DescFlags.write) !== 0;
       if (writable) {
         sawWritable = true;
         chain.writable += d.len;
@@ -139,7 +137,7 @@ export function expectRings(input: ModelInput): Expectation {
         chain.readable += d.len;
       }
       chain.buffers.push([Number(d.addr), d.len, writable]);
-      if ((d.flags & F_NEXT) === 0) return chain;
+      if ((d.flags & DescFlags.next) === 0) return chain;
       if (d.next >= tableSize) return fail('nextOutOfRange');
       index = d.next;
     }
@@ -260,7 +258,7 @@ export function expectRings(input: ModelInput): Expectation {
         error('transmitq', 'txGsoNotNegotiated', `head ${head}: gso_type ${h.gsoType}`);
         continue;
       }
-      if ((h.flags & HDR_F_NEEDS_CSUM) !== 0 && !(h.csumStart < frame && h.csumStart + h.csumOffset + 2 <= frame)) {
+      if ((h.flags & NetHeaderFlags.needsCsum) !== 0 && !(h.csumStart < frame && h.csumStart + h.csumOffset + 2 <= frame)) {
         error('transmitq', 'txChecksumOutsideFrame', `head ${head}: csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
         continue;
       }

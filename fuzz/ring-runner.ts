@@ -5,10 +5,10 @@
  * disconnects, which resets the device for the next case.
  */
 import { ftruncateSync } from 'node:fs';
-import { FrontendFeatureBit, FrontendMemory, type FrontendSession, type SessionQueue } from 'vfio-user-ts';
+import { DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, ProtocolFeature } from 'vfio-user-ts';
+import { FrontendMemory, type FrontendSession, type SessionQueue } from 'vfio-user-ts/vhost-user-frontend';
 import { openSession } from './connect.js';
 import {
-  Bit,
   FEED_SLOT,
   FEED_SLOTS,
   feedSlotAddress,
@@ -46,28 +46,17 @@ export interface RingOutcome {
   readonly kinds: string[];
 }
 
-const mask = (...bits: number[]): number => bits.reduce((sum, bit) => sum + 2 ** bit, 0);
-
 /** The virtio features a genome asks for (the session adds the vhost-user protocol bit). */
 export function genomeFeatures(g: RingGenome): number {
-  const bits: number[] = [Bit.eventIdx];
-  if (g.version1) bits.push(Bit.version1);
-  if (g.mergeable) bits.push(Bit.mrgRxbuf);
-  if (g.indirect) bits.push(Bit.indirect);
-  return mask(...bits);
-}
-
-function hasBit(word: number, bit: number): boolean {
-  return Math.floor(word / 2 ** bit) % 2 === 1;
+  const bits: number[] = [FeatureBit.ringEventIdx];
+  if (g.version1) bits.push(FeatureBit.version1);
+  if (g.mergeable) bits.push(FeatureBit.netMrgRxbuf);
+  if (g.indirect) bits.push(FeatureBit.ringIndirectDesc);
+  return featureMask(...bits);
 }
 
 function ringOf(queue: SessionQueue): ModelRing {
   return { size: queue.size, descGpa: queue.descGpa, availGpa: queue.availGpa, usedGpa: queue.usedGpa };
-}
-
-/** Whether `size` is a queue size FrontendSession accepts. */
-export function validQueueSize(size: number): boolean {
-  return Number.isInteger(size) && size >= 1 && size <= 32768 && (size & (size - 1)) === 0;
 }
 
 /** Feed frames longer than a feed slot are cut to fit (the genome may say anything). */
@@ -111,7 +100,7 @@ export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'f
   if (g.side === 'rx') {
     // The transmitq carries valid frames (header + frame in one buffer), one per feed entry.
     const tx = session.queue(TRANSMITQ);
-    const header = headerLength(hasBit(session.features, Bit.version1), hasBit(session.features, Bit.mrgRxbuf));
+    const header = headerLength(hasFeature(session.features, FeatureBit.version1), hasFeature(session.features, FeatureBit.netMrgRxbuf));
     const feed = g.feed.slice(0, Math.min(FEED_SLOTS, tx.size));
     feed.forEach((length, i) => writeDesc(tx.descGpa + 16 * i, { addrLo: feedSlotAddress(i), addrHi: 0, len: header + feedLength(length, header), flags: 0, next: 0 }));
     const feedFirst = g.truncate ? Math.min(g.truncate.before, feed.length) : feed.length;
@@ -265,7 +254,7 @@ async function finishTruncation(
 }
 
 export async function runRingCase(target: Target, g: RingGenome, options: RingRunOptions): Promise<RingOutcome> {
-  if (!validQueueSize(g.size)) throw new RangeError(`ring case ${g.name}: queue size ${g.size} is not a power of two`);
+  if (!isValidQueueSize(g.size)) throw new RangeError(`ring case ${g.name}: queue size ${g.size} is not a power of two`);
   const session = await openSession({
     socketPath: target.socketPath,
     memoryBytes: MEMORY_BYTES,
@@ -279,14 +268,14 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
     const before: Snapshot | null = target.hasControl ? snapshot(await target.stats()) : null;
     const publishRest = writeCase(session, g);
     const features = session.features;
-    const mergeable = hasBit(features, FrontendFeatureBit.netMrgRxbuf);
+    const mergeable = hasFeature(features, FeatureBit.netMrgRxbuf);
     const expected = expectRings({
       mem: g.truncate ? truncatedView(session, g) : guestView(session.memory),
       tx: ringOf(session.queue(TRANSMITQ)),
       rx: ringOf(session.queue(RECEIVEQ)),
-      indirect: hasBit(features, FrontendFeatureBit.ringIndirectDesc),
+      indirect: hasFeature(features, FeatureBit.ringIndirectDesc),
       mergeable,
-      header: headerLength(hasBit(features, FrontendFeatureBit.version1), mergeable),
+      header: headerLength(hasFeature(features, FeatureBit.version1), mergeable),
       reflect: options.reflect && target.hasControl,
     });
     session.kick(RECEIVEQ);
@@ -322,14 +311,14 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
       if (Date.now() > deadline) break;
     }
     if (!expected.certain) mismatches = [];
-    if (expected.certain && mismatches.length === 0 && expected.needsReset && hasBit(session.protocolFeatures, 16)) {
+    if (expected.certain && mismatches.length === 0 && expected.needsReset && hasFeature(session.protocolFeatures, ProtocolFeature.status)) {
       // With the counters read, the error is known to have happened; without them, wait for it here.
       let status = await session.client.getStatus();
-      while ((status & 0x40) === 0 && !actual && Date.now() <= deadline) {
+      while ((status & DeviceStatus.needsReset) === 0 && !actual && Date.now() <= deadline) {
         await pause(1);
         status = await session.client.getStatus();
       }
-      if ((status & 0x40) === 0) mismatches.push(`GET_STATUS 0x${status.toString(16)} lacks DEVICE_NEEDS_RESET after a ring error`);
+      if ((status & DeviceStatus.needsReset) === 0) mismatches.push(`GET_STATUS 0x${status.toString(16)} lacks DEVICE_NEEDS_RESET after a ring error`);
     }
     const kinds = actual ? Object.keys(actual.errors).map((k) => `ring:${k}`) : [];
     return { expected, actual, txUsed, rxUsed, mismatches, kinds };

@@ -24,7 +24,7 @@ import { QueuePair } from '../queue-pair.js';
 import { describeQueueError, QUEUE_ERROR_KINDS, queueErrorNames, type QueueErrorKind, type QueueErrorReporter } from '../queue-errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import { DEFAULT_LINEAR_HEADER_REFUSAL, TransmitQueue, type LinearHeaderRefusal } from '../transmit-queue.js';
-import { FeatureBit, hasFeature } from '../virtio.js';
+import { FeatureBit, hasFeature } from 'vfio-user-ts';
 import { Vring, type InflightArea } from '../vring.js';
 import { StateFile } from './state-file.js';
 import { netHeaderLength } from '../net-header.js';

@@ -7,13 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { sys } from 'vfio-user-ts';
+import { DescFlags, FeatureBit, featureMask, sys } from 'vfio-user-ts';
 import { createCounters, describeCounters } from '../../device/counters.js';
 import { Datapath } from '../../device/datapath/datapath.js';
 import type { DatapathMode, FromDatapath } from '../../device/datapath/messages.js';
 import type { PortOptions } from '../../device/ports/port.js';
 import { TestFrameVerdict, verifyTestFrame } from '../../device/test-frame.js';
-import { DescFlags, FeatureBit, featureMask } from '../../device/virtio.js';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
 
 const FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringEventIdx, FeatureBit.ringIndirectDesc);

@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ChainError, DescriptorChain } from '../../device/descriptor-chain.js';
-import { DescFlags } from '../../device/virtio.js';
+import { DescFlags } from 'vfio-user-ts';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
 
 function setup(size = 8, indirect = true) {

@@ -8,7 +8,8 @@ import { createSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FrontendSession, VhostUserServer } from 'vfio-user-ts';
+import { VhostUserServer } from 'vfio-user-ts';
+import { FrontendSession } from 'vfio-user-ts/vhost-user-frontend';
 import { VirtioNet } from '../../device/virtio-net.js';
 import { SplitRingDriver } from '../support/vhost/split-ring-driver.js';
 

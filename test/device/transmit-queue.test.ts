@@ -6,7 +6,7 @@ import { NetHeaderFlags } from '../../device/net-header.js';
 import { describeQueueError, queueErrorNames } from '../../device/queue-errors.js';
 import { TransmitQueue } from '../../device/transmit-queue.js';
 import type { TxFrame } from '../../device/tx-frame.js';
-import { DescFlags } from '../../device/virtio.js';
+import { DescFlags } from 'vfio-user-ts';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
 
 const HEADER = 12;

@@ -5,7 +5,8 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FrontendSession, VhostUserServer } from 'vfio-user-ts';
+import { VhostUserServer } from 'vfio-user-ts';
+import { FrontendSession } from 'vfio-user-ts/vhost-user-frontend';
 import { VirtioNet } from '../../device/virtio-net.js';
 import { SplitRingDriver, type DriverBuffer } from '../support/vhost/split-ring-driver.js';
 

@@ -9,8 +9,9 @@
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { DescFlags } from 'vfio-user-ts';
 import { trafficCheck } from '../../fuzz/fuzzer.js';
-import { F_WRITE, GUEST_BASE, GUEST_END, MAX_FRAME } from '../../fuzz/layout.js';
+import { GUEST_BASE, GUEST_END, MAX_FRAME } from '../../fuzz/layout.js';
 import { messageKind, messageKinds, type MessageCase } from '../../fuzz/message-cases.js';
 import { runMessageCase } from '../../fuzz/message-runner.js';
 import { Prng } from '../../fuzz/prng.js';
@@ -119,7 +120,7 @@ hostile('ring boundary: a receive chain broken after two placed frames: both pub
   const b = new RingBuilder('rx-publish', 'rx', 16);
   const heads = [b.rxBuffers([2048]), b.rxBuffers([2048])];
   const bad = b.takeDescriptors(1);
-  b.setDescriptor(bad, descWords(0, 0x10, 2048, F_WRITE));
+  b.setDescriptor(bad, descWords(0, 0x10, 2048, DescFlags.write));
   b.publish(...heads, bad);
   b.feed(100, 200, 300);
   const outcome = await ring(b.build());

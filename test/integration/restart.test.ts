@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { HeaderFlags, inflightQueueBytes, ProtocolFeature, Request, sys, VERSION, VhostUserClient } from 'vfio-user-ts';
+import { FeatureBit, featureMask, hasFeature, HeaderFlags, inflightQueueBytes, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, sys, VERSION } from 'vfio-user-ts';
+import { VhostUserClient } from 'vfio-user-ts/vhost-user-frontend';
 import { FAULT_UNCOUNTED_VERIFIED_FRAME } from '../../device/datapath/datapath.js';
 import { parseMac, writeTestFrame } from '../../device/test-frame.js';
 import type { DeviceStats } from '../../harness/device-control.js';
@@ -44,8 +45,6 @@ const DESC = 0;
 const AVAIL = 0x1000;
 const USED = 0x2000;
 const BUFFERS = 0x4000;
-const VERSION_1 = 2 ** 32;
-const PROTOCOL_FEATURES = 2 ** 30;
 const addresses = { dstMac: parseMac('52:54:00:12:34:56'), srcMac: parseMac('52:54:00:00:00:01'), srcIp: 0x0a000001, dstIp: 0x0a000002 };
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -117,13 +116,13 @@ class Sender {
     const client = await VhostUserClient.connect(socket, { replyTimeoutMs: 5000 });
     this.client = client;
     const offered = await client.getFeatures();
-    assert.ok(Math.floor(offered / PROTOCOL_FEATURES) % 2 === 1);
+    assert.ok(hasFeature(offered, PROTOCOL_FEATURES_BIT));
     const protocol = await client.getProtocolFeatures();
     assert.is(Math.floor(protocol / 2 ** ProtocolFeature.inflightShmfd) % 2, 1, 'INFLIGHT_SHMFD offered');
     await client.setProtocolFeatures(2 ** ProtocolFeature.replyAck + 2 ** ProtocolFeature.mq + 2 ** ProtocolFeature.inflightShmfd);
     const ack = { needReply: true };
     await client.setOwner(ack);
-    await client.setFeatures(VERSION_1 + PROTOCOL_FEATURES, ack);
+    await client.setFeatures(featureMask(FeatureBit.version1, PROTOCOL_FEATURES_BIT), ack);
     await client.setMemTable([{ guestPhysAddr: GPA, size: MEMORY, userAddr: USER, mmapOffset: 0, fd: this.fd }], ack);
     if (this.inflightFd < 0) {
       client.sendRaw(Request.getInflightFd, VERSION, inflightPayload(0, 2, SIZE));

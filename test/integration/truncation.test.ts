@@ -13,7 +13,7 @@ import { ftruncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { FrontendSession } from 'vfio-user-ts';
+import type { FrontendSession } from 'vfio-user-ts/vhost-user-frontend';
 import { openSession } from '../../fuzz/connect.js';
 import { ZcnicDevice } from '../../harness/device-process.js';
 import { scratchFolderPerTest, until } from '../support/integration.js';

@@ -4,8 +4,7 @@
  * driver in another process would have written. Queues are laid out as the spec says and filled
  * descriptor by descriptor, valid or hostile.
  */
-import { GuestMemory, sys, type MemoryRegion } from 'vfio-user-ts';
-import { DescFlags } from '../../device/virtio.js';
+import { DescFlags, GuestMemory, sys, type MemoryRegion } from 'vfio-user-ts';
 import { Vring } from '../../device/vring.js';
 
 export interface FakeRegion {

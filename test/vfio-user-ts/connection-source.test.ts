@@ -7,17 +7,20 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  FeatureBit,
+  featureMask,
+  PROTOCOL_FEATURES_BIT,
   UnixStreamListener,
-  VhostUserClient,
   VhostUserServer,
   type MemoryRegion,
   type UnixStreamConnection,
-  type VhostUserDevice,
+  type VirtioDevice,
   type VirtqueueSetup,
 } from 'vfio-user-ts';
+import { VhostUserClient } from 'vfio-user-ts/vhost-user-frontend';
 
-class QuietDevice implements VhostUserDevice {
-  readonly features = 2 ** 32;
+class QuietDevice implements VirtioDevice {
+  readonly features = featureMask(FeatureBit.version1);
   readonly queuePairs = 2;
   needsReset = false;
   resets = 0;
@@ -66,7 +69,7 @@ test('client mode: waits for the frontend socket, serves it, connects again afte
     listener = UnixStreamListener.listen(path);
     const first = VhostUserClient.over(await nextConnection(listener), { replyTimeoutMs: 2000 });
     assert.is(await first.getQueueNum(), 2);
-    assert.is(await first.getFeatures(), 2 ** 32 + 2 ** 30);
+    assert.is(await first.getFeatures(), featureMask(FeatureBit.version1, PROTOCOL_FEATURES_BIT));
     assert.ok(server.connected);
 
     // The frontend goes away (QEMU restarting its chardev): the backend resets and comes back.

@@ -7,27 +7,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  encodeHeader,
+  DeviceStatus,
+  FeatureBit,
+  featureMask,
   HeaderFlags,
   inflightQueueBytes,
+  PROTOCOL_FEATURES_BIT,
   ProtocolFeature,
   Request,
   sys,
   VERSION,
-  VhostUserClient,
-  VhostUserError,
   VhostUserServer,
   type MemoryRegion,
-  type VhostUserDevice,
+  type VirtioDevice,
   type VirtqueueSetup,
 } from 'vfio-user-ts';
+import { encodeHeader, VhostUserClient, VhostUserError } from 'vfio-user-ts/vhost-user-frontend';
 
-const VERSION_1 = 2 ** 32;
-const MRG_RXBUF = 2 ** 15;
-const INDIRECT_DESC = 2 ** 28;
-const EVENT_IDX = 2 ** 29;
-const PROTOCOL_FEATURES = 2 ** 30;
-const DEVICE_FEATURES = VERSION_1 + MRG_RXBUF + INDIRECT_DESC + EVENT_IDX;
+const DEVICE_FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringIndirectDesc, FeatureBit.ringEventIdx);
+const PROTOCOL_FEATURES = 2 ** PROTOCOL_FEATURES_BIT;
 const REPLY_ACK = 2 ** ProtocolFeature.replyAck;
 const MQ = 2 ** ProtocolFeature.mq;
 const STATUS = 2 ** ProtocolFeature.status;
@@ -49,7 +47,7 @@ type Call =
   | { op: 'reset' }
   | { op: 'releaseMemory' };
 
-class FakeDevice implements VhostUserDevice {
+class FakeDevice implements VirtioDevice {
   readonly features = DEVICE_FEATURES;
   readonly queuePairs = 1;
   needsReset = false;
@@ -290,10 +288,11 @@ serverTest('negotiation answers: features, protocol features, queue number, stat
   assert.is(Math.floor(protocol / 2 ** ProtocolFeature.logShmfd) % 2, 0, 'LOG_SHMFD is not offered');
   await client.setProtocolFeatures(REPLY_ACK | MQ | STATUS);
   assert.is(await client.getQueueNum(), 1);
-  await client.setStatus(0x0b, { needReply: true });
-  assert.is(await client.getStatus(), 0x0b);
+  const featuresOk = DeviceStatus.acknowledge | DeviceStatus.driver | DeviceStatus.featuresOk;
+  await client.setStatus(featuresOk, { needReply: true });
+  assert.is(await client.getStatus(), featuresOk);
   f.device.needsReset = true;
-  assert.is(await client.getStatus(), 0x4b, 'DEVICE_NEEDS_RESET shows in the status');
+  assert.is(await client.getStatus(), featuresOk | DeviceStatus.needsReset, 'DEVICE_NEEDS_RESET shows in the status');
 });
 
 serverTest('QEMU 7.2 sequence: the queue starts at SET_VRING_ENABLE 1, with translated addresses', async (f) => {

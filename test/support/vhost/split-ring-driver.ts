@@ -3,9 +3,8 @@
  * (direct chains or through an indirect table), publishes heads on the available ring, and reads
  * the used ring. All addresses are guest-physical; the session's memory is the guest RAM.
  */
-import type { FrontendMemory, FrontendSession, SessionQueue } from 'vfio-user-ts';
-
-export const DescFlag = { next: 1, write: 2, indirect: 4 } as const;
+import { DescFlags } from 'vfio-user-ts';
+import type { FrontendMemory, FrontendSession, SessionQueue } from 'vfio-user-ts/vhost-user-frontend';
 
 export interface DriverBuffer {
   readonly gpa: number;
@@ -55,7 +54,7 @@ export class SplitRingDriver {
     const head = this.takeDescriptors(buffers.length);
     buffers.forEach((b, i) => {
       const last = i === buffers.length - 1;
-      const flags = (last ? 0 : DescFlag.next) | (b.writable ? DescFlag.write : 0);
+      const flags = (last ? 0 : DescFlags.next) | (b.writable ? DescFlags.write : 0);
       this.writeDescriptor(this.queue.descGpa, head + i, b.gpa, b.length, flags, last ? 0 : head + i + 1);
     });
     this.pending.push(head);
@@ -67,11 +66,11 @@ export class SplitRingDriver {
     const table = this.memory.alloc(16 * buffers.length, 16);
     buffers.forEach((b, i) => {
       const last = i === buffers.length - 1;
-      const flags = (last ? 0 : DescFlag.next) | (b.writable ? DescFlag.write : 0);
+      const flags = (last ? 0 : DescFlags.next) | (b.writable ? DescFlags.write : 0);
       this.writeDescriptor(table, i, b.gpa, b.length, flags, last ? 0 : i + 1);
     });
     const head = this.takeDescriptors(1);
-    this.writeDescriptor(this.queue.descGpa, head, table, 16 * buffers.length, DescFlag.indirect, 0);
+    this.writeDescriptor(this.queue.descGpa, head, table, 16 * buffers.length, DescFlags.indirect, 0);
     this.pending.push(head);
     return head;
   }

@@ -5,8 +5,8 @@
  * (ConnectingSource), which retries while the socket is absent or refusing and connects again
  * after the frontend went away. The server serves one connection at a time either way.
  */
-import { UnixStreamConnection, UnixStreamListener } from '../unix-socket.js';
-import { isSysError } from '../sys.js';
+import { UnixStreamConnection, UnixStreamListener } from '../core/unix-socket.js';
+import { isSysError } from '../core/sys.js';
 
 export interface ConnectionSource {
   /** What the source is, for logs: "listening on PATH" or "connecting to PATH". */

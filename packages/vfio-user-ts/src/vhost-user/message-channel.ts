@@ -4,8 +4,8 @@
  * A header that claims more than MAX_PAYLOAD ends the connection: a size that lies cannot make
  * us allocate or wait for gigabytes.
  */
-import * as sys from '../sys.js';
-import type { UnixStreamConnection } from '../unix-socket.js';
+import * as sys from '../core/sys.js';
+import type { UnixStreamConnection } from '../core/unix-socket.js';
 import { HEADER_SIZE, HeaderFlags, MAX_PAYLOAD, VERSION } from './protocol.js';
 import type { RawMessage } from './message-validator.js';
 

@@ -4,7 +4,8 @@
  * that carry them and in the right number, indexes and sizes must be in range. Every check of
  * frontend-controlled message data lives here, so it can be reviewed and fuzzed in one place.
  */
-import type { MemoryRegion } from '../memory-table.js';
+import type { MemoryRegion } from '../core/memory-table.js';
+import { isValidQueueSize, MAX_QUEUE_SIZE } from '../core/virtio.js';
 import {
   INFLIGHT_SIZE,
   inflightQueueBytes,
@@ -106,8 +107,8 @@ export function validateMessage(raw: RawMessage, limits: ValidationLimits): Vali
     const num = view.getUint32(4, true);
     const badIndex = checkIndex(index);
     if (badIndex) return fail(badIndex);
-    if (request === Request.setVringNum && (num === 0 || num > 32768 || (num & (num - 1)) !== 0)) {
-      return fail(`queue size ${num} is not a power of two in 1..32768`);
+    if (request === Request.setVringNum && !isValidQueueSize(num)) {
+      return fail(`queue size ${num} is not a power of two in 1..${MAX_QUEUE_SIZE}`);
     }
     if (request === Request.setVringBase && num > 0xffff) return fail(`base ${num} is beyond a split ring's 16-bit index`);
     if (request === Request.setVringEnable && num > 1) return fail(`enable must be 0 or 1, not ${num}`);
@@ -173,7 +174,7 @@ export function validateMessage(raw: RawMessage, limits: ValidationLimits): Vali
       const queues = view.getUint16(16, true);
       const queueSize = view.getUint16(18, true);
       if (queues === 0 || queues > limits.queueCount) return fail(`${queues} queues, the device has 1..${limits.queueCount}`);
-      if (queueSize === 0 || (queueSize & (queueSize - 1)) !== 0) return fail(`queue size ${queueSize} is not a power of two in 1..32768`);
+      if (!isValidQueueSize(queueSize)) return fail(`queue size ${queueSize} is not a power of two in 1..${MAX_QUEUE_SIZE}`);
       if (getting) return { ok: true, message: { kind: 'getInflight', queues, queueSize } };
       if (mmapSize < 0 || mmapOffset < 0 || !Number.isSafeInteger(mmapSize + mmapOffset)) return fail('mmap size or offset is at or above 2^53');
       const needed = queues * inflightQueueBytes(queueSize);

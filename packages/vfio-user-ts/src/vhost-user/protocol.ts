@@ -47,6 +47,12 @@ export function requestName(request: number): string {
   return requestNames.get(request) ?? `request ${request}`;
 }
 
+/**
+ * vhost-user's own bit in the device feature word (not virtio's): the backend offers it, and a
+ * frontend that sets it may negotiate protocol features and enables vrings with SET_VRING_ENABLE.
+ */
+export const PROTOCOL_FEATURES_BIT = 30;
+
 /** Protocol feature bits. */
 export const ProtocolFeature = {
   mq: 0,

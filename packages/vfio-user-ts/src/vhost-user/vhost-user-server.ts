@@ -8,39 +8,20 @@
  * closed with one log line saying what was wrong. Each refusal and each disconnect the frontend
  * caused is also counted by reason (protocolErrorCounts()), for the device's stats.
  *
- * The device behind it is transport-independent (VhostUserDevice); a vfio-user server would
+ * The device behind it is transport-independent (VirtioDevice); a vfio-user server would
  * drive the same interface.
  */
 import { readlinkSync } from 'node:fs';
-import { checkRegions, MemoryTable, type MemoryRegion } from '../memory-table.js';
-import { RateLimitedLog, type LogSink } from '../rate-limited-log.js';
-import * as sys from '../sys.js';
-import type { UnixStreamConnection } from '../unix-socket.js';
+import { checkRegions, MemoryTable, type MemoryRegion } from '../core/memory-table.js';
+import { RateLimitedLog, type LogSink } from '../core/rate-limited-log.js';
+import * as sys from '../core/sys.js';
+import type { UnixStreamConnection } from '../core/unix-socket.js';
+import type { VirtioDevice, VirtqueueSetup } from '../core/virtio-device.js';
+import { DeviceStatus, featuresWithin, hasFeature } from '../core/virtio.js';
 import { ConnectingSource, ListeningSource, type ConnectionSource } from './connection-source.js';
 import { MessageChannel } from './message-channel.js';
 import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
-import { HeaderFlags, INFLIGHT_SIZE, inflightQueueBytes, MAX_MEM_REGIONS, ProtocolFeature, Request, requestName } from './protocol.js';
-
-/** Everything a device needs to run one virtqueue. Addresses are guest-physical. */
-export interface VirtqueueSetup {
-  readonly size: number;
-  readonly descAddr: number;
-  readonly availAddr: number;
-  readonly usedAddr: number;
-  /** First avail index to process. */
-  readonly base: number;
-  readonly kickFd: number;
-  /** -1: the frontend wants no interrupts. */
-  readonly callFd: number;
-  /** The negotiated virtio features. */
-  readonly features: number;
-  /**
-   * The frontend's inflight region for this queue (INFLIGHT_SHMFD), or null. `fd` is valid
-   * only during startQueue: map [mapOffset, mapOffset + mapSize) of it then; this queue's part
-   * starts `queueOffset` bytes into that mapping.
-   */
-  readonly inflight?: { readonly fd: number; readonly mapOffset: number; readonly mapSize: number; readonly queueOffset: number } | null;
-}
+import { HeaderFlags, INFLIGHT_SIZE, inflightQueueBytes, MAX_MEM_REGIONS, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, requestName } from './protocol.js';
 
 /** The inflight region the frontend gave (SET_INFLIGHT_FD) or we made (GET_INFLIGHT_FD). */
 interface InflightRegion {
@@ -49,26 +30,6 @@ interface InflightRegion {
   mmapSize: number;
   queues: number;
   queueSize: number;
-}
-
-/** The device a transport serves. */
-export interface VhostUserDevice {
-  /** Virtio feature bits offered (< 2^53). */
-  readonly features: number;
-  /** Queue pairs (what GET_QUEUE_NUM reports for a net device). */
-  readonly queuePairs: number;
-  /** Maps a new memory table (the regions' fds stay open until this resolves). */
-  setMemory(regions: readonly MemoryRegion[]): Promise<string | null>;
-  /** Starts a virtqueue; resolves to null or why it cannot run. */
-  startQueue(index: number, setup: VirtqueueSetup): Promise<string | null>;
-  /** Stops a virtqueue; resolves to the avail index to resume from. */
-  stopQueue(index: number): Promise<number>;
-  /** DEVICE_NEEDS_RESET: set when a ring broke the rules, cleared by a reset. */
-  readonly needsReset: boolean;
-  /** Device reset (RESET_OWNER, RESET_DEVICE, status 0, disconnect): forget ring errors. */
-  reset(): void;
-  /** The frontend is gone: unmap its memory. */
-  releaseMemory(): Promise<void>;
 }
 
 /** Distinct refusal reasons counted; later new ones are counted as 'other'. */
@@ -87,9 +48,6 @@ function isEventfd(fd: number): boolean {
     return false;
   }
 }
-
-/** The vhost-user bit in the device feature word that enables protocol features. */
-export const PROTOCOL_FEATURES_BIT = 30;
 
 const OFFERED_PROTOCOL_FEATURES =
   2 ** ProtocolFeature.mq +
@@ -127,16 +85,6 @@ function u64Payload(value: number): Uint8Array {
   return bytes;
 }
 
-function bitSet(word: number, bit: number): boolean {
-  return Math.floor(word / 2 ** bit) % 2 === 1;
-}
-
-/** True when every bit of `subset` is set in `set`. */
-function isSubset(subset: number, set: number): boolean {
-  for (let bit = 0; bit < 53; bit++) if (bitSet(subset, bit) && !bitSet(set, bit)) return false;
-  return true;
-}
-
 export interface VhostUserServerOptions {
   /**
    * Where connections come from: a path to listen on (the usual arrangement), a path of a
@@ -145,7 +93,7 @@ export interface VhostUserServerOptions {
   readonly socketPath?: string;
   readonly connectPath?: string;
   readonly source?: ConnectionSource;
-  readonly device: VhostUserDevice;
+  readonly device: VirtioDevice;
   readonly log: LogSink;
   /** Log every message (request and decoded fields) as it arrives. */
   readonly trace?: boolean;
@@ -153,7 +101,7 @@ export interface VhostUserServerOptions {
 
 export class VhostUserServer {
   private readonly source: ConnectionSource;
-  private readonly device: VhostUserDevice;
+  private readonly device: VirtioDevice;
   private readonly log: RateLimitedLog;
   private channel: MessageChannel | null = null;
   private readonly vrings: VringState[];
@@ -192,7 +140,7 @@ export class VhostUserServer {
 
   /** Offered virtio features, with vhost-user's protocol-features bit. */
   get offeredFeatures(): number {
-    return bitSet(this.device.features, PROTOCOL_FEATURES_BIT) ? this.device.features : this.device.features + 2 ** PROTOCOL_FEATURES_BIT;
+    return hasFeature(this.device.features, PROTOCOL_FEATURES_BIT) ? this.device.features : this.device.features + 2 ** PROTOCOL_FEATURES_BIT;
   }
 
   get connected(): boolean {
@@ -274,7 +222,7 @@ export class VhostUserServer {
       return;
     }
     const validated = validateMessage(raw, { queueCount: this.vrings.length, maxRegions: MAX_MEM_REGIONS });
-    const wantsAck = (raw.flags & HeaderFlags.needReply) !== 0 && bitSet(this.protocolFeatures, ProtocolFeature.replyAck);
+    const wantsAck = (raw.flags & HeaderFlags.needReply) !== 0 && hasFeature(this.protocolFeatures, ProtocolFeature.replyAck);
     if (!validated.ok) {
       for (const fd of raw.fds) sys.close(fd);
       return this.refuse(channel, raw.request, wantsAck, validated.error);
@@ -312,7 +260,7 @@ export class VhostUserServer {
           case Request.getQueueNum:
             return { reply: u64Payload(this.device.queuePairs), error: null };
           case Request.getStatus:
-            return { reply: u64Payload(this.status | (this.device.needsReset ? 0x40 : 0)), error: null };
+            return { reply: u64Payload(this.status | (this.device.needsReset ? DeviceStatus.needsReset : 0)), error: null };
           case Request.setOwner:
             return ok;
           default: // RESET_OWNER, RESET_DEVICE
@@ -393,12 +341,12 @@ export class VhostUserServer {
   private async applyU64(request: number, value: number): Promise<{ error: string | null }> {
     switch (request) {
       case Request.setFeatures:
-        if (!isSubset(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
+        if (!featuresWithin(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
         this.features = value;
         this.featuresSet = true;
         return { error: await this.startAllReady() };
       case Request.setProtocolFeatures:
-        if (!isSubset(value, OFFERED_PROTOCOL_FEATURES)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
+        if (!featuresWithin(value, OFFERED_PROTOCOL_FEATURES)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
         this.protocolFeatures = value;
         return { error: null };
       case Request.setStatus:
@@ -502,7 +450,7 @@ export class VhostUserServer {
   /** Starts vring `index` if the protocol has given it everything; null or why it cannot run. */
   private async startIfReady(index: number): Promise<string | null> {
     const vring = this.vrings[index]!;
-    const enabled = vring.enabled || !bitSet(this.features, PROTOCOL_FEATURES_BIT);
+    const enabled = vring.enabled || !hasFeature(this.features, PROTOCOL_FEATURES_BIT);
     if (vring.running || !vring.started || !enabled || !vring.hasAddresses || vring.size === 0 || !this.memory || !this.featuresSet) return null;
     const memory = this.memory;
     const descAddr = memory.guestAddrOfUserRange(vring.desc, 16 * vring.size);

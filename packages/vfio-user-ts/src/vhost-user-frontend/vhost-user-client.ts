@@ -13,10 +13,10 @@
  * Replies arrive in order; every message from the backend goes to the oldest request still
  * waiting, or into an inbox that the next `expectReply` (or typed request) reads first.
  */
-import { UnixStreamConnection } from '../unix-socket.js';
-import * as sys from '../sys.js';
-import { MessageChannel } from './message-channel.js';
-import type { RawMessage } from './message-validator.js';
+import { UnixStreamConnection } from '../core/unix-socket.js';
+import * as sys from '../core/sys.js';
+import { MessageChannel } from '../vhost-user/message-channel.js';
+import type { RawMessage } from '../vhost-user/message-validator.js';
 import {
   HEADER_SIZE,
   HeaderFlags,
@@ -29,7 +29,7 @@ import {
   VRING_ADDR_SIZE,
   VRING_INDEX_MASK,
   VRING_NOFD_MASK,
-} from './protocol.js';
+} from '../vhost-user/protocol.js';
 
 const TWO_TO_32 = 4294967296;
 const EMPTY = new Uint8Array(0);

@@ -61,7 +61,7 @@ export interface SysBinding {
   writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number;
 }
 
-const binding = createRequire(import.meta.url)('../build/Release/zcnic_sys.node') as SysBinding;
+const binding = createRequire(import.meta.url)('../../build/Release/zcnic_sys.node') as SysBinding;
 
 /**
  * Creates a listening unix stream socket at `path` (non-blocking). A socket

@@ -8,45 +8,15 @@
  * Everything goes with NEED_REPLY once REPLY_ACK is negotiated, so a step the backend refuses
  * fails open() with the step's name.
  */
-import * as sys from '../sys.js';
-import { ProtocolFeature } from './protocol.js';
+import * as sys from '../core/sys.js';
+import { commonFeatures, DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, MAX_QUEUE_SIZE } from '../core/virtio.js';
+import { PROTOCOL_FEATURES_BIT, ProtocolFeature } from '../vhost-user/protocol.js';
 import { VhostUserClient, type VhostUserClientOptions } from './vhost-user-client.js';
 
-/** Virtio feature bits (virtio 1.2) a frontend session asks for when they are offered. */
-export const FrontendFeatureBit = {
-  netMrgRxbuf: 15,
-  ringIndirectDesc: 28,
-  ringEventIdx: 29,
-  /** vhost-user's own bit: protocol features exist. */
-  protocolFeatures: 30,
-  version1: 32,
-} as const;
-
-function mask(...bits: number[]): number {
-  return bits.reduce((sum, bit) => sum + 2 ** bit, 0);
-}
-
-function hasBit(word: number, bit: number): boolean {
-  return Math.floor(word / 2 ** bit) % 2 === 1;
-}
-
-/** Bitwise AND of two feature words below 2^53 (the `&` operator stops at 32 bits). */
-function and53(a: number, b: number): number {
-  let result = 0;
-  for (let bit = 0; bit < 53; bit++) if (hasBit(a, bit) && hasBit(b, bit)) result += 2 ** bit;
-  return result;
-}
-
 /** VERSION_1, MRG_RXBUF, EVENT_IDX, INDIRECT_DESC: what a frontend session asks for by default. */
-export const DEFAULT_SESSION_FEATURES = mask(FrontendFeatureBit.version1, FrontendFeatureBit.netMrgRxbuf, FrontendFeatureBit.ringEventIdx, FrontendFeatureBit.ringIndirectDesc);
+export const DEFAULT_SESSION_FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringEventIdx, FeatureBit.ringIndirectDesc);
 /** REPLY_ACK, MQ, STATUS. */
-export const DEFAULT_SESSION_PROTOCOL_FEATURES = mask(ProtocolFeature.replyAck, ProtocolFeature.mq, ProtocolFeature.status);
-
-/** Device status bits (virtio 1.2 2.1). */
-const STATUS_ACKNOWLEDGE = 1;
-const STATUS_DRIVER = 2;
-const STATUS_DRIVER_OK = 4;
-const STATUS_FEATURES_OK = 8;
+export const DEFAULT_SESSION_PROTOCOL_FEATURES = featureMask(ProtocolFeature.replyAck, ProtocolFeature.mq, ProtocolFeature.status);
 
 const PAGE_SIZE = 4096;
 
@@ -154,8 +124,8 @@ export class FrontendSession {
   /** Connects, negotiates, sends the memory table and sets up `queues` virtqueues. */
   static async open(options: FrontendSessionOptions): Promise<FrontendSession> {
     const queueSize = options.queueSize ?? 256;
-    if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768 || (queueSize & (queueSize - 1)) !== 0) {
-      throw new RangeError(`queueSize ${queueSize} is not a power of two in 1..32768`);
+    if (!isValidQueueSize(queueSize)) {
+      throw new RangeError(`queueSize ${queueSize} is not a power of two in 1..${MAX_QUEUE_SIZE}`);
     }
     if (!Number.isInteger(options.queues) || options.queues < 0 || options.queues > 256) throw new RangeError(`queues ${options.queues} is not in 0..256`);
     const guestPhysAddr = options.guestPhysAddr ?? 0x100000;
@@ -168,24 +138,24 @@ export class FrontendSession {
     try {
       client = await VhostUserClient.connect(options.socketPath, options.client);
       const offered = await client.getFeatures();
-      const withProtocol = hasBit(offered, FrontendFeatureBit.protocolFeatures);
+      const withProtocol = hasFeature(offered, PROTOCOL_FEATURES_BIT);
       let protocolFeatures = 0;
       if (withProtocol) {
         const offeredProtocol = await client.getProtocolFeatures();
-        protocolFeatures = and53(offeredProtocol, options.protocolFeatures ?? DEFAULT_SESSION_PROTOCOL_FEATURES);
+        protocolFeatures = commonFeatures(offeredProtocol, options.protocolFeatures ?? DEFAULT_SESSION_PROTOCOL_FEATURES);
         await client.setProtocolFeatures(protocolFeatures);
       }
       const ack = { needReply: client.replyAck };
-      const queuePairs = hasBit(protocolFeatures, ProtocolFeature.mq) ? await client.getQueueNum() : 1;
+      const queuePairs = hasFeature(protocolFeatures, ProtocolFeature.mq) ? await client.getQueueNum() : 1;
       if (options.queues > 2 * queuePairs) throw new RangeError(`${options.queues} virtqueues asked for, the backend has ${queuePairs} queue pairs`);
       await client.setOwner(ack);
 
       const wanted = options.features ?? DEFAULT_SESSION_FEATURES;
-      const features = and53(offered, wanted) + (withProtocol ? 2 ** FrontendFeatureBit.protocolFeatures : 0);
-      const withStatus = hasBit(protocolFeatures, ProtocolFeature.status);
-      if (withStatus) await client.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER, ack);
+      const features = commonFeatures(offered, wanted) + (withProtocol ? 2 ** PROTOCOL_FEATURES_BIT : 0);
+      const withStatus = hasFeature(protocolFeatures, ProtocolFeature.status);
+      if (withStatus) await client.setStatus(DeviceStatus.acknowledge | DeviceStatus.driver, ack);
       await client.setFeatures(features, ack);
-      if (withStatus) await client.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK, ack);
+      if (withStatus) await client.setStatus(DeviceStatus.acknowledge | DeviceStatus.driver | DeviceStatus.featuresOk, ack);
 
       memoryFd = sys.memfdCreate('zcnic-frontend-session', options.memoryBytes);
       memory = new FrontendMemory(guestPhysAddr, options.memoryBytes, userAddr, sys.mapShared(memoryFd, 0, options.memoryBytes));
@@ -209,7 +179,7 @@ export class FrontendSession {
         await client.setVringCall(index, callFd, ack);
         if (withProtocol) await client.setVringEnable(index, true, ack);
       }
-      if (withStatus) await client.setStatus(STATUS_ACKNOWLEDGE | STATUS_DRIVER | STATUS_FEATURES_OK | STATUS_DRIVER_OK, ack);
+      if (withStatus) await client.setStatus(DeviceStatus.acknowledge | DeviceStatus.driver | DeviceStatus.featuresOk | DeviceStatus.driverOk, ack);
       return new FrontendSession(client, memory, memoryFd, queues, features, protocolFeatures, queuePairs);
     } catch (error) {
       client?.close();
@@ -222,7 +192,7 @@ export class FrontendSession {
 
   /** Whether EVENT_IDX was negotiated (used_event / avail_event are in use). */
   get eventIdx(): boolean {
-    return hasBit(this.features, FrontendFeatureBit.ringEventIdx);
+    return hasFeature(this.features, FeatureBit.ringEventIdx);
   }
 
   /** Notifies the backend that queue `index` has new buffers. */

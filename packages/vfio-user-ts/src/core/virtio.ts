@@ -1,0 +1,84 @@
+/**
+ * Numbers from the virtio 1.2 specification, defined once for every transport (vhost-user now,
+ * vfio-user later), the device, the test frontend and the tests. vhost-user's own bit in the
+ * feature word is not virtio's and lives in vhost-user/protocol.ts.
+ */
+
+/** Device status bits (2.1). */
+export const DeviceStatus = {
+  acknowledge: 1,
+  driver: 2,
+  driverOk: 4,
+  featuresOk: 8,
+  needsReset: 0x40,
+  failed: 0x80,
+} as const;
+
+/** Descriptor flags (2.7.5). */
+export const DescFlags = { next: 1, write: 2, indirect: 4 } as const;
+
+/** Ring flags: used.flags (2.7.10) and avail.flags (2.7.7). */
+export const RingFlags = { usedNoNotify: 1, availNoInterrupt: 1 } as const;
+
+/** Feature bits, as bit numbers (virtio 1.2 5.1.3 and 6). */
+export const FeatureBit = {
+  netCsum: 0,
+  netGuestCsum: 1,
+  netMtu: 3,
+  netMac: 5,
+  netMrgRxbuf: 15,
+  netStatus: 16,
+  netMq: 22,
+  ringIndirectDesc: 28,
+  ringEventIdx: 29,
+  version1: 32,
+  /**
+   * The device accesses memory through the platform's DMA translation (QEMU's iommu_platform=on).
+   * With no vIOMMU the addresses stay guest-physical; QEMU 7.2 and 10 insist that a vhost-user
+   * backend offer it (and BACKEND_REQ with REPLY_ACK) before they offer it to the guest, then
+   * leave it out of SET_FEATURES when there is no IOMMU to translate.
+   */
+  accessPlatform: 33,
+  /**
+   * The driver may reset one queue (virtio 1.2 2.6.1). A device offers it only on request: a
+   * vhost-user frontend forwards no queue reset, so the device infers it from the ring (see
+   * device/vring.ts driverReset), frames in flight at that moment are dropped, and a ring
+   * resize (a new ring elsewhere in memory) is never seen.
+   */
+  ringReset: 40,
+} as const;
+
+/** Feature words stay plain numbers: every bit we name is below 53, where doubles are exact. */
+const FEATURE_WORD_BITS = 53;
+
+/** `2 ** bit` summed, as a number (the `|` operator stops at 32 bits). */
+export function featureMask(...bits: number[]): number {
+  let mask = 0;
+  for (const bit of bits) mask += 2 ** bit;
+  return mask;
+}
+
+export function hasFeature(features: number, bit: number): boolean {
+  return Math.floor(features / 2 ** bit) % 2 === 1;
+}
+
+/** The bits set in both feature words (the `&` operator stops at 32 bits). */
+export function commonFeatures(a: number, b: number): number {
+  let common = 0;
+  for (let bit = 0; bit < FEATURE_WORD_BITS; bit++) if (hasFeature(a, bit) && hasFeature(b, bit)) common += 2 ** bit;
+  return common;
+}
+
+/** True when every bit of `subset` is set in `set`. */
+export function featuresWithin(subset: number, set: number): boolean {
+  for (let bit = 0; bit < FEATURE_WORD_BITS; bit++) if (hasFeature(subset, bit) && !hasFeature(set, bit)) return false;
+  return true;
+}
+
+/** The largest split-ring size (2.7: Queue Size is a power of 2, at most 32768). */
+export const MAX_QUEUE_SIZE = 32768;
+
+/** Whether `size` is a valid split-ring size: a power of two in 1..MAX_QUEUE_SIZE. */
+export function isValidQueueSize(size: number): boolean {
+  return Number.isInteger(size) && size >= 1 && size <= MAX_QUEUE_SIZE && (size & (size - 1)) === 0;
+}
