@@ -58,6 +58,9 @@ Options:
                        backend: the device sees it in the ring (used.idx rewritten to 0) and
                        starts that queue over; frames in flight then are dropped (counted), and
                        a ring resize (ethtool -G) is never seen. Off by default for that reason
+  --access-platform    offer VIRTIO_F_ACCESS_PLATFORM (with the BACKEND_REQ protocol feature QEMU
+                       then requires), for QEMU's iommu_platform=on without a vIOMMU: the
+                       guest's driver uses the DMA API, addresses stay guest-physical
   --poll               busy-poll the rings (highest rate, one core stays busy) instead of
                        sleeping on the driver's kicks
   --mac MAC            the NIC's MAC, the destination of generated frames (default 52:54:00:12:34:56)
@@ -84,6 +87,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       poll: { type: 'boolean', default: false },
       verify: { type: 'boolean', default: false },
       'ring-reset': { type: 'boolean', default: false },
+      'access-platform': { type: 'boolean', default: false },
       'require-linear-header': { type: 'string' },
       mac: { type: 'string', default: '52:54:00:12:34:56' },
       verbose: { type: 'boolean', short: 'v', default: false },
@@ -130,6 +134,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     pcapPath: values.pcap ?? null,
     verify: values.verify,
     ringReset: values['ring-reset'],
+    accessPlatform: values['access-platform'],
     statePath: values.state ?? null,
     onQueueError: (queue, kind, detail, fatal) => {
       if (kind === GUEST_MEMORY_TRUNCATED) {

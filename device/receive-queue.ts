@@ -54,7 +54,6 @@ export class ReceiveQueue {
 
   /** Takes a fresh snapshot of avail.idx. Returns how many heads are available. */
   beginBurst(): number {
-    if (this.broken) return 0;
     if (this.ring.driverReset()) {
       // Mid-frame (elements recorded, not published) the frame gives its chains back and
       // endBurst() follows the reset; at a burst's start it is followed here.
@@ -64,6 +63,7 @@ export class ReceiveQueue {
       }
       this.followDriverReset();
     }
+    if (this.broken) return 0;
     const count = this.ring.availableCount();
     if (count < 0) {
       this.counters[Counter.availIndexJump]!++;
@@ -83,12 +83,16 @@ export class ReceiveQueue {
     else if (this.ring.publishUsed()) this.needsNotify = true;
   }
 
-  /** The driver reset the ring (VIRTIO_F_RING_RESET): counted, reported, and started over. */
+  /**
+   * The driver reset the ring (VIRTIO_F_RING_RESET): counted, reported, and started over, as a
+   * fresh queue (virtio 1.2 2.6.1), whatever broke it before.
+   */
   private followDriverReset(): void {
     const ring = this.ring;
     const was = ring.publishedUsedIdx;
     const dropped = ring.restartAfterDriverReset();
     this.available = 0;
+    this.broken = false;
     this.lastFrameAddress = -1;
     this.counters[Counter.driverQueueResets]!++;
     this.counters[Counter.usedDroppedByQueueReset]! += dropped;
@@ -242,6 +246,8 @@ export class ReceiveQueue {
 
   private breakRing(kind: QueueErrorKind, head: number, a: number, b: number, c: number): void {
     this.broken = true;
+    // A broken ring wants no kicks; parked, a driver's reset of it shows (Vring.driverReset).
+    if (this.ring.followsDriverResets) this.ring.disableKicks();
     this.reporter.queueError(this.queueIndex, kind, true, head, a, b, c);
   }
 }

@@ -75,8 +75,10 @@ export class TransmitQueue {
    * caller notifies the driver when `needsNotify` is set afterwards.
    */
   processBurst(budget: number): number {
-    if (this.broken || this.stalled) return 0;
     const ring = this.ring;
+    // A driver's queue reset also ends a broken or stalled state: the queue starts as new.
+    if (ring.driverReset()) this.followDriverReset();
+    if (this.broken || this.stalled) return 0;
     const available = this.availableChains();
     if (available < 0) return 0;
     const n = available < budget ? available : budget;
@@ -192,12 +194,17 @@ export class TransmitQueue {
     this.breakRing(error, head, chain.errorDescriptor, chain.errorAddress, chain.errorLength);
   }
 
-  /** The driver reset the ring (VIRTIO_F_RING_RESET): counted, reported, and started over. */
+  /**
+   * The driver reset the ring (VIRTIO_F_RING_RESET): counted, reported, and started over, as a
+   * fresh queue (virtio 1.2 2.6.1), whatever broke or stalled it before.
+   */
   private followDriverReset(): void {
     const ring = this.ring;
     const was = ring.publishedUsedIdx;
     const dropped = ring.restartAfterDriverReset();
     this.previousHeaderAddress = -1;
+    this.broken = false;
+    this.stalled = false;
     this.counters[Counter.driverQueueResets]!++;
     this.counters[Counter.usedDroppedByQueueReset]! += dropped;
     this.reporter.queueError(this.queueIndex, QueueError.driverQueueReset, false, 0, was, dropped, 0);
@@ -233,6 +240,8 @@ export class TransmitQueue {
 
   private breakRing(kind: QueueErrorKind, head: number, a: number, b: number, c: number): void {
     this.broken = true;
+    // A broken ring wants no kicks; parked, a driver's reset of it shows (Vring.driverReset).
+    if (this.ring.followsDriverResets) this.ring.disableKicks();
     this.reporter.queueError(this.queueIndex, kind, true, head, a, b, c);
   }
 }

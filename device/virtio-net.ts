@@ -21,6 +21,8 @@ export interface VirtioNetOptions {
   readonly verify: boolean;
   /** Offer VIRTIO_F_RING_RESET (see FeatureBit.ringReset): AF_XDP zero-copy binds need it. */
   readonly ringReset?: boolean;
+  /** Offer VIRTIO_F_ACCESS_PLATFORM (see FeatureBit.accessPlatform): so does virtio_net's DMA API use. */
+  readonly accessPlatform?: boolean;
   /** Counts that survive a kill (datapath/state-file.ts); one queue pair, one worker. */
   readonly statePath?: string | null;
   /** A queue error: logged by the caller; `fatal` means the device now needs a reset. */
@@ -83,6 +85,7 @@ export class VirtioNet implements VirtioDevice {
     ];
     if (options.queuePairs > 1) bits.push(FeatureBit.netMq);
     if (options.ringReset === true) bits.push(FeatureBit.ringReset);
+    if (options.accessPlatform === true) bits.push(FeatureBit.accessPlatform);
     this.features = featureMask(...bits);
   }
 

@@ -97,6 +97,8 @@ export class Vring {
    * a used.idx the new device never saw, so the first publish always notifies.
    */
   private signalled = false;
+  /** What the device last wrote to its kick-suppression field (used.flags, or avail_event). */
+  private suppressionWritten = 0;
   /** What starting with an inflight region found; null without one. */
   recovery: InflightRecovery | null = null;
   /**
@@ -219,11 +221,16 @@ export class Vring {
 
   /**
    * Whether the driver reset the ring since the device last published: used.idx reads 0 where
-   * the device had published something else. Only with followsDriverResets; without it a
-   * rewritten used.idx is the driver's own corruption of its ring, which the device ignores.
+   * the device had published something else; or, when it had published nothing (a queue that
+   * broke on its first chain), the kick-suppression field (used.flags, or avail_event with
+   * EVENT_IDX) reads 0 where the device wrote something else (parkKicks). The reset zeroes
+   * both; otherwise only the device writes them. Only with followsDriverResets; without it a
+   * rewrite is the driver's own corruption of its ring.
    */
   driverReset(): boolean {
-    return this.followsDriverResets && this.usedIdx !== 0 && Atomics.load(this.used16, 1) === 0;
+    if (!this.followsDriverResets) return false;
+    if (this.usedIdx !== 0) return Atomics.load(this.used16, 1) === 0;
+    return this.suppressionWritten !== 0 && Atomics.load(this.used16, this.eventIdx ? 2 + 4 * this.size : 0) === 0;
   }
 
   /**
@@ -238,6 +245,7 @@ export class Vring {
     this.lastAvailIdx = 0;
     this.usedIdx = 0;
     this.signalled = false;
+    this.suppressionWritten = 0;
     const inflight = this.inflight;
     if (inflight !== null) {
       for (let head = 0; head < this.size; head++) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
@@ -360,13 +368,17 @@ export class Vring {
    * availableCount() once more afterwards: buffers added before this store are not kicked for.
    */
   enableKicks(): void {
-    if (this.eventIdx) Atomics.store(this.used16, 2 + 4 * this.size, this.lastAvailIdx);
-    else Atomics.store(this.used16, 0, 0);
+    this.suppressionWritten = this.eventIdx ? this.lastAvailIdx : 0;
+    Atomics.store(this.used16, this.eventIdx ? 2 + 4 * this.size : 0, this.suppressionWritten);
   }
 
-  /** Asks the driver not to kick (the device is busy or polling). */
+  /**
+   * Asks the driver not to kick (the device is busy or polling, or the ring broke). The value
+   * written is never 0, so that a driver's reset, which zeroes it, shows (driverReset).
+   */
   disableKicks(): void {
-    if (this.eventIdx) this.used16[2 + 4 * this.size] = (this.lastAvailIdx + PARKED_EVENT_DISTANCE) & 0xffff;
-    else this.used16[0] = RingFlags.usedNoNotify;
+    const parked = (this.lastAvailIdx + PARKED_EVENT_DISTANCE) & 0xffff;
+    this.suppressionWritten = this.eventIdx ? parked || 1 : RingFlags.usedNoNotify;
+    this.used16[this.eventIdx ? 2 + 4 * this.size : 0] = this.suppressionWritten;
   }
 }

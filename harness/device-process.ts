@@ -27,6 +27,8 @@ export interface ZcnicDeviceOptions {
   verify?: boolean;
   /** Offer VIRTIO_F_RING_RESET (zcnic device --ring-reset). */
   ringReset?: boolean;
+  /** Offer VIRTIO_F_ACCESS_PLATFORM (zcnic device --access-platform). */
+  accessPlatform?: boolean;
   /** Write every frame to this pcap file. */
   pcap?: string;
   /** More `zcnic device` arguments (e.g. --workers 2). */
@@ -58,6 +60,7 @@ export function zcnicArgs(o: ZcnicDeviceOptions): string[] {
   if (o.poll) args.push('--poll');
   if (o.verify) args.push('--verify');
   if (o.ringReset) args.push('--ring-reset');
+  if (o.accessPlatform) args.push('--access-platform');
   if (o.pcap !== undefined) args.push('--pcap', o.pcap);
   if (o.extraArgs) args.push(...o.extraArgs);
   return args;

@@ -51,8 +51,9 @@ export interface QemuOptions {
   msixUnderTcg?: boolean;
   /**
    * The NIC negotiates VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on, no vIOMMU: addresses stay
-   * guest-physical, QEMU sends no IOTLB messages and adds the bit itself), so virtio_net uses the
-   * DMA API, which its AF_XDP zero-copy needs (virtqueue_dma_dev() is NULL without it).
+   * guest-physical and QEMU sends no IOTLB messages; the backend must offer the bit, or QEMU
+   * refuses the option), so virtio_net uses the DMA API, which its AF_XDP zero-copy needs
+   * (virtqueue_dma_dev() is NULL without it).
    */
   accessPlatform?: boolean;
 }
@@ -119,7 +120,8 @@ export function qemuArgs(o: QemuOptions): string[] {
     let dev = 'virtio-net-pci,netdev=n0';
     if (o.mac !== undefined) dev += `,mac=${o.mac}`;
     if (queues > 1) dev += ',mq=on';
-    if (o.accessPlatform === true) dev += ',iommu_platform=on';
+    // A transitional device cannot have ACCESS_PLATFORM (legacy drivers know no such bit).
+    if (o.accessPlatform === true) dev += ',iommu_platform=on,disable-legacy=on';
     dev += useIntx ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
     // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
     dev += ',romfile=';

@@ -204,7 +204,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
     if (o.verbose) o.progress(`${source}: ${line}`);
   };
   try {
-    const device = await ZcnicDevice.start({ entry: entryPoint(), socket: paths.vhost, port: 'sink', queues: o.queues, verify: true, ringReset: o.xskZeroCopy === true, onOutput: logLine('device') });
+    const device = await ZcnicDevice.start({ entry: entryPoint(), socket: paths.vhost, port: 'sink', queues: o.queues, verify: true, ringReset: o.xskZeroCopy === true, accessPlatform: o.xskZeroCopy === true, onOutput: logLine('device') });
     children.device = device;
     const peer = await startPeerIfNeeded(o, device, join(dir, 'peer.ctl'), logLine('peer'));
     if (peer instanceof PeerNetns) children.peer = peer;
@@ -306,7 +306,7 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string
       msixUnderTcg: msixUnderTcg(guest.qemu),
       accessPlatform: o.xskZeroCopy === true,
     },
-    { qemu: guest.qemu.path, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: false } },
+    { qemu: guest.qemu.path, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: { stdout: false, stderr: true } } },
   );
 }
 

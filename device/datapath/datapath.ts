@@ -437,7 +437,8 @@ export class Datapath implements QueueErrorReporter {
     let waiting = false;
     const tx = pair.tx;
     const txQueue = pair.index * 2 + 1;
-    if (tx && !tx.broken) {
+    // A broken queue still runs when the driver may reset it (RING_RESET): that brings it back.
+    if (tx && (!tx.broken || tx.ring.followsDriverResets)) {
       const n = tx.processBurst(BURST);
       this.noticeTruncation(txQueue);
       // The burst's commit (if any) is published now: a restart continues from it.
@@ -450,7 +451,7 @@ export class Datapath implements QueueErrorReporter {
     }
     const rx = pair.rx;
     const port = pair.port;
-    if (rx && !rx.broken && port) {
+    if (rx && (!rx.broken || rx.ring.followsDriverResets) && port) {
       rx.beginBurst();
       const again = port.service(now);
       rx.endBurst();

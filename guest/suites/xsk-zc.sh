@@ -68,6 +68,13 @@
 # and at the same address for every frame (chainShapes.vnetHeaderShared counts chains whose
 # header address is the previous chain's: all but the first). Generic (SKB) mode pushes a
 # header into each skb's own headroom instead.
+# Seen on Debian's 7.3.4: that one header is virtio_net's `static struct virtio_net_common_hdr
+# xsk_hdr`, mapped with virtqueue_map_single_attrs() in virtnet_xsk_pool_enable(). In a modular
+# virtio_net (Debian's) the static lives in module (vmalloc) space, not the linear map, so its
+# DMA address is not where the header is: with 512 MiB the device got 0x3764d690, outside
+# guest memory, and refused the chain (bufferOutsideMemory; the queue then waits for a reset,
+# which the driver's unbind gives it). A driver bug, caught by the device: the transmit tests
+# SKIP naming it, once the device has shown it (native_tx_wait), and pass on a kernel without it.
 ZCNIC_TESTS="zc-proof-xsk zc-proof-af-packet zc-proof-xsk-shifted-map shape-xsk-64 shape-xsk-512 shape-xsk-1024 shape-xsk-1500 shape-af-packet-64 shape-af-packet-512 shape-af-packet-1024 shape-af-packet-1500 strict-xsk strict-xsk-complete-empty strict-af-packet native-zc-tx native-zc-rx native-zc-l2fwd native-copy-rx"
 
 . "$ZCNIC_SUITES_DIR/lib/seeds.sh"
@@ -369,14 +376,38 @@ native_zc_needs() {
 	skip "kernel ${rel%%-*}: virtio_net has no AF_XDP zero-copy before 6.13 (receive 6.11, transmit 6.13); the bind says: $answer"
 }
 
-# native_rx MODE(-z|-c) XDPSOCK_MODE(-r|-l): xdpsock receives NATIVE_RX_COUNT generated frames
-# with native XDP, bound MODE, its umem the device's map (frames at chunk + 256).
-native_rx() {
+# native_tx_wait COUNT: waits (30 s) for the device to have COUNT frames on its transmitq;
+# SKIPs if the device refused a chain for an address outside guest memory (the kernel's xsk_hdr
+# mapping above), after stopping xdpsock, whose unbind resets the queue for the next test.
+native_tx_wait() {
+	i=0
+	while [ $i -lt 60 ]; do
+		device_stats transmitq.frames errors.bufferOutsideMemory
+		[ "${transmitq_frames:-0}" -ge "$1" ] && return 0
+		if [ "${errors_bufferOutsideMemory:-0}" -gt 0 ]; then
+			metric kernelBug.xskHeaderOutsideMemory 1
+			xsk_cleanup
+			rel=$(uname -r)
+			skip "kernel ${rel%%-*}: virtio_net's AF_XDP zero-copy transmit posted its virtio-net header at a DMA address outside guest memory (device: bufferOutsideMemory after $transmitq_frames frames): virtnet_xsk_pool_enable() DMA-maps the module's static xsk_hdr, which in a modular virtio_net is not in the linear map (see the device log for the address)"
+		fi
+		sleep 0.5
+		i=$((i + 1))
+	done
+	diag "the device has $transmitq_frames of $1 frames after 30 s"
+}
+
+# native_rx_start MODE(-z|-c) XDPSOCK_MODE(-r|-l): xdpsock starts receiving NATIVE_RX_COUNT
+# generated frames with native XDP, bound MODE, its umem the device's map (frames at
+# chunk + 256); the device's generator sends them. native_rx_end waits for xdpsock.
+native_rx_start() {
 	count=$NATIVE_RX_COUNT
 	# shellcheck disable=SC2086 # NATIVE_RX_OPTS is a list of options
 	xsk_start -i "$ZCNIC_IFACE" "$2" -N "$1" -C "$count" -w -d 30 $NATIVE_RX_OPTS --umem-map "$XSK_DIR/umem.map"
 	zc_map_from_file "$XSK_DIR/umem.map" "$NATIVE_RX_CHUNK" "$XDP_PACKET_HEADROOM"
 	zcnic_ctl port gen size=64 count="$count" pps=0 >/dev/null || fail "cannot start the device's generator"
+}
+
+native_rx_end() {
 	xsk_wait 40 || XSK_FAILED=$((XSK_FAILED + 1))
 	metric rate.pps "$(json_num "$XSK_JSON" rxPps)"
 }
@@ -405,9 +436,9 @@ test_native_zc_tx() {
 		--umem-map "$XSK_DIR/umem.map" --wait-file "$XSK_DIR/go"
 	zc_map_from_file "$XSK_DIR/umem.map" "$ZC_CHUNK" 0
 	: >"$XSK_DIR/go"
+	native_tx_wait "$count"
 	xsk_wait 30 || XSK_FAILED=$((XSK_FAILED + 1))
 	metric rate.pps "$(json_num "$XSK_JSON" txPps)"
-	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes zeroCopy.checked zeroCopy.proven queueResets.followed $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS chainShapes.vnetHeaderShared
 	metric zeroCopyProven "$(ratio "$zeroCopy_proven" "$zeroCopy_checked")"
 	metric zeroCopy.proven "$zeroCopy_proven"
@@ -428,7 +459,8 @@ test_native_zc_rx() {
 	native_zc_needs rx
 	metric rate.mode rxdrop-zc
 	metric rate.size 64
-	native_rx -z -r
+	native_rx_start -z -r
+	native_rx_end
 	native_rx_stats "$count"
 	check_eq "xdpsock bind" "$(json_word "$XSK_JSON" bind)" zerocopy
 	check_eq "device zeroCopy.rxProven (frames written into umem chunks)" "$zeroCopy_rxProven" "$count"
@@ -442,8 +474,9 @@ test_native_zc_l2fwd() {
 	native_zc_needs tx
 	metric rate.mode l2fwd-zc
 	metric rate.size 64
-	native_rx -z -l
-	device_wait transmitq.frames "$count" 30
+	native_rx_start -z -l
+	native_tx_wait "$count"
+	native_rx_end
 	native_rx_stats "$count"
 	check_eq "xdpsock bind" "$(json_word "$XSK_JSON" bind)" zerocopy
 	check_eq "xdpsock txCompleted" "$(json_num "$XSK_JSON" txCompleted)" "$count"
@@ -458,7 +491,8 @@ test_native_copy_rx() {
 	native_zc_needs rx
 	metric rate.mode rxdrop-native-copy
 	metric rate.size 64
-	native_rx -c -r
+	native_rx_start -c -r
+	native_rx_end
 	native_rx_stats "$count"
 	check_eq "xdpsock bind" "$(json_word "$XSK_JSON" bind)" copy
 	check_eq "device zeroCopy.rxProven with XDP_COPY (must be 0: the kernel's own buffers)" "$zeroCopy_rxProven" 0

@@ -122,4 +122,10 @@ test('bad options are refused', () => {
   assert.throws(() => qemuArgs({ ...base, mac: '02:00:00:00:00' }), /MAC/);
 });
 
+test('accessPlatform: the NIC modern-only with iommu_platform=on; nothing of it otherwise', () => {
+  const nic = (o: Partial<QemuOptions>) => all(qemuArgs({ ...base, vhostUserSocket: 's.sock', ...o }), '-device').find((d) => d.startsWith('virtio-net-pci'))!;
+  assert.match(nic({ accessPlatform: true }), ',iommu_platform=on,disable-legacy=on');
+  assert.not.match(nic({}), 'iommu_platform');
+});
+
 test.run();

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { diedBetweenTestsOfEmulatorFault } from '../../harness/run.js';
+import { diedBetweenTestsOfEmulatorFault, guestCpus } from '../../harness/run.js';
 import { TestRecorder } from '../../harness/test-recorder.js';
 
 const HEADER = ['KTAP version 1', '1..3', '# zcnic-suite name=smoke'];
@@ -65,6 +65,14 @@ test('results and requests are answered in arrival order, counters read at the r
   r.line('ok 1 a');
   await r.answer('begin smoke b');
   assert.equal(order, ['stats', 'begin']);
+});
+
+test('--smp auto: 1 vCPU under TCG unless a suite needs a second CPU; 2 under KVM; a number stays', () => {
+  assert.is(guestCpus('auto', 'tcg', ['smoke', 'xdpsock']), 1);
+  assert.is(guestCpus('auto', 'tcg', ['xdpsock', 'cpumap']), 2);
+  assert.is(guestCpus('auto', 'tcg', ['seeds']), 2, 'seeds includes cpumap');
+  assert.is(guestCpus('auto', 'kvm', ['smoke']), 2);
+  assert.is(guestCpus(4, 'tcg', ['smoke']), 4);
 });
 
 test.run();

@@ -44,7 +44,7 @@ export async function runGuest(suites: string[], extra: Partial<RunOptions> = {}
   const outcome = await runSuites({
     suites,
     accel: 'auto',
-    smp: 2,
+    smp: 'auto',
     memMiB: 512,
     queues: 1,
     testTimeoutSec: 60,

@@ -48,7 +48,8 @@ type Call =
   | { op: 'releaseMemory' };
 
 class FakeDevice implements VirtioDevice {
-  readonly features = DEVICE_FEATURES;
+  /** What the device offers; a test may change it before the frontend asks. */
+  features = DEVICE_FEATURES;
   readonly queuePairs = 1;
   needsReset = false;
   readonly calls: Call[] = [];
@@ -286,6 +287,7 @@ serverTest('negotiation answers: features, protocol features, queue number, stat
   const protocol = await client.getProtocolFeatures();
   for (const bit of [ProtocolFeature.mq, ProtocolFeature.replyAck, ProtocolFeature.status]) assert.ok(Math.floor(protocol / 2 ** bit) % 2 === 1, `protocol bit ${bit}`);
   assert.is(Math.floor(protocol / 2 ** ProtocolFeature.logShmfd) % 2, 0, 'LOG_SHMFD is not offered');
+  assert.is(Math.floor(protocol / 2 ** ProtocolFeature.backendReq) % 2, 0, 'BACKEND_REQ only comes with ACCESS_PLATFORM');
   await client.setProtocolFeatures(REPLY_ACK | MQ | STATUS);
   assert.is(await client.getQueueNum(), 1);
   const featuresOk = DeviceStatus.acknowledge | DeviceStatus.driver | DeviceStatus.featuresOk;
@@ -549,6 +551,23 @@ serverTest('SET_FEATURES with bits not offered is refused', async (f) => {
   assert.equal(f.logged(/include bits not offered/).length, 1);
   assert.ok(isNack(await rejection(client.setFeatures(2 ** 52, { needReply: true }))), 'bit 52');
   await client.setFeatures(DEVICE_FEATURES, { needReply: true });
+});
+
+serverTest('ACCESS_PLATFORM: offered with BACKEND_REQ (QEMU wants both), the channel fd is kept; an IOMMU translating (the bit in SET_FEATURES) is refused', async (f) => {
+  f.device.features = DEVICE_FEATURES + 2 ** FeatureBit.accessPlatform;
+  const client = await f.connect();
+  const offered = await client.getFeatures();
+  assert.is(Math.floor(offered / 2 ** FeatureBit.accessPlatform) % 2, 1);
+  const protocol = await client.getProtocolFeatures();
+  assert.is(Math.floor(protocol / 2 ** ProtocolFeature.backendReq) % 2, 1, 'BACKEND_REQ offered');
+  await client.setProtocolFeatures(REPLY_ACK + 2 ** ProtocolFeature.backendReq);
+  client.sendRaw(Request.setBackendReqFd, VERSION | HeaderFlags.needReply, new Uint8Array(0), [f.memfd]);
+  assert.is(ackStatus((await client.expectReply(1000)).payload), 0, 'SET_BACKEND_REQ_FD accepted');
+  // What QEMU sends without a vIOMMU: the bit left out.
+  await client.setFeatures(DEVICE_FEATURES + PROTOCOL_FEATURES, { needReply: true });
+  client.sendRaw(Request.setFeatures, VERSION | HeaderFlags.needReply, u64(offered), []);
+  assert.ok(ackStatus((await client.expectReply(1000)).payload) !== 0, 'ACCESS_PLATFORM itself refused');
+  assert.equal(f.logged(/needs IOTLB messages/).length, 1);
 });
 
 serverTest('SET_PROTOCOL_FEATURES with bits not offered is refused', async (f) => {

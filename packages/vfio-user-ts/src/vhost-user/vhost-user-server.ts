@@ -17,7 +17,7 @@ import { RateLimitedLog, type LogSink } from '../core/rate-limited-log.js';
 import * as sys from '../core/sys.js';
 import type { UnixStreamConnection } from '../core/unix-socket.js';
 import type { VirtioDevice, VirtqueueSetup } from '../core/virtio-device.js';
-import { DeviceStatus, featuresWithin, hasFeature } from '../core/virtio.js';
+import { DeviceStatus, FeatureBit, featuresWithin, hasFeature } from '../core/virtio.js';
 import { ConnectingSource, ListeningSource, type ConnectionSource } from './connection-source.js';
 import { MessageChannel } from './message-channel.js';
 import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
@@ -111,6 +111,8 @@ export class VhostUserServer {
   private featuresSet = false;
   private status = 0;
   private inflight: InflightRegion | null = null;
+  /** SET_BACKEND_REQ_FD's socket (see offeredProtocolFeatures), or -1. */
+  private backendReqFd = -1;
   /** Messages are handled one at a time, in order, even when handling one waits for the device. */
   private work: Promise<void> = Promise.resolve();
   private connections = 0;
@@ -141,6 +143,16 @@ export class VhostUserServer {
   /** Offered virtio features, with vhost-user's protocol-features bit. */
   get offeredFeatures(): number {
     return hasFeature(this.device.features, PROTOCOL_FEATURES_BIT) ? this.device.features : this.device.features + 2 ** PROTOCOL_FEATURES_BIT;
+  }
+
+  /**
+   * Offered protocol features. BACKEND_REQ only with ACCESS_PLATFORM: QEMU refuses a backend
+   * that offers ACCESS_PLATFORM without it and REPLY_ACK (vhost_user_backend_init), because
+   * with a vIOMMU the backend would ask for IOTLB entries on that channel. Without a vIOMMU
+   * nothing is ever sent on it; the backend keeps the fd and never writes.
+   */
+  get offeredProtocolFeatures(): number {
+    return hasFeature(this.device.features, FeatureBit.accessPlatform) ? OFFERED_PROTOCOL_FEATURES + 2 ** ProtocolFeature.backendReq : OFFERED_PROTOCOL_FEATURES;
   }
 
   get connected(): boolean {
@@ -256,7 +268,7 @@ export class VhostUserServer {
           case Request.getFeatures:
             return { reply: u64Payload(this.offeredFeatures), error: null };
           case Request.getProtocolFeatures:
-            return { reply: u64Payload(OFFERED_PROTOCOL_FEATURES), error: null };
+            return { reply: u64Payload(this.offeredProtocolFeatures), error: null };
           case Request.getQueueNum:
             return { reply: u64Payload(this.device.queuePairs), error: null };
           case Request.getStatus:
@@ -282,6 +294,11 @@ export class VhostUserServer {
       case 'vringFd':
         return { error: await this.setVringFd(message.request, message.index, message.fd) };
       case 'fd':
+        if (message.request === Request.setBackendReqFd && hasFeature(this.protocolFeatures, ProtocolFeature.backendReq)) {
+          if (this.backendReqFd >= 0) sys.close(this.backendReqFd);
+          this.backendReqFd = message.fd;
+          return ok;
+        }
         sys.close(message.fd);
         return { error: message.request === Request.setLogFd ? 'dirty logging is not supported' : 'the backend request channel is not offered' };
       case 'logBase':
@@ -342,11 +359,14 @@ export class VhostUserServer {
     switch (request) {
       case Request.setFeatures:
         if (!featuresWithin(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
+        // QEMU sets ACCESS_PLATFORM only when a vIOMMU translates addresses (vhost_dev_has_iommu),
+        // and then sends IOTLB messages, which this backend does not take (no PROTOCOL_F_IOTLB).
+        if (hasFeature(value, FeatureBit.accessPlatform)) return { error: 'ACCESS_PLATFORM with an IOMMU translating the addresses needs IOTLB messages, which this backend does not handle: run the guest without a vIOMMU' };
         this.features = value;
         this.featuresSet = true;
         return { error: await this.startAllReady() };
       case Request.setProtocolFeatures:
-        if (!featuresWithin(value, OFFERED_PROTOCOL_FEATURES)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
+        if (!featuresWithin(value, this.offeredProtocolFeatures)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
         this.protocolFeatures = value;
         return { error: null };
       case Request.setStatus:
@@ -506,6 +526,8 @@ export class VhostUserServer {
     }
     this.memory = null;
     this.replaceInflight(null);
+    if (this.backendReqFd >= 0) sys.close(this.backendReqFd);
+    this.backendReqFd = -1;
     this.features = 0;
     this.protocolFeatures = 0;
     this.featuresSet = false;
