@@ -4,6 +4,7 @@
  * are words and answers are one line: `ok`, `key=value ...` (dots in keys become underscores, so
  * the test can `eval` them), or `error <why>`.
  */
+import { parseSendRequest, type SendRequest, type SendResult } from './peer.js';
 
 /** The device's control API, as the harness reaches it. */
 export interface DeviceRequests {
@@ -13,6 +14,7 @@ export interface DeviceRequests {
 /** The netns peer (harness/peer-netns.ts), when the run has one. */
 export interface PeerRequests {
   stats(): Promise<unknown>;
+  send(request: SendRequest): Promise<SendResult>;
 }
 
 /** A peer the run needed but could not set up: the guest's test fails with this reason. */
@@ -127,9 +129,20 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
       }
       case 'peer': {
         // peer stats KEY...: the netns peer's totals (tcp.bytes, udp.datagrams, last.sha256, ...)
-        if (args[0] !== 'stats' || args.length < 2) return error('usage: peer stats KEY...');
-        if (!peer) return error('this run has no peer (suites that need one: msg-zerocopy)');
+        // peer send ADDRESS PORT BYTES SEED: the peer sends BYTES of the stream pattern of SEED to
+        // ADDRESS:PORT (a guest listener) and answers once the guest closed the connection.
+        const usage = 'usage: peer stats KEY... | peer send ADDRESS PORT BYTES SEED';
+        if (!((args[0] === 'stats' && args.length >= 2) || (args[0] === 'send' && args.length === 5))) return error(usage);
+        if (!peer) return error('this run has no peer (suites that need one: msg-zerocopy, zcrx)');
         if ('unavailable' in peer) return error(`the peer could not be set up: ${peer.unavailable}`);
+        if (args[0] === 'send') {
+          const [host, port, bytes, seed] = args.slice(1);
+          const number = (word: string | undefined): number => (word !== undefined && /^\d+$/.test(word) ? Number(word) : NaN);
+          const request = parseSendRequest({ host, port: number(port), bytes: number(bytes), seed: number(seed) });
+          if (typeof request === 'string') return error(request);
+          const sent = await peer.send(request);
+          return `${assignment('sent', sent.sent)} ${assignment('ms', sent.ms)}`;
+        }
         const stats = await peer.stats();
         const parts: string[] = [];
         for (const key of args.slice(1)) {

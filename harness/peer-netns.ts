@@ -14,7 +14,7 @@ import { execa, type ResultPromise } from 'execa';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import type { PeerStats } from './peer.js';
+import { SEND_TIMEOUT_MS, type PeerStats, type SendRequest, type SendResult } from './peer.js';
 
 export const PEER_ADDRESS = '198.18.0.1';
 export const PEER_PREFIX = 24;
@@ -100,27 +100,45 @@ export class PeerNetns {
 
   /** The peer's totals and last finished stream. */
   stats(): Promise<PeerStats> {
+    return this.ask({ cmd: 'stats' }, 5000) as Promise<PeerStats>;
+  }
+
+  /** The peer sends a pattern stream to the guest (harness/peer.ts, `send`); resolves when the guest closed. */
+  async send(request: SendRequest): Promise<SendResult> {
+    // The peer gives up at SEND_TIMEOUT_MS and answers why; a little longer here for that answer.
+    const answer = (await this.ask({ cmd: 'send', ...request }, SEND_TIMEOUT_MS + 5000)) as SendResult | { error: string };
+    if ('error' in answer) throw new Error(answer.error);
+    return answer;
+  }
+
+  /** One request on the peer's control socket and its one-line JSON answer. */
+  private ask(request: Record<string, unknown>, timeoutMs: number): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const socket = createConnection(this.control);
       let data = '';
       socket.setEncoding('utf8');
-      socket.on('connect', () => socket.write('{"cmd":"stats"}\n'));
+      socket.on('connect', () => socket.write(`${JSON.stringify(request)}\n`));
       socket.on('data', (chunk: string) => {
         data += chunk;
         if (data.includes('\n')) {
+          clearTimeout(timer);
           socket.end();
           try {
-            resolve(JSON.parse(data.slice(0, data.indexOf('\n'))) as PeerStats);
+            resolve(JSON.parse(data.slice(0, data.indexOf('\n'))));
           } catch (e) {
             reject(e as Error);
           }
         }
       });
-      socket.on('error', reject);
-      setTimeout(() => {
+      socket.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      const timer = setTimeout(() => {
         socket.destroy();
-        reject(new Error('peer: no stats answer'));
-      }, 5000).unref();
+        reject(new Error(`peer: no answer to ${String(request.cmd)} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      timer.unref();
     });
   }
 

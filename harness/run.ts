@@ -93,7 +93,7 @@ const MAC = '52:54:00:12:34:56';
 /** Time to the first KTAP line before the run is declared stuck. */
 const BOOT_TIMEOUT_MS = 120_000;
 /** Suites (or suite groups, expanded in the guest) that need the netns peer (harness/peer-netns.ts). */
-const PEER_SUITES: readonly string[] = ['msg-zerocopy', 'seeds'];
+const PEER_SUITES: readonly string[] = ['msg-zerocopy', 'zcrx', 'seeds'];
 /** The device's tap for the peer, unique per run. */
 const PEER_TAP = `zcp${process.pid % 1_000_000}`;
 /** Per-test slack over the guest's own timeout (the guest kills a hung test itself). */

@@ -26,6 +26,7 @@ import { assembleInitramfs, compress } from './initramfs.js';
 import { PrivateApt, resolveDebianKernel } from './debian-archive.js';
 import { buildKernelStage, GUEST_MODULES, isFile, loadKernelStage, type KernelInput, type KernelStage } from './kernel.js';
 import { BuildError, type RunOptions } from './run.js';
+import { ensureLiburing } from './liburing.js';
 import { ensureXdpTools, xdpToolsFiles } from './xdp-tools.js';
 
 export { BuildError } from './run.js';
@@ -145,14 +146,17 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
 
   const { input, source, description } = await kernelInputAndSource(opts, cache, ro);
   const kKey = kernelKey({ source, modules: GUEST_MODULES, builderVersion: BUILDER_VERSION });
-  const [policy, toolchain, guestHash, hostSet, xdpSet] = await Promise.all([
+  const [policy, toolchain, guestHash, hostSet, xdpSet, liburing] = await Promise.all([
     aptPolicy([BUSYBOX_PACKAGE, LIBXDP_PACKAGE], ro),
     toolchainFingerprint(ro),
     hashTree(guestDir),
     collectHostBinaries(HOST_BINARIES, ro),
     // xdp-bench and xdp-loader, static from Debian's sources (xdp-tools.ts): cached, built once.
     ensureXdpTools(cache, ro).then(xdpToolsFiles),
+    // liburing for guest/zcrx-recv, static from Debian's source (liburing.ts): cached, built once.
+    ensureLiburing(cache, ro),
   ]);
+  const sourceBuilt = [...xdpSet.fingerprint, liburing.key];
   for (const m of hostSet.missing) log(`warning: host program left out of the guest: ${m}`);
   for (const m of xdpSet.missing) log(`warning: program left out of the guest: ${m}`);
   const programSet = mergeProgramSets(hostSet, xdpSet);
@@ -165,7 +169,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
     toolchain,
     guestHash,
     hostBinaries: hostSet.fingerprint.join('\n'),
-    sourceBuilt: xdpSet.fingerprint.join('\n'),
+    sourceBuilt: sourceBuilt.join('\n'),
     builderVersion: BUILDER_VERSION,
   });
 
@@ -214,7 +218,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
     const busyboxRoot = join(tmp, 'busybox');
     const libxdpRoot = join(tmp, 'libxdp');
     await Promise.all([extractDeb(busyboxDeb, busyboxRoot, ro), extractDeb(libxdpDeb, libxdpRoot, ro)]);
-    const binaries = await buildGuestBinaries(await guestBinaryTargets(guestDir), join(tmp, 'bin'), ro);
+    const binaries = await buildGuestBinaries(await guestBinaryTargets(guestDir), join(tmp, 'bin'), { LIBURING_DIR: liburing.dir }, ro);
 
     const info = { cacheKey: key, kernelRelease: stage.release, builderVersion: BUILDER_VERSION };
     const { archive, summary } = await assembleInitramfs(
@@ -238,7 +242,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
       toolchain,
       guestHash,
       hostBinaries: hostSet.fingerprint,
-      sourceBuilt: xdpSet.fingerprint,
+      sourceBuilt,
       initrdCompression: stage.initrdCompression,
       builtinModules: stage.builtin,
       initramfs: { ...summary, cpioBytes: archive.length, compressedBytes: packed.length },

@@ -1,10 +1,10 @@
 // A private view of Debian's archive: the suites that serve newer kernels (bookworm-backports,
 // trixie-backports, sid) on the mirror this machine's own apt sources name, with apt lists and
 // a cache of their own under .cache/apt/, and the source packages of SOURCE_SUITES (deb-src)
-// for what the image builds from source (images/xdp-tools.ts). The system's sources, lists and
+// for what the image builds from source (images/xdp-tools.ts, images/liburing.ts). The system's sources, lists and
 // cache stay untouched, and no mirror's host name is written into the project: it is read from
 // the sources at run time.
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { BuildError, run, type RunOptions } from './run.js';
 
@@ -12,7 +12,7 @@ import { BuildError, run, type RunOptions } from './run.js';
 export const KERNEL_SUITES: readonly string[] = ['bookworm', 'bookworm-backports', 'trixie-backports', 'sid'];
 /**
  * Suites whose source packages (deb-src) the private view lists: guest user space that must
- * keep up with the newest kernels (xdp-tools, libbpf) is built from sid's sources.
+ * keep up with the newest kernels (xdp-tools, libbpf, liburing) is built from sid's sources.
  */
 export const SOURCE_SUITES: readonly string[] = ['sid'];
 const DEFAULT_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';
@@ -129,6 +129,37 @@ export class PrivateApt {
     await writeFile(stamp, new Date().toISOString());
     return apt;
   }
+}
+
+/**
+ * The .dsc of source package pkg=version in sourcesDir (.cache/sources/), fetched through the
+ * private apt view (deb-src of SOURCE_SUITES) when absent. `pinnedIn` names where the version is
+ * pinned, for the error when the archive no longer serves it.
+ */
+export async function ensureSourcePackage(sourcesDir: string, pkg: string, version: string, cacheDir: string, pinnedIn: string, ro: RunOptions): Promise<string> {
+  const dsc = join(sourcesDir, `${pkg}_${version.replace(/^\d+:/, '')}.dsc`);
+  if (await stat(dsc).then(() => true, () => false)) return dsc;
+  const apt = await PrivateApt.open(join(cacheDir, 'apt'), ro);
+  const shown = await run('apt-cache', [...apt.args, 'showsrc', pkg], { ...ro, allowFailure: true });
+  const served = [...shown.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]!);
+  if (!served.includes(version)) {
+    throw new BuildError(`source package ${pkg}=${version} is not served on the private apt view (served: ${served.join(', ') || 'none'}); pin one that is in ${pinnedIn}`);
+  }
+  ro.log?.(`fetching source package ${pkg} ${version}…`);
+  await mkdir(sourcesDir, { recursive: true });
+  // A private folder, so that a concurrent build never sees half a file.
+  const tmp = join(sourcesDir, `.download-${process.pid}-${Date.now()}`);
+  await mkdir(tmp);
+  try {
+    await run('apt-get', [...apt.args, 'source', '--download-only', '-q', `${pkg}=${version}`], { ...ro, cwd: tmp });
+    const got = await readdir(tmp);
+    if (!got.includes(dsc.slice(sourcesDir.length + 1))) throw new BuildError(`apt-get source ${pkg}=${version} gave no ${dsc}: ${got.join(' ')}`);
+    // The .dsc last: its presence says the rest is there.
+    for (const name of got.sort((a, b) => Number(a.endsWith('.dsc')) - Number(b.endsWith('.dsc')))) await rename(join(tmp, name), join(sourcesDir, name));
+  } finally {
+    await rm(tmp, { recursive: true, force: true });
+  }
+  return dsc;
 }
 
 export interface DebianPackage {

@@ -5,8 +5,10 @@
 // Two sources of binaries:
 //   guest/tools/<name>.c     one self-contained program each, compiled here;
 //   guest/<name>/build.sh    the hook for programs with several sources or libraries
-//                            (AF_XDP tools linking libxdp/libbpf): run as
-//                            `sh build.sh OUTPUT` from its folder, it must write one static
+//                            (AF_XDP tools linking libxdp/libbpf, zcrx-recv linking
+//                            liburing): run as `sh build.sh OUTPUT` from its folder, with
+//                            the libraries the image builds from source in its environment
+//                            (LIBURING_DIR: images/liburing.ts); it must write one static
 //                            executable to OUTPUT.
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -48,8 +50,8 @@ export async function guestBinaryTargets(guestDir: string): Promise<BinaryTarget
   return targets;
 }
 
-/** Build each target into outDir/<name>; returns name -> path. */
-export async function buildGuestBinaries(targets: readonly BinaryTarget[], outDir: string, ro: RunOptions): Promise<Map<string, string>> {
+/** Build each target into outDir/<name>, hooks with `hookEnv` added to their environment; returns name -> path. */
+export async function buildGuestBinaries(targets: readonly BinaryTarget[], outDir: string, hookEnv: Record<string, string>, ro: RunOptions): Promise<Map<string, string>> {
   const out = new Map<string, string>();
   for (const t of targets) {
     const dest = join(outDir, t.name);
@@ -58,7 +60,7 @@ export async function buildGuestBinaries(targets: readonly BinaryTarget[], outDi
       if (t.kind === 'tool') {
         await run('gcc', [...TOOL_CFLAGS, '-o', dest, t.source], { ...ro, cwd: t.dir });
       } else {
-        await run('sh', [t.script, dest], { ...ro, cwd: t.dir });
+        await run('sh', [t.script, dest], { ...ro, cwd: t.dir, env: { ...ro.env, ...hookEnv } });
       }
     } catch (err) {
       const hint =

@@ -26,10 +26,10 @@
 // <key> names both source versions and XDP_TOOLS_BUILD_VERSION; a warm build only checks
 // that the folder exists.
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import { PrivateApt } from './debian-archive.js';
+import { ensureSourcePackage } from './debian-archive.js';
 import type { HostBinarySet, HostFile } from './host-binaries.js';
 import { BuildError, run, type RunOptions } from './run.js';
 
@@ -105,36 +105,6 @@ export async function missingBuildDependencies(): Promise<string | null> {
   return missing.size === 0 ? null : `apt-get install -y ${[...missing].join(' ')}`;
 }
 
-/** The .dsc of pkg=version in sourcesDir, fetched through the private apt view when absent. */
-async function ensureSource(sourcesDir: string, pkg: string, version: string, cacheDir: string, ro: RunOptions): Promise<string> {
-  const dsc = join(sourcesDir, `${pkg}_${version.replace(/^\d+:/, '')}.dsc`);
-  if (await exists(dsc)) return dsc;
-  const apt = await PrivateApt.open(join(cacheDir, 'apt'), ro);
-  const shown = await run('apt-cache', [...apt.args, 'showsrc', pkg], { ...ro, allowFailure: true });
-  const served = [...shown.stdout.matchAll(/^Version: (\S+)$/gm)].map((m) => m[1]!);
-  if (!served.includes(version)) {
-    throw new BuildError(
-      `source package ${pkg}=${version} is not served on the private apt view (served: ${served.join(', ') || 'none'}); ` +
-        'pin one that is in images/xdp-tools.ts (XDP_TOOLS_VERSION, XDP_TOOLS_LIBBPF_VERSION)',
-    );
-  }
-  ro.log?.(`fetching source package ${pkg} ${version}…`);
-  await mkdir(sourcesDir, { recursive: true });
-  // A private folder, so that a concurrent build never sees half a file.
-  const tmp = join(sourcesDir, `.download-${process.pid}-${Date.now()}`);
-  await mkdir(tmp);
-  try {
-    await run('apt-get', [...apt.args, 'source', '--download-only', '-q', `${pkg}=${version}`], { ...ro, cwd: tmp });
-    const got = await readdir(tmp);
-    if (!got.includes(dsc.slice(sourcesDir.length + 1))) throw new BuildError(`apt-get source ${pkg}=${version} gave no ${dsc}: ${got.join(' ')}`);
-    // The .dsc last: its presence says the rest is there.
-    for (const name of got.sort((a, b) => Number(a.endsWith('.dsc')) - Number(b.endsWith('.dsc')))) await rename(join(tmp, name), join(sourcesDir, name));
-  } finally {
-    await rm(tmp, { recursive: true, force: true });
-  }
-  return dsc;
-}
-
 async function sha256(data: Uint8Array): Promise<string> {
   return createHash('sha256').update(data).digest('hex');
 }
@@ -153,8 +123,9 @@ export async function ensureXdpTools(cacheDir: string, ro: RunOptions): Promise<
   }
   const started = Date.now();
   const sourcesDir = join(cacheDir, 'sources');
-  const libbpfDsc = await ensureSource(sourcesDir, 'libbpf', XDP_TOOLS_LIBBPF_VERSION, cacheDir, ro);
-  const xdpDsc = await ensureSource(sourcesDir, 'xdp-tools', XDP_TOOLS_VERSION, cacheDir, ro);
+  const pinnedIn = 'images/xdp-tools.ts (XDP_TOOLS_VERSION, XDP_TOOLS_LIBBPF_VERSION)';
+  const libbpfDsc = await ensureSourcePackage(sourcesDir, 'libbpf', XDP_TOOLS_LIBBPF_VERSION, cacheDir, pinnedIn, ro);
+  const xdpDsc = await ensureSourcePackage(sourcesDir, 'xdp-tools', XDP_TOOLS_VERSION, cacheDir, pinnedIn, ro);
 
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });

@@ -38,7 +38,7 @@ ZCNIC_TESTS="tcp-zc-1024 tcp-zc-4096 tcp-zc-16384 tcp-zc-65536 udp-zc-1024 udp-z
 
 . "$ZCNIC_SUITES_DIR/lib/seeds.sh"
 
-MZ_PEER=${ZCNIC_PEER_IP:-198.18.0.1}
+MZ_PEER=$SEEDS_PEER
 MZ_TCP_BYTES=$((8 << 20))
 MZ_UDP_BYTES=$((2 << 20))
 MZ_CPU_BYTES=$((32 << 20))
@@ -66,21 +66,6 @@ mz_send() {
 	diag "zerocopy: ${MZ_JSON:-no summary}"
 	[ -s "$XSK_DIR/$name.err" ] && diag "zerocopy stderr: $(tail -n 5 "$XSK_DIR/$name.err")"
 	[ "$SEEDS_RC" = 0 ] && [ -n "$MZ_JSON" ] || fail "zerocopy failed: $(tail -n 1 "$XSK_DIR/$name.err")"
-}
-
-mz_setup() {
-	seeds_setup
-	# The harness sets the peer up (root: a tap and a network namespace). A peer that could not
-	# be set up is a broken setup, so the test fails with the harness's reason, never skips.
-	MZ_PEER_ANSWER=$(zcnic_ctl peer stats tcp.streams 2>&1) || fail "no netns peer: ${MZ_PEER_ANSWER:-no answer from the harness}"
-	zcnic_ctl port tap >/dev/null || fail "the device cannot switch to port tap"
-	# The peer's address must answer before the flow starts (ARP through the device).
-	command -v ping >/dev/null || return 0
-	i=0
-	until ping -c 1 -W 1 "$MZ_PEER" >/dev/null 2>&1; do
-		i=$((i + 1))
-		[ $i -lt 10 ] || fail "the peer $MZ_PEER does not answer ping through port tap"
-	done
 }
 
 # mz_check_completions: every send id completed exactly once, none copied, peer digest equal.
@@ -133,7 +118,7 @@ mz_proof() {
 }
 
 mz_zc_test() { # PROTO SIZE BYTES
-	mz_setup
+	peer_setup
 	mz_send "$1" "$1" -z -s "$2" -b "$3"
 	mz_check
 	mz_proof all
@@ -150,7 +135,7 @@ test_udp_zc_16384() { mz_zc_test udp 16384 "$MZ_UDP_BYTES"; }
 test_udp_zc_64512() { mz_zc_test udp 64512 "$MZ_UDP_BYTES"; }
 
 test_tcp_copy_proof() {
-	mz_setup
+	peer_setup
 	mz_send tcp tcp -s 65536 -b "$MZ_TCP_BYTES"
 	check_eq "peer SHA-256 equals ours" "$(json_num "$MZ_JSON" match)" 1
 	metric bytesVerified "$(json_num "$MZ_JSON" peerBytes)"
@@ -161,7 +146,7 @@ test_tcp_copy_proof() {
 # The negative control of the stream proof: the same zero-copy flow as tcp-zc-65536, with a map
 # whose pages are all the sender's own but each one page off. Everything else still holds.
 test_tcp_zc_shifted_map() {
-	mz_setup
+	peer_setup
 	MZ_MAP_ROTATE=1
 	mz_send tcp tcp -z -s 65536 -b "$MZ_TCP_BYTES"
 	MZ_MAP_ROTATE=0
@@ -171,7 +156,7 @@ test_tcp_zc_shifted_map() {
 }
 
 test_cpu_per_gib() {
-	mz_setup
+	peer_setup
 	mz_send zc tcp -z -s 65536 -b "$MZ_CPU_BYTES"
 	zc=$(json_word "$MZ_JSON" cpuSecondsPerGiB)
 	zc_match=$(json_num "$MZ_JSON" match)

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { answerGuestRequest, lookup } from '../../harness/guest-requests.js';
+import type { SendRequest } from '../../harness/peer.js';
 
 function fakeDevice(stats: () => unknown) {
   const calls: Array<Record<string, unknown>> = [];
@@ -69,7 +70,10 @@ test('port tap and peer stats', async () => {
   assert.equal(d.calls.at(-1), { cmd: 'setPort', port: 'tap', tap: 'zc7' });
   assert.match(await answerGuestRequest('port tap a b', d, noBegin), /^error usage: port tap/);
   assert.match(await answerGuestRequest('peer stats tcp.bytes', d, noBegin), /^error this run has no peer/);
-  const peer = { stats: async () => ({ tcp: { streams: 1, bytes: 4096 }, last: { sha256: 'ab12' } }) };
+  const peer = {
+    stats: async () => ({ tcp: { streams: 1, bytes: 4096 }, last: { sha256: 'ab12' } }),
+    send: async () => ({ sent: 0, ms: 0 }),
+  };
   assert.is(await answerGuestRequest('peer stats tcp.bytes last.sha256', d, noBegin, peer), 'tcp_bytes=4096 last_sha256=ab12');
   assert.match(await answerGuestRequest('peer stats nope', d, noBegin, peer), /^error no peer stats key nope/);
   assert.match(await answerGuestRequest('peer', d, noBegin, peer), /^error usage: peer stats/);
@@ -78,6 +82,32 @@ test('port tap and peer stats', async () => {
     await answerGuestRequest('peer stats tcp.streams', d, noBegin, { unavailable: 'ip netns add: Operation not permitted' }),
     'error the peer could not be set up: ip netns add: Operation not permitted',
   );
+});
+
+test('peer send: the words become a checked send request, the answer shell assignments', async () => {
+  const d = fakeDevice(() => ({}));
+  const asked: SendRequest[] = [];
+  const peer = {
+    stats: async () => ({}),
+    send: async (request: SendRequest) => {
+      asked.push(request);
+      return { sent: request.bytes, ms: 1234 };
+    },
+  };
+  assert.is(await answerGuestRequest('peer send 198.18.0.2 7000 16777216 1515474520', d, noBegin, peer), 'sent=16777216 ms=1234');
+  assert.equal(asked, [{ host: '198.18.0.2', port: 7000, bytes: 16777216, seed: 1515474520 }]);
+  // Each bad word is refused before the peer is asked, saying which.
+  assert.match(await answerGuestRequest('peer send guest 7000 100 1', d, noBegin, peer), /^error send: host must be an IPv4 address/);
+  assert.match(await answerGuestRequest('peer send 198.18.0.2 70000 100 1', d, noBegin, peer), /^error send: port must be 1\.\.65535/);
+  assert.match(await answerGuestRequest('peer send 198.18.0.2 7000 0 1', d, noBegin, peer), /^error send: bytes must be 1\.\./);
+  assert.match(await answerGuestRequest('peer send 198.18.0.2 7000 1e3 1', d, noBegin, peer), /^error send: bytes must be/);
+  assert.match(await answerGuestRequest('peer send 198.18.0.2 7000 100 4294967296', d, noBegin, peer), /^error send: seed must be/);
+  assert.match(await answerGuestRequest('peer send 198.18.0.2 7000 100', d, noBegin, peer), /^error usage: peer stats KEY\.\.\. \| peer send/);
+  assert.is(asked.length, 1);
+  // The peer's own failure (the guest never accepted, ...) is the answer.
+  const failing = { stats: async () => ({}), send: async () => Promise.reject(new Error('send to 198.18.0.2:7000: connect ECONNREFUSED')) };
+  assert.is(await answerGuestRequest('peer send 198.18.0.2 7000 100 1', d, noBegin, failing), 'error send to 198.18.0.2:7000: connect ECONNREFUSED');
+  assert.match(await answerGuestRequest('peer send 198.18.0.2 7000 100 1', d, noBegin), /^error this run has no peer \(suites that need one: msg-zerocopy, zcrx\)/);
 });
 
 test.run();

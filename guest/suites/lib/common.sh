@@ -26,6 +26,9 @@
 #   wait KEY MIN SECONDS        waits until stats KEY >= MIN, then prints KEY=value; fails
 #                               when it is still below MIN after SECONDS
 #   peer stats KEY...           the netns peer's totals (tcp.bytes, udp.datagrams, last.sha256...)
+#   peer send ADDRESS PORT BYTES SEED   the peer connects to ADDRESS:PORT (a guest listener),
+#                               sends BYTES of the stream pattern of SEED (harness/peer.ts) and
+#                               answers sent=N ms=N once the guest closed the connection
 # Fails (status 1, reason on stderr) without a harness or when the answer is "error ...".
 zcnic_ctl() {
 	[ "${ZCNIC_CTL:-0}" = 1 ] || {

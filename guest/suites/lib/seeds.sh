@@ -41,6 +41,26 @@ seeds_setup() {
 	trap 'seeds_cleanup' EXIT
 }
 
+# The netns peer's address (harness/peer-netns.ts).
+SEEDS_PEER=${ZCNIC_PEER_IP:-198.18.0.1}
+
+# peer_setup: seeds_setup, then the device's port switched to the host tap of the run's netns
+# peer (msg-zerocopy, zcrx), which must answer ping. The harness sets the peer up (root: a tap
+# and a network namespace); a peer that could not be set up is a broken setup, so the test
+# fails with the harness's reason, never skips.
+peer_setup() {
+	seeds_setup
+	peer_answer=$(zcnic_ctl peer stats tcp.streams 2>&1) || fail "no netns peer: ${peer_answer:-no answer from the harness}"
+	zcnic_ctl port tap >/dev/null || fail "the device cannot switch to port tap"
+	# The peer's address must answer before the flow starts (ARP through the device).
+	command -v ping >/dev/null || return 0
+	i=0
+	until ping -c 1 -W 1 "$SEEDS_PEER" >/dev/null 2>&1; do
+		i=$((i + 1))
+		[ $i -lt 10 ] || fail "the peer $SEEDS_PEER does not answer ping through port tap"
+	done
+}
+
 # seeds_on_exit COMMAND: run COMMAND (a shell string) when the test ends, however it ends.
 seeds_on_exit() {
 	SEEDS_UNDO="$SEEDS_UNDO
