@@ -65,7 +65,7 @@ export function describeQueueError(kind: QueueErrorKind, head: number, a: number
         ? `head ${head}: ${a} bytes cannot hold the ${b}-byte header`
         : `head ${head}: ${a} bytes for a ${b}-byte frame without mergeable buffers; dropped`;
     case QueueError.driverQueueReset:
-      return `the driver reset the queue (used.idx ${a} rewritten to 0, VIRTIO_F_RING_RESET): restarted from avail index 0, ${b} used element(s) not yet published dropped`;
+      return `the driver reset the queue (VIRTIO_F_RING_RESET; ${a === 0 ? 'nothing published yet, the kick suppression field' : `used.idx ${a}`} rewritten to 0): restarted from avail index 0, ${b} used element(s) not yet published dropped`;
     default:
       return `head ${head} descriptor ${a} addr 0x${b.toString(16)} len ${c}`;
   }

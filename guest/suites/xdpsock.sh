@@ -120,7 +120,7 @@ txonly_test() { # SIZE COUNT
 	xsk_setup
 	metric rate.mode txonly-skb
 	metric rate.size "$size"
-	xsk_run -i "$ZCNIC_IFACE" -t -S -C "$count" -s "$size" || XSK_FAILED=$((XSK_FAILED + 1))
+	xsk_run -i "$ZCNIC_IFACE" -t -S -c -C "$count" -s "$size" || XSK_FAILED=$((XSK_FAILED + 1))
 	txFrames=$(json_num "$XSK_JSON" txFrames)
 	txCompleted=$(json_num "$XSK_JSON" txCompleted)
 	metric rate.pps "$(json_num "$XSK_JSON" txPps)"
@@ -153,7 +153,7 @@ rxdrop_test() { # skb|native
 	metric rate.mode "rxdrop-$1"
 	metric rate.size 64
 	# shellcheck disable=SC2086 # XSK_RX_OPTS is a list of options
-	xsk_start -i "$ZCNIC_IFACE" -r $flag -C "$count" -w -d $XSK_RX_SECONDS $XSK_RX_OPTS
+	xsk_start -i "$ZCNIC_IFACE" -r $flag -c -C "$count" -w -d $XSK_RX_SECONDS $XSK_RX_OPTS
 	zcnic_ctl port gen size=64 count="$count" pps=0 >/dev/null || fail "cannot start the device's generator"
 	xsk_wait $((XSK_RX_SECONDS + 10)) || XSK_FAILED=$((XSK_FAILED + 1))
 	metric rate.pps "$(json_num "$XSK_JSON" rxPps)"
@@ -176,7 +176,7 @@ test_l2fwd_skb() {
 	metric rate.mode l2fwd-skb
 	metric rate.size 64
 	# shellcheck disable=SC2086
-	xsk_start -i "$ZCNIC_IFACE" -l -S -C "$count" -w -d $XSK_RX_SECONDS $XSK_RX_OPTS
+	xsk_start -i "$ZCNIC_IFACE" -l -S -c -C "$count" -w -d $XSK_RX_SECONDS $XSK_RX_OPTS
 	zcnic_ctl port gen size=64 count="$count" pps=0 >/dev/null || fail "cannot start the device's generator"
 	xsk_wait $((XSK_RX_SECONDS + 10)) || XSK_FAILED=$((XSK_FAILED + 1))
 	metric rate.pps "$(json_num "$XSK_JSON" rxPps)"

@@ -99,7 +99,7 @@ STRICT_WATCHDOG_LINE='NETDEV WATCHDOG: .*transmit queue 0 timed out'
 # as the zero-copy map with frames starting HEADROOM bytes into each chunk; then the device's
 # counters (device_stats) and the zeroCopyProven metrics.
 zc_xsk_send() {
-	xsk_start -i "$ZCNIC_IFACE" -t -S -C "$count" -s "$ZC_SIZE" -f "$ZC_CHUNK" --frames "$ZC_FRAMES" \
+	xsk_start -i "$ZCNIC_IFACE" -t -S -c -C "$count" -s "$ZC_SIZE" -f "$ZC_CHUNK" --frames "$ZC_FRAMES" \
 		--umem-map "$XSK_DIR/umem.map" --wait-file "$XSK_DIR/go"
 	zc_map_from_file "$XSK_DIR/umem.map" "$ZC_CHUNK" "$1"
 	: >"$XSK_DIR/go"
@@ -189,7 +189,7 @@ shape_xsk() { # SIZE
 	seeds_setup
 	metric rate.mode xsk
 	metric rate.size "$size"
-	xsk_run -i "$ZCNIC_IFACE" -t -S -C "$count" -s "$size" || XSK_FAILED=$((XSK_FAILED + 1))
+	xsk_run -i "$ZCNIC_IFACE" -t -S -c -C "$count" -s "$size" || XSK_FAILED=$((XSK_FAILED + 1))
 	metric rate.pps "$(json_num "$XSK_JSON" txPps)"
 	device_wait transmitq.frames "$count" 30
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
@@ -263,7 +263,7 @@ test_strict_xsk() {
 	dmesg_lines=$(dmesg | wc -l)
 	tx_packets_before=$(iface_stat tx_packets)
 	zcnic_ctl strict on stall >/dev/null || fail "cannot switch the device to strict layout (stall)"
-	xsk_start -i "$ZCNIC_IFACE" -t -S -C "$count" -s 64
+	xsk_start -i "$ZCNIC_IFACE" -t -S -c -C "$count" -s 64
 	device_wait chainShapes.linearHeaderViolations 1 30
 	start=$(now_cs)
 	seeds_bg fill frames -i "$ZCNIC_IFACE" -n "$count" -s 64
@@ -323,7 +323,7 @@ test_strict_xsk_complete_empty() {
 	seeds_setup
 	dmesg_lines=$(dmesg | wc -l)
 	zcnic_ctl strict on complete-empty >/dev/null || fail "cannot switch the device to strict layout (complete-empty)"
-	xsk_run -i "$ZCNIC_IFACE" -t -S -C "$count" -s 64 || XSK_FAILED=$((XSK_FAILED + 1))
+	xsk_run -i "$ZCNIC_IFACE" -t -S -c -C "$count" -s 64 || XSK_FAILED=$((XSK_FAILED + 1))
 	device_wait chainShapes.linearHeaderViolations "$count" 30
 	device_stats transmitq.frames transmitq.bytes $SEEDS_VERIFY_KEYS $SEEDS_SHAPE_KEYS
 	metric linearHeaderViolations "$chainShapes_linearHeaderViolations"

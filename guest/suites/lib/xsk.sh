@@ -4,6 +4,10 @@
 # A test calls xsk_setup first: it makes a scratch folder and arranges that, whatever way the
 # test ends, a background xdpsock is stopped and the folder removed.
 #
+# A test of the copy path binds with -c (XDP_COPY): without a flag the kernel binds zero-copy
+# wherever the NIC can (virtio_net 6.13+ on `zcnic run --xsk-zero-copy`), whatever the XDP
+# program's mode, and the test would measure another path.
+#
 # Checks do not end the test at the first mismatch: `check_eq` records every mismatch as a
 # diagnostic and `checks_done` fails the test if there was any, so one failure shows all of
 # what did not add up.
