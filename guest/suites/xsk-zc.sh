@@ -351,11 +351,12 @@ test_strict_af_packet() {
 	checks_done "strict device, AF_PACKET"
 }
 
-# Native zero-copy: frames per test, the receivers' umem (2048 chunks of 2 KiB, 1024 pages in
-# the map) and where the kernel puts a received frame in its chunk.
+# Native zero-copy: frames per test, the receivers' umem (8192 chunks of 2 KiB, 4096 pages in
+# the map, rings that hold the whole burst so the kernel drops nothing) and where the kernel
+# puts a received frame in its chunk.
 NATIVE_COUNT=20000
-NATIVE_RX_COUNT=2000
-NATIVE_RX_OPTS="--ring 2048 --frames 2048 -f 2048"
+NATIVE_RX_COUNT=8000
+NATIVE_RX_OPTS="--ring 8192 --frames 8192 -f 2048"
 NATIVE_RX_CHUNK=2048
 XDP_PACKET_HEADROOM=256
 

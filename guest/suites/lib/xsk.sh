@@ -19,9 +19,11 @@ XSK_FAILED=0
 xsk_cleanup() {
 	if [ -n "$XSK_PID" ]; then
 		kill -s TERM "$XSK_PID" 2>/dev/null
-		# xdpsock detaches its XDP program on SIGTERM: give it a moment before forcing.
+		# xdpsock detaches its XDP program on SIGTERM, after waiting up to 5 s for outstanding
+		# transmit completions (DRAIN_TIMEOUT_NS): give it that and more before forcing, or the
+		# program stays on the interface and the next test's attach finds it.
 		i=0
-		while kill -0 "$XSK_PID" 2>/dev/null && [ $i -lt 30 ]; do
+		while kill -0 "$XSK_PID" 2>/dev/null && [ $i -lt 80 ]; do
 			sleep 0.1
 			i=$((i + 1))
 		done
