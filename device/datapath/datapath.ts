@@ -25,7 +25,8 @@ import { describeQueueError, QUEUE_ERROR_KINDS, queueErrorNames, type QueueError
 import { ReceiveQueue } from '../receive-queue.js';
 import { DEFAULT_LINEAR_HEADER_REFUSAL, TransmitQueue, type LinearHeaderRefusal } from '../transmit-queue.js';
 import { FeatureBit, hasFeature } from 'vfio-user-ts';
-import { Vring, type InflightArea } from '../vring.js';
+import type { InflightArea } from '../inflight-tracker.js';
+import { Vring } from '../vring.js';
 import { StateFile } from './state-file.js';
 import { netHeaderLength } from '../net-header.js';
 import { GUEST_MEMORY_TRUNCATED, type DatapathMode, type DatapathWorkerData, type FromDatapath, type QueueStart, type ToDatapath, type TxPolicy } from './messages.js';
