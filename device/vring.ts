@@ -15,6 +15,9 @@ import { InflightTracker, type InflightArea, type InflightRecovery } from './inf
 /** The inflight region a ring is started with (tests make their own). */
 export type { InflightArea } from './inflight-tracker.js';
 
+/** How a queue's rings are laid out in guest memory (virtio 1.2 2.7); Vring reads the split layout. */
+export type RingLayout = 'split';
+
 export interface VringAddresses {
   /** Queue size: a power of two, 1..32768. */
   readonly size: number;
@@ -28,6 +31,7 @@ export interface VringAddresses {
 const PARKED_EVENT_DISTANCE = 0x8000;
 
 export class Vring {
+  readonly layout: RingLayout = 'split';
   readonly size: number;
   /** Region and offset of the descriptor table, for DescriptorChain. */
   readonly descRegion: number;

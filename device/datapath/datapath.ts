@@ -19,7 +19,7 @@ import { QueuePair } from '../queue-pair.js';
 import type { QueueErrorKind, QueueErrorReporter } from '../queue-errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import { DEFAULT_LINEAR_HEADER_REFUSAL, TransmitQueue, type LinearHeaderRefusal } from '../transmit-queue.js';
-import { Vring } from '../vring.js';
+import { Vring, type RingLayout } from '../vring.js';
 import { createZeroCopyProof } from '../zero-copy-map.js';
 import { GUEST_MEMORY_TRUNCATED, type DatapathMode, type DatapathWorkerData, type FromDatapath, type QueueStart, type ToDatapath, type TxPolicy } from './messages.js';
 import { createPort } from './port-factory.js';
@@ -87,7 +87,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
         this.post({ type: 'memoryMapped', error: this.setMemory(message.regions) });
         return;
       case 'start':
-        this.post({ type: 'started', queue: message.start.queue, error: this.startQueue(message.start) });
+        this.post({ type: 'started', queue: message.start.queue, result: this.startQueue(message.start) });
         return;
       case 'stop':
         this.post({ type: 'stopped', queue: message.queue, base: this.stopQueue(message.queue) });
@@ -200,14 +200,15 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     return null;
   }
 
-  private startQueue(start: QueueStart): string | null {
+  /** Starts a queue: the layout of the rings it runs, or why it cannot. */
+  private startQueue(start: QueueStart): { layout: RingLayout } | { error: string } {
     const memory = this.memory;
-    if (!memory) return 'no memory table yet';
+    if (!memory) return { error: 'no memory table yet' };
     const pair = this.pairs.get(start.queue >> 1);
-    if (!pair) return `queue ${start.queue} is not served by this worker`;
+    if (!pair) return { error: `queue ${start.queue} is not served by this worker` };
     if (this.active.has(start.queue)) this.stopQueue(start.queue);
     const ring = this.openRing(memory, start);
-    if (typeof ring === 'string') return ring;
+    if (typeof ring === 'string') return { error: ring };
     this.attachQueue(memory, pair, ring, start);
     const queue: ActiveQueue = { start, watcher: this.mode === 'kick' ? this.watchKicks(pair, ring, start.kickFd) : null };
     if (queue.watcher === null) ring.disableKicks();
@@ -215,7 +216,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     // See Vring.notifyOnStart: completions a killed predecessor published may never have been signalled.
     if (ring.notifyOnStart()) this.notify(start.queue);
     this.scheduler.schedule(pair);
-    return null;
+    return { layout: ring.layout };
   }
 
   /** The queue's rings, recovered from its inflight region when the frontend keeps one. */
