@@ -9,7 +9,7 @@
  * before it are visible before the index that publishes them.
  */
 import type { GuestMemory } from 'vfio-user-ts';
-import { RingFlags } from 'vfio-user-ts';
+import { isValidQueueSize, MAX_QUEUE_SIZE, RingFlags } from 'vfio-user-ts';
 import { InflightTracker, type InflightArea, type InflightRecovery } from './inflight-tracker.js';
 
 /** The inflight region a ring is started with (tests make their own). */
@@ -95,7 +95,7 @@ export class Vring {
    */
   static create(memory: GuestMemory, addresses: VringAddresses, eventIdx: boolean, base: number, inflight: InflightArea | null = null): Vring | string {
     const { size, descAddr, availAddr, usedAddr } = addresses;
-    if (size < 1 || size > 32768 || (size & (size - 1)) !== 0) return `queue size ${size} is not a power of two in 1..32768`;
+    if (!isValidQueueSize(size)) return `queue size ${size} is not a power of two in 1..${MAX_QUEUE_SIZE}`;
     if (descAddr % 16 !== 0 || availAddr % 2 !== 0 || usedAddr % 4 !== 0) return 'ring addresses are not aligned as the spec requires (16/2/4)';
     const descRegion = memory.regionOfGuestRange(descAddr, 16 * size);
     if (descRegion < 0) return `descriptor table 0x${descAddr.toString(16)}+${16 * size} is outside guest memory`;
