@@ -3,7 +3,8 @@
  * request per line, one answer line each. It is how the harness, tests and benchmarks read
  * counters and reconfigure the device between tests without restarting it.
  *
- *   {"cmd":"stats"}                          -> the stats object (same shape as the exit line)
+ *   {"cmd":"stats"}                          -> the stats object (same shape as the exit line; DeviceStats,
+ *                                            with the negotiated features and the queues started)
  *   {"cmd":"resetCounters"}                  -> {"ok":true}
  *   {"cmd":"setPort","port":"gen","gen":{"size":64,"count":1000,"pps":0}} -> {"ok":true}
  *   {"cmd":"setPort","port":"tap","tap":"zc0"} -> {"ok":true}

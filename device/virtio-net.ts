@@ -3,11 +3,12 @@
  * pairs are spread over datapath workers, and its counters. Transports (the vhost-user server
  * today) drive it through VirtioDevice; the control API reads stats and switches ports.
  */
-import { FeatureBit, featureMask, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
+import { FeatureBit, featureMask, featureNames, hasFeature, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
 import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
+import type { RingLayout } from './vring.js';
 
 export interface VirtioNetOptions {
   readonly queuePairs: number;
@@ -31,7 +32,25 @@ export interface VirtioNetOptions {
   readonly onFailure: (reason: string) => void;
 }
 
+/** A queue as it was last started: which ring ran, and how. */
+export interface QueueStats {
+  readonly index: number;
+  /** The layout of the rings the device read (the datapath says which). */
+  readonly layout: RingLayout;
+  readonly size: number;
+  /** Notifications suppressed by event index (EVENT_IDX) rather than by flags. */
+  readonly eventIdx: boolean;
+  /** The frontend keeps an inflight region for it (INFLIGHT_SHMFD). */
+  readonly inflight: boolean;
+  /** Not stopped since; a stopped queue keeps its entry, so the last stats still show what ran. */
+  readonly running: boolean;
+}
+
 export interface DeviceStats extends DeviceCounters {
+  /** The virtio features negotiated for the last queue started, by name (featureNames); [] before any. */
+  features: string[];
+  /** Every queue started since the device was created, as last started, by index. */
+  queues: QueueStats[];
   port: PortOptions['port'];
   verify: boolean;
   requireLinearHeader: boolean;
@@ -64,6 +83,9 @@ export class VirtioNet implements VirtioDevice {
   /** The transport's refusal counts (VhostUserServer.protocolErrorCounts); set by whoever runs it. */
   protocolErrorSource: () => Record<string, number> = () => ({});
   private protocolBaseline: Record<string, number> = {};
+  /** The features the transport gave with the last queue start (the negotiated ones). */
+  private negotiated = 0;
+  private readonly queues = new Map<number, QueueStats>();
 
   private constructor(options: VirtioNetOptions, workers: DatapathWorker[], counterBlocks: Float64Array[]) {
     this.queuePairs = options.queuePairs;
@@ -117,6 +139,8 @@ export class VirtioNet implements VirtioDevice {
   }
 
   async setMemory(regions: readonly MemoryRegion[]): Promise<string | null> {
+    // The workers stop whatever still runs on the old table.
+    for (const index of this.queues.keys()) this.markStopped(index);
     const answers = await Promise.all(this.workers.map((w) => w.request({ type: 'memory', regions }, 'memoryMapped')));
     return answers.find((a) => a.error !== null)?.error ?? null;
   }
@@ -127,15 +151,25 @@ export class VirtioNet implements VirtioDevice {
 
   async startQueue(index: number, setup: VirtqueueSetup): Promise<string | null> {
     const { size, descAddr, availAddr, usedAddr, base, kickFd, callFd, features, inflight } = setup;
-    const answer = await this.workerOf(index).request(
+    const { result } = await this.workerOf(index).request(
       { type: 'start', start: { queue: index, addresses: { size, descAddr, availAddr, usedAddr }, base, kickFd, callFd, features, inflight: inflight ?? null } },
       'started',
     );
-    return answer.error;
+    if ('error' in result) return result.error;
+    this.negotiated = features;
+    this.queues.set(index, { index, layout: result.layout, size, eventIdx: hasFeature(features, FeatureBit.ringEventIdx), inflight: Boolean(inflight), running: true });
+    return null;
   }
 
   async stopQueue(index: number): Promise<number> {
-    return (await this.workerOf(index).request({ type: 'stop', queue: index }, 'stopped')).base;
+    const { base } = await this.workerOf(index).request({ type: 'stop', queue: index }, 'stopped');
+    this.markStopped(index);
+    return base;
+  }
+
+  private markStopped(index: number): void {
+    const queue = this.queues.get(index);
+    if (queue?.running) this.queues.set(index, { ...queue, running: false });
   }
 
   reset(): void {
@@ -166,6 +200,8 @@ export class VirtioNet implements VirtioDevice {
     const datapathCollections = absolute[Counter.collections]!;
     return {
       ...describeCounters(total),
+      features: featureNames(this.negotiated),
+      queues: [...this.queues.values()].sort((a, b) => a.index - b.index),
       port: this.port.port,
       verify: this.verify,
       requireLinearHeader: this.txPolicy.requireLinearHeader,

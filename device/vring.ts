@@ -9,7 +9,14 @@
  * before it are visible before the index that publishes them.
  */
 import type { GuestMemory } from 'vfio-user-ts';
-import { RingFlags } from 'vfio-user-ts';
+import { isValidQueueSize, MAX_QUEUE_SIZE, RingFlags } from 'vfio-user-ts';
+import { InflightTracker, type InflightArea, type InflightRecovery } from './inflight-tracker.js';
+
+/** The inflight region a ring is started with (tests make their own). */
+export type { InflightArea } from './inflight-tracker.js';
+
+/** How a queue's rings are laid out in guest memory (virtio 1.2 2.7); Vring reads the split layout. */
+export type RingLayout = 'split';
 
 export interface VringAddresses {
   /** Queue size: a power of two, 1..32768. */
@@ -20,44 +27,11 @@ export interface VringAddresses {
   readonly usedAddr: number;
 }
 
-/**
- * One queue's split inflight region (vhost-user INFLIGHT_SHMFD, vhost-user.rst "Inflight I/O
- * tracking"), kept by the frontend across backend restarts: a head is marked inflight when the
- * device takes it and cleared when its used element is published, so a backend that was killed
- * can tell, when it starts again, which heads it had taken and not completed.
- * Layout: u64 features, u16 version, u16 desc_num, u16 last_batch_head, u16 used_idx, then per
- * descriptor u8 inflight, 5 bytes padding, u16 next, u64 counter (16 bytes).
- */
-export interface InflightArea {
-  /** The mapping of the frontend's region and where this queue's part starts in it. */
-  readonly buffer: ArrayBuffer;
-  readonly offset: number;
-}
-
-/** What starting a queue found in its inflight region. */
-export interface InflightRecovery {
-  /** The region was fresh (version 0): nothing to recover, it is set up now. */
-  readonly fresh: boolean;
-  /** Heads that were taken and not completed; they are served again, in the order taken. */
-  readonly resubmitted: number;
-  /** Used elements published after the region last recorded used.idx (the kill came between). */
-  readonly publishedUnrecorded: number;
-  /** The avail index the frontend gave (SET_VRING_BASE) and the one the device resumes from. */
-  readonly baseGiven: number;
-  readonly resumeAt: number;
-}
-
-const INFLIGHT_HEADER = 16;
-const INFLIGHT_DESC = 16;
-const INFLIGHT_VERSION = 1;
-
-/** takenHeads' entry for a head out of range, which was never marked (heads are below 32768). */
-const NOT_MARKED = 0xffff;
-
 /** How far the event index is parked ahead when the device polls and wants no kicks at all. */
 const PARKED_EVENT_DISTANCE = 0x8000;
 
 export class Vring {
+  readonly layout: RingLayout = 'split';
   readonly size: number;
   /** Region and offset of the descriptor table, for DescriptorChain. */
   readonly descRegion: number;
@@ -77,19 +51,8 @@ export class Vring {
   private usedIdx: number;
   /** Used elements written but not yet published. */
   private pendingUsed = 0;
-  /** The inflight region (bytes, u16 words, u32 words), or null when the frontend gave none. */
-  private inflight: Uint8Array | null = null;
-  private inflight16: Uint16Array | null = null;
-  private inflight32: Uint32Array | null = null;
-  /** Next value of a descriptor's counter (the order heads were taken in). */
-  private inflightCounter = 1;
-  /**
-   * The heads as the device took them (by avail index) and as it completed them (by used slot),
-   * in the device's own memory: the inflight marks are set and cleared from these, never from
-   * the avail and used rings, which the driver can rewrite between take and publish.
-   */
-  private readonly takenHeads: Uint16Array;
-  private readonly usedHeads: Uint16Array;
+  /** The inflight region's marks, or null when the frontend gave none. */
+  private inflight: InflightTracker | null = null;
   /**
    * Whether a notification was sent since the queue started (vhost's signalled_used_valid).
    * Until then suppression is not trusted: a device killed between publishing used.idx and
@@ -99,8 +62,6 @@ export class Vring {
   private signalled = false;
   /** What the device last wrote to its kick-suppression field (used.flags, or avail_event). */
   private suppressionWritten = 0;
-  /** What starting with an inflight region found; null without one. */
-  recovery: InflightRecovery | null = null;
   /**
    * VIRTIO_F_RING_RESET was negotiated: the driver may reset this queue on its own (virtio 1.2
    * 2.6.1). A vhost-user frontend tells the backend nothing of it (QEMU up to 10.2 acts on a
@@ -121,8 +82,11 @@ export class Vring {
     this.eventIdx = eventIdx;
     this.lastAvailIdx = base;
     this.usedIdx = used16[1]!;
-    this.takenHeads = new Uint16Array(addresses.size);
-    this.usedHeads = new Uint16Array(addresses.size);
+  }
+
+  /** What starting with an inflight region found; null without one. */
+  get recovery(): InflightRecovery | null {
+    return this.inflight?.recovery ?? null;
   }
 
   /**
@@ -131,7 +95,7 @@ export class Vring {
    */
   static create(memory: GuestMemory, addresses: VringAddresses, eventIdx: boolean, base: number, inflight: InflightArea | null = null): Vring | string {
     const { size, descAddr, availAddr, usedAddr } = addresses;
-    if (size < 1 || size > 32768 || (size & (size - 1)) !== 0) return `queue size ${size} is not a power of two in 1..32768`;
+    if (!isValidQueueSize(size)) return `queue size ${size} is not a power of two in 1..${MAX_QUEUE_SIZE}`;
     if (descAddr % 16 !== 0 || availAddr % 2 !== 0 || usedAddr % 4 !== 0) return 'ring addresses are not aligned as the spec requires (16/2/4)';
     const descRegion = memory.regionOfGuestRange(descAddr, 16 * size);
     if (descRegion < 0) return `descriptor table 0x${descAddr.toString(16)}+${16 * size} is outside guest memory`;
@@ -149,64 +113,22 @@ export class Vring {
     return ring;
   }
 
-  /**
-   * Takes the inflight region into use. A fresh one (version 0) is initialised. Otherwise the
-   * previous backend may have died anywhere: used elements it published after the region last
-   * recorded used.idx are completed (their inflight marks cleared); the heads still marked were
-   * taken and not completed, and are served again, once, in the order they were taken. This
-   * device completes in order, so they are the avail slots from used.idx on: it resumes reading
-   * the avail ring there, whatever base the frontend gave.
-   */
+  /** Takes the inflight region into use (InflightTracker.attach) and resumes where it says. */
   private attachInflight(area: InflightArea): string | null {
-    const bytesNeeded = INFLIGHT_HEADER + INFLIGHT_DESC * this.size;
-    if (area.offset % 8 !== 0 || area.offset + bytesNeeded > area.buffer.byteLength) return 'the inflight region is too small for the queue or misaligned';
-    const bytes = new Uint8Array(area.buffer, area.offset, bytesNeeded);
-    const words16 = new Uint16Array(area.buffer, area.offset, bytesNeeded / 2);
-    const words32 = new Uint32Array(area.buffer, area.offset, bytesNeeded / 4);
-    const usedIdx = this.usedIdx;
-    const baseGiven = this.lastAvailIdx;
-    if (words16[4] === 0) {
-      bytes.fill(0);
-      words16[4] = INFLIGHT_VERSION;
-      words16[5] = this.size;
-      words16[7] = usedIdx;
-      this.recovery = { fresh: true, resubmitted: 0, publishedUnrecorded: 0, baseGiven, resumeAt: baseGiven };
-    } else {
-      if (words16[4] !== INFLIGHT_VERSION) return `inflight region version ${words16[4]}, expected ${INFLIGHT_VERSION}`;
-      if (words16[5] !== this.size) return `inflight region is for ${words16[5]} descriptors, the queue has ${this.size}`;
-      const recorded = words16[7]!;
-      const publishedUnrecorded = (usedIdx - recorded) & 0xffff;
-      if (publishedUnrecorded > this.size) return `used.idx ${usedIdx} is more than the queue size ahead of the inflight region's ${recorded}`;
-      for (let i = 0; i < publishedUnrecorded; i++) {
-        const head = this.used32[1 + 2 * ((recorded + i) & this.mask)]!;
-        if (head < this.size) bytes[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
-      }
-      words16[7] = usedIdx;
-      const pending: Array<{ head: number; counter: number }> = [];
-      let maxCounter = 0;
-      for (let head = 0; head < this.size; head++) {
-        const at = (INFLIGHT_HEADER + INFLIGHT_DESC * head) / 4 + 2;
-        const counter = words32[at]! + words32[at + 1]! * 4294967296;
-        if (counter > maxCounter) maxCounter = counter;
-        if (bytes[INFLIGHT_HEADER + INFLIGHT_DESC * head] !== 0) pending.push({ head, counter });
-      }
-      pending.sort((a, b) => a.counter - b.counter);
-      const availIdx = this.avail[1]!;
-      if (pending.length > ((availIdx - usedIdx) & 0xffff)) return `${pending.length} heads are inflight but avail.idx ${availIdx} is only ${(availIdx - usedIdx) & 0xffff} past used.idx ${usedIdx}`;
-      for (let k = 0; k < pending.length; k++) {
-        const slotHead = this.avail[2 + ((usedIdx + k) & this.mask)]!;
-        if (slotHead !== pending[k]!.head) {
-          return `inflight head ${pending[k]!.head} (taken ${k + 1}th) is not the head in avail slot ${(usedIdx + k) & 0xffff} (${slotHead}): completions were out of order`;
-        }
-        bytes[INFLIGHT_HEADER + INFLIGHT_DESC * pending[k]!.head] = 0; // marked again when taken
-      }
-      this.inflightCounter = maxCounter + 1;
-      this.lastAvailIdx = usedIdx;
-      this.recovery = { fresh: false, resubmitted: pending.length, publishedUnrecorded, baseGiven, resumeAt: usedIdx };
-    }
-    this.inflight = bytes;
-    this.inflight16 = words16;
-    this.inflight32 = words32;
+    const used32 = this.used32;
+    const avail = this.avail;
+    const mask = this.mask;
+    const tracker = InflightTracker.attach(area, {
+      size: this.size,
+      usedIdx: this.usedIdx,
+      availIdx: avail[1]!,
+      base: this.lastAvailIdx,
+      usedHead: (index) => used32[1 + 2 * (index & mask)]!,
+      availHead: (index) => avail[2 + (index & mask)]!,
+    });
+    if (typeof tracker === 'string') return tracker;
+    this.inflight = tracker;
+    this.lastAvailIdx = tracker.recovery.resumeAt;
     return null;
   }
 
@@ -246,11 +168,7 @@ export class Vring {
     this.usedIdx = 0;
     this.signalled = false;
     this.suppressionWritten = 0;
-    const inflight = this.inflight;
-    if (inflight !== null) {
-      for (let head = 0; head < this.size; head++) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
-      Atomics.store(this.inflight16!, 7, 0);
-    }
+    this.inflight?.clearAll();
     return dropped;
   }
 
@@ -260,30 +178,14 @@ export class Vring {
     const head = this.avail[2 + slot]!;
     this.lastAvailIdx = (this.lastAvailIdx + 1) & 0xffff;
     const inflight = this.inflight;
-    if (inflight === null) return head;
-    if (head >= this.size) {
-      this.takenHeads[slot] = NOT_MARKED;
-      return head;
-    }
-    this.takenHeads[slot] = head;
-    // Counter first, then the mark: a mark never comes with a stale counter.
-    const at = (INFLIGHT_HEADER + INFLIGHT_DESC * head) / 4 + 2;
-    const counter = this.inflightCounter++;
-    this.inflight32![at] = counter % 4294967296;
-    this.inflight32![at + 1] = Math.floor(counter / 4294967296);
-    inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 1;
+    if (inflight !== null) inflight.take(slot, head);
     return head;
   }
 
   /** Gives back the last `count` heads taken (a frame that did not fit after all). */
   untake(count: number): void {
     const inflight = this.inflight;
-    if (inflight !== null) {
-      for (let i = 1; i <= count; i++) {
-        const head = this.takenHeads[(this.lastAvailIdx - i) & this.mask]!;
-        if (head !== NOT_MARKED) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
-      }
-    }
+    if (inflight !== null) inflight.untake(this.lastAvailIdx, count);
     this.lastAvailIdx = (this.lastAvailIdx - count) & 0xffff;
   }
 
@@ -300,7 +202,8 @@ export class Vring {
   /** Records a used element; visible to the driver at the next publish. */
   pushUsed(head: number, length: number): void {
     const slot = (this.usedIdx + this.pendingUsed) & this.mask;
-    this.usedHeads[slot] = head;
+    const inflight = this.inflight;
+    if (inflight !== null) inflight.pushUsed(slot, head);
     this.used32[1 + 2 * slot] = head;
     this.used32[2 + 2 * slot] = length;
     this.pendingUsed++;
@@ -324,16 +227,10 @@ export class Vring {
     this.usedIdx = next;
     const inflight = this.inflight;
     if (inflight !== null) {
-      // The spec's order: last_batch_head, then used.idx, then the marks, then the region's
-      // used_idx. A kill anywhere in between is undone at the next start (attachInflight).
-      const usedHeads = this.usedHeads;
-      this.inflight16![6] = usedHeads[(next - 1) & this.mask]!;
+      // Around the used.idx store, in the order the spec gives (InflightTracker.beforePublish).
+      inflight.beforePublish(next);
       Atomics.store(this.used16, 1, next);
-      for (let i = 0; i < count; i++) {
-        const head = usedHeads[(old + i) & this.mask]!;
-        if (head < this.size) inflight[INFLIGHT_HEADER + INFLIGHT_DESC * head] = 0;
-      }
-      Atomics.store(this.inflight16!, 7, next);
+      inflight.published(old, count);
     } else {
       Atomics.store(this.used16, 1, next);
     }

@@ -2,7 +2,7 @@
 import type { MemoryRegion } from 'vfio-user-ts';
 import type { PortOptions } from '../ports/port.js';
 import type { LinearHeaderRefusal } from '../transmit-queue.js';
-import type { VringAddresses } from '../vring.js';
+import type { RingLayout, VringAddresses } from '../vring.js';
 import type { ZeroCopyMapSpec } from '../zero-copy-map.js';
 
 export type DatapathMode = 'kick' | 'poll';
@@ -60,8 +60,8 @@ export type FromDatapath =
   | { readonly type: 'ready' }
   /** Reply to 'memory' once mapped, or why it could not be. */
   | { readonly type: 'memoryMapped'; readonly error: string | null }
-  /** Reply to 'start': null, or why the rings cannot be used. */
-  | { readonly type: 'started'; readonly queue: number; readonly error: string | null }
+  /** Reply to 'start': the layout of the rings now running, or why they cannot be used. */
+  | { readonly type: 'started'; readonly queue: number; readonly result: { readonly layout: RingLayout } | { readonly error: string } }
   /** Reply to 'stop': where the driver should resume (GET_VRING_BASE). */
   | { readonly type: 'stopped'; readonly queue: number; readonly base: number }
   | { readonly type: 'portSet' }

@@ -110,9 +110,15 @@ test('transmitq chains written by a vhost-user frontend reach the real device', 
     // The device interrupted the driver (used_event is 0, so the first used element asks for it).
     await until('an interrupt on the transmitq call fd', () => session!.takeCalls(TRANSMITQ) > 0, 2000);
 
+    // Which ring ran, and with what: the features the session negotiated, by name, and each queue.
+    assert.equal(stats.features, ['MRG_RXBUF', 'INDIRECT_DESC', 'EVENT_IDX', 'VERSION_1']);
+    const queue = (index: number) => ({ index, layout: 'split', size: 256, eventIdx: true, inflight: false, running: true });
+    assert.equal(stats.queues, [queue(0), queue(1)]);
+
     // Stopping the queue tells where to resume: after the 4 chains.
     assert.is(await session.client.getVringBase(TRANSMITQ), 4);
     assert.is(await session.client.getVringBase(0), 0, 'the receiveq consumed nothing');
+    assert.equal(device.stats().queues, [{ ...queue(0), running: false }, { ...queue(1), running: false }], 'a stopped queue still shows what ran');
     assert.equal(queueErrors, []);
     assert.equal(failures, []);
   } catch (error) {

@@ -48,6 +48,35 @@ export const FeatureBit = {
   ringReset: 40,
 } as const;
 
+/** The specification's name of each feature bit, without its VIRTIO_F_, VIRTIO_NET_F_ or VIRTIO_RING_F_ prefix. */
+const FEATURE_NAMES: { readonly [K in keyof typeof FeatureBit]: string } = {
+  netCsum: 'CSUM',
+  netGuestCsum: 'GUEST_CSUM',
+  netMtu: 'MTU',
+  netMac: 'MAC',
+  netMrgRxbuf: 'MRG_RXBUF',
+  netStatus: 'STATUS',
+  netMq: 'MQ',
+  ringIndirectDesc: 'INDIRECT_DESC',
+  ringEventIdx: 'EVENT_IDX',
+  version1: 'VERSION_1',
+  accessPlatform: 'ACCESS_PLATFORM',
+  ringReset: 'RING_RESET',
+};
+
+/**
+ * The names of the FeatureBit features set in `features`, lowest bit first, for people and
+ * checks reading stats. Bits FeatureBit does not name are not listed: a transport's own bit
+ * (vhost-user's 30) is not a virtio feature, and the device offers no other.
+ */
+export function featureNames(features: number): string[] {
+  const keys = Object.keys(FeatureBit) as Array<keyof typeof FeatureBit>;
+  return keys
+    .filter((key) => hasFeature(features, FeatureBit[key]))
+    .sort((a, b) => FeatureBit[a] - FeatureBit[b])
+    .map((key) => FEATURE_NAMES[key]);
+}
+
 /** Feature words stay plain numbers: every bit we name is below 53, where doubles are exact. */
 const FEATURE_WORD_BITS = 53;
 

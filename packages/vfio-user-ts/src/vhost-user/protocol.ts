@@ -104,6 +104,8 @@ export const InflightSplit = {
   descCounter: 8,
 } as const;
 export const INFLIGHT_ALIGNMENT = 64;
+/** The `version` a backend writes into a fresh split inflight region (0 means not set up yet). */
+export const INFLIGHT_SPLIT_VERSION = 1;
 
 /** Bytes of one queue's split inflight region for `queueSize` descriptors. */
 export function inflightQueueBytes(queueSize: number): number {
