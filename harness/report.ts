@@ -36,6 +36,8 @@ export interface AttemptRecord {
   /** ISO 8601 time the boot started. */
   startedAt: string;
   durationMs: number;
+  /** From QEMU's start to the guest's first KTAP line (the boot), or null if it never came. */
+  bootSeconds: number | null;
   /** Why the boot went wrong (QEMU died, timed out, the device crashed), or null. */
   problem: string | null;
   /** The emulator fault the guest died of, or null. */
@@ -53,6 +55,8 @@ export interface RunResults {
   qemu: string;
   /** The guest's vCPUs. */
   cpus: number;
+  /** The last attempt's boot: QEMU's start to the first KTAP line, or null. */
+  bootSeconds: number | null;
   suites: string[];
   /** ISO 8601 time the run started. */
   startedAt: string;
@@ -82,6 +86,9 @@ export interface ResultsJson extends Counts {
   accelReason: string;
   kernelRelease: string;
   qemu: string;
+  cpus: number;
+  /** The last attempt's boot (QEMU's start to the first KTAP line), seconds. */
+  bootSeconds: number | null;
   durationMs: number;
   attempts: AttemptRecord[];
 }
@@ -212,11 +219,14 @@ export function resultsJson(run: RunResults): ResultsJson {
     accelReason: run.accelReason,
     kernelRelease: run.kernelRelease,
     qemu: run.qemu,
+    cpus: run.cpus,
+    bootSeconds: run.bootSeconds,
     durationMs: run.durationMs,
     attempts: run.attempts.map((a) => ({
       attempt: a.attempt,
       startedAt: a.startedAt,
       durationMs: a.durationMs,
+      bootSeconds: a.bootSeconds,
       problem: a.problem,
       emulatorFault: a.emulatorFault,
       retried: a.retried,
@@ -356,7 +366,7 @@ export function terminalTable(run: RunResults, opts: TerminalOptions = {}): stri
   const colored = c.failed > 0 ? paint(ANSI.red, summary) : paint(ANSI.green, summary);
   lines.push('');
   lines.push(
-    `${colored} in ${formatDuration(run.durationMs)}; ${run.accel}${run.accelReason ? ` (${oneLine(run.accelReason)})` : ''}, kernel ${run.kernelRelease}, ${run.cpus} vCPU${run.cpus > 1 ? 's' : ''}, ${oneLine(run.qemu)}`,
+    `${colored} in ${formatDuration(run.durationMs)}; ${run.accel}${run.accelReason ? ` (${oneLine(run.accelReason)})` : ''}, kernel ${run.kernelRelease}, ${run.cpus} vCPU${run.cpus > 1 ? 's' : ''}${run.bootSeconds !== null ? `, booted in ${run.bootSeconds.toFixed(1)} s` : ''}, ${oneLine(run.qemu)}`,
   );
   for (const line of attemptLines(run)) lines.push(paint(ANSI.yellow, oneLine(line)));
   return `${lines.join('\n')}\n`;

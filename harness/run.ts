@@ -164,6 +164,7 @@ export async function runSuites(o: RunOptions): Promise<RunOutcome> {
     kernelRelease: guest.image.kernelRelease,
     qemu: guest.qemu.description,
     cpus: guest.cpus,
+    bootSeconds: last.record.bootSeconds,
     suites: [...o.suites],
     startedAt: new Date(started).toISOString(),
     durationMs: Date.now() - started,
@@ -212,6 +213,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
 
     o.progress(`booting ${guest.image.kernelRelease} under ${guest.accel.accel.toUpperCase()} (${guest.cpus} vCPU${guest.cpus > 1 ? 's' : ''}, ${o.memMiB} MiB)${attempt > 1 ? `, attempt ${attempt}` : ''}`);
     const bootStart = Date.now();
+    let bootSeconds: number | null = null;
     const vm = launchGuest(o, guest, paths);
     children.qemu = vm;
     const console = followConsole(o, vm);
@@ -222,7 +224,9 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
       path: paths.ktap,
       signal: ended.signal,
       onLine: (line) => {
-        if (recorder.line(line)) o.progress(`  first KTAP line after ${((Date.now() - bootStart) / 1000).toFixed(1)} s`);
+        if (!recorder.line(line)) return;
+        bootSeconds = (Date.now() - bootStart) / 1000;
+        o.progress(`  first KTAP line after ${bootSeconds.toFixed(1)} s`);
       },
       onControl: (request) => recorder.answer(request),
     });
@@ -240,7 +244,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
       writeFileSync(join(dir, 'ktap.raw'), children.channel.raw());
     }
     return {
-      record: { attempt, startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, problem, emulatorFault, retried: false, tests: final.tests },
+      record: { attempt, startedAt: new Date(started).toISOString(), durationMs: Date.now() - started, bootSeconds, problem, emulatorFault, retried: false, tests: final.tests },
       summary: final.summary,
       anyTestFailed: final.anyTestFailed,
       keptDir: o.keep ? dir : null,

@@ -112,8 +112,25 @@ export class PrivateApt {
     ];
   }
 
+  /**
+   * Views being opened or open, by folder: an image build fetches several source packages at
+   * once, and two `apt-get update`s on one lists folder fail on its lock.
+   */
+  private static readonly opening = new Map<string, Promise<PrivateApt>>();
+
   /** The private view under `dir`, its lists fetched when missing, stale or for other sources. */
-  static async open(dir: string, ro: RunOptions): Promise<PrivateApt> {
+  static open(dir: string, ro: RunOptions): Promise<PrivateApt> {
+    let view = PrivateApt.opening.get(dir);
+    if (view === undefined) {
+      view = PrivateApt.openOnce(dir, ro);
+      PrivateApt.opening.set(dir, view);
+      // A failed open is tried again by the next caller.
+      view.catch(() => PrivateApt.opening.delete(dir));
+    }
+    return view;
+  }
+
+  private static async openOnce(dir: string, ro: RunOptions): Promise<PrivateApt> {
     const apt = new PrivateApt(dir);
     const sources = privateSourcesList(await systemSources(), await osCodename(), SOURCE_SUITES);
     await Promise.all(['sources.list.d', 'lists/partial', 'cache/archives/partial'].map((d) => mkdir(join(dir, d), { recursive: true })));

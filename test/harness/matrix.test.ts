@@ -10,7 +10,7 @@ function rec(suite: string, name: string, over: Partial<TestRecord> = {}): TestR
 const shapes = (two: number, indirect: number) => ({ chainShapes: { descriptorsPerChain: { 1: 0, 2: two }, indirect } });
 
 function run(kernel: string, release: string, tests: TestRecord[]): KernelRun {
-  const results: RunResults = { accel: 'tcg', accelReason: '', kernelRelease: release, qemu: 'qemu-system-x86_64 on PATH', cpus: 1, suites: ['xdpsock'], startedAt: '', durationMs: 1000, tests, attempts: [] };
+  const results: RunResults = { accel: 'tcg', accelReason: '', kernelRelease: release, qemu: 'qemu-system-x86_64 on PATH', cpus: 1, bootSeconds: 5, suites: ['xdpsock'], startedAt: '', durationMs: 1000, tests, attempts: [] };
   return { kernel, results, problem: null };
 }
 

@@ -46,6 +46,7 @@ const run: RunResults = {
   kernelRelease: '6.12.117+deb12-amd64',
   qemu: 'qemu-system-x86_64 on PATH',
   cpus: 2,
+  bootSeconds: 5.8,
   suites: ['smoke', 'xsk'],
   startedAt: '2026-11-22T00:00:00.000Z',
   durationMs: 64_000,
@@ -65,7 +66,7 @@ const run: RunResults = {
   ],
   attempts: [],
 };
-run.attempts.push({ attempt: 1, startedAt: run.startedAt, durationMs: run.durationMs, problem: null, emulatorFault: null, retried: false, tests: run.tests });
+run.attempts.push({ attempt: 1, startedAt: run.startedAt, durationMs: run.durationMs, bootSeconds: 5.8, problem: null, emulatorFault: null, retried: false, tests: run.tests });
 
 /** A run whose guest died of the emulator fault between tests once, then ran to the end. */
 const retriedRun: RunResults = {
@@ -75,6 +76,7 @@ const retriedRun: RunResults = {
       attempt: 1,
       startedAt: run.startedAt,
       durationMs: 20_000,
+      bootSeconds: 6.1,
       problem: 'QEMU exited with 1',
       emulatorFault: 'the guest oopsed in int3',
       retried: true,
@@ -109,8 +111,10 @@ test('device column: frames, verified, only the errors above zero', () => {
 
 test('results JSON: exactly the agreed keys, in order', () => {
   const j = resultsJson(run);
-  assert.equal(Object.keys(j), ['passed', 'failed', 'skipped', 'tests', 'accel', 'accelReason', 'kernelRelease', 'qemu', 'durationMs', 'attempts']);
-  assert.equal(Object.keys(j.attempts[0]!), ['attempt', 'startedAt', 'durationMs', 'problem', 'emulatorFault', 'retried', 'tests']);
+  assert.equal(Object.keys(j), ['passed', 'failed', 'skipped', 'tests', 'accel', 'accelReason', 'kernelRelease', 'qemu', 'cpus', 'bootSeconds', 'durationMs', 'attempts']);
+  assert.equal(Object.keys(j.attempts[0]!), ['attempt', 'startedAt', 'durationMs', 'bootSeconds', 'problem', 'emulatorFault', 'retried', 'tests']);
+  assert.equal([j.cpus, j.bootSeconds], [2, 5.8]);
+  assert.match(terminalTable(run, { color: false, columns: 200 }), '2 vCPUs, booted in 5.8 s');
   assert.equal([j.passed, j.failed, j.skipped], [2, 2, 1]);
   assert.equal(Object.keys(j.tests[0]!), ['name', 'suite', 'ok', 'skip', 'skipReason', 'timeout', 'durationMs', 'metrics', 'deviceCounters', 'diagnostics']);
   assert.is(j.tests[2]!.timeout, 60);

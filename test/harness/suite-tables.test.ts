@@ -14,6 +14,7 @@ test('a rate table per size and mode, and a headline table per suite', () => {
     kernelRelease: '6.12',
     qemu: 'qemu-system-x86_64 on PATH',
     cpus: 1,
+    bootSeconds: 5,
     suites: ['xsk-zc', 'cpumap'],
     startedAt: '',
     durationMs: 1,
