@@ -60,6 +60,7 @@ struct opts {
 	const char *buf_map;   /* write the send buffer's guest-physical pages here */
 	const char *wait_file; /* send once this file exists */
 	long long corrupt_seq; /* flip the last byte of this frame after building it (-1: none) */
+	unsigned long long first_seq; /* sequence number of the first frame sent */
 };
 
 /* One chunk of the send buffer per frame: a page, or more for jumbo sizes. */
@@ -84,6 +85,7 @@ static void usage(FILE *f)
 		"                  send buffer (from /proc/self/pagemap; the buffer is locked)\n"
 		"  --wait-file PATH  print 'frames: ready' on stderr, then wait until PATH exists\n"
 		"                  before sending (time to hand the map to the device)\n"
+		"  --first-seq N   number the frames from N (default 0): a trailer after a stream\n"
 		"  --corrupt-seq N  flip the last byte of frame N after building it: a negative control\n"
 		"                  that the receiver's verification must catch\n"
 		"  -r              receive mode: count and verify frames of the test format\n"
@@ -207,7 +209,7 @@ static int do_send(const struct opts *o)
 	}
 	unsigned long long sent = 0, retries = 0;
 	double t0 = now_s(), last_progress = t0;
-	for (uint64_t seq = 0; seq < o->count;) {
+	for (uint64_t seq = o->first_seq; seq < o->first_seq + o->count;) {
 		uint8_t *f = buf + (size_t)(seq % o->buf_frames) * chunk;
 		build_frame(f, o->size, seq);
 		if ((long long)seq == o->corrupt_seq)
@@ -358,7 +360,7 @@ int main(int argc, char **argv)
 	memset(o.dst_mac, 0xff, 6);
 	inet_pton(AF_INET, "198.18.0.2", &o.src_ip);
 	inet_pton(AF_INET, "198.18.0.1", &o.dst_ip);
-	enum { OPT_DST_MAC = 256, OPT_SRC_IP, OPT_DST_IP, OPT_BUF_FRAMES, OPT_BUF_MAP, OPT_WAIT_FILE, OPT_CORRUPT_SEQ };
+	enum { OPT_DST_MAC = 256, OPT_SRC_IP, OPT_DST_IP, OPT_BUF_FRAMES, OPT_BUF_MAP, OPT_WAIT_FILE, OPT_CORRUPT_SEQ, OPT_FIRST_SEQ };
 	static const struct option longopts[] = {
 		{"iface", required_argument, 0, 'i'}, {"count", required_argument, 0, 'n'},
 		{"size", required_argument, 0, 's'},  {"flow", required_argument, 0, 'f'},
@@ -367,7 +369,7 @@ int main(int argc, char **argv)
 		{"dst-ip", required_argument, 0, OPT_DST_IP},   {"verbose", no_argument, 0, 'v'},
 		{"buf-frames", required_argument, 0, OPT_BUF_FRAMES}, {"buf-map", required_argument, 0, OPT_BUF_MAP},
 		{"wait-file", required_argument, 0, OPT_WAIT_FILE},
-		{"corrupt-seq", required_argument, 0, OPT_CORRUPT_SEQ},
+		{"corrupt-seq", required_argument, 0, OPT_CORRUPT_SEQ}, {"first-seq", required_argument, 0, OPT_FIRST_SEQ},
 		{"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
 	};
 	int c;
@@ -429,6 +431,11 @@ int main(int argc, char **argv)
 			if (parse_ull(optarg, &v) < 0 || v > 0x7fffffffffffffffULL)
 				goto bad;
 			o.corrupt_seq = (long long)v;
+			break;
+		case OPT_FIRST_SEQ:
+			if (parse_ull(optarg, &v) < 0 || v > 0x7fffffffffffffffULL)
+				goto bad;
+			o.first_seq = v;
 			break;
 		case 'h':
 			usage(stdout);
