@@ -47,6 +47,7 @@ and reports each test with the device's counters for it. Exit status 0 only when
 
 Options:
   --suite NAME         suite to run (repeatable or comma-separated; default ${DEFAULT_SUITES.join(',')})
+  --append ARGS        more kernel command line (e.g. "dyndbg=... initcall_debug"), after zcnic's
   --tests NAME,...     run only these tests of the suites (a name no suite has fails the run)
   --timeout S          per-test timeout in the guest, seconds (default 60)
   --results FILE       write the results as JSON
@@ -79,6 +80,7 @@ function parse(argv: string[], withSuites: boolean) {
     options: {
       suite: { type: 'string', multiple: true },
       tests: { type: 'string' },
+      append: { type: 'string' },
       accel: { type: 'string', default: 'auto' },
       smp: { type: 'string', default: 'auto' },
       mem: { type: 'string', default: '512' },
@@ -146,6 +148,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
     const options: RunOptions = {
       suites,
       tests,
+      append: values.append,
       accel: values.accel as AccelRequest,
       smp: values.smp === 'auto' ? 'auto' : integerOption('--smp', values.smp),
       memMiB: integerOption('--mem', values.mem),

@@ -40,6 +40,8 @@ export interface RunOptions {
   readonly suites: readonly string[];
   /** Only these tests of the suites (by name); all when absent. */
   readonly tests?: readonly string[];
+  /** More kernel command line (zcnic run --append), after zcnic's own. */
+  readonly append?: string;
   readonly accel: AccelRequest;
   /** vCPUs, or 'auto' (guestCpus). */
   readonly smp: number | 'auto';
@@ -288,6 +290,7 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string
     o.shell ? 'zcnic.shell=1' : '',
     o.negativeControl ? `zcnic.fault=${o.negativeControl}` : '',
     o.tests !== undefined && o.tests.length > 0 ? `zcnic.only=${o.tests.join(',')}` : '',
+    o.append?.trim() ?? '',
   ]
     .filter((w) => w !== '')
     .join(' ');
