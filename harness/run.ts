@@ -216,6 +216,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
     o.progress(`booting ${guest.image.kernelRelease} under ${guest.accel.accel.toUpperCase()} (${guest.cpus} vCPU${guest.cpus > 1 ? 's' : ''}, ${o.memMiB} MiB)${attempt > 1 ? `, attempt ${attempt}` : ''}`);
     const bootStart = Date.now();
     let bootSeconds: number | null = null;
+    const ktapSeen = { at: Date.now() };
     const vm = launchGuest(o, guest, paths);
     children.qemu = vm;
     const console = followConsole(o, vm);
@@ -226,6 +227,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
       path: paths.ktap,
       signal: ended.signal,
       onLine: (line) => {
+        ktapSeen.at = Date.now();
         if (!recorder.line(line)) return;
         bootSeconds = (Date.now() - bootStart) / 1000;
         o.progress(`  first KTAP line after ${bootSeconds.toFixed(1)} s`);
@@ -233,7 +235,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
       onControl: (request) => recorder.answer(request),
     });
 
-    const ending = await waitForGuestEnd(o, vm, device, recorder, bootStart);
+    const ending = await waitForGuestEnd(o, vm, device, recorder, bootStart, ktapSeen);
     await children.channel.closed.catch(() => undefined);
     console.end();
     const final = await recorder.finish((summary) => ending ?? unfinishedRun(o, recorder, summary), console.tail(CONSOLE_TAIL_LINES));
@@ -334,6 +336,7 @@ async function waitForGuestEnd(
   device: ZcnicDevice,
   recorder: TestRecorder,
   bootStart: number,
+  ktapSeen: { readonly at: number },
 ): Promise<string | null> {
   const timers: NodeJS.Timeout[] = [];
   timers.push(
@@ -345,6 +348,12 @@ async function waitForGuestEnd(
   const timedOut = new Promise<string>((resolve) => {
     timers.push(
       setInterval(() => {
+        // The guest ends a test itself after its timeout and says so: silence past that is a
+        // guest that no longer runs its init (a livelocked kernel), not a slow test.
+        const silentMs = Date.now() - ktapSeen.at;
+        if (recorder.started && silentMs > o.testTimeoutSec * 1000 + TEST_SLACK_MS) {
+          resolve(`the guest sent nothing for ${Math.round(silentMs / 1000)} s, past its own per-test timeout of ${o.testTimeoutSec} s: it stopped running its tests (hung)`);
+        }
         if (Date.now() > deadline()) resolve(recorder.started ? 'the run exceeded its deadline' : `no KTAP from the guest within ${BOOT_TIMEOUT_MS / 1000} s`);
         else if (!recorder.started && !o.shell && Date.now() > bootStart + BOOT_TIMEOUT_MS) resolve(`no KTAP from the guest within ${BOOT_TIMEOUT_MS / 1000} s`);
       }, 500),
