@@ -108,7 +108,11 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   { name: 'guest suites in QEMU (default kernel, QEMU on PATH, 1 vCPU)', suites: ['smoke', 'xdpsock', 'xsk-zc', 'msg-zerocopy', 'tap-xdp', 'zcrx'], options: [] },
   { name: 'cpumap on the default kernel (2 vCPUs)', suites: ['cpumap'], options: [] },
   // --xsk-zero-copy: the NIC that native AF_XDP zero-copy needs, which only this kernel has.
-  { name: 'guest suites on the newest Debian kernel', suites: ['xdpsock', 'xsk-zc'], options: ['--kernel', 'debian:latest', '--xsk-zero-copy'] },
+  // --smp 2: with one vCPU this 7.3 guest once stopped dead in its first xdpsock test (the
+  // device idle at 66,896 of 100,000 frames, the vCPU busy, not even the guest's own test
+  // timeout firing; 1 of 4 one-vCPU boots, not reproduced in the next 3), and two vCPUs passed
+  // it in every run so far. Not understood yet.
+  { name: 'guest suites on the newest Debian kernel (2 vCPUs)', suites: ['xdpsock', 'xsk-zc'], options: ['--kernel', 'debian:latest', '--xsk-zero-copy', '--smp', '2'] },
   { name: "guest suites on Debian's QEMU 10", suites: ['smoke', 'xdpsock'], options: ['--qemu', 'debian:10'] },
 ];
 
