@@ -14,7 +14,7 @@
  * uncertain and only liveness is checked.
  */
 import { DescFlags } from 'vfio-user-ts';
-import { GSO_NONE, NetHeaderFlags } from '../device/net-header.js';
+import { GsoType, NetHeaderFlags } from '../device/net-header.js';
 import { MAX_FRAME } from './layout.js';
 
 /** Read access to the guest RAM as the driver wrote it. */
@@ -254,7 +254,7 @@ export function expectRings(input: ModelInput): Expectation {
       const frame = chain.readable - header;
       const h = readHeader(chain);
       // No GSO feature is offered, so the driver must send GSO_NONE (5.1.6.2).
-      if (h.gsoType !== GSO_NONE) {
+      if (h.gsoType !== GsoType.none) {
         error('transmitq', 'txGsoNotNegotiated', `head ${head}: gso_type ${h.gsoType}`);
         continue;
       }
