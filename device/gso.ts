@@ -13,6 +13,7 @@
  */
 import { byteSpace, FeatureBit, hasFeature, type ByteSpace } from 'vfio-user-ts';
 import { copyBytes } from './copy-bytes.js';
+import { Counter } from './counters.js';
 import { ETHERNET_HEADER_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_OFFSET } from './ethernet.js';
 import {
   ETHERTYPE_IPV6,
@@ -32,7 +33,6 @@ import {
 import { completeChecksum, foldChecksum, GSO_ECN, GsoType, NetHeaderFlags, onesComplementSum } from './net-header.js';
 import { QueueError, type QueueErrorKind } from './queue-errors.js';
 import { MAX_FRAME_LENGTH, type TxFrame, type WireFrame } from './tx-frame.js';
-import { Counter } from './counters.js';
 
 /** The GSO features a queue's driver negotiated. */
 export interface GsoOffloads {
@@ -70,7 +70,8 @@ export function gsoTypeAllowed(offloads: GsoOffloads, gsoType: number): boolean 
 const MAX_HEADERS_LENGTH = ETHERNET_HEADER_LENGTH + 60 + 60;
 /** GsoCheck.check's answer for a header that fits its frame. */
 export const GSO_HEADER_VALID = 0;
-const IP = ETHERNET_HEADER_LENGTH;
+/** Where the IP header starts (no VLAN tag: a tagged GSO frame is refused as txGsoWrongNetworkProtocol). */
+const IP_OFFSET = ETHERNET_HEADER_LENGTH;
 
 /**
  * Checks a GSO frame's header (gso_type already allowed, the frame within MAX_GSO_FRAME_LENGTH)
@@ -94,9 +95,9 @@ export class GsoCheck {
     const available = frame.length < MAX_HEADERS_LENGTH ? frame.length : MAX_HEADERS_LENGTH;
     frame.copyTo(this.headers, 0, available);
     const v = this.headers.view;
-    if (available <= IP) return QueueError.txGsoMalformedHeaders;
+    if (available <= IP_OFFSET) return QueueError.txGsoMalformedHeaders;
     const etherType = v.getUint16(ETHERTYPE_OFFSET, false);
-    const version = v.getUint8(IP) >> 4;
+    const version = v.getUint8(IP_OFFSET) >> 4;
     const ipv4 = etherType === ETHERTYPE_IPV4 && version === 4;
     const ipv6 = etherType === ETHERTYPE_IPV6 && version === 6;
     if (!(ipv4 && type !== GsoType.tcpV6) && !(ipv6 && type !== GsoType.tcpV4)) {
@@ -104,13 +105,13 @@ export class GsoCheck {
       this.c = version;
       return QueueError.txGsoWrongNetworkProtocol;
     }
-    const l4 = ipv4 ? IP + (v.getUint8(IP + Ipv4.versionIhl) & 0x0f) * 4 : IP + IPV6_HEADER_LENGTH;
-    if (ipv4 && (l4 - IP < IPV4_MIN_HEADER_LENGTH || l4 > available || (v.getUint16(IP + Ipv4.flagsFragment, false) & IPV4_FRAGMENT_MASK) !== 0)) {
+    const l4 = ipv4 ? IP_OFFSET + (v.getUint8(IP_OFFSET + Ipv4.versionIhl) & 0x0f) * 4 : IP_OFFSET + IPV6_HEADER_LENGTH;
+    if (ipv4 && (l4 - IP_OFFSET < IPV4_MIN_HEADER_LENGTH || l4 > available || (v.getUint16(IP_OFFSET + Ipv4.flagsFragment, false) & IPV4_FRAGMENT_MASK) !== 0)) {
       return QueueError.txGsoMalformedHeaders;
     }
     if (ipv6 && l4 > available) return QueueError.txGsoMalformedHeaders;
     const tcp = type !== GsoType.udpL4;
-    const protocol = v.getUint8(ipv4 ? IP + Ipv4.protocol : IP + Ipv6.nextHeader);
+    const protocol = v.getUint8(ipv4 ? IP_OFFSET + Ipv4.protocol : IP_OFFSET + Ipv6.nextHeader);
     if (protocol !== (tcp ? IP_PROTOCOL_TCP : IP_PROTOCOL_UDP)) {
       this.b = protocol;
       return QueueError.txGsoWrongTransport;
@@ -199,8 +200,8 @@ export class GsoSegmenter {
     // The rewritten fields are all set for every segment, so the headers are copied once.
     copyBytes(out, 0, src, 0, headersLength);
     // Source and destination addresses, adjacent in both headers: the pseudo-header's constant part.
-    const addressSum = ipv6 ? onesComplementSum(src.view, IP + Ipv6.source, IP + IPV6_HEADER_LENGTH) : onesComplementSum(src.view, IP + Ipv4.source, IP + IPV4_MIN_HEADER_LENGTH);
-    const firstId = ipv6 ? 0 : src.view.getUint16(IP + Ipv4.identification, false);
+    const addressSum = ipv6 ? onesComplementSum(src.view, IP_OFFSET + Ipv6.source, IP_OFFSET + IPV6_HEADER_LENGTH) : onesComplementSum(src.view, IP_OFFSET + Ipv4.source, IP_OFFSET + IPV4_MIN_HEADER_LENGTH);
+    const firstId = ipv6 ? 0 : src.view.getUint16(IP_OFFSET + Ipv4.identification, false);
     const firstSequence = tcp ? src.view.getUint32(l4 + Tcp.sequence, false) : 0;
     const tcpFlags = tcp ? src.bytes[l4 + Tcp.flags]! : 0;
     for (let i = 0; i < count; i++) {
@@ -220,16 +221,16 @@ export class GsoSegmenter {
   }
 
   private setIpv6Length(length: number): void {
-    this.segment.linearSpace.view.setUint16(IP + Ipv6.payloadLength, length - IP - IPV6_HEADER_LENGTH, false);
+    this.segment.linearSpace.view.setUint16(IP_OFFSET + Ipv6.payloadLength, length - IP_OFFSET - IPV6_HEADER_LENGTH, false);
   }
 
   /** Total length, identification and the header checksum of the segment's IPv4 header (which ends at `l4`). */
   private setIpv4Fields(length: number, id: number, l4: number): void {
     const v = this.segment.linearSpace.view;
-    v.setUint16(IP + Ipv4.totalLength, length - IP, false);
-    v.setUint16(IP + Ipv4.identification, id, false);
-    v.setUint16(IP + Ipv4.checksum, 0, false);
-    v.setUint16(IP + Ipv4.checksum, ~foldChecksum(onesComplementSum(v, IP, l4)) & 0xffff, false);
+    v.setUint16(IP_OFFSET + Ipv4.totalLength, length - IP_OFFSET, false);
+    v.setUint16(IP_OFFSET + Ipv4.identification, id, false);
+    v.setUint16(IP_OFFSET + Ipv4.checksum, 0, false);
+    v.setUint16(IP_OFFSET + Ipv4.checksum, ~foldChecksum(onesComplementSum(v, IP_OFFSET, l4)) & 0xffff, false);
   }
 
   private setTcpFields(l4: number, sequence: number, flags: number): void {
