@@ -4,15 +4,21 @@
  * sequence numbers, IPv4 identifications and checksums are checked here by code of the test's
  * own; every header mismatch is its own counted kind, and the queue goes on.
  */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createCounters, describeCounters } from '../../device/counters.js';
+import { Counter, createCounters, describeCounters, sumCounters } from '../../device/counters.js';
 import { NO_GSO_OFFLOADS, type GsoOffloads } from '../../device/gso.js';
+import { PcapWriter } from '../../device/pcap-writer.js';
 import type { Port } from '../../device/ports/port.js';
 import { QueuePair } from '../../device/queue-pair.js';
 import { describeQueueError, queueErrorNames, type QueueErrorReporter } from '../../device/queue-errors.js';
 import { TransmitQueue } from '../../device/transmit-queue.js';
 import type { WireFrame } from '../../device/tx-frame.js';
+import { VirtioNet } from '../../device/virtio-net.js';
+import { featureNames } from 'vfio-user-ts';
 import { FakeGuest, FakeQueue, type FakeBuffer } from '../support/fake-driver.js';
 
 const HEADER = 12;
@@ -23,13 +29,13 @@ const TCP_ACK = 0x10;
 const TCP_ECE = 0x40;
 const TCP_CWR = 0x80;
 
-function setup(offloads: GsoOffloads = ALL_OFFLOADS) {
+function setup(offloads: GsoOffloads = ALL_OFFLOADS, pcap: PcapWriter | null = null) {
   const guest = new FakeGuest([{ guestPhysAddr: 0x100000, size: 8 << 20 }]);
   const queue = new FakeQueue(guest, 256);
   const counters = createCounters();
   const wire: Uint8Array[] = [];
   const errors: Array<{ kind: string; fatal: boolean; detail: string }> = [];
-  const pair = new QueuePair(0, null, counters);
+  const pair = new QueuePair(0, pcap, counters);
   const port: Port = {
     transmit: (frame: WireFrame) => void wire.push(frame.linear.slice(0, frame.length)),
     service: () => -1,
@@ -259,6 +265,30 @@ test('gso counters by type, and ECN: CWR on the first segment only, FIN and PSH 
   guest.close();
 });
 
+test('the pcap holds the wire frames, not the GSO frame', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zcnic-gso-'));
+  const path = join(dir, 'tx.pcap');
+  const pcap = new PcapWriter(path);
+  const { guest, queue, wire, tx } = setup(ALL_OFFLOADS, pcap);
+  const flow: Flow = { ipv6: false, tcp: true, payload: 20000 };
+  const built = buildFrame(flow);
+  const bytes = new Uint8Array([...netHeader(gsoHeaderFor(flow, built, 1448, 1)), ...built.frame]);
+  queue.makeAvailable(queue.addChain([{ length: bytes.length, data: bytes }]));
+  tx.processBurst(8);
+  pcap.close();
+  const file = readFileSync(path);
+  const records: Uint8Array[] = [];
+  for (let at = 24; at < file.length; ) {
+    const captured = file.readUInt32LE(at + 8);
+    records.push(file.subarray(at + 16, at + 16 + captured));
+    at += 16 + captured;
+  }
+  assert.is(records.length, Math.ceil(20000 / 1448));
+  assert.equal(records.map((r) => [...r]), wire.map((w) => [...w]), 'the port and the pcap see the same wire frames');
+  guest.close();
+  rmSync(dir, { recursive: true });
+});
+
 test('a GSO frame no larger than one segment goes out as one frame', () => {
   const { guest, queue, wire, tx } = setup();
   const flow: Flow = { ipv6: false, tcp: true, payload: 500 };
@@ -349,6 +379,35 @@ test('a frame above 64 KiB without GSO is still refused (the GSO limit is for GS
   tx.processBurst(8);
   assert.is(describeCounters(counters).errors.txFrameTooLarge, 1);
   guest.close();
+});
+
+test('the largest GSO frame of several workers is their maximum, not their sum', () => {
+  const [a, b] = [createCounters(), createCounters()];
+  a[Counter.gsoLargestFrame] = 65000;
+  b[Counter.gsoLargestFrame] = 30000;
+  a[Counter.gsoSegments] = 2;
+  b[Counter.gsoSegments] = 3;
+  assert.equal(describeCounters(sumCounters([a, b])).gso, { frames: { tcp4: 0, tcp6: 0, udpL4: 0 }, segments: 5, largestFrame: 65000 });
+});
+
+test('--tso offers HOST_TSO4, HOST_TSO6 and HOST_ECN, not HOST_USO; without it no GSO feature', async () => {
+  for (const tso of [true, false]) {
+    const device = await VirtioNet.create({
+      queuePairs: 1,
+      workers: 1,
+      mode: 'kick',
+      port: { port: 'sink', gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
+      pcapPath: null,
+      verify: false,
+      tso,
+      onQueueError: () => {},
+      onFailure: () => {},
+    });
+    const names = featureNames(device.features);
+    assert.equal(names.filter((n) => n.startsWith('HOST_')), tso ? ['HOST_TSO4', 'HOST_TSO6', 'HOST_ECN'] : []);
+    assert.ok(names.includes('CSUM') && names.includes('VERSION_1'), 'the word stays exact');
+    await device.close();
+  }
 });
 
 test.run();
