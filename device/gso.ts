@@ -21,10 +21,12 @@ import {
   IP_PROTOCOL_UDP,
   Ipv4,
   IPV4_FRAGMENT_MASK,
+  IPV4_MAX_HEADER_LENGTH,
   IPV4_MIN_HEADER_LENGTH,
   Ipv6,
   IPV6_HEADER_LENGTH,
   Tcp,
+  TCP_MAX_HEADER_LENGTH,
   TCP_MIN_HEADER_LENGTH,
   TcpFlag,
   Udp,
@@ -66,8 +68,8 @@ export function gsoTypeAllowed(offloads: GsoOffloads, gsoType: number): boolean 
   return false;
 }
 
-/** The longest headers the device parses: Ethernet, IPv4 with options (60; IPv6's 40 is less), TCP with options (60). */
-const MAX_HEADERS_LENGTH = ETHERNET_HEADER_LENGTH + 60 + 60;
+/** The longest headers the device parses: Ethernet, IPv4 with options (IPv6's 40 bytes are fewer), TCP with options. */
+const MAX_HEADERS_LENGTH = ETHERNET_HEADER_LENGTH + IPV4_MAX_HEADER_LENGTH + TCP_MAX_HEADER_LENGTH;
 /** GsoCheck.check's answer for a header that fits its frame. */
 export const GSO_HEADER_VALID = 0;
 /** Where the IP header starts (no VLAN tag: a tagged GSO frame is refused as txGsoWrongNetworkProtocol). */

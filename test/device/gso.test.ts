@@ -20,6 +20,7 @@ import type { WireFrame } from '../../device/tx-frame.js';
 import { VirtioNet } from '../../device/virtio-net.js';
 import { featureNames } from 'vfio-user-ts';
 import { FakeGuest, FakeQueue, type FakeBuffer } from '../support/fake-driver.js';
+import { SINK_DEVICE_OPTIONS } from '../support/sink-device.js';
 
 const HEADER = 12;
 const ALL_OFFLOADS: GsoOffloads = { tcp4: true, tcp6: true, ecn: true, udpL4: true };
@@ -392,17 +393,7 @@ test('the largest GSO frame of several workers is their maximum, not their sum',
 
 test('--tso offers HOST_TSO4, HOST_TSO6 and HOST_ECN, not HOST_USO; without it no GSO feature', async () => {
   for (const tso of [true, false]) {
-    const device = await VirtioNet.create({
-      queuePairs: 1,
-      workers: 1,
-      mode: 'kick',
-      port: { port: 'sink', gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
-      pcapPath: null,
-      verify: false,
-      tso,
-      onQueueError: () => {},
-      onFailure: () => {},
-    });
+    const device = await VirtioNet.create({ ...SINK_DEVICE_OPTIONS, tso, onQueueError: () => {}, onFailure: () => {} });
     const names = featureNames(device.features);
     assert.equal(names.filter((n) => n.startsWith('HOST_')), tso ? ['HOST_TSO4', 'HOST_TSO6', 'HOST_ECN'] : []);
     assert.ok(names.includes('CSUM') && names.includes('VERSION_1'), 'the word stays exact');
