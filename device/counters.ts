@@ -4,6 +4,7 @@
  * to 2^53. Indexes are constants so the hot path is a plain typed-array increment.
  */
 import { chainErrorNames } from './descriptor-chain.js';
+import { gsoHeaderErrorNames } from './queue-errors.js';
 
 /** Buckets of the descriptors-per-chain histogram, by upper bound. */
 export const descriptorBuckets = [1, 2, 3, 4, 8, 16, Infinity] as const;
@@ -72,7 +73,7 @@ export const Counter = {
    * the region's file after SET_MEM_TABLE) and stopped its queues.
    */
   guestMemoryTruncated: 37 + chainErrorKinds.length,
-  /** Transmit chains dropped for a gso_type other than GSO_NONE (the device offers no GSO). */
+  /** Transmit chains dropped for a gso_type no negotiated feature allows (all but GSO_NONE without --tso). */
   txGsoNotNegotiated: 38 + chainErrorKinds.length,
   /** Transmit chains dropped for NEEDS_CSUM offsets that put the checksum outside the frame. */
   txChecksumOutsideFrame: 39 + chainErrorKinds.length,
@@ -93,9 +94,19 @@ export const Counter = {
    * transmit maps once, where an skb carries a header of its own.
    */
   vnetHeaderSharedWithPrevious: 44 + chainErrorKinds.length,
+  /** GSO frames taken (HOST_TSO4, HOST_TSO6, HOST_USO), by gso_type. */
+  gsoTcp4Frames: 45 + chainErrorKinds.length,
+  gsoTcp6Frames: 46 + chainErrorKinds.length,
+  gsoUdpL4Frames: 47 + chainErrorKinds.length,
+  /** Wire frames the device cut GSO frames into. */
+  gsoSegments: 48 + chainErrorKinds.length,
+  /** A maximum, not a count: the longest GSO frame taken (bytes after the virtio-net header). */
+  gsoLargestFrame: 49 + chainErrorKinds.length,
+  /** gsoHeaderErrorNames.length counters, at gsoHeaderErrors + kind - FIRST_GSO_HEADER_ERROR. */
+  gsoHeaderErrors: 50 + chainErrorKinds.length,
 } as const;
 
-export const COUNTER_COUNT = Counter.vnetHeaderSharedWithPrevious + 1;
+export const COUNTER_COUNT = Counter.gsoHeaderErrors + gsoHeaderErrorNames.length;
 
 export function createCounters(): Float64Array {
   return new Float64Array(new SharedArrayBuffer(COUNTER_COUNT * Float64Array.BYTES_PER_ELEMENT));
@@ -110,6 +121,8 @@ export interface DeviceCounters {
   /** payloadProven: frames with a payload buffer inside the user buffer (paged skbs, MSG_ZEROCOPY). */
   /** rxChecked, rxProven: received frames checked against a frames map, and placed at a frame start of it. */
   zeroCopy: { checked: number; proven: number; payloadProven: number; rxChecked: number; rxProven: number };
+  /** GSO frames taken by type, the wire frames cut from them, and the longest GSO frame (a maximum). */
+  gso: { frames: { tcp4: number; tcp6: number; udpL4: number }; segments: number; largestFrame: number };
   /** Driver queue resets followed (VIRTIO_F_RING_RESET), and used elements they dropped. */
   queueResets: { followed: number; usedDropped: number };
   /** Frames the port dropped on the way out (port tap: the tap's queue full or the tap down). */
@@ -129,9 +142,15 @@ export interface DeviceCounters {
   };
 }
 
+/** Sums the workers' counters; a maximum (gsoLargestFrame) is the largest of theirs. */
 export function sumCounters(blocks: readonly Float64Array[]): Float64Array {
   const total = new Float64Array(COUNTER_COUNT);
-  for (const block of blocks) for (let i = 0; i < COUNTER_COUNT; i++) total[i]! += block[i]!;
+  let largestFrame = 0;
+  for (const block of blocks) {
+    for (let i = 0; i < COUNTER_COUNT; i++) total[i]! += block[i]!;
+    largestFrame = Math.max(largestFrame, block[Counter.gsoLargestFrame]!);
+  }
+  total[Counter.gsoLargestFrame] = largestFrame;
   return total;
 }
 
@@ -143,6 +162,7 @@ export function describeCounters(c: Float64Array): DeviceCounters {
   errors.txFrameTooLarge = c[Counter.txFrameTooLarge]!;
   errors.txGsoNotNegotiated = c[Counter.txGsoNotNegotiated]!;
   errors.txChecksumOutsideFrame = c[Counter.txChecksumOutsideFrame]!;
+  gsoHeaderErrorNames.forEach((name, i) => (errors[name] = c[Counter.gsoHeaderErrors + i]!));
   errors.rxReadableBuffer = c[Counter.rxReadableBuffer]!;
   errors.rxBufferTooSmall = c[Counter.rxBufferTooSmall]!;
   errors.guestMemoryTruncated = c[Counter.guestMemoryTruncated]!;
@@ -158,6 +178,11 @@ export function describeCounters(c: Float64Array): DeviceCounters {
       payloadProven: c[Counter.zeroCopyPayloadProven]!,
       rxChecked: c[Counter.rxZeroCopyChecked]!,
       rxProven: c[Counter.rxZeroCopyProven]!,
+    },
+    gso: {
+      frames: { tcp4: c[Counter.gsoTcp4Frames]!, tcp6: c[Counter.gsoTcp6Frames]!, udpL4: c[Counter.gsoUdpL4Frames]! },
+      segments: c[Counter.gsoSegments]!,
+      largestFrame: c[Counter.gsoLargestFrame]!,
     },
     queueResets: { followed: c[Counter.driverQueueResets]!, usedDropped: c[Counter.usedDroppedByQueueReset]! },
     portTxDropped: c[Counter.portTxDropped]!,

@@ -1,7 +1,12 @@
 /** The virtio-net header (virtio 1.2 5.1.6) and the checksum work its flags ask for. */
 
 export const NetHeaderFlags = { needsCsum: 1, dataValid: 2 } as const;
-export const GSO_NONE = 0;
+/**
+ * gso_type values (virtio 1.2 5.1.6). UDP is legacy UFO, which the device never offers; ECN is a
+ * bit on top of TCPV4 or TCPV6.
+ */
+export const GsoType = { none: 0, tcpV4: 1, udp: 3, tcpV6: 4, udpL4: 5 } as const;
+export const GSO_ECN = 0x80;
 
 /**
  * 12 bytes with VERSION_1 or MRG_RXBUF (num_buffers present), 10 for a legacy driver without
@@ -27,14 +32,27 @@ export function checksumFits(length: number, csumStart: number, csumOffset: numb
 export function completeChecksum(frame: DataView, length: number, csumStart: number, csumOffset: number): boolean {
   if (!checksumFits(length, csumStart, csumOffset)) return false;
   const field = csumStart + csumOffset;
-  let sum = 0;
-  let i = csumStart;
-  for (; i + 1 < length; i += 2) sum += frame.getUint16(i, false);
-  if (i < length) sum += frame.getUint8(i) << 8;
-  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
-  let checksum = ~sum & 0xffff;
+  let checksum = ~foldChecksum(onesComplementSum(frame, csumStart, length)) & 0xffff;
   // UDP sends a computed zero as 0xffff (RFC 768); for TCP both encodings are equal.
   if (checksum === 0) checksum = 0xffff;
   frame.setUint16(field, checksum, false);
   return true;
+}
+
+/**
+ * The big-endian 16-bit words of bytes [start, end) added up, unfolded (an odd last byte is the
+ * high byte of a word, RFC 1071). Exact in a double for any frame length.
+ */
+export function onesComplementSum(frame: DataView, start: number, end: number): number {
+  let sum = 0;
+  let i = start;
+  for (; i + 1 < end; i += 2) sum += frame.getUint16(i, false);
+  if (i < end) sum += frame.getUint8(i) << 8;
+  return sum;
+}
+
+/** A ones'-complement sum folded to 16 bits (not complemented). */
+export function foldChecksum(sum: number): number {
+  while (sum > 0xffff) sum = (sum & 0xffff) + Math.floor(sum / 0x10000);
+  return sum;
 }

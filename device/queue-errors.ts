@@ -26,12 +26,27 @@ export const QueueError = {
   rxBufferTooSmall: 19,
   /** Not an error: the driver reset the queue (VIRTIO_F_RING_RESET) and the device followed. */
   driverQueueReset: 20,
+  /**
+   * A negotiated GSO type whose virtio-net header does not fit the frame (virtio 1.2 5.1.6.2):
+   * each frame is dropped, as tun refuses it (virtio_net_hdr_to_skb), and the queue goes on.
+   * Contiguous, in the order TransmitQueue checks them; counted at Counter.gsoHeaderErrors.
+   */
+  txGsoWithoutChecksum: 21,
+  txGsoWrongNetworkProtocol: 22,
+  txGsoMalformedHeaders: 23,
+  txGsoWrongTransport: 24,
+  txGsoBadChecksumOffsets: 25,
+  txGsoBadHeaderLength: 26,
+  txGsoBadSegmentSize: 27,
 } as const;
 export type QueueErrorKind = (typeof QueueError)[keyof typeof QueueError];
 
 /** Kind names by code (chainErrorNames first: the codes are shared). */
 export const queueErrorNames: readonly string[] = [...chainErrorNames, ...Object.keys(QueueError).slice(chainErrorNames.length)];
 export const QUEUE_ERROR_KINDS = queueErrorNames.length;
+/** The GSO header kinds, txGsoWithoutChecksum first (Counter.gsoHeaderErrors + kind - this). */
+export const FIRST_GSO_HEADER_ERROR = QueueError.txGsoWithoutChecksum;
+export const gsoHeaderErrorNames: readonly string[] = queueErrorNames.slice(FIRST_GSO_HEADER_ERROR, QueueError.txGsoBadSegmentSize + 1);
 
 export interface QueueErrorReporter {
   /**
@@ -53,7 +68,7 @@ export function describeQueueError(kind: QueueErrorKind, head: number, a: number
     case QueueError.txFrameTooLarge:
       return `head ${head}: a ${a}-byte frame, at most ${b}; dropped`;
     case QueueError.txGsoNotNegotiated:
-      return `head ${head}: gso_type ${a} but the device offers no GSO feature (virtio 1.2 5.1.6.2: the driver must send GSO_NONE); dropped`;
+      return `head ${head}: gso_type 0x${a.toString(16)}, which no negotiated feature allows (HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_USO; legacy UFO is never offered; virtio 1.2 5.1.6.2); dropped`;
     case QueueError.txChecksumOutsideFrame:
       return `head ${head}: NEEDS_CSUM with csum_start ${a} and csum_offset ${b} outside the ${c}-byte frame; dropped`;
     case QueueError.linearHeaderViolation:
@@ -64,6 +79,20 @@ export function describeQueueError(kind: QueueErrorKind, head: number, a: number
       return c === 1
         ? `head ${head}: ${a} bytes cannot hold the ${b}-byte header`
         : `head ${head}: ${a} bytes for a ${b}-byte frame without mergeable buffers; dropped`;
+    case QueueError.txGsoWithoutChecksum:
+      return `head ${head}: gso_type 0x${a.toString(16)} without NEEDS_CSUM (a GSO frame's checksum is partial, completed per segment); dropped`;
+    case QueueError.txGsoWrongNetworkProtocol:
+      return `head ${head}: gso_type 0x${a.toString(16)} on a frame of EtherType 0x${b.toString(16)}, IP version ${c}; dropped`;
+    case QueueError.txGsoMalformedHeaders:
+      return `head ${head}: gso_type 0x${a.toString(16)}: the IP and transport headers do not parse inside the ${b}-byte frame (IPv4 IHL below 5 or a fragment, TCP data offset below 5, or headers past the end); dropped`;
+    case QueueError.txGsoWrongTransport:
+      return `head ${head}: gso_type 0x${a.toString(16)} on IP protocol ${b}; dropped`;
+    case QueueError.txGsoBadChecksumOffsets:
+      return `head ${head}: GSO with csum_start ${a} and csum_offset ${b}, not the transport checksum (the transport header starts at ${c}); dropped`;
+    case QueueError.txGsoBadHeaderLength:
+      return `head ${head}: GSO with hdr_len ${a}, below the ${b} bytes of Ethernet, IP and transport headers or past the ${c}-byte frame; dropped`;
+    case QueueError.txGsoBadSegmentSize:
+      return `head ${head}: GSO with gso_size ${a}: zero, or ${b} bytes of headers and one segment exceed ${c}; dropped`;
     case QueueError.driverQueueReset:
       return `the driver reset the queue (VIRTIO_F_RING_RESET; ${a === 0 ? 'nothing published yet, the kick suppression field' : `used.idx ${a}`} rewritten to 0): restarted from avail index 0, ${b} used element(s) not yet published dropped`;
     default:

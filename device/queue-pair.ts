@@ -10,11 +10,13 @@ import type { PcapWriter } from './pcap-writer.js';
 import type { Port } from './ports/port.js';
 import type { FrameReceiver } from './ports/port.js';
 import type { ReceiveQueue } from './receive-queue.js';
+import { GsoSegmenter, type WireFrameSink } from './gso.js';
+import { GsoType } from './net-header.js';
 import type { TransmitQueue, TxFrameConsumer } from './transmit-queue.js';
-import type { TxFrame } from './tx-frame.js';
+import type { TxFrame, WireFrame } from './tx-frame.js';
 import { PayloadVerdict, type ZeroCopyProof } from './zero-copy-map.js';
 
-export class QueuePair implements TxFrameConsumer, FrameReceiver {
+export class QueuePair implements TxFrameConsumer, WireFrameSink, FrameReceiver {
   rx: ReceiveQueue | null = null;
   tx: TransmitQueue | null = null;
   port: Port | null = null;
@@ -33,25 +35,43 @@ export class QueuePair implements TxFrameConsumer, FrameReceiver {
   /** performance.now() when the pair last moved a frame. */
   lastWorkAt = 0;
 
-  constructor(readonly index: number, private readonly pcap: PcapWriter | null, private readonly counters: Float64Array) {}
+  private readonly segmenter: GsoSegmenter;
 
+  constructor(readonly index: number, private readonly pcap: PcapWriter | null, private readonly counters: Float64Array) {
+    this.segmenter = new GsoSegmenter(counters);
+  }
+
+  /**
+   * A frame from the transmitq. The zero-copy proof looks at it as the driver sent it (a GSO
+   * frame once, whole: its payload buffers are the user's); the pcap, the verifier and the port
+   * see wire frames (a GSO frame's segments).
+   */
   transmitted(frame: TxFrame): void {
+    this.proveZeroCopy(frame);
+    if (frame.gsoType === GsoType.none) this.sendWire(frame);
+    else if (frame.linearize()) this.segmenter.cut(frame, this);
+  }
+
+  private proveZeroCopy(frame: TxFrame): void {
     const proof = this.zeroCopy;
-    if (proof !== null) {
-      const counters = this.counters;
-      if (proof.kind === 'frames') {
+    if (proof === null) return;
+    const counters = this.counters;
+    if (proof.kind === 'frames') {
+      counters[Counter.zeroCopyChecked]!++;
+      const gpa = frame.contiguousAddress();
+      if (gpa >= 0 && proof.holds(gpa, frame.length)) counters[Counter.zeroCopyProven]!++;
+    } else if (frame.linearize()) {
+      // The headers are read from the copy; the payload's addresses from the chain.
+      const verdict = proof.check(frame);
+      if (verdict !== PayloadVerdict.notInStream) {
         counters[Counter.zeroCopyChecked]!++;
-        const gpa = frame.contiguousAddress();
-        if (gpa >= 0 && proof.holds(gpa, frame.length)) counters[Counter.zeroCopyProven]!++;
-      } else if (frame.linearize()) {
-        // The headers are read from the copy; the payload's addresses from the chain.
-        const verdict = proof.check(frame);
-        if (verdict !== PayloadVerdict.notInStream) {
-          counters[Counter.zeroCopyChecked]!++;
-          if (verdict === PayloadVerdict.proven) counters[Counter.zeroCopyPayloadProven]!++;
-        }
+        if (verdict === PayloadVerdict.proven) counters[Counter.zeroCopyPayloadProven]!++;
       }
     }
+  }
+
+  /** A frame as it goes on the wire: to the pcap, the verifier and the port. */
+  sendWire(frame: WireFrame): void {
     if (this.pcap && frame.linearize()) this.pcap.write(frame.linearSpace, 0, frame.length, performance.timeOrigin + this.now);
     if (this.verifier && frame.linearize()) this.verifier.check(frame.linearSpace, 0, frame.length);
     this.port!.transmit(frame);

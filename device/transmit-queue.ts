@@ -8,9 +8,10 @@ import type { GuestMemory } from 'vfio-user-ts';
 import { Counter, descriptorBucket } from './counters.js';
 import { ChainError, DescriptorChain, type ChainErrorCode } from './descriptor-chain.js';
 import { ETHERNET_HEADER_LENGTH } from './ethernet.js';
-import { checksumFits, GSO_NONE, NetHeaderFlags } from './net-header.js';
-import { QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
-import { MAX_FRAME_LENGTH, TxFrame } from './tx-frame.js';
+import { GSO_HEADER_VALID, GsoCheck, gsoTypeAllowed, NO_GSO_OFFLOADS, type GsoOffloads } from './gso.js';
+import { checksumFits, GSO_ECN, GsoType, NetHeaderFlags } from './net-header.js';
+import { FIRST_GSO_HEADER_ERROR, QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
+import { MAX_FRAME_LENGTH, MAX_GSO_FRAME_LENGTH, TxFrame } from './tx-frame.js';
 import type { Vring } from './vring.js';
 
 export interface TxFrameConsumer {
@@ -48,10 +49,13 @@ export class TransmitQueue {
   linearHeaderRefusal: LinearHeaderRefusal | null = null;
   /** Set by a `stall` refusal: the queue takes no chain until resume(). */
   stalled = false;
+  /** The GSO features the driver negotiated: which gso_types it may send (none by default). */
+  gsoOffloads: GsoOffloads = NO_GSO_OFFLOADS;
   /** Called before each publish of used elements (the state file commits the counts there). */
   beforePublish: ((ring: Vring) => void) | null = null;
   private readonly chain: DescriptorChain;
   private readonly frame: TxFrame;
+  private readonly gsoCheck = new GsoCheck();
   /** Guest address of the last counted chain's first buffer (see Counter.vnetHeaderSharedWithPrevious). */
   private previousHeaderAddress = -1;
 
@@ -95,38 +99,7 @@ export class TransmitQueue {
         break;
       }
       ring.pushUsed(head, 0);
-      if (chain.writableBytes > 0) {
-        counters[Counter.txWriteOnlyBuffer]!++;
-        this.reporter.queueError(this.queueIndex, QueueError.txWriteOnlyBuffer, false, head, chain.writableBytes, 0, 0);
-        continue;
-      }
-      if (!frame.load(headerLength)) {
-        counters[Counter.txHeaderTooShort]!++;
-        this.reporter.queueError(this.queueIndex, QueueError.txHeaderTooShort, false, head, chain.readableBytes, headerLength, 0);
-        continue;
-      }
-      if (frame.gsoType !== GSO_NONE) {
-        // The device offers no HOST_TSO/UFO/USO feature, so the driver must send GSO_NONE
-        // (virtio 1.2 5.1.6.2). The spec gives the device nothing to do with a driver that does
-        // not; it cannot segment the frame, so it drops it, as Linux's tun does
-        // (virtio_net_hdr_to_skb refuses a GSO type it does not know), and the queue goes on.
-        counters[Counter.txGsoNotNegotiated]!++;
-        this.reporter.queueError(this.queueIndex, QueueError.txGsoNotNegotiated, false, head, frame.gsoType, 0, 0);
-        continue;
-      }
-      if ((frame.flags & NetHeaderFlags.needsCsum) !== 0 && !checksumFits(frame.length, frame.csumStart, frame.csumOffset)) {
-        // A checksum the device cannot complete: sending the frame would put a wrong checksum on
-        // the wire. Dropped, as tun drops it (skb_partial_csum_set fails).
-        counters[Counter.txChecksumOutsideFrame]!++;
-        this.reporter.queueError(this.queueIndex, QueueError.txChecksumOutsideFrame, false, head, frame.csumStart, frame.csumOffset, frame.length);
-        continue;
-      }
-      if (frame.length > MAX_FRAME_LENGTH) {
-        // No GSO is offered: no port could take it, and linearize() has no room for it.
-        counters[Counter.txFrameTooLarge]!++;
-        this.reporter.queueError(this.queueIndex, QueueError.txFrameTooLarge, false, head, frame.length, MAX_FRAME_LENGTH, 0);
-        continue;
-      }
+      if (!this.admit(head)) continue;
       this.countShape(chain.count, chain.length[0]!);
       const refusal = this.linearHeaderRefusal;
       if (refusal !== null && chain.length[0]! < headerLength + ETHERNET_HEADER_LENGTH) {
@@ -142,10 +115,59 @@ export class TransmitQueue {
       }
       counters[Counter.txFrames]!++;
       counters[Counter.txBytes]! += frame.length;
+      if (frame.gsoType !== GsoType.none) this.countGso();
       this.consumer.transmitted(frame);
     }
     this.publish();
     return taken;
+  }
+
+  /**
+   * Checks a resolved chain's frame against what the device takes: a refused one is counted,
+   * reported and dropped (its chain completes; the queue goes on). True: the frame goes on.
+   */
+  private admit(head: number): boolean {
+    const chain = this.chain;
+    const frame = this.frame;
+    const headerLength = this.headerLength;
+    if (chain.writableBytes > 0) return this.refuse(QueueError.txWriteOnlyBuffer, Counter.txWriteOnlyBuffer, head, chain.writableBytes, 0, 0);
+    if (!frame.load(headerLength)) return this.refuse(QueueError.txHeaderTooShort, Counter.txHeaderTooShort, head, chain.readableBytes, headerLength, 0);
+    const gso = frame.gsoType !== GsoType.none;
+    if (gso && !gsoTypeAllowed(this.gsoOffloads, frame.gsoType)) {
+      // The driver must send no GSO type the features it negotiated do not allow (virtio 1.2
+      // 5.1.6.2). The spec gives the device nothing to do with a driver that does; it drops the
+      // frame, as Linux's tun does (virtio_net_hdr_to_skb refuses a GSO type it does not know).
+      return this.refuse(QueueError.txGsoNotNegotiated, Counter.txGsoNotNegotiated, head, frame.gsoType, 0, 0);
+    }
+    if ((frame.flags & NetHeaderFlags.needsCsum) !== 0 && !checksumFits(frame.length, frame.csumStart, frame.csumOffset)) {
+      // A checksum the device cannot complete: sending the frame would put a wrong checksum on
+      // the wire. Dropped, as tun drops it (skb_partial_csum_set fails).
+      return this.refuse(QueueError.txChecksumOutsideFrame, Counter.txChecksumOutsideFrame, head, frame.csumStart, frame.csumOffset, frame.length);
+    }
+    // A GSO frame is cut into segments a port can take; any other frame must fit a port as it is.
+    const limit = gso ? MAX_GSO_FRAME_LENGTH : MAX_FRAME_LENGTH;
+    if (frame.length > limit) return this.refuse(QueueError.txFrameTooLarge, Counter.txFrameTooLarge, head, frame.length, limit, 0);
+    if (!gso) return true;
+    const gsoCheck = this.gsoCheck;
+    const kind = gsoCheck.check(frame);
+    if (kind === GSO_HEADER_VALID) return true;
+    return this.refuse(kind, Counter.gsoHeaderErrors + kind - FIRST_GSO_HEADER_ERROR, head, gsoCheck.a, gsoCheck.b, gsoCheck.c);
+  }
+
+  /** A frame refused (not fatal): counted under `counter`, reported as `kind`; returns false. */
+  private refuse(kind: QueueErrorKind, counter: number, head: number, a: number, b: number, c: number): false {
+    this.counters[counter]!++;
+    this.reporter.queueError(this.queueIndex, kind, false, head, a, b, c);
+    return false;
+  }
+
+  /** A GSO frame taken: counted by type, and the longest kept. */
+  private countGso(): void {
+    const counters = this.counters;
+    const frame = this.frame;
+    const type = frame.gsoType & ~GSO_ECN;
+    counters[type === GsoType.tcpV4 ? Counter.gsoTcp4Frames : type === GsoType.tcpV6 ? Counter.gsoTcp6Frames : Counter.gsoUdpL4Frames]!++;
+    if (frame.length > counters[Counter.gsoLargestFrame]!) counters[Counter.gsoLargestFrame] = frame.length;
   }
 
   /**

@@ -8,17 +8,37 @@
 import { byteSpace, type ByteSpace, type GuestMemory } from 'vfio-user-ts';
 import type { DescriptorChain } from './descriptor-chain.js';
 import { copyBytes } from './copy-bytes.js';
-import { completeChecksum, NetHeader, NetHeaderFlags } from './net-header.js';
+import { ETHERNET_HEADER_LENGTH } from './ethernet.js';
+import { IPV6_HEADER_LENGTH } from './ip.js';
+import { completeChecksum, GsoType, NetHeader, NetHeaderFlags } from './net-header.js';
 
-/** The largest frame we accept: 64 KiB (no GSO is offered, so a frame is at most MTU-sized in practice). */
+/** The largest frame we accept without GSO: 64 KiB (a frame is at most MTU-sized in practice). */
 export const MAX_FRAME_LENGTH = 65536;
+/**
+ * The largest GSO frame we accept: an Ethernet header and the largest IPv6 packet without a
+ * jumbogram (IPv4's 65535-byte total length is smaller). Linux sends at most 64 KiB
+ * (GSO_LEGACY_MAX_SIZE) of IP packet.
+ */
+export const MAX_GSO_FRAME_LENGTH = ETHERNET_HEADER_LENGTH + IPV6_HEADER_LENGTH + 65535;
 
-export class TxFrame {
+/** A frame in one piece, as it goes on the wire: what ports, the pcap and the verifier take. */
+export interface WireFrame {
+  readonly length: number;
+  /** The bytes after linearize(). */
+  readonly linear: Uint8Array;
+  readonly linearSpace: ByteSpace;
+  /** Makes `linear` hold the frame; false when it cannot (too large). */
+  linearize(): boolean;
+}
+
+export class TxFrame implements WireFrame {
   /** Ethernet frame length (after the virtio-net header). */
   length = 0;
   /** Header fields. */
   flags = 0;
   gsoType = 0;
+  hdrLen = 0;
+  gsoSize = 0;
   csumStart = 0;
   csumOffset = 0;
   /** Buffer index and offset in it where the Ethernet frame starts. */
@@ -27,7 +47,7 @@ export class TxFrame {
   /** Whether `linear` holds this frame already (several consumers may ask). */
   linearized = false;
   /** The bytes after linearize(). */
-  readonly linear = new Uint8Array(MAX_FRAME_LENGTH);
+  readonly linear = new Uint8Array(MAX_GSO_FRAME_LENGTH);
   readonly linearSpace: ByteSpace = byteSpace(this.linear.buffer);
   readonly chain: DescriptorChain;
   private readonly memory: GuestMemory;
@@ -70,6 +90,8 @@ export class TxFrame {
     const h = this.header.view;
     this.flags = h.getUint8(NetHeader.flags);
     this.gsoType = h.getUint8(NetHeader.gsoType);
+    this.hdrLen = h.getUint16(NetHeader.hdrLen, true);
+    this.gsoSize = h.getUint16(NetHeader.gsoSize, true);
     this.csumStart = h.getUint16(NetHeader.csumStart, true);
     this.csumOffset = h.getUint16(NetHeader.csumOffset, true);
     return true;
@@ -86,13 +108,13 @@ export class TxFrame {
     return chain.address[b]! + this.firstOffset;
   }
 
-  /** Copies the frame to `dst` at `dstOffset` (which must have room for `length` bytes). */
-  copyTo(dst: ByteSpace, dstOffset: number): void {
+  /** Copies the frame's first `length` bytes (default all) to `dst` at `dstOffset`, which must have room. */
+  copyTo(dst: ByteSpace, dstOffset: number, length = this.length): void {
     const chain = this.chain;
     const spaces = this.memory.spaces;
     let buffer = this.firstBuffer;
     let offset = this.firstOffset;
-    let remaining = this.length;
+    let remaining = length;
     while (remaining > 0) {
       const take = Math.min(remaining, chain.length[buffer]! - offset);
       copyBytes(dst, dstOffset, spaces[chain.region[buffer]!]!, chain.offset[buffer]! + offset, take);
@@ -107,13 +129,16 @@ export class TxFrame {
    * Copies the frame into `linear` (length bytes), completing the checksum the driver left
    * partial. Returns false when the frame is larger than the scratch. The transmit queue hands
    * on no frame whose checksum offsets lie outside it (txChecksumOutsideFrame), so the checksum
-   * is always completed here.
+   * is always completed here, but for a GSO frame: its checksum belongs to each segment, and the
+   * segmenter completes it there.
    */
   linearize(): boolean {
     if (this.linearized) return true;
-    if (this.length > MAX_FRAME_LENGTH) return false;
+    if (this.length > MAX_GSO_FRAME_LENGTH) return false;
     this.copyTo(this.linearSpace, 0);
-    if ((this.flags & NetHeaderFlags.needsCsum) !== 0) completeChecksum(this.linearSpace.view, this.length, this.csumStart, this.csumOffset);
+    if ((this.flags & NetHeaderFlags.needsCsum) !== 0 && this.gsoType === GsoType.none) {
+      completeChecksum(this.linearSpace.view, this.length, this.csumStart, this.csumOffset);
+    }
     this.linearized = true;
     return true;
   }

@@ -14,6 +14,7 @@
  *   and other flows are not checked.
  */
 import { ETHERNET_HEADER_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_OFFSET } from './ethernet.js';
+import { IP_PROTOCOL_TCP, IP_PROTOCOL_UDP, TCP_MIN_HEADER_LENGTH, UDP_HEADER_LENGTH } from './ip.js';
 import type { TxFrame } from './tx-frame.js';
 
 /** [offset in the user buffer, guest-physical address] of each page of the buffer. */
@@ -94,10 +95,6 @@ export const PayloadVerdict = {
 } as const;
 export type PayloadVerdictCode = (typeof PayloadVerdict)[keyof typeof PayloadVerdict];
 
-const IP_PROTOCOL_TCP = 6;
-const IP_PROTOCOL_UDP = 17;
-const TCP_MIN_HEADER = 20;
-const UDP_HEADER = 8;
 const TCP_FLAG_SYN = 0x02;
 const TCP_FLAG_ACK = 0x10;
 
@@ -134,8 +131,8 @@ export class StreamPayloadProof {
     const ipEnd = ip + ((b[ip + 2]! << 8) | b[ip + 3]!);
     const l4 = ip + (b[ip]! & 0x0f) * 4;
     const tcp = this.protocol === IP_PROTOCOL_TCP;
-    const l4Header = tcp ? (b[l4 + 12]! >> 4) * 4 : UDP_HEADER;
-    if (ipEnd > frame.length || l4 + (tcp ? TCP_MIN_HEADER : UDP_HEADER) > ipEnd || l4 + l4Header > ipEnd) return PayloadVerdict.notInStream;
+    const l4Header = tcp ? (b[l4 + 12]! >> 4) * 4 : UDP_HEADER_LENGTH;
+    if (ipEnd > frame.length || l4 + (tcp ? TCP_MIN_HEADER_LENGTH : UDP_HEADER_LENGTH) > ipEnd || l4 + l4Header > ipEnd) return PayloadVerdict.notInStream;
     const sourceAddr = readUint32(b, ip + 12);
     const destinationAddr = readUint32(b, ip + 16);
     const sourcePort = (b[l4]! << 8) | b[l4 + 1]!;

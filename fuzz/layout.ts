@@ -32,6 +32,8 @@ export const TRANSMITQ = 1;
 
 /** The device's largest frame (device/tx-frame.ts MAX_FRAME_LENGTH). */
 export const MAX_FRAME = 65536;
+/** The device's largest GSO frame (device/tx-frame.ts MAX_GSO_FRAME_LENGTH): Ethernet, a 40-byte IPv6 header, 65535 bytes of payload. */
+export const MAX_GSO_FRAME = 14 + 40 + 65535;
 
 export function indirectSlotAddress(slot: number): number {
   return INDIRECT_AREA + slot * INDIRECT_SLOT;

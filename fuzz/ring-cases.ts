@@ -433,6 +433,111 @@ function feedFrames(prng: Prng, max: number): number[] {
   return Array.from({ length: prng.range(1, max) }, () => prng.range(60, 1500));
 }
 
+/** A GSO frame a case writes: its virtio-net header fields and its packet headers (the payload stays zero). */
+interface GsoFrame {
+  readonly length: number;
+  /** Where the transport header starts, and where the headers end. */
+  readonly l4: number;
+  readonly headers: number;
+  readonly tcp: boolean;
+  readonly ipv6: boolean;
+  /** flags, gso_type, hdr_len, gso_size, csum_start, csum_offset as little-endian bytes. */
+  readonly fields: number[];
+  readonly head: number[];
+}
+
+const le16 = (value: number): [number, number] => [value & 0xff, (value >> 8) & 0xff];
+
+/** A valid TSO frame as Linux's virtio_net sends one: TCP over IPv4 or IPv6, up to 8 KiB, MSS-sized segments. */
+function validGsoFrame(prng: Prng): GsoFrame {
+  const ipv6 = prng.chance(0.4);
+  const ipHeader = ipv6 ? 40 : prng.chance(0.8) ? 20 : 4 * prng.range(6, 15);
+  const l4 = 14 + ipHeader;
+  const tcpHeader = prng.pick([20, 32, 4 * prng.range(5, 15)]);
+  const headers = l4 + tcpHeader;
+  const length = headers + prng.weighted([[3, prng.range(1, 8000)], [1, prng.pick([0, 1, 536, 1448, 2896])]]);
+  const mss = prng.pick([536, 1000, 1448, 1460, prng.range(64, 3000)]);
+  const head = new Array<number>(headers).fill(0);
+  head.splice(12, 2, ...(ipv6 ? [0x86, 0xdd] : [0x08, 0x00]));
+  if (ipv6) {
+    head[14] = 0x60;
+    head[20] = 6;
+  } else {
+    head[14] = 0x40 | (ipHeader / 4);
+    head[20] = 0x40; // DF
+    head[23] = 6;
+  }
+  head[l4 + 12] = (tcpHeader / 4) << 4;
+  head[l4 + 13] = prng.pick([0x10, 0x18, 0x19, 0xd8]);
+  const gsoType = (ipv6 ? 4 : 1) | (prng.chance(0.2) ? 0x80 : 0);
+  return { length, l4, headers, tcp: true, ipv6, fields: [1, gsoType, ...le16(headers), ...le16(mss), ...le16(l4), ...le16(16)], head };
+}
+
+/** A GSO frame on the ring: its header and frame in one buffer or split. */
+function gsoChain(b: RingBuilder, prng: Prng, frame: GsoFrame): number {
+  return b.txFrameWithHeader(frame.length, frame.fields, prng.chance(0.5), frame.head);
+}
+
+/** A case with GSO negotiated: valid frames (some GSO), the frame `spoil` makes hostile, then more valid ones. */
+function gsoCase(name: string, expect: string, spoil: (frame: GsoFrame, prng: Prng) => GsoFrame): RingCaseKind {
+  return {
+    name,
+    expect,
+    fatal: false,
+    side: 'tx',
+    build(prng) {
+      const b = new RingBuilder(name, 'tx', pickSize(prng, 8), { tso: true });
+      const before = [...validTx(b, prng, 2, 6, 4), gsoChain(b, prng, validGsoFrame(prng))];
+      const hostile = gsoChain(b, prng, spoil(validGsoFrame(prng), prng));
+      b.publish(...before, hostile, gsoChain(b, prng, validGsoFrame(prng)), ...validTx(b, prng, 2, 0, 0));
+      return b.build();
+    },
+  };
+}
+
+/** `frame` with header fields or packet header bytes replaced. */
+function spoiled(frame: GsoFrame, fields: Record<number, number>, head: Record<number, number> = {}, length = frame.length): GsoFrame {
+  const f = { ...frame, fields: [...frame.fields], head: [...frame.head], length };
+  for (const [i, v] of Object.entries(fields)) f.fields[Number(i)] = v;
+  for (const [i, v] of Object.entries(head)) f.head[Number(i)] = v;
+  return f;
+}
+
+const gsoKinds: RingCaseKind[] = [
+  gsoCase('tx-gso-valid', 'none', (frame) => frame),
+  // Legacy UFO and USO are not offered, nor are unknown types; ECN is TCP's.
+  gsoCase('tx-gso-type-not-negotiated', 'txGsoNotNegotiated', (frame, prng) => spoiled(frame, { 1: prng.pick([2, 3, 5, 0x83, 0x85, prng.range(6, 0x7f)]) })),
+  gsoCase('tx-gso-without-checksum', 'txGsoWithoutChecksum', (frame) => spoiled(frame, { 0: 0 })),
+  gsoCase('tx-gso-wrong-network-protocol', 'txGsoWrongNetworkProtocol', (frame, prng) =>
+    prng.pick([
+      spoiled(frame, { 1: frame.ipv6 ? 1 : 4 }),
+      spoiled(frame, {}, { 12: 0x08, 13: 0x06 }),
+      spoiled(frame, {}, { 14: frame.ipv6 ? 0x45 : 0x65 }),
+    ]),
+  ),
+  gsoCase('tx-gso-malformed-headers', 'txGsoMalformedHeaders', (frame, prng) => {
+    const cases = [
+      spoiled(frame, {}, { [frame.l4 + 12]: prng.range(0, 4) << 4 }),
+      // Cut inside the TCP header, after its checksum field (which must fit the frame).
+      ...(frame.headers > frame.l4 + 20 ? [spoiled(frame, {}, {}, prng.range(frame.l4 + 20, frame.headers - 1))] : []),
+    ];
+    if (!frame.ipv6) cases.push(spoiled(frame, {}, { 14: 0x40 | prng.range(0, 4) }), spoiled(frame, {}, { 20: prng.pick([0x20, 0x00]), 21: prng.pick([1, 0xff]) }));
+    return prng.pick(cases);
+  }),
+  gsoCase('tx-gso-wrong-transport', 'txGsoWrongTransport', (frame, prng) => spoiled(frame, {}, { [frame.ipv6 ? 20 : 23]: prng.pick([17, 0, 58, 255]) })),
+  gsoCase('tx-gso-bad-checksum-offsets', 'txGsoBadChecksumOffsets', (frame, prng) =>
+    prng.pick([spoiled(frame, { 8: 6 }), spoiled(frame, { 6: prng.pick([0, 14, frame.l4 - 1, frame.l4 + 1]) })]),
+  ),
+  gsoCase('tx-gso-bad-header-length', 'txGsoBadHeaderLength', (frame, prng) => {
+    const hdrLen = prng.chance(0.5) ? prng.int(frame.headers) : prng.range(frame.length + 1, 0xffff);
+    return spoiled(frame, { 2: hdrLen & 0xff, 3: hdrLen >> 8 });
+  }),
+  gsoCase('tx-gso-bad-segment-size', 'txGsoBadSegmentSize', (frame, prng) => {
+    const gsoSize = prng.chance(0.5) ? 0 : prng.range(MAX_FRAME - frame.headers + 1, 0xffff);
+    return spoiled(frame, { 4: gsoSize & 0xff, 5: gsoSize >> 8 });
+  }),
+];
+
 const rxKinds: RingCaseKind[] = [
   {
     name: 'rx-valid',
@@ -601,7 +706,7 @@ const truncationKinds: RingCaseKind[] = [
 ];
 
 /** Every ring pattern the fuzzer knows, transmit side first, truncation last. */
-export const ringKinds: readonly RingCaseKind[] = [...txKinds, ...rxKinds, ...truncationKinds];
+export const ringKinds: readonly RingCaseKind[] = [...txKinds, ...gsoKinds, ...rxKinds, ...truncationKinds];
 
 export function ringKind(name: string): RingCaseKind {
   const kind = ringKinds.find((k) => k.name === name);
@@ -736,10 +841,11 @@ export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
         g.availIdx = prng.chance(0.3) ? null : prng.chance(0.5) ? interestingIndex(prng, g) : (g.heads.length + prng.pick([-1, 1, 2])) & 0xffff;
         break;
       case 8: {
-        const which = prng.int(3);
+        const which = prng.int(4);
         if (which === 0) g.indirect = !g.indirect;
         else if (which === 1) g.mergeable = !g.mergeable;
-        else g.version1 = !g.version1;
+        else if (which === 2) g.version1 = !g.version1;
+        else g.tso = g.tso !== true;
         break;
       }
       case 9:
@@ -752,11 +858,12 @@ export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
         }
         break;
       case 11: {
-        // A header field (flags, gso_type, csum_start, csum_offset) of a buffer the case writes.
+        // A header field (flags, gso_type, hdr_len, gso_size, csum_start, csum_offset) of a
+        // buffer the case writes, or a byte of a GSO frame's packet headers.
         const written = g.bytes?.filter(([, bytes]) => bytes.length > 0) ?? [];
         if (written.length > 0) {
           const bytes = prng.pick(written)[1];
-          bytes[prng.pick([0, 1, 6, 7, 8, 9].filter((i) => i < bytes.length))!] = prng.chance(0.5) ? prng.int(256) : prng.pick([0, 1, 0x80, 0xff]);
+          bytes[prng.int(bytes.length)] = prng.chance(0.5) ? prng.int(256) : prng.pick([0, 1, 0x80, 0xff]);
         }
         break;
       }

@@ -31,6 +31,8 @@ export interface RingGenome {
   indirect: boolean;
   mergeable: boolean;
   version1: boolean;
+  /** HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated (when the backend offers them); absent in cases printed before it existed. */
+  tso?: boolean;
   /** Entries of the hostile ring's descriptor table, as [index, descriptor]; the rest are zero. */
   table: [number, Desc][];
   /** Indirect tables: tables[k] is written at indirectSlotAddress(k). */
@@ -81,7 +83,7 @@ export class RingBuilder {
   /** Chains made with chain() and indirectChain(): each takes an available ring slot when published. */
   chainsMade = 0;
 
-  constructor(name: string, side: 'tx' | 'rx', size: number, features: { indirect?: boolean; mergeable?: boolean; version1?: boolean } = {}) {
+  constructor(name: string, side: 'tx' | 'rx', size: number, features: { indirect?: boolean; mergeable?: boolean; version1?: boolean; tso?: boolean } = {}) {
     this.genome = {
       name,
       side,
@@ -89,6 +91,7 @@ export class RingBuilder {
       indirect: features.indirect ?? true,
       mergeable: features.mergeable ?? true,
       version1: features.version1 ?? true,
+      tso: features.tso ?? false,
       table: [],
       tables: [],
       heads: [],
@@ -192,14 +195,17 @@ export class RingBuilder {
 
   /**
    * A transmit chain whose virtio-net header starts with `fields` (flags, gso_type, hdr_len,
-   * gso_size, csum_start, csum_offset as little-endian bytes; the rest zero), header and frame
-   * in one buffer or split after the header.
+   * gso_size, csum_start, csum_offset as little-endian bytes; the rest zero) and whose frame
+   * starts with `frameHead` (the rest zero), header and frame in one buffer or split after the
+   * header.
    */
-  txFrameWithHeader(frame: number, fields: readonly number[], split: boolean): number {
+  txFrameWithHeader(frame: number, fields: readonly number[], split: boolean, frameHead: readonly number[] = []): number {
     const header = this.header;
     const addr = this.buffer(split ? header : header + frame);
+    const frameAddr = split ? this.buffer(frame) : addr + header;
     this.genome.bytes!.push([addr, fields.slice(0, header).map((b) => b & 0xff)]);
-    return split ? this.chain([{ len: header, addr }, { len: frame }]) : this.chain([{ len: header + frame, addr }]);
+    if (frameHead.length > 0) this.genome.bytes!.push([frameAddr, frameHead.slice(0, frame).map((b) => b & 0xff)]);
+    return split ? this.chain([{ len: header, addr }, { len: frame, addr: frameAddr }]) : this.chain([{ len: header + frame, addr }]);
   }
 
   /** A valid receive chain of device-writable buffers. */

@@ -14,8 +14,8 @@
  * uncertain and only liveness is checked.
  */
 import { DescFlags } from 'vfio-user-ts';
-import { GSO_NONE, NetHeaderFlags } from '../device/net-header.js';
-import { MAX_FRAME } from './layout.js';
+import { GSO_ECN, GsoType, NetHeaderFlags } from '../device/net-header.js';
+import { MAX_FRAME, MAX_GSO_FRAME } from './layout.js';
 
 /** Read access to the guest RAM as the driver wrote it. */
 export interface GuestView {
@@ -42,7 +42,21 @@ export interface ModelInput {
   readonly header: number;
   /** Frames from the transmitq come back on the receiveq (the reflect port); else sink. */
   readonly reflect: boolean;
+  /** The GSO features negotiated (HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_USO). */
+  readonly gso: { readonly tcp4: boolean; readonly tcp6: boolean; readonly ecn: boolean; readonly udpL4: boolean };
 }
+
+interface NetHeaderFields {
+  flags: number;
+  gsoType: number;
+  hdrLen: number;
+  gsoSize: number;
+  csumStart: number;
+  csumOffset: number;
+}
+
+/** The most frame bytes a GSO check reads: Ethernet, the longest IPv4 header, the longest TCP header. */
+const GSO_HEADERS_MAX = 14 + 60 + 60;
 
 export interface Expectation {
   txFrames: number;
@@ -143,16 +157,26 @@ export function expectRings(input: ModelInput): Expectation {
     }
   };
 
-  /** The first 10 header bytes (flags to csum_offset), gathered over the chain's buffers. */
-  const readHeader = (chain: Chain): { flags: number; gsoType: number; csumStart: number; csumOffset: number } => {
+  /** `count` bytes from byte `skip` of the chain's readable buffers (fewer when the chain ends first). */
+  const gather = (chain: Chain, skip: number, count: number): number[] => {
     const bytes: number[] = [];
+    let offset = 0;
     for (const [gpa, len] of chain.buffers) {
-      const n = Math.min(len, 10 - bytes.length);
-      if (n > 0) reads.push([gpa, gpa + n]);
-      for (let i = 0; i < n; i++) bytes.push(mem.u8(gpa + i));
-      if (bytes.length === 10) break;
+      const from = Math.max(0, skip - offset);
+      const n = Math.min(len - from, count - bytes.length);
+      offset += len;
+      if (n <= 0) continue;
+      reads.push([gpa + from, gpa + from + n]);
+      for (let i = 0; i < n; i++) bytes.push(mem.u8(gpa + from + i));
+      if (bytes.length === count) break;
     }
-    return { flags: bytes[0]!, gsoType: bytes[1]!, csumStart: bytes[6]! | (bytes[7]! << 8), csumOffset: bytes[8]! | (bytes[9]! << 8) };
+    return bytes;
+  };
+
+  /** The first 10 header bytes (flags to csum_offset). */
+  const readHeader = (chain: Chain): NetHeaderFields => {
+    const b = gather(chain, 0, 10);
+    return { flags: b[0]!, gsoType: b[1]!, hdrLen: b[2]! | (b[3]! << 8), gsoSize: b[4]! | (b[5]! << 8), csumStart: b[6]! | (b[7]! << 8), csumOffset: b[8]! | (b[9]! << 8) };
   };
 
   const availIdx = (ring: ModelRing): number => mem.u16(ring.availGpa + 2);
@@ -253,8 +277,9 @@ export function expectRings(input: ModelInput): Expectation {
       }
       const frame = chain.readable - header;
       const h = readHeader(chain);
-      // No GSO feature is offered, so the driver must send GSO_NONE (5.1.6.2).
-      if (h.gsoType !== GSO_NONE) {
+      const gso = h.gsoType !== GsoType.none;
+      // Only the GSO types the negotiated features allow (5.1.6.2): none without them.
+      if (gso && !gsoAllowed(input.gso, h.gsoType)) {
         error('transmitq', 'txGsoNotNegotiated', `head ${head}: gso_type ${h.gsoType}`);
         continue;
       }
@@ -262,13 +287,19 @@ export function expectRings(input: ModelInput): Expectation {
         error('transmitq', 'txChecksumOutsideFrame', `head ${head}: csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
         continue;
       }
-      if (frame > MAX_FRAME) {
+      if (frame > (gso ? MAX_GSO_FRAME : MAX_FRAME)) {
         error('transmitq', 'txFrameTooLarge', `head ${head}: ${frame} bytes`);
+        continue;
+      }
+      // A GSO frame goes on as its segments; any other as it is.
+      const wire = gso ? gsoSegments(h, gather(chain, header, Math.min(frame, GSO_HEADERS_MAX)), frame) : [frame];
+      if (typeof wire === 'string') {
+        error('transmitq', wire, `head ${head}: gso_type ${h.gsoType} hdr_len ${h.hdrLen} gso_size ${h.gsoSize} csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
         continue;
       }
       e.txFrames++;
       e.txBytes += frame;
-      if (input.reflect && !receive(frame)) e.rxNoBuffers++;
+      if (input.reflect) for (const length of wire) if (!receive(length)) e.rxNoBuffers++;
     }
   }
   // The device looks at the receiveq whenever the pair runs, frames or not.
@@ -283,4 +314,48 @@ export function expectRings(input: ModelInput): Expectation {
     }
   }
   return e;
+}
+
+/** Whether the negotiated GSO features allow `gsoType` (not GSO_NONE): never legacy UFO; ECN only on TCP with HOST_ECN. */
+function gsoAllowed(gso: ModelInput['gso'], gsoType: number): boolean {
+  const type = gsoType & ~GSO_ECN;
+  const tcp = type === GsoType.tcpV4 || type === GsoType.tcpV6;
+  if ((gsoType & GSO_ECN) !== 0 && !(gso.ecn && tcp)) return false;
+  return (type === GsoType.tcpV4 && gso.tcp4) || (type === GsoType.tcpV6 && gso.tcp6) || (type === GsoType.udpL4 && gso.udpL4);
+}
+
+/**
+ * A GSO frame's header against the frame's own headers (`head`: its first bytes), as tun checks
+ * it: the error kind of the first mismatch, or the lengths of the wire frames it is cut into
+ * (the headers again before every gso_size bytes of payload).
+ */
+function gsoSegments(h: NetHeaderFields, head: readonly number[], length: number): string | number[] {
+  if ((h.flags & NetHeaderFlags.needsCsum) === 0) return 'txGsoWithoutChecksum';
+  if (head.length < 15) return 'txGsoMalformedHeaders';
+  const type = h.gsoType & ~GSO_ECN;
+  const etherType = (head[12]! << 8) | head[13]!;
+  const version = head[14]! >> 4;
+  const ipv4 = etherType === 0x0800 && version === 4;
+  const ipv6 = etherType === 0x86dd && version === 6;
+  if (!((ipv4 && (type === GsoType.tcpV4 || type === GsoType.udpL4)) || (ipv6 && (type === GsoType.tcpV6 || type === GsoType.udpL4)))) return 'txGsoWrongNetworkProtocol';
+  const ipHeader = ipv4 ? (head[14]! & 0x0f) * 4 : 40;
+  const l4 = 14 + ipHeader;
+  if (l4 > head.length) return 'txGsoMalformedHeaders';
+  if (ipv4 && (ipHeader < 20 || (((head[20]! << 8) | head[21]!) & 0x3fff) !== 0)) return 'txGsoMalformedHeaders';
+  const tcp = type !== GsoType.udpL4;
+  if (head[ipv4 ? 23 : 20] !== (tcp ? 6 : 17)) return 'txGsoWrongTransport';
+  const transportHeader = tcp ? (l4 + 13 <= head.length ? (head[l4 + 12]! >> 4) * 4 : 0) : 8;
+  if ((tcp && transportHeader < 20) || l4 + transportHeader > head.length) return 'txGsoMalformedHeaders';
+  const headers = l4 + transportHeader;
+  if (h.csumStart !== l4 || h.csumOffset !== (tcp ? 16 : 6)) return 'txGsoBadChecksumOffsets';
+  if (h.hdrLen < headers || h.hdrLen > length) return 'txGsoBadHeaderLength';
+  if (h.gsoSize === 0 || headers + h.gsoSize > MAX_FRAME) return 'txGsoBadSegmentSize';
+  const lengths: number[] = [];
+  let payload = length - headers;
+  do {
+    const take = Math.min(payload, h.gsoSize);
+    lengths.push(headers + take);
+    payload -= take;
+  } while (payload > 0);
+  return lengths;
 }

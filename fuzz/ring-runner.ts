@@ -52,6 +52,7 @@ export function genomeFeatures(g: RingGenome): number {
   if (g.version1) bits.push(FeatureBit.version1);
   if (g.mergeable) bits.push(FeatureBit.netMrgRxbuf);
   if (g.indirect) bits.push(FeatureBit.ringIndirectDesc);
+  if (g.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn);
   return featureMask(...bits);
 }
 
@@ -277,6 +278,12 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
       mergeable,
       header: headerLength(hasFeature(features, FeatureBit.version1), mergeable),
       reflect: options.reflect && target.hasControl,
+      gso: {
+        tcp4: hasFeature(features, FeatureBit.netHostTso4),
+        tcp6: hasFeature(features, FeatureBit.netHostTso6),
+        ecn: hasFeature(features, FeatureBit.netHostEcn),
+        udpL4: hasFeature(features, FeatureBit.netHostUso),
+      },
     });
     session.kick(RECEIVEQ);
     session.kick(TRANSMITQ);

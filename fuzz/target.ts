@@ -76,7 +76,9 @@ export class SpawnedTarget implements Target {
       entry: ZCNIC_ENTRY,
       socket: this.socketPath,
       port: 'sink',
-      extraArgs: this.options.extraArgs,
+      // GSO offered: cases that negotiate it (RingGenome.tso) check its rules; the others must
+      // still see every gso_type refused.
+      extraArgs: ['--tso', ...(this.options.extraArgs ?? [])],
       onOutput: (line, stream) => {
         if (stream !== 'stderr') return;
         if (this.log.length < 10_000) this.log.push(line);

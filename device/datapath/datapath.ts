@@ -13,6 +13,7 @@ import { FeatureBit, GuestMemory, hasFeature, sys, type FdWatcher, type MemoryRe
 import { Counter } from '../counters.js';
 import { FrameVerifier } from '../frame-verifier.js';
 import type { InflightArea } from '../inflight-tracker.js';
+import { gsoOffloads } from '../gso.js';
 import { netHeaderLength } from '../net-header.js';
 import { PcapWriter } from '../pcap-writer.js';
 import { QueuePair } from '../queue-pair.js';
@@ -245,6 +246,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     }
     pair.tx = new TransmitQueue(memory, ring, indirect, headerLength, this.counters, pair, this, start.queue);
     pair.tx.linearHeaderRefusal = linearHeaderRefusal(this.txPolicy);
+    pair.tx.gsoOffloads = gsoOffloads(start.features);
     const event = this.state?.attach(pair, ring) ?? null;
     if (event) this.reports.send(start.queue, event.kind, event.detail, false);
   }

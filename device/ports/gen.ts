@@ -8,7 +8,7 @@
  */
 import { byteSpace, type ByteSpace } from 'vfio-user-ts';
 import { DEVICE_IP, GUEST_IP, ipv4SumWithoutIdAndChecksum, parseMac, patchTestFrameSeq, writeTestFrame } from '../test-frame.js';
-import type { TxFrame } from '../tx-frame.js';
+import type { WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type GeneratorOptions, type Port } from './port.js';
 
 const TEMPLATES = 256;
@@ -41,7 +41,7 @@ export class GenPort implements Port {
     this.headerSum = ipv4SumWithoutIdAndChecksum(this.templates.view, 14);
   }
 
-  transmit(_frame: TxFrame): void {}
+  transmit(_frame: WireFrame): void {}
 
   service(now: number): number {
     const size = this.size;

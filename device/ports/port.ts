@@ -3,7 +3,7 @@
  * queue pair, living in the datapath worker that serves the pair.
  */
 import type { ByteSpace } from 'vfio-user-ts';
-import type { TxFrame } from '../tx-frame.js';
+import type { WireFrame } from '../tx-frame.js';
 
 /** The queue pair's receive side as a port sees it. */
 export interface FrameReceiver {
@@ -25,8 +25,11 @@ export const ServiceAgain = {
 } as const;
 
 export interface Port {
-  /** A frame from the transmitq; `frame` is only valid during the call. */
-  transmit(frame: TxFrame): void;
+  /**
+   * A frame from the transmitq, as it goes on the wire (a GSO frame's segments one by one);
+   * `frame` is only valid during the call.
+   */
+  transmit(frame: WireFrame): void;
   /**
    * Lets the port fill the receiveq. Returns a ServiceAgain value, or the
    * milliseconds after which it wants to be serviced (rate pacing).

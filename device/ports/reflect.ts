@@ -4,13 +4,13 @@
  * counted (receiveq.noBuffers): the transmit side never waits for the receive side.
  */
 import { Counter } from '../counters.js';
-import type { TxFrame } from '../tx-frame.js';
+import type { WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
 export class ReflectPort implements Port {
   constructor(private readonly receiver: FrameReceiver, private readonly counters: Float64Array) {}
 
-  transmit(frame: TxFrame): void {
+  transmit(frame: WireFrame): void {
     if (!frame.linearize() || !this.receiver.receive(frame.linearSpace, 0, frame.length)) {
       this.counters[Counter.rxNoBuffers]!++;
     }

@@ -15,7 +15,7 @@
 import { parentPort } from 'node:worker_threads';
 import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
-import type { TxFrame } from '../tx-frame.js';
+import type { WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
 /** Frames read from the tap per service call before yielding to the scheduler. */
@@ -102,7 +102,7 @@ export class TapPort implements Port {
     }
   }
 
-  transmit(frame: TxFrame): void {
+  transmit(frame: WireFrame): void {
     // A full tap queue (the host side is not reading) drops the frame, like a wire would.
     const tap = this.tap;
     if (!tap || !tap.open || !frame.linearize() || this.write(tap.fd, frame.linear, frame.length) !== frame.length) {

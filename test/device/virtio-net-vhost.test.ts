@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { VhostUserServer } from 'vfio-user-ts';
 import { FrontendSession } from 'vfio-user-ts/vhost-user-frontend';
 import { VirtioNet } from '../../device/virtio-net.js';
+import { SINK_DEVICE_OPTIONS } from '../support/sink-device.js';
 import { SplitRingDriver, type DriverBuffer } from '../support/vhost/split-ring-driver.js';
 
 const HEADER_LENGTH = 12; // VERSION_1: the virtio-net header with num_buffers
@@ -65,12 +66,7 @@ test('transmitq chains written by a vhost-user frontend reach the real device', 
   let session: FrontendSession | null = null;
   try {
     device = await VirtioNet.create({
-      queuePairs: 1,
-      workers: 1,
-      mode: 'kick',
-      port: { port: 'sink', gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
-      pcapPath: null,
-      verify: false,
+      ...SINK_DEVICE_OPTIONS,
       onQueueError: (queue, kind, detail, fatal) => queueErrors.push(`queue ${queue}: ${kind}: ${detail}${fatal ? ' (fatal)' : ''}`),
       onFailure: (reason) => failures.push(reason),
     });
@@ -141,12 +137,7 @@ test('a second frontend after a disconnect gets a fresh device', async () => {
   const sessions: FrontendSession[] = [];
   try {
     device = await VirtioNet.create({
-      queuePairs: 1,
-      workers: 1,
-      mode: 'kick',
-      port: { port: 'sink', gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
-      pcapPath: null,
-      verify: false,
+      ...SINK_DEVICE_OPTIONS,
       onQueueError: (queue, kind, detail) => queueErrors.push(`queue ${queue}: ${kind}: ${detail}`),
       onFailure: (reason) => queueErrors.push(reason),
     });

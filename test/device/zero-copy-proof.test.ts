@@ -186,4 +186,27 @@ test('UDP stream: datagram k is checked at the bytes of the datagrams before it;
   g.close();
 });
 
+test('a TSO frame is checked once, whole: its payload frags in the user buffer prove it; its segments still go out', () => {
+  const { guest: g, queue, counters, tx, user } = setup(4, (pages) => ({ stream: 'tcp', pages: pagesOf(pages) }));
+  tx.gsoOffloads = { tcp4: true, tcp6: false, ecn: false, udpL4: false };
+  const seq = (offset: number): number => (ISN + 1 + offset) >>> 0;
+  send(queue, [{ protocol: 'tcp', seq: ISN, flags: 0x02, payload: [] }]);
+  const tso: Segment = { protocol: 'tcp', seq: seq(0), payload: [[at(user, 0), PAGE], [at(user, PAGE), 3904]] };
+  const head = headerBuffer(tso);
+  const v = new DataView(head.buffer);
+  // NEEDS_CSUM, GSO_TCPV4, hdr_len 54, gso_size 1448, csum_start 34, csum_offset 16.
+  v.setUint8(0, 1);
+  v.setUint8(1, 1);
+  v.setUint16(2, 54, true);
+  v.setUint16(4, 1448, true);
+  v.setUint16(6, 34, true);
+  v.setUint16(8, 16, true);
+  queue.makeAvailable(queue.addChain([{ length: head.length, data: head }, ...tso.payload.map(([gpa, length]) => ({ gpa, length }))], { indirect: true }));
+  assert.is(tx.processBurst(64), 2);
+  assert.is(counters[Counter.zeroCopyChecked], 1, 'the GSO frame, not each segment');
+  assert.is(counters[Counter.zeroCopyPayloadProven], 1);
+  assert.is(counters[Counter.gsoSegments], Math.ceil(8000 / 1448));
+  g.close();
+});
+
 test.run();
