@@ -35,6 +35,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
                        receive, 6.13+ transmit): iommu_platform=on (VIRTIO_F_ACCESS_PLATFORM)
                        and the device's --ring-reset (VIRTIO_F_RING_RESET; see zcnic device
                        --help for what that costs). Without it the zero-copy tests SKIP
+  --tso                the device offers transmit segmentation (HOST_TSO4, HOST_TSO6, HOST_ECN):
+                       the guest sends TCP as GSO chains of up to 64 KiB, which the device checks
+                       and segments for its ports (zcnic device --tso)
   --keep               keep the temporary folder (console log, device log, raw KTAP) and say where
   --verbose            stream the guest console and the device's log
   -h, --help           this text
@@ -96,6 +99,7 @@ function parse(argv: string[], withSuites: boolean) {
       kernels: { type: 'string' },
       'negative-control': { type: 'string' },
       'xsk-zero-copy': { type: 'boolean', default: false },
+      tso: { type: 'boolean', default: false },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -162,6 +166,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       shell,
       negativeControl,
       xskZeroCopy: values['xsk-zero-copy'],
+      tso: values.tso,
       progress,
       signal: abort.signal,
     };

@@ -29,6 +29,8 @@ export interface ZcnicDeviceOptions {
   ringReset?: boolean;
   /** Offer VIRTIO_F_ACCESS_PLATFORM (zcnic device --access-platform). */
   accessPlatform?: boolean;
+  /** Offer transmit segmentation (zcnic device --tso). */
+  tso?: boolean;
   /** Write every frame to this pcap file. */
   pcap?: string;
   /** More `zcnic device` arguments (e.g. --workers 2). */
@@ -61,6 +63,7 @@ export function zcnicArgs(o: ZcnicDeviceOptions): string[] {
   if (o.verify) args.push('--verify');
   if (o.ringReset) args.push('--ring-reset');
   if (o.accessPlatform) args.push('--access-platform');
+  if (o.tso) args.push('--tso');
   if (o.pcap !== undefined) args.push('--pcap', o.pcap);
   if (o.extraArgs) args.push(...o.extraArgs);
   return args;

@@ -66,6 +66,8 @@ export interface RunOptions {
    * iommu_platform=on) and VIRTIO_F_RING_RESET (the device's --ring-reset).
    */
   readonly xskZeroCopy?: boolean;
+  /** The device offers transmit segmentation (HOST_TSO4/TSO6/ECN: zcnic device --tso). */
+  readonly tso?: boolean;
   /** Progress lines for a person. */
   readonly progress: (line: string) => void;
   /** Aborts the run (Ctrl-C). */
@@ -207,7 +209,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
     if (o.verbose) o.progress(`${source}: ${line}`);
   };
   try {
-    const device = await ZcnicDevice.start({ entry: entryPoint(), socket: paths.vhost, port: 'sink', queues: o.queues, verify: true, ringReset: o.xskZeroCopy === true, accessPlatform: o.xskZeroCopy === true, onOutput: logLine('device') });
+    const device = await ZcnicDevice.start({ entry: entryPoint(), socket: paths.vhost, port: 'sink', queues: o.queues, verify: true, ringReset: o.xskZeroCopy === true, accessPlatform: o.xskZeroCopy === true, tso: o.tso === true, onOutput: logLine('device') });
     children.device = device;
     const peer = await startPeerIfNeeded(o, device, join(dir, 'peer.ctl'), logLine('peer'));
     if (peer instanceof PeerNetns) children.peer = peer;

@@ -374,7 +374,7 @@ native_zc_needs() {
 	case "$answer" in
 	*'"rxFrames"'* | '') fail "kernel ${rel%%-*} < 6.13 bound an AF_XDP socket in zero-copy mode on $ZCNIC_IFACE: ${answer:-no output}" ;;
 	esac
-	skip "kernel ${rel%%-*}: virtio_net has no AF_XDP zero-copy before 6.13 (receive 6.11, transmit 6.13); the bind says: $answer"
+	skip "kernel ${rel%%-*}: virtio_net binds no AF_XDP socket in zero-copy mode before 6.13 (6.11 brought the receive side, 6.13 transmit); the bind says: $answer"
 }
 
 # native_tx_wait COUNT: waits (30 s) for the device to have COUNT frames on its transmitq;
