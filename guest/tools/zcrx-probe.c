@@ -86,23 +86,12 @@ struct zcrx_ifq_reg {
 	uint64_t resv[3];
 };
 
+/* The errno's name (EINVAL, ...), "OK" for 0: the JSON carries names, not numbers alone. */
 static const char *errname(int e)
 {
-	switch (e) {
-	case 0: return "OK";
-	case EINVAL: return "EINVAL";
-	case EOPNOTSUPP: return "EOPNOTSUPP";
-	case ENOSYS: return "ENOSYS";
-	case EPERM: return "EPERM";
-	case EFAULT: return "EFAULT";
-	case ENODEV: return "ENODEV";
-	case ENOMEM: return "ENOMEM";
-	case EBUSY: return "EBUSY";
-	case EEXIST: return "EEXIST";
-	case ENXIO: return "ENXIO";
-	case EACCES: return "EACCES";
-	default: return "other";
-	}
+	const char *name = e == 0 ? "OK" : strerrorname_np(e);
+
+	return name ? name : "other";
 }
 
 static int read_int_file(const char *path, int dflt)

@@ -70,22 +70,12 @@
 #define RECV_TAG 1
 #define PAGE 4096u
 
+/* The errno's name (EINVAL, ...), "OK" for 0: the JSON carries names, not numbers alone. */
 static const char *errname(int e)
 {
-	switch (e) {
-	case 0: return "OK";
-	case EINVAL: return "EINVAL";
-	case EOPNOTSUPP: return "EOPNOTSUPP";
-	case ENOSYS: return "ENOSYS";
-	case EPERM: return "EPERM";
-	case EFAULT: return "EFAULT";
-	case ENODEV: return "ENODEV";
-	case ENOMEM: return "ENOMEM";
-	case ENOSPC: return "ENOSPC";
-	case EBUSY: return "EBUSY";
-	case ENXIO: return "ENXIO";
-	default: return "other";
-	}
+	const char *name = e == 0 ? "OK" : strerrorname_np(e);
+
+	return name ? name : "other";
 }
 
 /*
@@ -138,6 +128,20 @@ static void verify(const uint8_t *p, size_t n, uint64_t at, uint32_t seed)
 				r.first_mismatch = (long long)s;
 		}
 	}
+}
+
+/*
+ * Publishes the refill ring's new tail and asks the kernel to take the returned buffers: with
+ * no page pool (NODEV) nothing reads the refill ring on its own (ZCRX_CTRL_FLUSH_RQ).
+ */
+static int flush_refills(struct io_uring *ring, struct io_uring_zcrx_rq *rq, uint32_t zcrx_id)
+{
+	io_uring_smp_store_release(rq->ktail, rq->rq_tail);
+	struct zcrx_ctrl ctrl = {.zcrx_id = zcrx_id, .op = ZCRX_CTRL_FLUSH_RQ};
+	int rc = io_uring_register_zcrx_ctrl(ring, &ctrl);
+	if (rc < 0)
+		fprintf(stderr, "zcrx-recv: ZCRX_CTRL_FLUSH_RQ: %s\n", strerror(-rc));
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -289,12 +293,8 @@ int main(int argc, char **argv)
 				r.bytes += (unsigned long long)cqe->res;
 				/* Room in the refill ring: the kernel consumes it only when flushed. */
 				if (rq.rq_tail - io_uring_smp_load_acquire(rq.khead) == rq.ring_entries) {
-					io_uring_smp_store_release(rq.ktail, rq.rq_tail);
-					struct zcrx_ctrl ctrl = {.zcrx_id = reg.zcrx_id, .op = ZCRX_CTRL_FLUSH_RQ};
-					if ((rc = io_uring_register_zcrx_ctrl(&ring, &ctrl)) < 0) {
-						fprintf(stderr, "zcrx-recv: ZCRX_CTRL_FLUSH_RQ: %s\n", strerror(-rc));
+					if (flush_refills(&ring, &rq, reg.zcrx_id) < 0)
 						return 1;
-					}
 					r.flushes++;
 				}
 				struct io_uring_zcrx_rqe *rqe = &rq.rqes[rq.rq_tail & (rq.ring_entries - 1)];
@@ -321,12 +321,8 @@ int main(int argc, char **argv)
 		}
 		io_uring_cq_advance(&ring, seen);
 		if (queued) {
-			io_uring_smp_store_release(rq.ktail, rq.rq_tail);
-			struct zcrx_ctrl ctrl = {.zcrx_id = reg.zcrx_id, .op = ZCRX_CTRL_FLUSH_RQ};
-			if ((rc = io_uring_register_zcrx_ctrl(&ring, &ctrl)) < 0) {
-				fprintf(stderr, "zcrx-recv: ZCRX_CTRL_FLUSH_RQ: %s\n", strerror(-rc));
+			if (flush_refills(&ring, &rq, reg.zcrx_id) < 0)
 				return 1;
-			}
 			r.flushes++;
 		}
 	}
