@@ -238,6 +238,9 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
     });
 
     const ending = await waitForGuestEnd(o, vm, device, recorder, bootStart, ktapSeen);
+    // A run that ended on a problem (a hung guest, the deadline, Ctrl-C) has a QEMU still
+    // running, whose KTAP port would never close: stop it, then read what the port still had.
+    if (ending !== null) await stopQemu(vm);
     await children.channel.closed.catch(() => undefined);
     console.end();
     const final = await recorder.finish((summary) => ending ?? unfinishedRun(o, recorder, summary), console.tail(CONSOLE_TAIL_LINES));
@@ -380,16 +383,19 @@ function unfinishedRun(o: RunOptions, recorder: TestRecorder, summary: KtapSumma
   return null;
 }
 
+/** SIGTERM, then SIGKILL after 3 s, to a QEMU still running; waits for it to be gone. */
+async function stopQemu(qemu: ResultPromise): Promise<void> {
+  // A child still running has neither an exit code nor a signal (both null).
+  if (!qemu.pid || qemu.exitCode !== null || qemu.signalCode !== null) return;
+  qemu.kill('SIGTERM');
+  const killer = setTimeout(() => qemu.kill('SIGKILL'), 3000);
+  await qemu.catch(() => undefined);
+  clearTimeout(killer);
+}
+
 async function stopChildren(c: Children): Promise<void> {
   await c.channel?.close().catch(() => undefined);
-  // A child still running has neither an exit code nor a signal (both null).
-  const qemu = c.qemu;
-  if (qemu?.pid && qemu.exitCode === null && qemu.signalCode === null) {
-    qemu.kill('SIGTERM');
-    const killer = setTimeout(() => qemu.kill('SIGKILL'), 3000);
-    await qemu.catch(() => undefined);
-    clearTimeout(killer);
-  }
+  if (c.qemu) await stopQemu(c.qemu);
   await c.device?.stop().catch(() => undefined);
   await c.peer?.stop();
 }
