@@ -10,7 +10,9 @@
  * the interface (and whatever namespace and addresses the host gave it). A tap without
  * IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
  * worker, every pair writes to it and the most recently created tap port reads it (one fd can
- * have one watcher per thread, so the watch belongs to the tap, and it wakes that port).
+ * have one watcher per thread, so the watch belongs to the tap, and it wakes that port). The
+ * watch starts with the tap and runs until closeTaps(): it is level-triggered, so a wakeup that
+ * the port drains (reads until EAGAIN) is not repeated, and no watcher is made per wakeup.
  */
 import { parentPort } from 'node:worker_threads';
 import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
@@ -27,7 +29,7 @@ const READ_SIZE = 65536;
 interface Tap {
   readonly fd: number;
   readonly scratch: ByteSpace;
-  /** Running until the tap is readable once; then the owner reads until EAGAIN and re-arms it. */
+  /** Wakes the owner whenever the tap is readable; stopped by closeTaps() (or a read error). */
   watcher: FdWatcher | null;
   /** The port that reads the tap (the last one created for it). */
   owner: TapPort | null;
@@ -59,20 +61,18 @@ function openTap(name: string): Tap {
   let tap = taps.get(name);
   if (!tap) {
     if (taps.size === 0) parentPort?.once('close', closeTaps);
-    tap = { fd: sys.tunOpen(name), scratch: byteSpace(new ArrayBuffer(READ_SIZE)), watcher: null, owner: null, open: true };
-    taps.set(name, tap);
+    const fd = sys.tunOpen(name);
+    const opened: Tap = { fd, scratch: byteSpace(new ArrayBuffer(READ_SIZE)), watcher: null, owner: null, open: true };
+    try {
+      opened.watcher = sys.watchReadable(fd, () => opened.owner?.wake());
+    } catch (err) {
+      sys.close(fd);
+      throw err;
+    }
+    taps.set(name, opened);
+    tap = opened;
   }
   return tap;
-}
-
-/** Watches `tap` until it is readable once, then wakes its owner, which reads it in service(). */
-function arm(tap: Tap): void {
-  if (tap.watcher || !tap.open) return;
-  tap.watcher = sys.watchReadable(tap.fd, () => {
-    tap.watcher?.stop();
-    tap.watcher = null;
-    tap.owner?.wake();
-  });
 }
 
 export class TapPort implements Port {
@@ -94,7 +94,6 @@ export class TapPort implements Port {
     try {
       this.tap = openTap(name);
       this.tap.owner = this;
-      arm(this.tap);
     } catch (err) {
       // The worker must not go down with a bad name or a missing CAP_NET_ADMIN.
       this.error = `tap ${name}: ${(err as Error).message}`;
@@ -121,23 +120,23 @@ export class TapPort implements Port {
 
   service(_now: number): number {
     const tap = this.tap;
-    // Not ours to read (a newer tap port took it, or the tap closed), or nothing readable yet.
-    if (!tap || tap.owner !== this || tap.watcher) return ServiceAgain.onEvent;
+    // Not ours to read (a newer tap port took it, or the tap closed); an empty tap costs one read.
+    if (!tap || tap.owner !== this) return ServiceAgain.onEvent;
     const bytes = tap.scratch.bytes;
     for (let i = 0; i < READ_BURST; i++) {
       let n: number;
       try {
         n = sys.readFd(tap.fd, bytes, 0, READ_SIZE);
       } catch (err) {
-        // Not expected from an open tap; say so and stop reading it.
+        // Not expected from an open tap; say so and stop reading it (and watching it: the
+        // level-triggered watch of a broken fd would fire forever).
         console.error(`zcnic: port tap: ${(err as Error).message}; no longer reading the tap`);
+        tap.watcher?.stop();
+        tap.watcher = null;
         tap.owner = null;
         return ServiceAgain.onEvent;
       }
-      if (n <= 0) {
-        arm(tap);
-        return ServiceAgain.onEvent;
-      }
+      if (n <= 0) return ServiceAgain.onEvent;
       if (!this.receiver.receive(tap.scratch, 0, n)) this.counters[Counter.rxNoBuffers]!++;
     }
     return ServiceAgain.now;

@@ -8,8 +8,10 @@ import { createSocket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VhostUserServer } from 'vfio-user-ts';
+import { sys, VhostUserServer, type ByteSpace } from 'vfio-user-ts';
 import { FrontendSession } from 'vfio-user-ts/vhost-user-frontend';
+import { createCounters } from '../../device/counters.js';
+import { closeTaps, TapPort } from '../../device/ports/tap.js';
 import { VirtioNet } from '../../device/virtio-net.js';
 import { SplitRingDriver } from '../support/vhost/split-ring-driver.js';
 
@@ -127,6 +129,46 @@ function udpFrame(dstMac: number[], dstPort: number, payload: Uint8Array): Uint8
     rmSync(dir, { recursive: true, force: true });
   }
   await until('the tap to go away with the device', () => !existsSync(`/sys/class/net/${tap}`));
+});
+
+(root ? test : test.skip)('a tap port keeps one watch across wakeups, and closeTaps stops it', async () => {
+  const tap = `zcw${process.pid % 100000}`;
+  const received: string[] = [];
+  const receiver = {
+    receive(src: ByteSpace, srcOffset: number, length: number): boolean {
+      received.push(Buffer.from(src.bytes.subarray(srcOffset, srcOffset + length)).toString('latin1'));
+      return true;
+    },
+  };
+  let wakes = 0;
+  let watchesAtWake = 0;
+  const udp = createSocket('udp4');
+  const watchesBefore = sys.watcherCount();
+  try {
+    const port: TapPort = new TapPort(receiver, createCounters(), tap, () => {
+      wakes++;
+      watchesAtWake = Math.max(watchesAtWake, sys.watcherCount() - watchesBefore);
+      setImmediate(() => port.service(0));
+    });
+    assert.is(port.error, null);
+    assert.is(sys.watcherCount() - watchesBefore, 1, 'one watch per tap');
+    execFileSync('ip', ['addr', 'add', `${HOST_IP.join('.')}/30`, 'dev', tap]);
+    execFileSync('ip', ['link', 'set', tap, 'up']);
+    execFileSync('ip', ['neigh', 'replace', GUEST_IP.join('.'), 'lladdr', '52:54:00:12:34:56', 'dev', tap, 'nud', 'permanent']);
+    await new Promise<void>((resolve) => udp.bind(0, HOST_IP.join('.'), resolve));
+    for (let i = 0; i < 20; i++) {
+      const before = wakes;
+      udp.send(`wakeup ${i}`, 9999, GUEST_IP.join('.'));
+      await until(`wakeup ${i}`, () => wakes > before && received.some((frame) => frame.includes(`wakeup ${i}`)));
+    }
+    assert.is(watchesAtWake, 1, 'the watch keeps running while the port is woken and reads');
+    assert.is(sys.watcherCount() - watchesBefore, 1, 'still the one watch');
+  } finally {
+    udp.close();
+    closeTaps();
+  }
+  assert.is(sys.watcherCount(), watchesBefore, 'closeTaps stopped the watch');
+  await until('the tap to go away', () => !existsSync(`/sys/class/net/${tap}`));
 });
 
 test.run();
