@@ -44,11 +44,14 @@ export class QueuePair implements TxFrameConsumer, WireFrameSink, FrameReceiver 
   /**
    * A frame from the transmitq. The zero-copy proof looks at it as the driver sent it (a GSO
    * frame once, whole: its payload buffers are the user's); the pcap, the verifier and the port
-   * see wire frames (a GSO frame's segments).
+   * see wire frames (a GSO frame's segments), but for a port that hands offloads on when neither
+   * the pcap nor the verifier is on: it gets the frame as the driver sent it.
    */
   transmitted(frame: TxFrame): void {
     this.proveZeroCopy(frame);
-    if (frame.gsoType === GsoType.none) this.sendWire(frame);
+    const port = this.port!;
+    if (port.transmitWithHeader !== undefined && this.pcap === null && this.verifier === null) port.transmitWithHeader(frame);
+    else if (frame.gsoType === GsoType.none) this.sendWire(frame);
     else if (frame.linearize()) this.segmenter.cut(frame, this);
   }
 

@@ -42,6 +42,11 @@ interface ActiveQueue {
   watcher: FdWatcher | null;
 }
 
+/** The virtio-net header length that `features` give a driver. */
+function negotiatedHeaderLength(features: number): number {
+  return netHeaderLength(hasFeature(features, FeatureBit.version1), hasFeature(features, FeatureBit.netMrgRxbuf));
+}
+
 export class Datapath implements QueueErrorReporter, SchedulerHost {
   private memory: GuestMemory | null = null;
   private readonly counters: Float64Array;
@@ -96,6 +101,8 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
       case 'port':
         for (const pair of this.pairs.values()) {
           pair.port = createPort(message.port, pair, this.counters, this.wake);
+          const started = this.active.get(2 * pair.index) ?? this.active.get(2 * pair.index + 1);
+          if (started) pair.port.setNetHeaderLength?.(negotiatedHeaderLength(started.start.features));
           this.scheduler.schedule(pair);
         }
         this.post({ type: 'portSet' });
@@ -239,7 +246,8 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
   private attachQueue(memory: GuestMemory, pair: QueuePair, ring: Vring, start: QueueStart): void {
     const indirect = hasFeature(start.features, FeatureBit.ringIndirectDesc);
     const mergeable = hasFeature(start.features, FeatureBit.netMrgRxbuf);
-    const headerLength = netHeaderLength(hasFeature(start.features, FeatureBit.version1), mergeable);
+    const headerLength = negotiatedHeaderLength(start.features);
+    pair.port?.setNetHeaderLength?.(headerLength);
     if ((start.queue & 1) === 0) {
       pair.rx = new ReceiveQueue(memory, ring, indirect, headerLength, mergeable, this.counters, this, start.queue);
       return;

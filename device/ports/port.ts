@@ -3,7 +3,7 @@
  * queue pair, living in the datapath worker that serves the pair.
  */
 import type { ByteSpace } from 'vfio-user-ts';
-import type { WireFrame } from '../tx-frame.js';
+import type { TxFrame, WireFrame } from '../tx-frame.js';
 
 /** The queue pair's receive side as a port sees it. */
 export interface FrameReceiver {
@@ -30,6 +30,15 @@ export interface Port {
    * `frame` is only valid during the call.
    */
   transmit(frame: WireFrame): void;
+  /**
+   * A port that can hand the offloads on (partial checksums, GSO frames) takes transmitq frames
+   * here, as the driver sent them: header fields and all, a GSO frame whole; `frame` is only
+   * valid during the call. The pcap and the verifier want wire frames: while either is on, the
+   * device completes and segments, and frames come through transmit().
+   */
+  transmitWithHeader?(frame: TxFrame): void;
+  /** The virtio-net header length the driver negotiated, when its queues start. */
+  setNetHeaderLength?(length: number): void;
   /**
    * Lets the port fill the receiveq. Returns a ServiceAgain value, or the
    * milliseconds after which it wants to be serviced (rate pacing).

@@ -1,11 +1,18 @@
 /**
  * `tap`: joins the device to a host tap interface, so that a real network stack (the host's, or
  * one in a network namespace the tap was moved into) terminates the guest's flows. Transmitq
- * frames are written to the tap (linearized: a checksum the driver left partial is completed);
- * frames the host sends out of the tap go to the receiveq, and one that finds no receive buffer
- * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty.
+ * frames are written to the tap with their virtio-net header (IFF_VNET_HDR), as the driver sent
+ * them: the host kernel completes a partial checksum where it needs one (a frame delivered
+ * locally keeps it partial, as from any offloading NIC) and segments a GSO frame where it must
+ * (with --tso; a local TCP socket takes it whole). With the pcap or the verifier on, the device
+ * does that work itself so that they see wire frames, and the tap gets those with an empty header.
+ * Frames the host sends out of the tap go to the receiveq, and one that finds no receive buffer
+ * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty. The receive
+ * path writes no offload flags (its header is all zero), so the tap is told to take no offloads
+ * (TUNSETOFFLOAD 0): the host completes every checksum and segments every packet before handing
+ * it to us, and the header the tap puts in front carries nothing we would have to pass on.
  *
- * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI) the first time a worker
+ * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first time a worker
  * needs it and stays open for the life of the worker: switching the port to sink and back keeps
  * the interface (and whatever namespace and addresses the host gave it). A tap without
  * IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
@@ -17,18 +24,28 @@
 import { parentPort } from 'node:worker_threads';
 import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
-import type { WireFrame } from '../tx-frame.js';
+import { NetHeader, netHeaderLength } from '../net-header.js';
+import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
 /** Frames read from the tap per service call before yielding to the scheduler. */
 const READ_BURST = 64;
 /** A frame as large as a tap can hand us (64 KiB; the MTU keeps them far smaller). */
 const READ_SIZE = 65536;
+/** The longest virtio-net header a driver negotiates (VERSION_1 or MRG_RXBUF). */
+const MAX_HEADER_LENGTH = netHeaderLength(true, true);
+/** What a fresh IFF_VNET_HDR tap expects (struct virtio_net_hdr) until TUNSETVNETHDRSZ. */
+const TAP_DEFAULT_HEADER_LENGTH = netHeaderLength(false, false);
 
 /** One open tap of this worker. */
 interface Tap {
   readonly fd: number;
+  /** Where frames are read to, behind the tap's virtio-net header. */
   readonly scratch: ByteSpace;
+  /** Where a frame is assembled behind its virtio-net header for the write. */
+  readonly txScratch: ByteSpace;
+  /** The virtio-net header in front of every frame read and written (TUNSETVNETHDRSZ). */
+  headerLength: number;
   /** Wakes the owner whenever the tap is readable; stopped by closeTaps() (or a read error). */
   watcher: FdWatcher | null;
   /** The port that reads the tap (the last one created for it). */
@@ -61,9 +78,19 @@ function openTap(name: string): Tap {
   let tap = taps.get(name);
   if (!tap) {
     if (taps.size === 0) parentPort?.once('close', closeTaps);
-    const fd = sys.tunOpen(name);
-    const opened: Tap = { fd, scratch: byteSpace(new ArrayBuffer(READ_SIZE)), watcher: null, owner: null, open: true };
+    const fd = sys.tunOpen(name, true);
+    const opened: Tap = {
+      fd,
+      scratch: byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH + READ_SIZE)),
+      txScratch: byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH + MAX_GSO_FRAME_LENGTH)),
+      headerLength: TAP_DEFAULT_HEADER_LENGTH,
+      watcher: null,
+      owner: null,
+      open: true,
+    };
     try {
+      // A tap is created with checksum and TSO offloads on; we take none (see above).
+      sys.tunSetOffload(fd, 0);
       opened.watcher = sys.watchReadable(fd, () => opened.owner?.wake());
     } catch (err) {
       sys.close(fd);
@@ -101,21 +128,69 @@ export class TapPort implements Port {
     }
   }
 
-  transmit(frame: WireFrame): void {
-    // A full tap queue (the host side is not reading) drops the frame, like a wire would.
+  /** The driver's header length, once its queues start: the tap's header is made the same. */
+  setNetHeaderLength(length: number): void {
     const tap = this.tap;
-    if (!tap || !tap.open || !frame.linearize() || this.write(tap.fd, frame.linear, frame.length) !== frame.length) {
-      this.counters[Counter.portTxDropped]!++;
+    if (!tap || !tap.open || tap.headerLength === length) return;
+    try {
+      sys.tunSetVnetHeaderSize(tap.fd, length);
+      tap.headerLength = length;
+    } catch (err) {
+      // Not expected (the kernel takes 10 and 12); frames would be misread, so take none.
+      console.error(`zcnic: port tap: ${(err as Error).message}; no longer using the tap`);
+      closeTaps();
     }
   }
 
-  /** One frame to the tap; -1 when it cannot take it (queue full: EAGAIN; interface down: EIO). */
-  private write(fd: number, bytes: Uint8Array, length: number): number {
-    try {
-      return sys.writeFd(fd, bytes, 0, length);
-    } catch {
-      return -1;
+  /** A wire frame (complete checksum, one segment): an empty header in front. */
+  transmit(frame: WireFrame): void {
+    const tap = this.tap;
+    if (!tap || !tap.open || !frame.linearize()) {
+      this.counters[Counter.portTxDropped]!++;
+      return;
     }
+    const space = tap.txScratch;
+    const headerLength = tap.headerLength;
+    space.bytes.fill(0, 0, headerLength);
+    space.bytes.set(frame.linear.subarray(0, frame.length), headerLength);
+    this.write(tap, headerLength + frame.length);
+  }
+
+  /** A frame as the driver sent it, header fields and all, for the host kernel to finish. */
+  transmitWithHeader(frame: TxFrame): void {
+    const tap = this.tap;
+    if (!tap || !tap.open || frame.length > MAX_GSO_FRAME_LENGTH) {
+      this.counters[Counter.portTxDropped]!++;
+      return;
+    }
+    const space = tap.txScratch;
+    const headerLength = tap.headerLength;
+    const view = space.view;
+    view.setUint8(NetHeader.flags, frame.flags);
+    view.setUint8(NetHeader.gsoType, frame.gsoType);
+    view.setUint16(NetHeader.hdrLen, frame.hdrLen, true);
+    view.setUint16(NetHeader.gsoSize, frame.gsoSize, true);
+    view.setUint16(NetHeader.csumStart, frame.csumStart, true);
+    view.setUint16(NetHeader.csumOffset, frame.csumOffset, true);
+    // num_buffers, when the header has it, means nothing on transmit.
+    if (headerLength > NetHeader.numBuffers) view.setUint16(NetHeader.numBuffers, 0, true);
+    frame.copyTo(space, headerLength);
+    this.write(tap, headerLength + frame.length);
+  }
+
+  /**
+   * Writes txScratch's first `length` bytes (header and frame) to the tap. A frame it does not
+   * take is dropped and counted, like a wire would: a full queue (the host side is not reading:
+   * EAGAIN), an interface that is down (EIO), a header the kernel refuses (EINVAL).
+   */
+  private write(tap: Tap, length: number): void {
+    let written: number;
+    try {
+      written = sys.writeFd(tap.fd, tap.txScratch.bytes, 0, length);
+    } catch {
+      written = -1;
+    }
+    if (written !== length) this.counters[Counter.portTxDropped]!++;
   }
 
   service(_now: number): number {
@@ -123,10 +198,11 @@ export class TapPort implements Port {
     // Not ours to read (a newer tap port took it, or the tap closed); an empty tap costs one read.
     if (!tap || tap.owner !== this) return ServiceAgain.onEvent;
     const bytes = tap.scratch.bytes;
+    const headerLength = tap.headerLength;
     for (let i = 0; i < READ_BURST; i++) {
       let n: number;
       try {
-        n = sys.readFd(tap.fd, bytes, 0, READ_SIZE);
+        n = sys.readFd(tap.fd, bytes, 0, headerLength + READ_SIZE);
       } catch (err) {
         // Not expected from an open tap; say so and stop reading it (and watching it: the
         // level-triggered watch of a broken fd would fire forever).
@@ -136,8 +212,9 @@ export class TapPort implements Port {
         tap.owner = null;
         return ServiceAgain.onEvent;
       }
-      if (n <= 0) return ServiceAgain.onEvent;
-      if (!this.receiver.receive(tap.scratch, 0, n)) this.counters[Counter.rxNoBuffers]!++;
+      if (n <= headerLength) return ServiceAgain.onEvent;
+      // The header carries nothing: the tap takes no offloads (see above).
+      if (!this.receiver.receive(tap.scratch, headerLength, n - headerLength)) this.counters[Counter.rxNoBuffers]!++;
     }
     return ServiceAgain.now;
   }

@@ -983,25 +983,59 @@ static napi_value watcher_count(napi_env env, napi_callback_info info) {
 
 /* ---- tap devices and plain fd I/O ----------------------------------------- */
 
-/* tunOpen(name): opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches
- * it to tap interface `name` (IFF_TAP|IFF_NO_PI; created if missing). */
+/* tunOpen(name, vnetHeader): opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC)
+ * and attaches it to tap interface `name` (IFF_TAP|IFF_NO_PI, and IFF_VNET_HDR
+ * when vnetHeader is true; created if missing). */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[2];
   struct ifreq ifr;
+  bool vnet_header;
   int fd, err;
   memset(&ifr, 0, sizeof ifr);
-  if (!get_args(env, info, "tunOpen", 1, argv) ||
+  if (!get_args(env, info, "tunOpen", 2, argv) ||
       !get_string(env, argv[0], "tunOpen", "name", ifr.ifr_name, IFNAMSIZ))
     return NULL;
+  if (napi_get_value_bool(env, argv[1], &vnet_header) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tunOpen: vnetHeader must be a boolean");
+    return NULL;
+  }
   fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open", errno);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_header ? IFF_VNET_HDR : 0);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     err = errno;
     close(fd);
     return throw_errno(env, "ioctl", err);
   }
   return num(env, fd);
+}
+
+/* tunSetVnetHeaderSize(fd, size): TUNSETVNETHDRSZ (the prefix of every read
+ * and write of an IFF_VNET_HDR tap; the kernel takes 10 or more). */
+static napi_value tun_set_vnet_header_size(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd, size;
+  int64_t x;
+  if (!get_args(env, info, "tunSetVnetHeaderSize", 2, argv) ||
+      !get_fd(env, argv[0], "tunSetVnetHeaderSize", &fd) ||
+      !get_int(env, argv[1], "tunSetVnetHeaderSize", "size", 0, INT32_MAX, &x))
+    return NULL;
+  size = (int)x;
+  if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) return throw_errno(env, "ioctl", errno);
+  return undefined(env);
+}
+
+/* tunSetOffload(fd, flags): TUNSETOFFLOAD (TUN_F_* bits: which partial
+ * checksums and GSO frames the host may hand us). */
+static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  int64_t flags;
+  if (!get_args(env, info, "tunSetOffload", 2, argv) || !get_fd(env, argv[0], "tunSetOffload", &fd) ||
+      !get_int(env, argv[1], "tunSetOffload", "flags", 0, UINT32_MAX, &flags))
+    return NULL;
+  if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0) return throw_errno(env, "ioctl", errno);
+  return undefined(env);
 }
 
 /* readFd(fd, buffer, offset, length): bytes read, 0 at end, -1 if EAGAIN. */
@@ -1063,6 +1097,8 @@ NAPI_MODULE_INIT() {
       {"watcherCount", NULL, watcher_count, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fileSize", NULL, file_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tunSetVnetHeaderSize", NULL, tun_set_vnet_header_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tunSetOffload", NULL, tun_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFd", NULL, read_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFd", NULL, write_fd, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -56,7 +56,9 @@ export interface SysBinding {
   watchReadable(fd: number, onReadable: () => void): FdWatcher;
   watcherCount(): number;
   fileSize(fd: number): number;
-  tunOpen(name: string): number;
+  tunOpen(name: string, vnetHeader: boolean): number;
+  tunSetVnetHeaderSize(fd: number, size: number): void;
+  tunSetOffload(fd: number, flags: number): void;
   readFd(fd: number, target: Uint8Array, offset: number, length: number): number;
   writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number;
 }
@@ -245,12 +247,32 @@ export function watcherCount(): number {
 
 /**
  * Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to the tap interface
- * `name` (IFF_TAP | IFF_NO_PI: every read and write is one whole Ethernet frame, no prefix),
- * creating the interface if it does not exist; it disappears when the last fd closes unless it
- * was made persistent. Needs CAP_NET_ADMIN. Returns the fd.
+ * `name` (IFF_TAP | IFF_NO_PI: every read and write is one whole Ethernet frame; with
+ * `vnetHeader`, IFF_VNET_HDR: prefixed by a virtio-net header, 10 bytes until
+ * {@link tunSetVnetHeaderSize}), creating the interface if it does not exist; it disappears when
+ * the last fd closes unless it was made persistent. Needs CAP_NET_ADMIN. Returns the fd.
  */
-export function tunOpen(name: string): number {
-  return binding.tunOpen(name);
+export function tunOpen(name: string, vnetHeader: boolean): number {
+  return binding.tunOpen(name, vnetHeader);
+}
+
+/**
+ * Sets the length of the virtio-net header in front of every frame read from and written to an
+ * IFF_VNET_HDR tap (TUNSETVNETHDRSZ): 12 to match a VERSION_1 or MRG_RXBUF driver's header. The
+ * kernel refuses less than 10 (EINVAL).
+ */
+export function tunSetVnetHeaderSize(fd: number, size: number): void {
+  binding.tunSetVnetHeaderSize(fd, size);
+}
+
+/**
+ * Sets which offloads the tap's host side may use on frames it hands us (TUNSETOFFLOAD, TUN_F_*
+ * bits of linux/if_tun.h: CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8, UFO 16, USO4 32, USO6 64). 0: the
+ * host completes every checksum and segments every GSO packet before the tap gives it to us.
+ * Frames we write may use any offload whatever this says.
+ */
+export function tunSetOffload(fd: number, flags: number): void {
+  binding.tunSetOffload(fd, flags);
 }
 
 /**
