@@ -4,17 +4,19 @@
  * frames are written to the tap with their virtio-net header (IFF_VNET_HDR), as the driver sent
  * them: the host kernel completes a partial checksum where it needs one (a frame delivered
  * locally keeps it partial, as from any offloading NIC) and segments a GSO frame where it must
- * (with --tso; a local TCP socket takes it whole). With the pcap or the verifier on, the device
- * does that work itself so that they see wire frames, and the tap gets those with an empty header.
+ * (with --tso; a local TCP socket takes it whole). One writev per frame gathers the header and
+ * the frame's bytes from the guest's buffers, without a copy (a tap takes one frame per write, so
+ * frames cannot share a system call). With the pcap or the verifier on, the device does that
+ * work itself so that they see wire frames, and the tap gets those with an empty header.
  * Frames the host sends out of the tap go to the receiveq, and one that finds no receive buffer
  * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty. The receive
  * path writes no offload flags (its header is all zero), so the tap is told to take no offloads
  * (TUNSETOFFLOAD 0): the host completes every checksum and segments every packet before handing
  * it to us, and the header the tap puts in front carries nothing we would have to pass on.
  *
- * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first time a worker
- * needs it and stays open for the life of the worker: switching the port to sink and back keeps
- * the interface (and whatever namespace and addresses the host gave it). A tap without
+ * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first
+ * time a worker needs it and stays open for the life of the worker: switching the port to sink
+ * and back keeps the interface (and whatever namespace and addresses the host gave it). A tap without
  * IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
  * worker, every pair writes to it and the most recently created tap port reads it (one fd can
  * have one watcher per thread, so the watch belongs to the tap, and it wakes that port). The
@@ -24,7 +26,7 @@
 import { parentPort } from 'node:worker_threads';
 import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
-import { NetHeader, netHeaderLength } from '../net-header.js';
+import { GsoType, NetHeader, netHeaderLength } from '../net-header.js';
 import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
@@ -42,8 +44,16 @@ interface Tap {
   readonly fd: number;
   /** Where frames are read to, behind the tap's virtio-net header. */
   readonly scratch: ByteSpace;
-  /** Where a frame is assembled behind its virtio-net header for the write. */
-  readonly txScratch: ByteSpace;
+  /** The virtio-net header of the frame being written. */
+  readonly txHeader: ByteSpace;
+  /**
+   * The writev pieces of the frame being written: the header, then the frame's bytes where they
+   * lie (guest buffers, or a linear copy). Kept for the tap's life: a write allocates nothing.
+   */
+  readonly pieces: Uint8Array[];
+  /** Each piece's start in its buffer, and length. */
+  readonly pieceOffsets: Float64Array;
+  readonly pieceLengths: Float64Array;
   /** The virtio-net header in front of every frame read and written (TUNSETVNETHDRSZ). */
   headerLength: number;
   /** Wakes the owner whenever the tap is readable; stopped by closeTaps() (or a read error). */
@@ -79,10 +89,14 @@ function openTap(name: string): Tap {
   if (!tap) {
     if (taps.size === 0) parentPort?.once('close', closeTaps);
     const fd = sys.tunOpen(name, true);
+    const txHeader = byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH));
     const opened: Tap = {
       fd,
       scratch: byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH + READ_SIZE)),
-      txScratch: byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH + MAX_GSO_FRAME_LENGTH)),
+      txHeader,
+      pieces: new Array<Uint8Array>(sys.MAX_WRITEV_PIECES).fill(txHeader.bytes),
+      pieceOffsets: new Float64Array(sys.MAX_WRITEV_PIECES),
+      pieceLengths: new Float64Array(sys.MAX_WRITEV_PIECES),
       headerLength: TAP_DEFAULT_HEADER_LENGTH,
       watcher: null,
       owner: null,
@@ -149,23 +163,43 @@ export class TapPort implements Port {
       this.counters[Counter.portTxDropped]!++;
       return;
     }
-    const space = tap.txScratch;
-    const headerLength = tap.headerLength;
-    space.bytes.fill(0, 0, headerLength);
-    space.bytes.set(frame.linear.subarray(0, frame.length), headerLength);
-    this.write(tap, headerLength + frame.length);
+    tap.txHeader.bytes.fill(0);
+    this.writeLinear(tap, frame);
   }
 
-  /** A frame as the driver sent it, header fields and all, for the host kernel to finish. */
+  /**
+   * A frame as the driver sent it, header fields and all, for the host kernel to finish; its
+   * bytes go from the guest's buffers straight to the tap (one writev, no copy).
+   */
   transmitWithHeader(frame: TxFrame): void {
     const tap = this.tap;
     if (!tap || !tap.open || frame.length > MAX_GSO_FRAME_LENGTH) {
       this.counters[Counter.portTxDropped]!++;
       return;
     }
-    const space = tap.txScratch;
-    const headerLength = tap.headerLength;
-    const view = space.view;
+    const pieces = frame.gather(tap.pieces, tap.pieceOffsets, tap.pieceLengths, 1);
+    if (pieces >= 0) {
+      this.setHeader(tap, frame);
+      this.write(tap, pieces, tap.headerLength + frame.length);
+      return;
+    }
+    // More pieces than one writev takes (a driver's tiny buffers): the frame is copied once.
+    // linearize() completes the checksum of a frame without GSO, which then goes as a wire frame.
+    if (frame.gsoType === GsoType.none) {
+      this.transmit(frame);
+      return;
+    }
+    if (!frame.linearize()) {
+      this.counters[Counter.portTxDropped]!++;
+      return;
+    }
+    this.setHeader(tap, frame);
+    this.writeLinear(tap, frame);
+  }
+
+  /** Fills the tap's transmit header with the frame's virtio-net header fields. */
+  private setHeader(tap: Tap, frame: TxFrame): void {
+    const view = tap.txHeader.view;
     view.setUint8(NetHeader.flags, frame.flags);
     view.setUint8(NetHeader.gsoType, frame.gsoType);
     view.setUint16(NetHeader.hdrLen, frame.hdrLen, true);
@@ -173,20 +207,28 @@ export class TapPort implements Port {
     view.setUint16(NetHeader.csumStart, frame.csumStart, true);
     view.setUint16(NetHeader.csumOffset, frame.csumOffset, true);
     // num_buffers, when the header has it, means nothing on transmit.
-    if (headerLength > NetHeader.numBuffers) view.setUint16(NetHeader.numBuffers, 0, true);
-    frame.copyTo(space, headerLength);
-    this.write(tap, headerLength + frame.length);
+    view.setUint16(NetHeader.numBuffers, 0, true);
+  }
+
+  /** Writes the transmit header and the linearized frame. */
+  private writeLinear(tap: Tap, frame: WireFrame): void {
+    tap.pieces[1] = frame.linear;
+    tap.pieceOffsets[1] = 0;
+    tap.pieceLengths[1] = frame.length;
+    this.write(tap, 2, tap.headerLength + frame.length);
   }
 
   /**
-   * Writes txScratch's first `length` bytes (header and frame) to the tap. A frame it does not
-   * take is dropped and counted, like a wire would: a full queue (the host side is not reading:
-   * EAGAIN), an interface that is down (EIO), a header the kernel refuses (EINVAL).
+   * Writes the first `count` pieces to the tap: the transmit header (piece 0, always) and the
+   * frame, `length` bytes in all. A frame it does not take is dropped and counted, like a wire
+   * would: a full queue (the host side is not reading: EAGAIN), an interface that is down (EIO),
+   * a header the kernel refuses (EINVAL).
    */
-  private write(tap: Tap, length: number): void {
+  private write(tap: Tap, count: number, length: number): void {
+    tap.pieceLengths[0] = tap.headerLength;
     let written: number;
     try {
-      written = sys.writeFd(tap.fd, tap.txScratch.bytes, 0, length);
+      written = sys.writevFd(tap.fd, tap.pieces, tap.pieceOffsets, tap.pieceLengths, count);
     } catch {
       written = -1;
     }

@@ -67,7 +67,8 @@ function udpFrame(dstMac: number[], dstPort: number, payload: Uint8Array): Uint8
       workers: 1,
       mode: 'kick',
       port: { port: 'tap', tap, gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
-      pcapPath: null,
+      // With a pcap the tap gets wire frames behind an empty header (the next test: without).
+      pcapPath: join(dir, 'tap.pcap'),
       verify: false,
       onQueueError: (queue, kind, detail) => assert.unreachable(`queue ${queue}: ${kind}: ${detail}`),
       onFailure: (reason) => assert.unreachable(reason),

@@ -1,4 +1,4 @@
-// tunOpen, tunSetVnetHeaderSize, tunSetOffload, readFd and writeFd of the zcnic_sys addon.
+// tunOpen, tunSetVnetHeaderSize, tunSetOffload, readFd, writeFd and writevFd of the zcnic_sys addon.
 // Creating a tap needs CAP_NET_ADMIN: without root these tests are skipped.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -74,6 +74,28 @@ test('readFd and writeFd move bytes and report EAGAIN as -1', () => {
     sys.close(fd);
   }
   assert.throws(() => sys.readFd(fd, new Uint8Array(8), 0, 8), (e: unknown) => isSysError(e, 'EBADF'));
+});
+
+test('writevFd gathers pieces into one write', () => {
+  // A memfd: the pieces land one after the other from the file's start.
+  const fd = sys.memfdCreate('zcnic-writev', 4096);
+  try {
+    const first = new Uint8Array([9, 9, 1, 2, 3, 9]);
+    const second = new Uint8Array([4, 5, 6, 7, 8]);
+    const pieces = [first, second, first];
+    const offsets = new Float64Array([2, 0, 0]);
+    const lengths = new Float64Array([3, 5, 0]);
+    assert.is(sys.writevFd(fd, pieces, offsets, lengths, 2), 8);
+    const file = new Uint8Array(sys.mapShared(fd, 0, 4096));
+    assert.equal([...file.subarray(0, 9)], [1, 2, 3, 4, 5, 6, 7, 8, 0]);
+    sys.unmap(file.buffer);
+    lengths[1] = 6;
+    assert.throws(() => sys.writevFd(fd, pieces, offsets, lengths, 2), (e: unknown) => e instanceof RangeError);
+    assert.throws(() => sys.writevFd(fd, pieces, offsets, lengths, 4), (e: unknown) => e instanceof RangeError);
+    assert.throws(() => sys.writevFd(fd, pieces, offsets, lengths, sys.MAX_WRITEV_PIECES + 1), (e: unknown) => e instanceof RangeError);
+  } finally {
+    sys.close(fd);
+  }
 });
 
 test.run();

@@ -61,7 +61,11 @@ export interface SysBinding {
   tunSetOffload(fd: number, flags: number): void;
   readFd(fd: number, target: Uint8Array, offset: number, length: number): number;
   writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number;
+  writevFd(fd: number, buffers: readonly Uint8Array[], offsets: Float64Array, lengths: Float64Array, count: number): number;
 }
+
+/** The most pieces one {@link writevFd} takes (Linux's UIO_MAXIOV). */
+export const MAX_WRITEV_PIECES = 1024;
 
 const binding = createRequire(import.meta.url)('../../build/Release/zcnic_sys.node') as SysBinding;
 
@@ -290,4 +294,14 @@ export function readFd(fd: number, target: Uint8Array, offset: number, length: n
  */
 export function writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number {
   return binding.writeFd(fd, bytes, offset, length);
+}
+
+/**
+ * One writev(2) of the pieces `buffers[i][offsets[i]...offsets[i]+lengths[i]]`, i < `count`
+ * (1 to {@link MAX_WRITEV_PIECES}): the number of bytes written, or -1 if the (non-blocking) fd
+ * cannot take them now. On a tap fd one writev is one frame, gathered without a copy. The
+ * arrays may be longer than `count`: a caller keeps them and allocates nothing per write.
+ */
+export function writevFd(fd: number, buffers: readonly Uint8Array[], offsets: Float64Array, lengths: Float64Array, count: number): number {
+  return binding.writevFd(fd, buffers, offsets, lengths, count);
 }
