@@ -14,7 +14,7 @@ import { Counter } from '../counters.js';
 import { FrameVerifier } from '../frame-verifier.js';
 import type { InflightArea } from '../inflight-tracker.js';
 import { gsoOffloads } from '../gso.js';
-import { netHeaderLength } from '../net-header.js';
+import { negotiatedHeaderLength } from '../net-header.js';
 import { PcapWriter } from '../pcap-writer.js';
 import { QueuePair } from '../queue-pair.js';
 import type { QueueErrorKind, QueueErrorReporter } from '../queue-errors.js';
@@ -40,11 +40,6 @@ function linearHeaderRefusal(policy: TxPolicy): LinearHeaderRefusal | null {
 interface ActiveQueue {
   start: QueueStart;
   watcher: FdWatcher | null;
-}
-
-/** The virtio-net header length that `features` give a driver. */
-function negotiatedHeaderLength(features: number): number {
-  return netHeaderLength(hasFeature(features, FeatureBit.version1), hasFeature(features, FeatureBit.netMrgRxbuf));
 }
 
 export class Datapath implements QueueErrorReporter, SchedulerHost {
@@ -102,7 +97,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
         for (const pair of this.pairs.values()) {
           pair.port = createPort(message.port, pair, this.counters, this.wake);
           const started = this.active.get(2 * pair.index) ?? this.active.get(2 * pair.index + 1);
-          if (started) pair.port.setNetHeaderLength?.(negotiatedHeaderLength(started.start.features));
+          if (started) pair.port.setNegotiated?.(started.start.features);
           this.scheduler.schedule(pair);
         }
         this.post({ type: 'portSet' });
@@ -247,7 +242,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     const indirect = hasFeature(start.features, FeatureBit.ringIndirectDesc);
     const mergeable = hasFeature(start.features, FeatureBit.netMrgRxbuf);
     const headerLength = negotiatedHeaderLength(start.features);
-    pair.port?.setNetHeaderLength?.(headerLength);
+    pair.port?.setNegotiated?.(start.features);
     if ((start.queue & 1) === 0) {
       pair.rx = new ReceiveQueue(memory, ring, indirect, headerLength, mergeable, this.counters, this, start.queue);
       return;

@@ -9,9 +9,11 @@ import type { TxFrame, WireFrame } from '../tx-frame.js';
 export interface FrameReceiver {
   /**
    * Offers one frame to the receiveq. False: the driver has not posted buffers for it (nothing
-   * consumed; the port is serviced again after the driver's next receiveq kick).
+   * consumed; the port is serviced again after the driver's next receiveq kick). `flags`
+   * (NEEDS_CSUM with `csumStart` and `csumOffset`, or DATA_VALID; default none) go into the
+   * virtio-net header: only for a driver that negotiated GUEST_CSUM.
    */
-  receive(src: ByteSpace, srcOffset: number, length: number): boolean;
+  receive(src: ByteSpace, srcOffset: number, length: number, flags?: number, csumStart?: number, csumOffset?: number): boolean;
 }
 
 /** When a port wants to be serviced again. */
@@ -37,8 +39,8 @@ export interface Port {
    * device completes and segments, and frames come through transmit().
    */
   transmitWithHeader?(frame: TxFrame): void;
-  /** The virtio-net header length the driver negotiated, when its queues start. */
-  setNetHeaderLength?(length: number): void;
+  /** The features the driver negotiated, when its queues start (or the port comes after). */
+  setNegotiated?(features: number): void;
   /**
    * Lets the port fill the receiveq. Returns a ServiceAgain value, or the
    * milliseconds after which it wants to be serviced (rate pacing).

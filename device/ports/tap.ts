@@ -9,10 +9,11 @@
  * frames cannot share a system call). With the pcap or the verifier on, the device does that
  * work itself so that they see wire frames, and the tap gets those with an empty header.
  * Frames the host sends out of the tap go to the receiveq, and one that finds no receive buffer
- * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty. The receive
- * path writes no offload flags (its header is all zero), so the tap is told to take no offloads
- * (TUNSETOFFLOAD 0): the host completes every checksum and segments every packet before handing
- * it to us, and the header the tap puts in front carries nothing we would have to pass on.
+ * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty. Their
+ * checksum flags go on to a driver that negotiated GUEST_CSUM: the host may then leave checksums
+ * partial (TUNSETOFFLOAD TUN_F_CSUM; NEEDS_CSUM) and says which ones it checked (DATA_VALID).
+ * Without GUEST_CSUM the tap takes no offloads and the flags are dropped (a DATA_VALID only
+ * spares the driver a check). The device offers no GUEST_TSO, so the host segments every packet.
  *
  * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first
  * time a worker needs it and stays open for the life of the worker: switching the port to sink
@@ -24,9 +25,9 @@
  * the port drains (reads until EAGAIN) is not repeated, and no watcher is made per wakeup.
  */
 import { parentPort } from 'node:worker_threads';
-import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
+import { byteSpace, FeatureBit, hasFeature, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
-import { GsoType, NetHeader, netHeaderLength } from '../net-header.js';
+import { GsoType, negotiatedHeaderLength, NetHeader, NetHeaderFlags, netHeaderLength } from '../net-header.js';
 import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
@@ -56,6 +57,8 @@ interface Tap {
   readonly pieceLengths: Float64Array;
   /** The virtio-net header in front of every frame read and written (TUNSETVNETHDRSZ). */
   headerLength: number;
+  /** The receive header flags the driver takes (with GUEST_CSUM), as TUNSETOFFLOAD told the host. */
+  receiveFlags: number;
   /** Wakes the owner whenever the tap is readable; stopped by closeTaps() (or a read error). */
   watcher: FdWatcher | null;
   /** The port that reads the tap (the last one created for it). */
@@ -98,12 +101,13 @@ function openTap(name: string): Tap {
       pieceOffsets: new Float64Array(sys.MAX_WRITEV_PIECES),
       pieceLengths: new Float64Array(sys.MAX_WRITEV_PIECES),
       headerLength: TAP_DEFAULT_HEADER_LENGTH,
+      receiveFlags: 0,
       watcher: null,
       owner: null,
       open: true,
     };
     try {
-      // A tap is created with checksum and TSO offloads on; we take none (see above).
+      // A tap is created with checksum and TSO offloads on; we take none until the driver can.
       sys.tunSetOffload(fd, 0);
       opened.watcher = sys.watchReadable(fd, () => opened.owner?.wake());
     } catch (err) {
@@ -142,15 +146,20 @@ export class TapPort implements Port {
     }
   }
 
-  /** The driver's header length, once its queues start: the tap's header is made the same. */
-  setNetHeaderLength(length: number): void {
+  /** The driver's features: the tap's header is made the driver's, its offloads what it takes. */
+  setNegotiated(features: number): void {
     const tap = this.tap;
-    if (!tap || !tap.open || tap.headerLength === length) return;
+    if (!tap || !tap.open) return;
+    const headerLength = negotiatedHeaderLength(features);
+    const guestChecksum = hasFeature(features, FeatureBit.netGuestCsum);
+    const receiveFlags = guestChecksum ? NetHeaderFlags.needsCsum | NetHeaderFlags.dataValid : 0;
     try {
-      sys.tunSetVnetHeaderSize(tap.fd, length);
-      tap.headerLength = length;
+      if (headerLength !== tap.headerLength) sys.tunSetVnetHeaderSize(tap.fd, headerLength);
+      tap.headerLength = headerLength;
+      if (receiveFlags !== tap.receiveFlags) sys.tunSetOffload(tap.fd, guestChecksum ? sys.TUN_F_CSUM : 0);
+      tap.receiveFlags = receiveFlags;
     } catch (err) {
-      // Not expected (the kernel takes 10 and 12); frames would be misread, so take none.
+      // Not expected (the kernel takes 10, 12 and TUN_F_CSUM); frames would be misread, so take none.
       console.error(`zcnic: port tap: ${(err as Error).message}; no longer using the tap`);
       closeTaps();
     }
@@ -240,7 +249,9 @@ export class TapPort implements Port {
     // Not ours to read (a newer tap port took it, or the tap closed); an empty tap costs one read.
     if (!tap || tap.owner !== this) return ServiceAgain.onEvent;
     const bytes = tap.scratch.bytes;
+    const view = tap.scratch.view;
     const headerLength = tap.headerLength;
+    const receiveFlags = tap.receiveFlags;
     for (let i = 0; i < READ_BURST; i++) {
       let n: number;
       try {
@@ -255,8 +266,12 @@ export class TapPort implements Port {
         return ServiceAgain.onEvent;
       }
       if (n <= headerLength) return ServiceAgain.onEvent;
-      // The header carries nothing: the tap takes no offloads (see above).
-      if (!this.receiver.receive(tap.scratch, headerLength, n - headerLength)) this.counters[Counter.rxNoBuffers]!++;
+      // gso_type is always none: the tap has no TSO offload (see above).
+      const flags = view.getUint8(NetHeader.flags) & receiveFlags;
+      const partial = (flags & NetHeaderFlags.needsCsum) !== 0;
+      const csumStart = partial ? view.getUint16(NetHeader.csumStart, true) : 0;
+      const csumOffset = partial ? view.getUint16(NetHeader.csumOffset, true) : 0;
+      if (!this.receiver.receive(tap.scratch, headerLength, n - headerLength, flags, csumStart, csumOffset)) this.counters[Counter.rxNoBuffers]!++;
     }
     return ServiceAgain.now;
   }

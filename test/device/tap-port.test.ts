@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { createSocket } from 'node:dgram';
+import { createSocket, type Socket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -96,31 +96,10 @@ function udpFrame(dstMac: number[], dstPort: number, payload: Uint8Array): Uint8
     assert.is(Buffer.from(got[0]!).toString(), 'through the tap');
     assert.is(device.stats().portTxDropped, 0);
 
-    // Receive: a datagram from the host to the guest's address comes out of the tap.
-    const rx = new SplitRingDriver(session, RECEIVEQ);
-    const bufferGpa = rx.place(new Uint8Array(2048));
-    rx.addChain([{ gpa: bufferGpa, length: 2048, writable: true }]);
-    rx.publish();
-    session.kick(RECEIVEQ);
-    udp.send('from the host', 9999, GUEST_IP.join('.'));
-    await until('a frame on the receiveq', () => rx.usedIdx() > 0);
-    // Others may come first (IPv6 neighbour discovery of a tap just up): find ours.
-    let seen = '';
-    for (let i = 0; i < 50 && !seen.includes('from the host'); i++) {
-      const len = rx.usedElement(rx.usedIdx() - 1).len;
-      const at = session.memory.gpaToOffset(bufferGpa, 2048);
-      seen = Buffer.from(session.memory.bytes.subarray(at + HEADER_LENGTH, at + len)).toString('latin1');
-      if (!seen.includes('from the host')) {
-        const again = rx.addChain([{ gpa: bufferGpa, length: 2048, writable: true }]);
-        void again;
-        rx.publish();
-        session.kick(RECEIVEQ);
-        udp.send('from the host', 9999, GUEST_IP.join('.'));
-        const before = rx.usedIdx();
-        await until('another frame on the receiveq', () => rx.usedIdx() > before);
-      }
-    }
-    assert.ok(seen.includes('from the host'), 'the datagram reached the receiveq');
+    // Receive: a datagram from the host to the guest's address comes out of the tap, complete
+    // (the driver did not negotiate GUEST_CSUM: no flags).
+    const received = await receiveFromHost(session, udp, 'from the host');
+    assert.equal([...received.subarray(0, HEADER_LENGTH)], [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0], 'no flags, num_buffers 1');
     assert.ok(device.stats().receiveq.frames >= 1);
   } finally {
     udp.close();
@@ -131,6 +110,28 @@ function udpFrame(dstMac: number[], dstPort: number, payload: Uint8Array): Uint8
   }
   await until('the tap to go away with the device', () => !existsSync(`/sys/class/net/${tap}`));
 });
+
+/**
+ * Posts one receive buffer at a time and has the host send `text` to the guest until a frame
+ * holding it lands (others may come first: IPv6 neighbour discovery of a tap just up). Returns
+ * the header and frame as placed.
+ */
+async function receiveFromHost(session: FrontendSession, udp: Socket, text: string): Promise<Uint8Array> {
+  const rx = new SplitRingDriver(session, RECEIVEQ);
+  const bufferGpa = rx.place(new Uint8Array(2048));
+  const at = session.memory.gpaToOffset(bufferGpa, 2048);
+  for (let i = 0; i < 50; i++) {
+    const before = rx.usedIdx();
+    rx.addChain([{ gpa: bufferGpa, length: 2048, writable: true }]);
+    rx.publish();
+    session.kick(RECEIVEQ);
+    udp.send(text, 9999, GUEST_IP.join('.'));
+    await until('a frame on the receiveq', () => rx.usedIdx() > before);
+    const placed = session.memory.bytes.slice(at, at + rx.usedElement(rx.usedIdx() - 1).len);
+    if (Buffer.from(placed).toString('latin1').includes(text)) return placed;
+  }
+  throw new Error(`"${text}" never reached the receiveq`);
+}
 
 /** The 16-bit ones'-complement sum of the IPv4 pseudo-header of an L4 segment of `l4Length` bytes. */
 function pseudoHeaderSum(frame: Uint8Array, protocol: number, l4Length: number): number {
@@ -205,7 +206,7 @@ function tapStatistic(tap: string, name: string): number {
       onFailure: (reason) => assert.unreachable(reason),
     });
     server = new VhostUserServer({ socketPath, device, log: () => {} });
-    const features = DEFAULT_SESSION_FEATURES + featureMask(FeatureBit.netCsum, FeatureBit.netHostTso4);
+    const features = DEFAULT_SESSION_FEATURES + featureMask(FeatureBit.netCsum, FeatureBit.netHostTso4, FeatureBit.netGuestCsum);
     session = await FrontendSession.open({ socketPath, memoryBytes: 1 << 20, queues: 2, features });
     await until('the tap to exist', () => existsSync(`/sys/class/net/${tap}`));
     execFileSync('ip', ['addr', 'add', `${HOST_IP.join('.')}/30`, 'dev', tap]);
@@ -249,8 +250,18 @@ function tapStatistic(tap: string, name: string): number {
     await until('the tap to count the frame', () => tapStatistic(tap, 'rx_packets') > packetsBefore);
     assert.is(tapStatistic(tap, 'rx_packets') - packetsBefore, 1, 'one frame');
     assert.is(tapStatistic(tap, 'rx_bytes') - bytesBefore, tcp.length, 'all of it');
-    const stats = device.stats();
-    assert.is(stats.portTxDropped, 0);
+    assert.is(device.stats().portTxDropped, 0);
+
+    // Receive with GUEST_CSUM: the host leaves the UDP checksum partial (TUN_F_CSUM), or says
+    // it checked it; either way the flags reach the driver's header.
+    const received = await receiveFromHost(session, udp, 'partial from the host');
+    const placed = new DataView(received.buffer, received.byteOffset);
+    const flags = placed.getUint8(0);
+    assert.ok(flags === 1 || flags === 2, `NEEDS_CSUM or DATA_VALID, not ${flags}`);
+    if (flags === 1) {
+      assert.is(placed.getUint16(6, true), 34, 'csum_start: the UDP header');
+      assert.is(placed.getUint16(8, true), 6, 'csum_offset: the UDP checksum');
+    }
   } finally {
     udp.close();
     session?.close();

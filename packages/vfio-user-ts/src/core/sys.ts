@@ -269,11 +269,14 @@ export function tunSetVnetHeaderSize(fd: number, size: number): void {
   binding.tunSetVnetHeaderSize(fd, size);
 }
 
+/** TUN_F_CSUM (linux/if_tun.h), for {@link tunSetOffload}: the host may leave checksums partial. */
+export const TUN_F_CSUM = 1;
+
 /**
  * Sets which offloads the tap's host side may use on frames it hands us (TUNSETOFFLOAD, TUN_F_*
- * bits of linux/if_tun.h: CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8, UFO 16, USO4 32, USO6 64). 0: the
- * host completes every checksum and segments every GSO packet before the tap gives it to us.
- * Frames we write may use any offload whatever this says.
+ * bits of linux/if_tun.h: {@link TUN_F_CSUM}, TSO4 2, TSO6 4, TSO_ECN 8, UFO 16, USO4 32, USO6
+ * 64; the GSO ones need TUN_F_CSUM). 0: the host completes every checksum and segments every GSO
+ * packet before the tap gives it to us. Frames we write may use any offload whatever this says.
  */
 export function tunSetOffload(fd: number, flags: number): void {
   binding.tunSetOffload(fd, flags);
