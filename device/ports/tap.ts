@@ -17,8 +17,8 @@
  *
  * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first
  * time a worker needs it and stays open for the life of the worker: switching the port to sink
- * and back keeps the interface (and whatever namespace and addresses the host gave it). A tap without
- * IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
+ * and back keeps the interface (and whatever namespace and addresses the host gave it). A tap
+ * without IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
  * worker, every pair writes to it and the most recently created tap port reads it (one fd can
  * have one watcher per thread, so the watch belongs to the tap, and it wakes that port). The
  * watch starts with the tap and runs until closeTaps(): it is level-triggered, so a wakeup that
