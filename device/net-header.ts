@@ -1,4 +1,5 @@
 /** The virtio-net header (virtio 1.2 5.1.6) and the checksum work its flags ask for. */
+import { FeatureBit, hasFeature } from 'vfio-user-ts';
 
 export const NetHeaderFlags = { needsCsum: 1, dataValid: 2 } as const;
 /**
@@ -14,6 +15,11 @@ export const GSO_ECN = 0x80;
  */
 export function netHeaderLength(version1: boolean, mergeable: boolean): number {
   return version1 || mergeable ? 12 : 10;
+}
+
+/** The header length that the negotiated `features` give a driver. */
+export function negotiatedHeaderLength(features: number): number {
+  return netHeaderLength(hasFeature(features, FeatureBit.version1), hasFeature(features, FeatureBit.netMrgRxbuf));
 }
 
 /** Byte offsets inside the header. */

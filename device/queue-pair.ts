@@ -44,11 +44,14 @@ export class QueuePair implements TxFrameConsumer, WireFrameSink, FrameReceiver 
   /**
    * A frame from the transmitq. The zero-copy proof looks at it as the driver sent it (a GSO
    * frame once, whole: its payload buffers are the user's); the pcap, the verifier and the port
-   * see wire frames (a GSO frame's segments).
+   * see wire frames (a GSO frame's segments), but for a port that hands offloads on when neither
+   * the pcap nor the verifier is on: it gets the frame as the driver sent it.
    */
   transmitted(frame: TxFrame): void {
     this.proveZeroCopy(frame);
-    if (frame.gsoType === GsoType.none) this.sendWire(frame);
+    const port = this.port!;
+    if (port.transmitWithHeader !== undefined && this.pcap === null && this.verifier === null) port.transmitWithHeader(frame);
+    else if (frame.gsoType === GsoType.none) this.sendWire(frame);
     else if (frame.linearize()) this.segmenter.cut(frame, this);
   }
 
@@ -77,9 +80,9 @@ export class QueuePair implements TxFrameConsumer, WireFrameSink, FrameReceiver 
     this.port!.transmit(frame);
   }
 
-  receive(src: ByteSpace, srcOffset: number, length: number): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0): boolean {
     const rx = this.rx;
-    if (!rx || !rx.receive(src, srcOffset, length)) return false;
+    if (!rx || !rx.receive(src, srcOffset, length, flags, csumStart, csumOffset)) return false;
     const proof = this.zeroCopy;
     if (proof !== null && proof.kind === 'frames') {
       const counters = this.counters;

@@ -102,9 +102,11 @@ export class ReceiveQueue {
   /**
    * Places `length` bytes of `src` from `srcOffset` as one frame. Returns false when the driver
    * has not posted enough buffers (nothing was consumed: try again after its next kick); true
-   * when the frame was placed, or dropped for a counted reason.
+   * when the frame was placed, or dropped for a counted reason. `flags` (NEEDS_CSUM with
+   * `csumStart` and `csumOffset`, or DATA_VALID) go into the header; the caller passes them only
+   * when the driver negotiated GUEST_CSUM.
    */
-  receive(src: ByteSpace, srcOffset: number, length: number): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0): boolean {
     if (this.broken) return false;
     this.lastFrameAddress = -1;
     const total = this.headerLength + length;
@@ -153,7 +155,7 @@ export class ReceiveQueue {
           ring.unpushUsed(chains - 1);
           return false;
         }
-        inChain = this.writeHeader();
+        inChain = this.writeHeader(flags, csumStart, csumOffset);
         const at = this.cursorBuffer;
         if (at < chain.count && chain.length[at]! - this.cursorOffset >= length) this.lastFrameAddress = chain.address[at]! + this.cursorOffset;
       }
@@ -172,10 +174,10 @@ export class ReceiveQueue {
   }
 
   /**
-   * Writes the virtio-net header at the start of the chain just resolved (no offloads: flags and
-   * GSO fields zero, num_buffers 1) and leaves the cursor behind it. Returns its length.
+   * Writes the virtio-net header at the start of the chain just resolved (the checksum fields
+   * given, GSO fields zero, num_buffers 1) and leaves the cursor behind it. Returns its length.
    */
-  private writeHeader(): number {
+  private writeHeader(flags: number, csumStart: number, csumOffset: number): number {
     const chain = this.chain;
     const headerLength = this.headerLength;
     const hasNumBuffers = headerLength >= NetHeader.numBuffers + 2;
@@ -184,9 +186,10 @@ export class ReceiveQueue {
       const region = chain.region[0]!;
       const at = chain.offset[0]!;
       const view = this.spaces[region]!.view;
-      view.setUint32(at, 0, true);
-      view.setUint32(at + 4, 0, true);
-      view.setUint16(at + 8, 0, true);
+      view.setUint32(at, flags, true);
+      view.setUint16(at + NetHeader.gsoSize, 0, true);
+      view.setUint16(at + NetHeader.csumStart, csumStart, true);
+      view.setUint16(at + NetHeader.csumOffset, csumOffset, true);
       if (hasNumBuffers) {
         view.setUint16(at + NetHeader.numBuffers, 1, true);
         this.numBuffersRegion[0] = region;
@@ -203,7 +206,11 @@ export class ReceiveQueue {
       return headerLength;
     }
     if (hasNumBuffers) this.locateNumBuffers();
-    this.header.view.setUint16(NetHeader.numBuffers, 1, true);
+    const header = this.header.view;
+    header.setUint8(NetHeader.flags, flags);
+    header.setUint16(NetHeader.csumStart, csumStart, true);
+    header.setUint16(NetHeader.csumOffset, csumOffset, true);
+    header.setUint16(NetHeader.numBuffers, 1, true);
     return this.scatter(this.header, 0, headerLength);
   }
 

@@ -126,6 +126,32 @@ export class TxFrame implements WireFrame {
   }
 
   /**
+   * Lists the frame's bytes where they lie in guest memory as writev pieces (buffer, offset,
+   * length) from index `at` of the arrays, without copying them. Returns the index after the
+   * last piece, or -1 when the arrays have too few entries left.
+   */
+  gather(buffers: Uint8Array[], offsets: Float64Array, lengths: Float64Array, at: number): number {
+    const chain = this.chain;
+    const spaces = this.memory.spaces;
+    let buffer = this.firstBuffer;
+    let offset = this.firstOffset;
+    let remaining = this.length;
+    let piece = at;
+    while (remaining > 0) {
+      if (piece === buffers.length) return -1;
+      const take = Math.min(remaining, chain.length[buffer]! - offset);
+      buffers[piece] = spaces[chain.region[buffer]!]!.bytes;
+      offsets[piece] = chain.offset[buffer]! + offset;
+      lengths[piece] = take;
+      piece++;
+      remaining -= take;
+      buffer++;
+      offset = 0;
+    }
+    return piece;
+  }
+
+  /**
    * Copies the frame into `linear` (length bytes), completing the checksum the driver left
    * partial. Returns false when the frame is larger than the scratch. The transmit queue hands
    * on no frame whose checksum offsets lie outside it (txChecksumOutsideFrame), so the checksum

@@ -14,7 +14,7 @@ import { Counter } from '../counters.js';
 import { FrameVerifier } from '../frame-verifier.js';
 import type { InflightArea } from '../inflight-tracker.js';
 import { gsoOffloads } from '../gso.js';
-import { netHeaderLength } from '../net-header.js';
+import { negotiatedHeaderLength } from '../net-header.js';
 import { PcapWriter } from '../pcap-writer.js';
 import { QueuePair } from '../queue-pair.js';
 import type { QueueErrorKind, QueueErrorReporter } from '../queue-errors.js';
@@ -96,6 +96,8 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
       case 'port':
         for (const pair of this.pairs.values()) {
           pair.port = createPort(message.port, pair, this.counters, this.wake);
+          const started = this.active.get(2 * pair.index) ?? this.active.get(2 * pair.index + 1);
+          if (started) pair.port.setNegotiated?.(started.start.features);
           this.scheduler.schedule(pair);
         }
         this.post({ type: 'portSet' });
@@ -239,7 +241,8 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
   private attachQueue(memory: GuestMemory, pair: QueuePair, ring: Vring, start: QueueStart): void {
     const indirect = hasFeature(start.features, FeatureBit.ringIndirectDesc);
     const mergeable = hasFeature(start.features, FeatureBit.netMrgRxbuf);
-    const headerLength = netHeaderLength(hasFeature(start.features, FeatureBit.version1), mergeable);
+    const headerLength = negotiatedHeaderLength(start.features);
+    pair.port?.setNegotiated?.(start.features);
     if ((start.queue & 1) === 0) {
       pair.rx = new ReceiveQueue(memory, ring, indirect, headerLength, mergeable, this.counters, this, start.queue);
       return;

@@ -3,15 +3,17 @@
  * queue pair, living in the datapath worker that serves the pair.
  */
 import type { ByteSpace } from 'vfio-user-ts';
-import type { WireFrame } from '../tx-frame.js';
+import type { TxFrame, WireFrame } from '../tx-frame.js';
 
 /** The queue pair's receive side as a port sees it. */
 export interface FrameReceiver {
   /**
    * Offers one frame to the receiveq. False: the driver has not posted buffers for it (nothing
-   * consumed; the port is serviced again after the driver's next receiveq kick).
+   * consumed; the port is serviced again after the driver's next receiveq kick). `flags`
+   * (NEEDS_CSUM with `csumStart` and `csumOffset`, or DATA_VALID; default none) go into the
+   * virtio-net header: only for a driver that negotiated GUEST_CSUM.
    */
-  receive(src: ByteSpace, srcOffset: number, length: number): boolean;
+  receive(src: ByteSpace, srcOffset: number, length: number, flags?: number, csumStart?: number, csumOffset?: number): boolean;
 }
 
 /** When a port wants to be serviced again. */
@@ -30,6 +32,15 @@ export interface Port {
    * `frame` is only valid during the call.
    */
   transmit(frame: WireFrame): void;
+  /**
+   * A port that can hand the offloads on (partial checksums, GSO frames) takes transmitq frames
+   * here, as the driver sent them: header fields and all, a GSO frame whole; `frame` is only
+   * valid during the call. The pcap and the verifier want wire frames: while either is on, the
+   * device completes and segments, and frames come through transmit().
+   */
+  transmitWithHeader?(frame: TxFrame): void;
+  /** The features the driver negotiated, when its queues start (or the port comes after). */
+  setNegotiated?(features: number): void;
   /**
    * Lets the port fill the receiveq. Returns a ServiceAgain value, or the
    * milliseconds after which it wants to be serviced (rate pacing).

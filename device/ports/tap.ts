@@ -1,33 +1,65 @@
 /**
  * `tap`: joins the device to a host tap interface, so that a real network stack (the host's, or
  * one in a network namespace the tap was moved into) terminates the guest's flows. Transmitq
- * frames are written to the tap (linearized: a checksum the driver left partial is completed);
- * frames the host sends out of the tap go to the receiveq, and one that finds no receive buffer
- * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty.
+ * frames are written to the tap with their virtio-net header (IFF_VNET_HDR), as the driver sent
+ * them: the host kernel completes a partial checksum where it needs one (a frame delivered
+ * locally keeps it partial, as from any offloading NIC) and segments a GSO frame where it must
+ * (with --tso; a local TCP socket takes it whole). One writev per frame gathers the header and
+ * the frame's bytes from the guest's buffers, without a copy (a tap takes one frame per write, so
+ * frames cannot share a system call). With the pcap or the verifier on, the device does that
+ * work itself so that they see wire frames, and the tap gets those with an empty header.
+ * Frames the host sends out of the tap go to the receiveq, and one that finds no receive buffer
+ * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty. Their
+ * checksum flags go on to a driver that negotiated GUEST_CSUM: the host may then leave checksums
+ * partial (TUNSETOFFLOAD TUN_F_CSUM; NEEDS_CSUM) and says which ones it checked (DATA_VALID).
+ * Without GUEST_CSUM the tap takes no offloads and the flags are dropped (a DATA_VALID only
+ * spares the driver a check). The device offers no GUEST_TSO, so the host segments every packet.
  *
- * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI) the first time a worker
- * needs it and stays open for the life of the worker: switching the port to sink and back keeps
- * the interface (and whatever namespace and addresses the host gave it). A tap without
- * IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
+ * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first
+ * time a worker needs it and stays open for the life of the worker: switching the port to sink
+ * and back keeps the interface (and whatever namespace and addresses the host gave it). A tap
+ * without IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
  * worker, every pair writes to it and the most recently created tap port reads it (one fd can
- * have one watcher per thread, so the watch belongs to the tap, and it wakes that port).
+ * have one watcher per thread, so the watch belongs to the tap, and it wakes that port). The
+ * watch starts with the tap and runs until closeTaps(): it is level-triggered, so a wakeup that
+ * the port drains (reads until EAGAIN) is not repeated, and no watcher is made per wakeup.
  */
 import { parentPort } from 'node:worker_threads';
-import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
+import { byteSpace, FeatureBit, hasFeature, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
-import type { WireFrame } from '../tx-frame.js';
+import { GsoType, negotiatedHeaderLength, NetHeader, NetHeaderFlags, netHeaderLength } from '../net-header.js';
+import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
 /** Frames read from the tap per service call before yielding to the scheduler. */
 const READ_BURST = 64;
 /** A frame as large as a tap can hand us (64 KiB; the MTU keeps them far smaller). */
 const READ_SIZE = 65536;
+/** The longest virtio-net header a driver negotiates (VERSION_1 or MRG_RXBUF). */
+const MAX_HEADER_LENGTH = netHeaderLength(true, true);
+/** What a fresh IFF_VNET_HDR tap expects (struct virtio_net_hdr) until TUNSETVNETHDRSZ. */
+const TAP_DEFAULT_HEADER_LENGTH = netHeaderLength(false, false);
 
 /** One open tap of this worker. */
 interface Tap {
   readonly fd: number;
+  /** Where frames are read to, behind the tap's virtio-net header. */
   readonly scratch: ByteSpace;
-  /** Running until the tap is readable once; then the owner reads until EAGAIN and re-arms it. */
+  /** The virtio-net header of the frame being written. */
+  readonly txHeader: ByteSpace;
+  /**
+   * The writev pieces of the frame being written: the header, then the frame's bytes where they
+   * lie (guest buffers, or a linear copy). Kept for the tap's life: a write allocates nothing.
+   */
+  readonly pieces: Uint8Array[];
+  /** Each piece's start in its buffer, and length. */
+  readonly pieceOffsets: Float64Array;
+  readonly pieceLengths: Float64Array;
+  /** The virtio-net header in front of every frame read and written (TUNSETVNETHDRSZ). */
+  headerLength: number;
+  /** The receive header flags the driver takes (with GUEST_CSUM), as TUNSETOFFLOAD told the host. */
+  receiveFlags: number;
+  /** Wakes the owner whenever the tap is readable; stopped by closeTaps() (or a read error). */
   watcher: FdWatcher | null;
   /** The port that reads the tap (the last one created for it). */
   owner: TapPort | null;
@@ -59,20 +91,33 @@ function openTap(name: string): Tap {
   let tap = taps.get(name);
   if (!tap) {
     if (taps.size === 0) parentPort?.once('close', closeTaps);
-    tap = { fd: sys.tunOpen(name), scratch: byteSpace(new ArrayBuffer(READ_SIZE)), watcher: null, owner: null, open: true };
-    taps.set(name, tap);
+    const fd = sys.tunOpen(name, true);
+    const txHeader = byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH));
+    const opened: Tap = {
+      fd,
+      scratch: byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH + READ_SIZE)),
+      txHeader,
+      pieces: new Array<Uint8Array>(sys.MAX_WRITEV_PIECES).fill(txHeader.bytes),
+      pieceOffsets: new Float64Array(sys.MAX_WRITEV_PIECES),
+      pieceLengths: new Float64Array(sys.MAX_WRITEV_PIECES),
+      headerLength: TAP_DEFAULT_HEADER_LENGTH,
+      receiveFlags: 0,
+      watcher: null,
+      owner: null,
+      open: true,
+    };
+    try {
+      // A tap is created with checksum and TSO offloads on; we take none until the driver can.
+      sys.tunSetOffload(fd, 0);
+      opened.watcher = sys.watchReadable(fd, () => opened.owner?.wake());
+    } catch (err) {
+      sys.close(fd);
+      throw err;
+    }
+    taps.set(name, opened);
+    tap = opened;
   }
   return tap;
-}
-
-/** Watches `tap` until it is readable once, then wakes its owner, which reads it in service(). */
-function arm(tap: Tap): void {
-  if (tap.watcher || !tap.open) return;
-  tap.watcher = sys.watchReadable(tap.fd, () => {
-    tap.watcher?.stop();
-    tap.watcher = null;
-    tap.owner?.wake();
-  });
 }
 
 export class TapPort implements Port {
@@ -94,7 +139,6 @@ export class TapPort implements Port {
     try {
       this.tap = openTap(name);
       this.tap.owner = this;
-      arm(this.tap);
     } catch (err) {
       // The worker must not go down with a bad name or a missing CAP_NET_ADMIN.
       this.error = `tap ${name}: ${(err as Error).message}`;
@@ -102,43 +146,132 @@ export class TapPort implements Port {
     }
   }
 
-  transmit(frame: WireFrame): void {
-    // A full tap queue (the host side is not reading) drops the frame, like a wire would.
+  /** The driver's features: the tap's header is made the driver's, its offloads what it takes. */
+  setNegotiated(features: number): void {
     const tap = this.tap;
-    if (!tap || !tap.open || !frame.linearize() || this.write(tap.fd, frame.linear, frame.length) !== frame.length) {
-      this.counters[Counter.portTxDropped]!++;
+    if (!tap || !tap.open) return;
+    const headerLength = negotiatedHeaderLength(features);
+    const guestChecksum = hasFeature(features, FeatureBit.netGuestCsum);
+    const receiveFlags = guestChecksum ? NetHeaderFlags.needsCsum | NetHeaderFlags.dataValid : 0;
+    try {
+      if (headerLength !== tap.headerLength) sys.tunSetVnetHeaderSize(tap.fd, headerLength);
+      tap.headerLength = headerLength;
+      if (receiveFlags !== tap.receiveFlags) sys.tunSetOffload(tap.fd, guestChecksum ? sys.TUN_F_CSUM : 0);
+      tap.receiveFlags = receiveFlags;
+    } catch (err) {
+      // Not expected (the kernel takes 10, 12 and TUN_F_CSUM); frames would be misread, so take none.
+      console.error(`zcnic: port tap: ${(err as Error).message}; no longer using the tap`);
+      closeTaps();
     }
   }
 
-  /** One frame to the tap; -1 when it cannot take it (queue full: EAGAIN; interface down: EIO). */
-  private write(fd: number, bytes: Uint8Array, length: number): number {
-    try {
-      return sys.writeFd(fd, bytes, 0, length);
-    } catch {
-      return -1;
+  /** A wire frame (complete checksum, one segment): an empty header in front. */
+  transmit(frame: WireFrame): void {
+    const tap = this.tap;
+    if (!tap || !tap.open || !frame.linearize()) {
+      this.counters[Counter.portTxDropped]!++;
+      return;
     }
+    tap.txHeader.bytes.fill(0);
+    this.writeLinear(tap, frame);
+  }
+
+  /**
+   * A frame as the driver sent it, header fields and all, for the host kernel to finish; its
+   * bytes go from the guest's buffers straight to the tap (one writev, no copy).
+   */
+  transmitWithHeader(frame: TxFrame): void {
+    const tap = this.tap;
+    if (!tap || !tap.open || frame.length > MAX_GSO_FRAME_LENGTH) {
+      this.counters[Counter.portTxDropped]!++;
+      return;
+    }
+    const pieces = frame.gather(tap.pieces, tap.pieceOffsets, tap.pieceLengths, 1);
+    if (pieces >= 0) {
+      this.setHeader(tap, frame);
+      this.write(tap, pieces, tap.headerLength + frame.length);
+      return;
+    }
+    // More pieces than one writev takes (a driver's tiny buffers): the frame is copied once.
+    // linearize() completes the checksum of a frame without GSO, which then goes as a wire frame.
+    if (frame.gsoType === GsoType.none) {
+      this.transmit(frame);
+      return;
+    }
+    if (!frame.linearize()) {
+      this.counters[Counter.portTxDropped]!++;
+      return;
+    }
+    this.setHeader(tap, frame);
+    this.writeLinear(tap, frame);
+  }
+
+  /** Fills the tap's transmit header with the frame's virtio-net header fields. */
+  private setHeader(tap: Tap, frame: TxFrame): void {
+    const view = tap.txHeader.view;
+    view.setUint8(NetHeader.flags, frame.flags);
+    view.setUint8(NetHeader.gsoType, frame.gsoType);
+    view.setUint16(NetHeader.hdrLen, frame.hdrLen, true);
+    view.setUint16(NetHeader.gsoSize, frame.gsoSize, true);
+    view.setUint16(NetHeader.csumStart, frame.csumStart, true);
+    view.setUint16(NetHeader.csumOffset, frame.csumOffset, true);
+    // num_buffers, when the header has it, means nothing on transmit.
+    view.setUint16(NetHeader.numBuffers, 0, true);
+  }
+
+  /** Writes the transmit header and the linearized frame. */
+  private writeLinear(tap: Tap, frame: WireFrame): void {
+    tap.pieces[1] = frame.linear;
+    tap.pieceOffsets[1] = 0;
+    tap.pieceLengths[1] = frame.length;
+    this.write(tap, 2, tap.headerLength + frame.length);
+  }
+
+  /**
+   * Writes the first `count` pieces to the tap: the transmit header (piece 0, always) and the
+   * frame, `length` bytes in all. A frame it does not take is dropped and counted, like a wire
+   * would: a full queue (the host side is not reading: EAGAIN), an interface that is down (EIO),
+   * a header the kernel refuses (EINVAL).
+   */
+  private write(tap: Tap, count: number, length: number): void {
+    tap.pieceLengths[0] = tap.headerLength;
+    let written: number;
+    try {
+      written = sys.writevFd(tap.fd, tap.pieces, tap.pieceOffsets, tap.pieceLengths, count);
+    } catch {
+      written = -1;
+    }
+    if (written !== length) this.counters[Counter.portTxDropped]!++;
   }
 
   service(_now: number): number {
     const tap = this.tap;
-    // Not ours to read (a newer tap port took it, or the tap closed), or nothing readable yet.
-    if (!tap || tap.owner !== this || tap.watcher) return ServiceAgain.onEvent;
+    // Not ours to read (a newer tap port took it, or the tap closed); an empty tap costs one read.
+    if (!tap || tap.owner !== this) return ServiceAgain.onEvent;
     const bytes = tap.scratch.bytes;
+    const view = tap.scratch.view;
+    const headerLength = tap.headerLength;
+    const receiveFlags = tap.receiveFlags;
     for (let i = 0; i < READ_BURST; i++) {
       let n: number;
       try {
-        n = sys.readFd(tap.fd, bytes, 0, READ_SIZE);
+        n = sys.readFd(tap.fd, bytes, 0, headerLength + READ_SIZE);
       } catch (err) {
-        // Not expected from an open tap; say so and stop reading it.
+        // Not expected from an open tap; say so and stop reading it (and watching it: the
+        // level-triggered watch of a broken fd would fire forever).
         console.error(`zcnic: port tap: ${(err as Error).message}; no longer reading the tap`);
+        tap.watcher?.stop();
+        tap.watcher = null;
         tap.owner = null;
         return ServiceAgain.onEvent;
       }
-      if (n <= 0) {
-        arm(tap);
-        return ServiceAgain.onEvent;
-      }
-      if (!this.receiver.receive(tap.scratch, 0, n)) this.counters[Counter.rxNoBuffers]!++;
+      if (n <= headerLength) return ServiceAgain.onEvent;
+      // gso_type is always none: the tap has no TSO offload (see above).
+      const flags = view.getUint8(NetHeader.flags) & receiveFlags;
+      const partial = (flags & NetHeaderFlags.needsCsum) !== 0;
+      const csumStart = partial ? view.getUint16(NetHeader.csumStart, true) : 0;
+      const csumOffset = partial ? view.getUint16(NetHeader.csumOffset, true) : 0;
+      if (!this.receiver.receive(tap.scratch, headerLength, n - headerLength, flags, csumStart, csumOffset)) this.counters[Counter.rxNoBuffers]!++;
     }
     return ServiceAgain.now;
   }

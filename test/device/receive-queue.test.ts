@@ -61,6 +61,26 @@ test('without enough buffers nothing is consumed, and the frame fits once more a
   guest.close();
 });
 
+test('checksum flags given with a frame go into its header, whole or split over buffers', () => {
+  const { guest, queue, rx } = setup(true);
+  const whole = post(queue, 100);
+  const parts = [guest.alloc(7), guest.alloc(70)];
+  queue.makeAvailable(
+    queue.addChain([
+      { gpa: parts[0]!, length: 7, writable: true },
+      { gpa: parts[1]!, length: 70, writable: true },
+    ]),
+  );
+  rx.beginBurst();
+  assert.ok(rx.receive(source(60), 0, 60, 1, 34, 6));
+  assert.ok(rx.receive(source(60), 0, 60, 2));
+  rx.endBurst();
+  // flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers (little-endian).
+  assert.equal([...guest.read(whole, HEADER)], [1, 0, 0, 0, 0, 0, 34, 0, 6, 0, 1, 0]);
+  assert.equal([...guest.read(parts[0]!, 7), ...guest.read(parts[1]!, 5)], [2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+  guest.close();
+});
+
 test('a header split over tiny buffers still gets num_buffers in the right bytes', () => {
   const { guest, queue, rx } = setup(true);
   const parts = [guest.alloc(7), guest.alloc(4), guest.alloc(64)];

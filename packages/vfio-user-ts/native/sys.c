@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 #include <uv.h>
@@ -983,25 +984,59 @@ static napi_value watcher_count(napi_env env, napi_callback_info info) {
 
 /* ---- tap devices and plain fd I/O ----------------------------------------- */
 
-/* tunOpen(name): opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC) and attaches
- * it to tap interface `name` (IFF_TAP|IFF_NO_PI; created if missing). */
+/* tunOpen(name, vnetHeader): opens /dev/net/tun (O_RDWR|O_NONBLOCK|O_CLOEXEC)
+ * and attaches it to tap interface `name` (IFF_TAP|IFF_NO_PI, and IFF_VNET_HDR
+ * when vnetHeader is true; created if missing). */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
+  napi_value argv[2];
   struct ifreq ifr;
+  bool vnet_header;
   int fd, err;
   memset(&ifr, 0, sizeof ifr);
-  if (!get_args(env, info, "tunOpen", 1, argv) ||
+  if (!get_args(env, info, "tunOpen", 2, argv) ||
       !get_string(env, argv[0], "tunOpen", "name", ifr.ifr_name, IFNAMSIZ))
     return NULL;
+  if (napi_get_value_bool(env, argv[1], &vnet_header) != napi_ok) {
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "tunOpen: vnetHeader must be a boolean");
+    return NULL;
+  }
   fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return throw_errno(env, "open", errno);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (vnet_header ? IFF_VNET_HDR : 0);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     err = errno;
     close(fd);
     return throw_errno(env, "ioctl", err);
   }
   return num(env, fd);
+}
+
+/* tunSetVnetHeaderSize(fd, size): TUNSETVNETHDRSZ (the prefix of every read
+ * and write of an IFF_VNET_HDR tap; the kernel takes 10 or more). */
+static napi_value tun_set_vnet_header_size(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd, size;
+  int64_t x;
+  if (!get_args(env, info, "tunSetVnetHeaderSize", 2, argv) ||
+      !get_fd(env, argv[0], "tunSetVnetHeaderSize", &fd) ||
+      !get_int(env, argv[1], "tunSetVnetHeaderSize", "size", 0, INT32_MAX, &x))
+    return NULL;
+  size = (int)x;
+  if (ioctl(fd, TUNSETVNETHDRSZ, &size) < 0) return throw_errno(env, "ioctl", errno);
+  return undefined(env);
+}
+
+/* tunSetOffload(fd, flags): TUNSETOFFLOAD (TUN_F_* bits: which partial
+ * checksums and GSO frames the host may hand us). */
+static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd;
+  int64_t flags;
+  if (!get_args(env, info, "tunSetOffload", 2, argv) || !get_fd(env, argv[0], "tunSetOffload", &fd) ||
+      !get_int(env, argv[1], "tunSetOffload", "flags", 0, UINT32_MAX, &flags))
+    return NULL;
+  if (ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0) return throw_errno(env, "ioctl", errno);
+  return undefined(env);
 }
 
 /* readFd(fd, buffer, offset, length): bytes read, 0 at end, -1 if EAGAIN. */
@@ -1042,6 +1077,78 @@ static napi_value write_fd(napi_env env, napi_callback_info info) {
   return num(env, (double)n);
 }
 
+/* A Float64Array of at least `count` elements. */
+static bool get_float64s(napi_env env, napi_value v, const char *fn, const char *name,
+                         size_t count, const double **out) {
+  bool is_typed = false;
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  char msg[128];
+  napi_is_typedarray(env, v, &is_typed);
+  if (!is_typed || napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
+      type != napi_float64_array) {
+    snprintf(msg, sizeof msg, "%s: %s must be a Float64Array", fn, name);
+    napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
+    return false;
+  }
+  if (len < count) {
+    snprintf(msg, sizeof msg, "%s: %s has fewer than %zu elements", fn, name, count);
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", msg);
+    return false;
+  }
+  *out = data;
+  return true;
+}
+
+/* writevFd(fd, buffers, offsets, lengths, count): one writev(2) of
+ * buffers[i][offsets[i]...offsets[i]+lengths[i]] for i < count (at most
+ * UIO_MAXIOV); bytes written, -1 if EAGAIN. The caller keeps the arrays, so a
+ * write allocates nothing. */
+static napi_value writev_fd(napi_env env, napi_callback_info info) {
+  napi_value argv[5], element;
+  struct iovec iov[UIO_MAXIOV];
+  const double *offsets, *lengths;
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  bool is_typed;
+  int fd;
+  int64_t count;
+  ssize_t n;
+  if (!get_args(env, info, "writevFd", 5, argv) || !get_fd(env, argv[0], "writevFd", &fd) ||
+      !is_array(env, argv[1], "writevFd", "buffers") ||
+      !get_int(env, argv[4], "writevFd", "count", 1, UIO_MAXIOV, &count) ||
+      !get_float64s(env, argv[2], "writevFd", "offsets", (size_t)count, &offsets) ||
+      !get_float64s(env, argv[3], "writevFd", "lengths", (size_t)count, &lengths))
+    return NULL;
+  for (int64_t i = 0; i < count; i++) {
+    is_typed = false;
+    if (napi_get_element(env, argv[1], (uint32_t)i, &element) != napi_ok) return fail(env, "writevFd: napi_get_element failed");
+    napi_is_typedarray(env, element, &is_typed);
+    if (!is_typed || napi_get_typedarray_info(env, element, &type, &len, &data, NULL, NULL) != napi_ok ||
+        type != napi_uint8_array) {
+      napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "writevFd: every buffer must be a Uint8Array");
+      return NULL;
+    }
+    /* Integral and inside the buffer (also rejects NaN). */
+    if (!(offsets[i] >= 0 && lengths[i] >= 0 && offsets[i] + lengths[i] <= (double)len) ||
+        offsets[i] != (double)(size_t)offsets[i] || lengths[i] != (double)(size_t)lengths[i]) {
+      napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "writevFd: a range lies outside its buffer");
+      return NULL;
+    }
+    iov[i].iov_base = (uint8_t *)data + (size_t)offsets[i];
+    iov[i].iov_len = (size_t)lengths[i];
+  }
+  do n = writev(fd, iov, (int)count);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return num(env, -1);
+    return throw_errno(env, "writev", errno);
+  }
+  return num(env, (double)n);
+}
+
 NAPI_MODULE_INIT() {
   static const napi_property_descriptor props[] = {
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1063,8 +1170,11 @@ NAPI_MODULE_INIT() {
       {"watcherCount", NULL, watcher_count, NULL, NULL, NULL, napi_enumerable, NULL},
       {"fileSize", NULL, file_size, NULL, NULL, NULL, napi_enumerable, NULL},
       {"tunOpen", NULL, tun_open, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tunSetVnetHeaderSize", NULL, tun_set_vnet_header_size, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"tunSetOffload", NULL, tun_set_offload, NULL, NULL, NULL, napi_enumerable, NULL},
       {"readFd", NULL, read_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFd", NULL, write_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"writevFd", NULL, writev_fd, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return fail(env, "zcnic_sys: cannot define exports");

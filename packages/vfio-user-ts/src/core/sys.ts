@@ -56,10 +56,16 @@ export interface SysBinding {
   watchReadable(fd: number, onReadable: () => void): FdWatcher;
   watcherCount(): number;
   fileSize(fd: number): number;
-  tunOpen(name: string): number;
+  tunOpen(name: string, vnetHeader: boolean): number;
+  tunSetVnetHeaderSize(fd: number, size: number): void;
+  tunSetOffload(fd: number, flags: number): void;
   readFd(fd: number, target: Uint8Array, offset: number, length: number): number;
   writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number;
+  writevFd(fd: number, buffers: readonly Uint8Array[], offsets: Float64Array, lengths: Float64Array, count: number): number;
 }
+
+/** The most pieces one {@link writevFd} takes (Linux's UIO_MAXIOV). */
+export const MAX_WRITEV_PIECES = 1024;
 
 const binding = createRequire(import.meta.url)('../../build/Release/zcnic_sys.node') as SysBinding;
 
@@ -245,12 +251,35 @@ export function watcherCount(): number {
 
 /**
  * Opens `/dev/net/tun` (non-blocking, close-on-exec) and attaches it to the tap interface
- * `name` (IFF_TAP | IFF_NO_PI: every read and write is one whole Ethernet frame, no prefix),
- * creating the interface if it does not exist; it disappears when the last fd closes unless it
- * was made persistent. Needs CAP_NET_ADMIN. Returns the fd.
+ * `name` (IFF_TAP | IFF_NO_PI: every read and write is one whole Ethernet frame; with
+ * `vnetHeader`, IFF_VNET_HDR: prefixed by a virtio-net header, 10 bytes until
+ * {@link tunSetVnetHeaderSize}), creating the interface if it does not exist; it disappears when
+ * the last fd closes unless it was made persistent. Needs CAP_NET_ADMIN. Returns the fd.
  */
-export function tunOpen(name: string): number {
-  return binding.tunOpen(name);
+export function tunOpen(name: string, vnetHeader: boolean): number {
+  return binding.tunOpen(name, vnetHeader);
+}
+
+/**
+ * Sets the length of the virtio-net header in front of every frame read from and written to an
+ * IFF_VNET_HDR tap (TUNSETVNETHDRSZ): 12 to match a VERSION_1 or MRG_RXBUF driver's header. The
+ * kernel refuses less than 10 (EINVAL).
+ */
+export function tunSetVnetHeaderSize(fd: number, size: number): void {
+  binding.tunSetVnetHeaderSize(fd, size);
+}
+
+/** TUN_F_CSUM (linux/if_tun.h), for {@link tunSetOffload}: the host may leave checksums partial. */
+export const TUN_F_CSUM = 1;
+
+/**
+ * Sets which offloads the tap's host side may use on frames it hands us (TUNSETOFFLOAD, TUN_F_*
+ * bits of linux/if_tun.h: {@link TUN_F_CSUM}, TSO4 2, TSO6 4, TSO_ECN 8, UFO 16, USO4 32, USO6
+ * 64; the GSO ones need TUN_F_CSUM). 0: the host completes every checksum and segments every GSO
+ * packet before the tap gives it to us. Frames we write may use any offload whatever this says.
+ */
+export function tunSetOffload(fd: number, flags: number): void {
+  binding.tunSetOffload(fd, flags);
 }
 
 /**
@@ -268,4 +297,14 @@ export function readFd(fd: number, target: Uint8Array, offset: number, length: n
  */
 export function writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number {
   return binding.writeFd(fd, bytes, offset, length);
+}
+
+/**
+ * One writev(2) of the pieces `buffers[i][offsets[i]...offsets[i]+lengths[i]]`, i < `count`
+ * (1 to {@link MAX_WRITEV_PIECES}): the number of bytes written, or -1 if the (non-blocking) fd
+ * cannot take them now. On a tap fd one writev is one frame, gathered without a copy. The
+ * arrays may be longer than `count`: a caller keeps them and allocates nothing per write.
+ */
+export function writevFd(fd: number, buffers: readonly Uint8Array[], offsets: Float64Array, lengths: Float64Array, count: number): number {
+  return binding.writevFd(fd, buffers, offsets, lengths, count);
 }
