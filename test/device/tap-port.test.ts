@@ -31,21 +31,30 @@ async function until(what: string, check: () => boolean, ms = 5000): Promise<voi
   }
 }
 
-/** An Ethernet/IPv4/UDP frame from the guest's address to the host's (UDP checksum 0: none). */
-function udpFrame(dstMac: number[], dstPort: number, payload: Uint8Array): Uint8Array {
-  const ipLength = 20 + 8 + payload.length;
+/**
+ * An Ethernet/IPv4 frame from the guest's address to the host's with `l4Length` bytes after the
+ * IP header (left for the caller), the IP header and its checksum done.
+ */
+function ipv4Frame(dstMac: number[], protocol: number, id: number, l4Length: number): { f: Uint8Array; v: DataView } {
+  const ipLength = 20 + l4Length;
   const f = new Uint8Array(14 + ipLength);
   const v = new DataView(f.buffer);
   f.set(dstMac, 0);
   f.set(DEVICE_MAC, 6);
   v.setUint16(12, 0x0800);
-  f.set([0x45, 0, ipLength >> 8, ipLength & 0xff, 0, 1, 0x40, 0, 64, 17, 0, 0], 14);
+  f.set([0x45, 0, ipLength >> 8, ipLength & 0xff, 0, id, 0x40, 0, 64, protocol, 0, 0], 14);
   f.set(GUEST_IP, 26);
   f.set(HOST_IP, 30);
   let sum = 0;
   for (let i = 14; i < 34; i += 2) sum += v.getUint16(i);
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   v.setUint16(24, ~sum & 0xffff);
+  return { f, v };
+}
+
+/** An Ethernet/IPv4/UDP frame from the guest's address to the host's (UDP checksum 0: none). */
+function udpFrame(dstMac: number[], dstPort: number, payload: Uint8Array): Uint8Array {
+  const { f, v } = ipv4Frame(dstMac, 17, 1, 8 + payload.length);
   v.setUint16(34, 40000);
   v.setUint16(36, dstPort);
   v.setUint16(38, 8 + payload.length);
@@ -144,19 +153,7 @@ function pseudoHeaderSum(frame: Uint8Array, protocol: number, l4Length: number):
 
 /** An Ethernet/IPv4/TCP frame (ACK|PSH, window 1000) with `payload` bytes, no checksums done. */
 function tcpFrame(dstMac: number[], dstPort: number, payload: number): Uint8Array {
-  const ipLength = 20 + 20 + payload;
-  const f = new Uint8Array(14 + ipLength);
-  const v = new DataView(f.buffer);
-  f.set(dstMac, 0);
-  f.set(DEVICE_MAC, 6);
-  v.setUint16(12, 0x0800);
-  f.set([0x45, 0, ipLength >> 8, ipLength & 0xff, 0, 2, 0x40, 0, 64, 6, 0, 0], 14);
-  f.set(GUEST_IP, 26);
-  f.set(HOST_IP, 30);
-  let sum = 0;
-  for (let i = 14; i < 34; i += 2) sum += v.getUint16(i);
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  v.setUint16(24, ~sum & 0xffff);
+  const { f, v } = ipv4Frame(dstMac, 6, 2, 20 + payload);
   v.setUint16(34, 40001);
   v.setUint16(36, dstPort);
   v.setUint32(38, 1);
