@@ -10,6 +10,7 @@ import { byteSpace, type ByteSpace, type GuestMemory } from 'vfio-user-ts';
 import { copyBytes } from './copy-bytes.js';
 import { Counter } from './counters.js';
 import { ChainError, DescriptorChain } from './descriptor-chain.js';
+import { followDriverReset } from './driver-reset.js';
 import { NetHeader } from './net-header.js';
 import { QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
 import type { Vring } from './vring.js';
@@ -88,15 +89,10 @@ export class ReceiveQueue {
    * fresh queue (virtio 1.2 2.6.1), whatever broke it before.
    */
   private followDriverReset(): void {
-    const ring = this.ring;
-    const was = ring.publishedUsedIdx;
-    const dropped = ring.restartAfterDriverReset();
+    followDriverReset(this.ring, this.counters, this.reporter, this.queueIndex);
     this.available = 0;
     this.broken = false;
     this.lastFrameAddress = -1;
-    this.counters[Counter.driverQueueResets]!++;
-    this.counters[Counter.usedDroppedByQueueReset]! += dropped;
-    this.reporter.queueError(this.queueIndex, QueueError.driverQueueReset, false, 0, was, dropped, 0);
   }
 
   /**

@@ -7,6 +7,7 @@
 import type { GuestMemory } from 'vfio-user-ts';
 import { Counter, descriptorBucket } from './counters.js';
 import { ChainError, DescriptorChain, type ChainErrorCode } from './descriptor-chain.js';
+import { followDriverReset } from './driver-reset.js';
 import { ETHERNET_HEADER_LENGTH } from './ethernet.js';
 import { GSO_HEADER_VALID, GsoCheck, gsoTypeAllowed, NO_GSO_OFFLOADS, type GsoOffloads } from './gso.js';
 import { checksumFits, GSO_ECN, GsoType, NetHeaderFlags } from './net-header.js';
@@ -178,6 +179,8 @@ export class TransmitQueue {
    * sending, keeps frames of a test that stalled the queue out of the next test's counts.
    */
   resume(): number {
+    // A reset while stalled starts the queue as new: nothing is left to flush.
+    if (this.ring.driverReset()) this.followDriverReset();
     if (!this.stalled || this.broken) return 0;
     this.stalled = false;
     const ring = this.ring;
@@ -200,7 +203,6 @@ export class TransmitQueue {
   /** Chains the driver made available, or -1 when avail.idx jumped (the ring is then broken). */
   private availableChains(): number {
     const ring = this.ring;
-    if (ring.driverReset()) this.followDriverReset();
     const available = ring.availableCount();
     if (available < 0) {
       this.counters[Counter.availIndexJump]!++;
@@ -221,15 +223,10 @@ export class TransmitQueue {
    * fresh queue (virtio 1.2 2.6.1), whatever broke or stalled it before.
    */
   private followDriverReset(): void {
-    const ring = this.ring;
-    const was = ring.publishedUsedIdx;
-    const dropped = ring.restartAfterDriverReset();
+    followDriverReset(this.ring, this.counters, this.reporter, this.queueIndex);
     this.previousHeaderAddress = -1;
     this.broken = false;
     this.stalled = false;
-    this.counters[Counter.driverQueueResets]!++;
-    this.counters[Counter.usedDroppedByQueueReset]! += dropped;
-    this.reporter.queueError(this.queueIndex, QueueError.driverQueueReset, false, 0, was, dropped, 0);
   }
 
   private publish(): void {
