@@ -62,6 +62,8 @@ export class Vring {
   private signalled = false;
   /** What the device last wrote to its kick-suppression field (used.flags, or avail_event). */
   private suppressionWritten = 0;
+  /** That field's index in used16: avail_event (after the used ring) with EVENT_IDX, else used.flags. */
+  private readonly suppressionIndex: number;
   /**
    * VIRTIO_F_RING_RESET was negotiated: the driver may reset this queue on its own (virtio 1.2
    * 2.6.1). A vhost-user frontend tells the backend nothing of it (QEMU up to 10.2 acts on a
@@ -80,6 +82,7 @@ export class Vring {
     this.used16 = used16;
     this.used32 = used32;
     this.eventIdx = eventIdx;
+    this.suppressionIndex = eventIdx ? 2 + 4 * addresses.size : 0;
     this.lastAvailIdx = base;
     this.usedIdx = used16[1]!;
   }
@@ -152,7 +155,7 @@ export class Vring {
   driverReset(): boolean {
     if (!this.followsDriverResets) return false;
     if (this.usedIdx !== 0) return Atomics.load(this.used16, 1) === 0;
-    return this.suppressionWritten !== 0 && Atomics.load(this.used16, this.eventIdx ? 2 + 4 * this.size : 0) === 0;
+    return this.suppressionWritten !== 0 && Atomics.load(this.used16, this.suppressionIndex) === 0;
   }
 
   /**
@@ -266,7 +269,7 @@ export class Vring {
    */
   enableKicks(): void {
     this.suppressionWritten = this.eventIdx ? this.lastAvailIdx : 0;
-    Atomics.store(this.used16, this.eventIdx ? 2 + 4 * this.size : 0, this.suppressionWritten);
+    Atomics.store(this.used16, this.suppressionIndex, this.suppressionWritten);
   }
 
   /**
@@ -276,6 +279,6 @@ export class Vring {
   disableKicks(): void {
     const parked = (this.lastAvailIdx + PARKED_EVENT_DISTANCE) & 0xffff;
     this.suppressionWritten = this.eventIdx ? parked || 1 : RingFlags.usedNoNotify;
-    this.used16[this.eventIdx ? 2 + 4 * this.size : 0] = this.suppressionWritten;
+    this.used16[this.suppressionIndex] = this.suppressionWritten;
   }
 }
