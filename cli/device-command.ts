@@ -8,6 +8,7 @@ import { VhostUserServer } from 'vfio-user-ts';
 import { ControlServer, parseGeneratorOptions } from '../device/control-server.js';
 import { GUEST_MEMORY_TRUNCATED, type DatapathMode } from '../device/datapath/messages.js';
 import { DEFAULT_TAP, portNames, TAP_NAME, type PortName } from '../device/ports/port.js';
+import { wireFdProblem } from '../device/ports/wire.js';
 import { parseMac } from '../device/test-frame.js';
 import { linearHeaderRefusals, type LinearHeaderRefusal } from '../device/transmit-queue.js';
 import { VirtioNet } from '../device/virtio-net.js';
@@ -30,8 +31,15 @@ Options:
                        {"cmd":"setPort",...}); default PATH.ctl (with --connect: PATH.ctl too)
   --port NAME          where frames go and come from: sink (count and drop, default), reflect
                        (transmitq frames come back on receiveq), gen (inject test frames), tap
-                       (a host tap interface: frames written to it and read from it; needs root)
+                       (a host tap interface: frames written to it and read from it; needs root),
+                       wire (another zcnic device, back to back through --wire-fds: what this
+                       NIC's transmitq k sends arrives on the other's receiveq k, and the other
+                       way round; a frame the other has no room for is dropped and counted)
   --tap NAME           the tap interface of --port tap, created if missing (default zc0)
+  --wire-fds FD,...    this device's ends of the wire of port wire, one per queue pair (as many
+                       as --queues), inherited fds: each an end of a unix SOCK_SEQPACKET socket
+                       pair whose other end the other device got for the same queue pair, e.g.
+                       --wire-fds 3,4. Needed to choose port wire, here or by setPort later
   --gen-size N         generated frame length in bytes, 60..65535 (default 64)
   --gen-count N        frames to generate per queue pair, 0 = no limit (default 0)
   --gen-pps N          frames per second per queue pair, 0 = as fast as buffers allow (default 0)
@@ -83,6 +91,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       control: { type: 'string' },
       port: { type: 'string', default: 'sink' },
       tap: { type: 'string', default: DEFAULT_TAP },
+      'wire-fds': { type: 'string' },
       'gen-size': { type: 'string', default: '64' },
       'gen-count': { type: 'string', default: '0' },
       'gen-pps': { type: 'string', default: '0' },
@@ -122,6 +131,8 @@ export async function deviceCommand(argv: string[]): Promise<number> {
   if (queuePairs < 1 || queuePairs > 128) throw new UsageError('--queues must be 1..128');
   const workers = integerOption('--workers', values.workers);
   if (workers < 1) throw new UsageError('--workers must be at least 1');
+  const wireFds = values['wire-fds'] === undefined ? undefined : parseWireFds(values['wire-fds'], queuePairs);
+  if (values.port === 'wire' && wireFds === undefined) throw new UsageError('--port wire needs --wire-fds (the ends of the wire, one per queue pair)');
   if (values.state && queuePairs !== 1) throw new UsageError('--state works with one queue pair (--queues 1)');
   const refusal = values['require-linear-header'];
   if (refusal !== undefined && !linearHeaderRefusals.includes(refusal as LinearHeaderRefusal)) {
@@ -137,7 +148,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     queuePairs,
     workers,
     mode,
-    port: { port: values.port as PortName, gen, mac: values.mac, tap: values.tap },
+    port: { port: values.port as PortName, gen, mac: values.mac, tap: values.tap, ...(wireFds ? { wireFds } : {}) },
     pcapPath: values.pcap ?? null,
     verify: values.verify,
     ringReset: values['ring-reset'],
@@ -192,4 +203,23 @@ export async function deviceCommand(argv: string[]): Promise<number> {
   await device.close();
   process.stdout.write(`${JSON.stringify(stats)}\n`);
   return failure ? 1 : 0;
+}
+
+/**
+ * The fds of --wire-fds: one per queue pair, each an open unix SOCK_SEQPACKET socket this process
+ * inherited (not stdin, stdout or stderr, no fd twice).
+ */
+export function parseWireFds(text: string, queuePairs: number): number[] {
+  const fds = text.split(',').map((part) => {
+    if (!/^\d+$/.test(part)) throw new UsageError(`--wire-fds takes fd numbers separated by commas, not ${JSON.stringify(text)}`);
+    return Number(part);
+  });
+  if (fds.length !== queuePairs) throw new UsageError(`--wire-fds gives ${fds.length} fd${fds.length > 1 ? 's' : ''} for ${queuePairs} queue pair${queuePairs > 1 ? 's' : ''} (--queues): one per queue pair`);
+  for (const fd of fds) {
+    if (fd < 3 || fd > 0x7fffffff) throw new UsageError(`--wire-fds: fd ${fd} cannot be an end of a wire (stdin, stdout and stderr stay what they are)`);
+    if (fds.indexOf(fd) !== fds.lastIndexOf(fd)) throw new UsageError(`--wire-fds: fd ${fd} is given twice`);
+    const problem = wireFdProblem(fd);
+    if (problem !== null) throw new UsageError(`--wire-fds: ${problem}`);
+  }
+  return fds;
 }

@@ -8,6 +8,7 @@
  *   {"cmd":"resetCounters"}                  -> {"ok":true}
  *   {"cmd":"setPort","port":"gen","gen":{"size":64,"count":1000,"pps":0}} -> {"ok":true}
  *   {"cmd":"setPort","port":"tap","tap":"zc0"} -> {"ok":true}
+ *   {"cmd":"setPort","port":"wire"}         -> {"ok":true}  (only for a device started with --wire-fds)
  *   {"cmd":"setVerify","on":true}           -> {"ok":true}  (check test frames on the transmitq)
  *   {"cmd":"setRequireLinearHeader","on":true,"refusal":"stall"} -> {"ok":true}  (emulate a
  *                                            strict-layout NIC; refusal "stall" (default) or
@@ -113,6 +114,7 @@ export class ControlServer {
         const base = device.portOptions;
         const port = request.port ?? base.port;
         if (typeof port !== 'string' || !portNames.includes(port as PortName)) return { error: `port must be one of ${portNames.join(', ')}` };
+        if (port === 'wire' && base.wireFds === undefined) return { error: 'port wire needs the ends of the wire, given when the device starts (zcnic device --wire-fds)' };
         const gen = parseGeneratorOptions(request.gen, base.gen);
         if (typeof gen === 'string') return { error: gen };
         const tap = request.tap ?? base.tap ?? DEFAULT_TAP;

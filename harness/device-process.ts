@@ -5,12 +5,13 @@
 
 import { execa, type ResultPromise } from 'execa';
 import { existsSync, rmSync } from 'node:fs';
+import { sys } from 'vfio-user-ts';
 
 import { DeviceControl, parseDeviceStats, type DeviceStats, type JsonValue } from './device-control.js';
 import { terminate, type EndedBy, type ExitInfo } from './dpdk/process.js';
 import { LineTail } from './dpdk/tail.js';
 
-export type ZcnicPort = 'sink' | 'reflect' | 'gen';
+export type ZcnicPort = 'sink' | 'reflect' | 'gen' | 'wire';
 
 export interface ZcnicDeviceOptions {
   /** Path of dist/cli/zcnic.js. */
@@ -33,6 +34,11 @@ export interface ZcnicDeviceOptions {
   tso?: boolean;
   /** Write every frame to this pcap file. */
   pcap?: string;
+  /**
+   * This device's ends of a wire (one of createWire's sides), one per queue pair: the child gets
+   * them as fds 3, 4, ... (`--wire-fds 3,4,...`), for port wire now or through setPort later.
+   */
+  wireFds?: readonly number[];
   /** More `zcnic device` arguments (e.g. --workers 2). */
   extraArgs?: readonly string[];
   /** taskset CPU list for the whole Node process, e.g. "1"; undefined = no pinning. */
@@ -65,8 +71,53 @@ export function zcnicArgs(o: ZcnicDeviceOptions): string[] {
   if (o.accessPlatform) args.push('--access-platform');
   if (o.tso) args.push('--tso');
   if (o.pcap !== undefined) args.push('--pcap', o.pcap);
+  if (o.wireFds !== undefined) args.push('--wire-fds', o.wireFds.map((_, i) => CHILD_WIRE_FD + i).join(','));
   if (o.extraArgs) args.push(...o.extraArgs);
   return args;
+}
+
+/** The child's fd of the first wire end (the next ones follow): the first after stdio. */
+const CHILD_WIRE_FD = 3;
+
+/** Two devices' ends of the wires that join them back to back: a[k] and b[k] for queue pair k. */
+export interface Wire {
+  readonly a: readonly number[];
+  readonly b: readonly number[];
+  /**
+   * Closes this process's copies (idempotent): once both devices have started (their children
+   * hold their own), so that one's exit is seen by the other (a closed peer).
+   */
+  close(): void;
+}
+
+/**
+ * The wires for two zcnic devices joined by port wire, one unix SOCK_SEQPACKET socket pair per
+ * queue pair: start one device with `wireFds: wire.a`, the other with `wireFds: wire.b` (and the
+ * same `queues`), then call close().
+ */
+export function createWire(queuePairs: number): Wire {
+  const a: number[] = [];
+  const b: number[] = [];
+  try {
+    for (let i = 0; i < queuePairs; i++) {
+      const [x, y] = sys.socketPair();
+      a.push(x);
+      b.push(y);
+    }
+  } catch (err) {
+    for (const fd of [...a, ...b]) sys.close(fd);
+    throw err;
+  }
+  let closed = false;
+  return {
+    a,
+    b,
+    close() {
+      if (closed) return;
+      closed = true;
+      for (const fd of [...a, ...b]) sys.close(fd);
+    },
+  };
 }
 
 /** Devices not yet stopped, so that a signal handler can stop them all. */
@@ -88,8 +139,11 @@ export class ZcnicDevice {
     const argv = opts.cpus !== undefined ? ['taskset', '-c', opts.cpus, node] : [node];
     this.commandLine = [...argv, ...zcnicArgs(opts)];
     const [file, ...rest] = this.commandLine as [string, ...string[]];
+    // Wire ends go to the child as fds 3, 4, ... (dup2()ed there, which clears close-on-exec).
+    // Execa hands any fd number to child_process.spawn; its types only name 3 to 9.
+    const stdio = opts.wireFds === undefined ? { stdin: 'ignore' as const } : { stdio: ['ignore', 'pipe', 'pipe', ...(opts.wireFds as readonly 3[])] as const };
     this.child = execa(file, rest, {
-      stdin: 'ignore',
+      ...stdio,
       buffer: false,
       reject: false,
       cleanup: true,

@@ -78,7 +78,13 @@ export async function answerGuestRequest(line: string, device: DeviceRequests, b
         return 'ok';
       case 'port': {
         const [name, ...options] = args;
-        if (name !== 'sink' && name !== 'reflect' && name !== 'gen' && name !== 'tap') return error('usage: port sink|reflect|gen [size=N count=N pps=N]|tap [NAME]');
+        if (name !== 'sink' && name !== 'reflect' && name !== 'gen' && name !== 'tap' && name !== 'wire') return error('usage: port sink|reflect|gen [size=N count=N pps=N]|tap [NAME]|wire');
+        if (name === 'wire') {
+          // The device refuses it unless it was started with --wire-fds.
+          if (options.length > 0) return error('usage: port wire');
+          await call({ cmd: 'setPort', port: 'wire' });
+          return 'ok';
+        }
         if (name === 'tap') {
           if (options.length > 1) return error('usage: port tap [NAME]');
           await call({ cmd: 'setPort', port: 'tap', ...(options[0] ? { tap: options[0] } : {}) });

@@ -4,9 +4,10 @@ import { DEFAULT_TAP, type Port, type PortOptions } from '../ports/port.js';
 import { ReflectPort } from '../ports/reflect.js';
 import { SinkPort } from '../ports/sink.js';
 import { TapPort } from '../ports/tap.js';
+import { WirePort } from '../ports/wire.js';
 import type { QueuePair } from '../queue-pair.js';
 
-/** `wake` schedules the pair: a tap calls it when its fd has frames for the receiveq. */
+/** `wake` schedules the pair: a tap or a wire calls it when its fd has frames for the receiveq. */
 export function createPort(options: PortOptions, pair: QueuePair, counters: Float64Array, wake: (pair: QueuePair) => void): Port {
   switch (options.port) {
     case 'sink':
@@ -17,5 +18,7 @@ export function createPort(options: PortOptions, pair: QueuePair, counters: Floa
       return new GenPort(pair, options.gen, options.mac, pair.index);
     case 'tap':
       return new TapPort(pair, counters, options.tap ?? DEFAULT_TAP, () => wake(pair));
+    case 'wire':
+      return new WirePort(pair, counters, options.wireFds?.[pair.index], pair.index, () => wake(pair));
   }
 }

@@ -48,8 +48,8 @@ export interface Port {
   service(now: number): number;
 }
 
-export type PortName = 'sink' | 'reflect' | 'gen' | 'tap';
-export const portNames: readonly PortName[] = ['sink', 'reflect', 'gen', 'tap'];
+export type PortName = 'sink' | 'reflect' | 'gen' | 'tap' | 'wire';
+export const portNames: readonly PortName[] = ['sink', 'reflect', 'gen', 'tap', 'wire'];
 
 /** The tap interface of port `tap` unless told otherwise. */
 export const DEFAULT_TAP = 'zc0';
@@ -72,4 +72,10 @@ export interface PortOptions {
   readonly mac: string;
   /** Port `tap`: the host tap interface (default zc0). */
   readonly tap?: string;
+  /**
+   * Port `wire`: this device's end of the wire of each queue pair (index: the pair), fds it
+   * inherited (zcnic device --wire-fds). Fixed for the device's life: without them port wire
+   * cannot be chosen.
+   */
+  readonly wireFds?: readonly number[];
 }

@@ -16,108 +16,62 @@
  * spares the driver a check). The device offers no GUEST_TSO, so the host segments every packet.
  *
  * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first
- * time a worker needs it and stays open for the life of the worker: switching the port to sink
- * and back keeps the interface (and whatever namespace and addresses the host gave it). A tap
- * without IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue pairs on one
- * worker, every pair writes to it and the most recently created tap port reads it (one fd can
- * have one watcher per thread, so the watch belongs to the tap, and it wakes that port). The
- * watch starts with the tap and runs until closeTaps(): it is level-triggered, so a wakeup that
- * the port drains (reads until EAGAIN) is not repeated, and no watcher is made per wakeup.
+ * time a worker needs it and stays open for the life of the worker (frame-fd.ts): switching the
+ * port to sink and back keeps the interface (and whatever namespace and addresses the host gave
+ * it). A tap without IFF_MULTI_QUEUE takes one fd, so one worker serves it: with several queue
+ * pairs on one worker, every pair writes to it and the most recently created tap port reads it
+ * (one fd can have one watcher per thread, so the watch belongs to the tap, and it wakes that
+ * port).
  */
-import { parentPort } from 'node:worker_threads';
-import { byteSpace, FeatureBit, hasFeature, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
+import { byteSpace, FeatureBit, hasFeature, sys } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { GsoType, negotiatedHeaderLength, NetHeader, NetHeaderFlags, netHeaderLength } from '../net-header.js';
 import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
+import { closeFrameFds, FrameFd, openFrameFd } from './frame-fd.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
-/** Frames read from the tap per service call before yielding to the scheduler. */
-const READ_BURST = 64;
-/** A frame as large as a tap can hand us (64 KiB; the MTU keeps them far smaller). */
-const READ_SIZE = 65536;
 /** The longest virtio-net header a driver negotiates (VERSION_1 or MRG_RXBUF). */
 const MAX_HEADER_LENGTH = netHeaderLength(true, true);
 /** What a fresh IFF_VNET_HDR tap expects (struct virtio_net_hdr) until TUNSETVNETHDRSZ. */
 const TAP_DEFAULT_HEADER_LENGTH = netHeaderLength(false, false);
 
 /** One open tap of this worker. */
-interface Tap {
-  readonly fd: number;
-  /** Where frames are read to, behind the tap's virtio-net header. */
-  readonly scratch: ByteSpace;
+class Tap extends FrameFd {
   /** The virtio-net header of the frame being written. */
-  readonly txHeader: ByteSpace;
+  readonly txHeader = byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH));
   /**
    * The writev pieces of the frame being written: the header, then the frame's bytes where they
    * lie (guest buffers, or a linear copy). Kept for the tap's life: a write allocates nothing.
    */
-  readonly pieces: Uint8Array[];
+  readonly pieces: Uint8Array[] = new Array<Uint8Array>(sys.MAX_WRITEV_PIECES).fill(this.txHeader.bytes);
   /** Each piece's start in its buffer, and length. */
-  readonly pieceOffsets: Float64Array;
-  readonly pieceLengths: Float64Array;
-  /** The virtio-net header in front of every frame read and written (TUNSETVNETHDRSZ). */
-  headerLength: number;
-  /** The receive header flags the driver takes (with GUEST_CSUM), as TUNSETOFFLOAD told the host. */
-  receiveFlags: number;
-  /** Wakes the owner whenever the tap is readable; stopped by closeTaps() (or a read error). */
-  watcher: FdWatcher | null;
-  /** The port that reads the tap (the last one created for it). */
-  owner: TapPort | null;
-  /** False once closeTaps() closed the fd. */
-  open: boolean;
+  readonly pieceOffsets = new Float64Array(sys.MAX_WRITEV_PIECES);
+  readonly pieceLengths = new Float64Array(sys.MAX_WRITEV_PIECES);
+
+  constructor(fd: number, name: string) {
+    super(fd, `port tap ${name}`, MAX_HEADER_LENGTH);
+    this.headerLength = TAP_DEFAULT_HEADER_LENGTH;
+  }
 }
 
-/** This worker's open taps, by name (closed when the worker shuts down). */
-const taps = new Map<string, Tap>();
-
-/**
- * Stops every watcher and closes every tap of this thread. The datapath worker closes its
- * message port on shutdown, which calls this: a running watcher would keep the worker alive, and
- * the tap would outlive the device (fds belong to the process, not the thread).
- */
+/** Stops every watcher and closes every tap of this thread (the worker does it when it shuts down). */
 export function closeTaps(): void {
-  for (const tap of taps.values()) {
-    tap.watcher?.stop();
-    tap.watcher = null;
-    tap.owner = null;
-    tap.open = false;
-    sys.close(tap.fd);
-  }
-  taps.clear();
+  closeFrameFds('tap ');
 }
 
 /** Opens (once per worker) the tap `name`. */
 function openTap(name: string): Tap {
-  let tap = taps.get(name);
-  if (!tap) {
-    if (taps.size === 0) parentPort?.once('close', closeTaps);
+  return openFrameFd(`tap ${name}`, () => {
     const fd = sys.tunOpen(name, true);
-    const txHeader = byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH));
-    const opened: Tap = {
-      fd,
-      scratch: byteSpace(new ArrayBuffer(MAX_HEADER_LENGTH + READ_SIZE)),
-      txHeader,
-      pieces: new Array<Uint8Array>(sys.MAX_WRITEV_PIECES).fill(txHeader.bytes),
-      pieceOffsets: new Float64Array(sys.MAX_WRITEV_PIECES),
-      pieceLengths: new Float64Array(sys.MAX_WRITEV_PIECES),
-      headerLength: TAP_DEFAULT_HEADER_LENGTH,
-      receiveFlags: 0,
-      watcher: null,
-      owner: null,
-      open: true,
-    };
     try {
       // A tap is created with checksum and TSO offloads on; we take none until the driver can.
       sys.tunSetOffload(fd, 0);
-      opened.watcher = sys.watchReadable(fd, () => opened.owner?.wake());
     } catch (err) {
       sys.close(fd);
       throw err;
     }
-    taps.set(name, opened);
-    tap = opened;
-  }
-  return tap;
+    return new Tap(fd, name);
+  });
 }
 
 export class TapPort implements Port {
@@ -132,7 +86,7 @@ export class TapPort implements Port {
    */
   constructor(
     private readonly receiver: FrameReceiver,
-    private readonly counters: Float64Array,
+    readonly counters: Float64Array,
     name: string,
     readonly wake: () => void,
   ) {
@@ -246,33 +200,8 @@ export class TapPort implements Port {
 
   service(_now: number): number {
     const tap = this.tap;
-    // Not ours to read (a newer tap port took it, or the tap closed); an empty tap costs one read.
+    // Not ours to read (a newer tap port took it, or the tap closed).
     if (!tap || tap.owner !== this) return ServiceAgain.onEvent;
-    const bytes = tap.scratch.bytes;
-    const view = tap.scratch.view;
-    const headerLength = tap.headerLength;
-    const receiveFlags = tap.receiveFlags;
-    for (let i = 0; i < READ_BURST; i++) {
-      let n: number;
-      try {
-        n = sys.readFd(tap.fd, bytes, 0, headerLength + READ_SIZE);
-      } catch (err) {
-        // Not expected from an open tap; say so and stop reading it (and watching it: the
-        // level-triggered watch of a broken fd would fire forever).
-        console.error(`zcnic: port tap: ${(err as Error).message}; no longer reading the tap`);
-        tap.watcher?.stop();
-        tap.watcher = null;
-        tap.owner = null;
-        return ServiceAgain.onEvent;
-      }
-      if (n <= headerLength) return ServiceAgain.onEvent;
-      // gso_type is always none: the tap has no TSO offload (see above).
-      const flags = view.getUint8(NetHeader.flags) & receiveFlags;
-      const partial = (flags & NetHeaderFlags.needsCsum) !== 0;
-      const csumStart = partial ? view.getUint16(NetHeader.csumStart, true) : 0;
-      const csumOffset = partial ? view.getUint16(NetHeader.csumOffset, true) : 0;
-      if (!this.receiver.receive(tap.scratch, headerLength, n - headerLength, flags, csumStart, csumOffset)) this.counters[Counter.rxNoBuffers]!++;
-    }
-    return ServiceAgain.now;
+    return tap.readInto(this.receiver, this.counters);
   }
 }

@@ -69,6 +69,9 @@ test('port tap and peer stats', async () => {
   assert.is(await answerGuestRequest('port tap zc7', d, noBegin), 'ok');
   assert.equal(d.calls.at(-1), { cmd: 'setPort', port: 'tap', tap: 'zc7' });
   assert.match(await answerGuestRequest('port tap a b', d, noBegin), /^error usage: port tap/);
+  assert.is(await answerGuestRequest('port wire', d, noBegin), 'ok');
+  assert.equal(d.calls.at(-1), { cmd: 'setPort', port: 'wire' });
+  assert.match(await answerGuestRequest('port wire 3', d, noBegin), /^error usage: port wire/);
   assert.match(await answerGuestRequest('peer stats tcp.bytes', d, noBegin), /^error this run has no peer/);
   const peer = {
     stats: async () => ({ tcp: { streams: 1, bytes: 4096 }, last: { sha256: 'ab12' } }),

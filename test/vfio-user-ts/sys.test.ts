@@ -433,5 +433,38 @@ if (!isMainThread) {
     close(efd);
   });
 
+  test('socketPair makes a seqpacket pair; socketType and setSendBuffer', () => {
+    const [a, b] = sys.socketPair();
+    const efd = eventfdCreate(0, true);
+    try {
+      for (const fd of [a, b]) {
+        assert.ok(fdFlags(fd) & O_NONBLOCK, 'O_NONBLOCK');
+        assert.ok(fdFlags(fd) & O_CLOEXEC, 'O_CLOEXEC');
+        assert.is(sys.socketType(fd), sys.SocketType.seqpacket);
+      }
+      assert.is(sys.socketType(efd), -1, 'an eventfd is no socket');
+      assert.is(isSysError(thrown(() => sys.socketType(999999)), 'EBADF'), true);
+      const bytes = new Uint8Array(100).map((_, i) => i);
+      // Message boundaries: two writes, two reads, however long the read.
+      assert.is(sys.writeFd(a, bytes, 0, 30), 30);
+      assert.is(sys.writeFd(a, bytes, 30, 70), 70);
+      const got = new Uint8Array(200);
+      assert.is(sys.readFd(b, got, 0, 200), 30);
+      assert.is(sys.readFd(b, got, 30, 170), 70);
+      assert.equal([...got.subarray(0, 100)], [...bytes]);
+      assert.is(sys.readFd(b, got, 0, 200), -1, 'nothing more');
+      const granted = sys.setSendBuffer(a, 1 << 20);
+      assert.ok(granted >= 2 * 4096, `SO_SNDBUF ${granted}`);
+      if (process.getuid?.() === 0) assert.is(granted, 2 << 20, 'SO_SNDBUFFORCE: what was asked, doubled');
+      // The other end closes: reads see the end, writes fail with EPIPE.
+      close(b);
+      assert.is(sys.readFd(a, got, 0, 200), 0);
+      assert.is(isSysError(thrown(() => sys.writeFd(a, bytes, 0, 10)), 'EPIPE'), true);
+    } finally {
+      close(a);
+      close(efd);
+    }
+  });
+
   test.run();
 }

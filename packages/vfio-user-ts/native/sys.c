@@ -1,6 +1,7 @@
 /*
  * zcnic_sys: the few Linux system calls that Node.js does not expose
- * (SCM_RIGHTS fd passing, mmap, memfd, eventfd, polling an arbitrary fd).
+ * (SCM_RIGHTS fd passing, mmap, memfd, eventfd, polling an arbitrary fd, taps,
+ * socket pairs).
  * Each function does one call and reports errors; every decision about
  * protocols or buffering is made in TypeScript (src/sys.ts documents the API).
  *
@@ -1149,6 +1150,57 @@ static napi_value writev_fd(napi_env env, napi_callback_info info) {
   return num(env, (double)n);
 }
 
+/* ---- socket pairs (port wire) --------------------------------------------- */
+
+/* socketPair(): [fd, fd], a connected pair of unix SOCK_SEQPACKET sockets
+ * (non-blocking, close-on-exec): one message per write, read whole by one read. */
+static napi_value socket_pair(napi_env env, napi_callback_info info) {
+  napi_value result;
+  int fds[2];
+  (void)info;
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) != 0)
+    return throw_errno(env, "socketpair", errno);
+  if (napi_create_array_with_length(env, 2, &result) != napi_ok ||
+      napi_set_element(env, result, 0, num(env, fds[0])) != napi_ok ||
+      napi_set_element(env, result, 1, num(env, fds[1])) != napi_ok) {
+    close_all(fds, 2);
+    return fail(env, "socketPair: cannot make the result");
+  }
+  return result;
+}
+
+/* socketType(fd): SO_TYPE (SOCK_STREAM 1, SOCK_DGRAM 2, SOCK_SEQPACKET 5, ...),
+ * -1 for an open fd that is not a socket; a closed fd throws EBADF. */
+static napi_value socket_type(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int fd, type;
+  socklen_t len = sizeof type;
+  if (!get_args(env, info, "socketType", 1, argv) || !get_fd(env, argv[0], "socketType", &fd))
+    return NULL;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) return num(env, type);
+  if (errno == ENOTSOCK) return num(env, -1);
+  return throw_errno(env, "getsockopt", errno);
+}
+
+/* setSendBuffer(fd, bytes): SO_SNDBUFFORCE (CAP_NET_ADMIN), else SO_SNDBUF
+ * (capped at net.core.wmem_max); returns SO_SNDBUF as the kernel then reports it
+ * (twice what it granted, for its bookkeeping). */
+static napi_value set_send_buffer(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int fd, size, granted;
+  int64_t x;
+  socklen_t len = sizeof granted;
+  if (!get_args(env, info, "setSendBuffer", 2, argv) || !get_fd(env, argv[0], "setSendBuffer", &fd) ||
+      !get_int(env, argv[1], "setSendBuffer", "bytes", 0, INT32_MAX / 2, &x))
+    return NULL;
+  size = (int)x;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0 &&
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size) != 0)
+    return throw_errno(env, "setsockopt", errno);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &granted, &len) != 0) return throw_errno(env, "getsockopt", errno);
+  return num(env, granted);
+}
+
 NAPI_MODULE_INIT() {
   static const napi_property_descriptor props[] = {
       {"unixListen", NULL, unix_listen, NULL, NULL, NULL, napi_enumerable, NULL},
@@ -1175,6 +1227,9 @@ NAPI_MODULE_INIT() {
       {"readFd", NULL, read_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writeFd", NULL, write_fd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"writevFd", NULL, writev_fd, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"socketType", NULL, socket_type, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setSendBuffer", NULL, set_send_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return fail(env, "zcnic_sys: cannot define exports");

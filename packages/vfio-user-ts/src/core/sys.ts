@@ -1,6 +1,6 @@
 /**
  * Typed access to the zcnic_sys addon: the Linux system calls that Node.js
- * lacks (fd passing over unix sockets, mmap of shared memory, memfd, eventfd)
+ * lacks (fd passing over unix sockets, mmap of shared memory, memfd, eventfd, taps, socket pairs)
  * and a way to be called back when an arbitrary fd becomes readable.
  *
  * Every fd these functions create is close-on-exec. A failing system call
@@ -62,6 +62,9 @@ export interface SysBinding {
   readFd(fd: number, target: Uint8Array, offset: number, length: number): number;
   writeFd(fd: number, bytes: Uint8Array, offset: number, length: number): number;
   writevFd(fd: number, buffers: readonly Uint8Array[], offsets: Float64Array, lengths: Float64Array, count: number): number;
+  socketPair(): [number, number];
+  socketType(fd: number): number;
+  setSendBuffer(fd: number, bytes: number): number;
 }
 
 /** The most pieces one {@link writevFd} takes (Linux's UIO_MAXIOV). */
@@ -307,4 +310,38 @@ export function writeFd(fd: number, bytes: Uint8Array, offset: number, length: n
  */
 export function writevFd(fd: number, buffers: readonly Uint8Array[], offsets: Float64Array, lengths: Float64Array, count: number): number {
   return binding.writevFd(fd, buffers, offsets, lengths, count);
+}
+
+/** SO_TYPE values of {@link socketType} (linux/net.h). */
+export const SocketType = { stream: 1, datagram: 2, seqpacket: 5 } as const;
+
+/**
+ * A connected pair of unix SOCK_SEQPACKET sockets (non-blocking, close-on-exec): each write is
+ * one message, which one read returns whole (cut to the read's length), and a peer that closes
+ * its end is seen (a read returns 0, a write fails with EPIPE). Being connected to each other,
+ * the ends are not held to net.unix.max_dgram_qlen: what a writer may have queued is bounded by
+ * its send buffer only ({@link setSendBuffer}). Close-on-exec does not keep an end from a child
+ * that gets it as one of its stdio fds (the spawn dup2()s it there, which clears the flag).
+ */
+export function socketPair(): [number, number] {
+  return binding.socketPair();
+}
+
+/**
+ * What kind of socket `fd` is (getsockopt SO_TYPE: a {@link SocketType} value), or -1 for an
+ * open fd that is not a socket. A closed fd throws a SysError with code 'EBADF'.
+ */
+export function socketType(fd: number): number {
+  return binding.socketType(fd);
+}
+
+/**
+ * Asks for a send buffer of `bytes` on socket `fd`: SO_SNDBUFFORCE with CAP_NET_ADMIN, else
+ * SO_SNDBUF (which the kernel caps at net.core.wmem_max). Returns SO_SNDBUF as the kernel then
+ * reports it: twice what it granted (the other half is its bookkeeping). On a unix datagram or
+ * seqpacket socket this bounds the bytes written and not yet read by the peer, each message
+ * counted with its overhead (about 2.3 KiB for a 1514-byte frame).
+ */
+export function setSendBuffer(fd: number, bytes: number): number {
+  return binding.setSendBuffer(fd, bytes);
 }

@@ -1,0 +1,158 @@
+/**
+ * What ports `tap` and `wire` share: a non-blocking fd that carries one frame per read and per
+ * write (a tap; one end of a wire's socket pair), opened once per datapath worker, kept while the
+ * port is switched away and back, read by the port that owns it, and closed when the worker
+ * shuts down (its message port closes; a running watch would keep the worker alive, and fds
+ * belong to the process, not the thread).
+ *
+ * The watch starts with the fd and runs until the fd closes: it is level-triggered, so a wakeup
+ * the owner drains (reads until EAGAIN) is not repeated, and no watcher is made per wakeup. A
+ * wakeup that leads to no read before the fd is readable again (the pair's receiveq is not
+ * started or broke, or the port was switched away from the fd) would fire on every turn of the
+ * event loop: the fd then drops a burst of what it holds itself, counted as receiveq.noBuffers
+ * like frames for a NIC without receive buffers, so a device stays idle whatever its peer sends.
+ * A read of 0 bytes (the peer closed its end of a wire) or a read error ends the watch.
+ */
+import { parentPort } from 'node:worker_threads';
+import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
+import { Counter } from '../counters.js';
+import { NetHeader, NetHeaderFlags } from '../net-header.js';
+import { MAX_FRAME_LENGTH } from '../tx-frame.js';
+import { ServiceAgain, type FrameReceiver } from './port.js';
+
+/** Frames read per service call before yielding to the scheduler. */
+const READ_BURST = 64;
+
+/** The port that reads a FrameFd. */
+export interface FdOwner {
+  /** Asks the datapath to service the owner's pair soon: the fd has frames. */
+  wake(): void;
+  readonly counters: Float64Array;
+}
+
+export class FrameFd {
+  /** Where frames are read to, behind `headerLength` bytes of header. */
+  readonly scratch: ByteSpace;
+  /** The virtio-net header in front of every frame read (a tap's; 0: none). */
+  headerLength = 0;
+  /** The receive header flags passed on to the receiveq (a tap's, with GUEST_CSUM). */
+  receiveFlags = 0;
+  /** The port that reads the fd (the last one created for it). */
+  owner: FdOwner | null = null;
+  /** False once close() closed the fd. */
+  open = true;
+  /** Wakes the owner whenever the fd is readable; stopped by close() (or the fd's end). */
+  private watcher: FdWatcher | null = null;
+  /** The owner was woken and has not read since. */
+  private unserved = false;
+
+  /** `what` names the fd in log lines; `headroom`: the longest header a frame is read behind. */
+  constructor(readonly fd: number, readonly what: string, headroom: number) {
+    this.scratch = byteSpace(new ArrayBuffer(headroom + MAX_FRAME_LENGTH));
+  }
+
+  private readonly onReadable = (): void => {
+    const owner = this.owner;
+    if (owner === null) return;
+    if (this.unserved) this.readInto(null, owner.counters);
+    this.unserved = true;
+    owner.wake();
+  };
+
+  /**
+   * Reads up to a burst of frames into `receiver` (null: drops them); a frame it does not take
+   * is dropped and counted (receiveq.noBuffers), like one for a NIC whose ring is empty.
+   * Returns ServiceAgain.now when a whole burst was read (there may be more), else onEvent.
+   */
+  readInto(receiver: FrameReceiver | null, counters: Float64Array): number {
+    if (!this.open) return ServiceAgain.onEvent;
+    this.unserved = false;
+    const bytes = this.scratch.bytes;
+    const view = this.scratch.view;
+    const headerLength = this.headerLength;
+    const receiveFlags = this.receiveFlags;
+    for (let i = 0; i < READ_BURST; i++) {
+      let n: number;
+      try {
+        n = sys.readFd(this.fd, bytes, 0, headerLength + MAX_FRAME_LENGTH);
+      } catch (err) {
+        // Not expected from an open tap or socket: say so and stop reading it (the
+        // level-triggered watch of a broken fd would fire forever).
+        this.ended(`${(err as Error).message}; no longer reading it`);
+        return ServiceAgain.onEvent;
+      }
+      if (n === 0) {
+        // Nobody writes a frame of 0 bytes (port wire sends none): the other end is closed.
+        this.ended('the other end closed');
+        return ServiceAgain.onEvent;
+      }
+      if (n <= headerLength) return ServiceAgain.onEvent;
+      // gso_type is always none: a tap gets no TSO offload, a wire carries no header.
+      const flags = headerLength === 0 ? 0 : view.getUint8(NetHeader.flags) & receiveFlags;
+      const partial = (flags & NetHeaderFlags.needsCsum) !== 0;
+      const csumStart = partial ? view.getUint16(NetHeader.csumStart, true) : 0;
+      const csumOffset = partial ? view.getUint16(NetHeader.csumOffset, true) : 0;
+      if (receiver === null || !receiver.receive(this.scratch, headerLength, n - headerLength, flags, csumStart, csumOffset)) counters[Counter.rxNoBuffers]!++;
+    }
+    return ServiceAgain.now;
+  }
+
+  /** The fd will give nothing more: its watch stops, and it is closed with the others. */
+  protected ended(why: string): void {
+    console.error(`zcnic: ${this.what}: ${why}`);
+    this.watcher?.stop();
+    this.watcher = null;
+    this.owner = null;
+  }
+
+  /** Stops the watch and closes the fd, once. */
+  close(): void {
+    if (!this.open) return;
+    this.open = false;
+    this.watcher?.stop();
+    this.watcher = null;
+    this.owner = null;
+    sys.close(this.fd);
+  }
+
+  /** Starts the watch (openFrameFd does, once the fd is set up). */
+  watch(): void {
+    this.watcher = sys.watchReadable(this.fd, this.onReadable);
+  }
+}
+
+/** This thread's open frame fds, by key ('tap zc0', 'wire 3'). */
+const opened = new Map<string, FrameFd>();
+let closesWithWorker = false;
+
+/**
+ * The frame fd of this thread under `key`, made by `make` (which opens and sets it up, and closes
+ * what it opened if it throws) and watched the first time. A key belongs to one kind of fd: the
+ * caller gets back what its own `make` made.
+ */
+export function openFrameFd<T extends FrameFd>(key: string, make: () => T): T {
+  const existing = opened.get(key);
+  if (existing) return existing as T;
+  if (!closesWithWorker) {
+    closesWithWorker = true;
+    parentPort?.once('close', () => closeFrameFds(''));
+  }
+  const made = make();
+  try {
+    made.watch();
+  } catch (err) {
+    made.close();
+    throw err;
+  }
+  opened.set(key, made);
+  return made;
+}
+
+/** Stops the watch of and closes every frame fd of this thread whose key starts with `prefix`. */
+export function closeFrameFds(prefix: string): void {
+  for (const [key, fd] of opened) {
+    if (!key.startsWith(prefix)) continue;
+    fd.close();
+    opened.delete(key);
+  }
+}
