@@ -17,8 +17,8 @@ import { parentPort } from 'node:worker_threads';
 import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { NetHeader, NetHeaderFlags } from '../net-header.js';
-import { MAX_FRAME_LENGTH } from '../tx-frame.js';
-import { ServiceAgain, type FrameReceiver } from './port.js';
+import { MAX_FRAME_LENGTH, type WireFrame } from '../tx-frame.js';
+import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
 /** Frames read per service call before yielding to the scheduler. */
 const READ_BURST = 64;
@@ -118,6 +118,49 @@ export class FrameFd {
   /** Starts the watch (openFrameFd does, once the fd is set up). */
   watch(): void {
     this.watcher = sys.watchReadable(this.fd, this.onReadable);
+  }
+}
+
+/**
+ * A port on a FrameFd (tap, wire): it opens the fd (once per worker) and owns it from then on,
+ * reading it in service(); an fd it cannot open makes it drop everything (see `error`), the
+ * worker going on.
+ */
+export abstract class FrameFdPort<T extends FrameFd> implements Port, FdOwner {
+  /** Null when the fd could not be opened (see `error`). */
+  protected readonly link: T | null = null;
+  /** Why the fd could not be opened, if it could not. */
+  readonly error: string | null = null;
+
+  /**
+   * `open` opens the fd (openFrameFd) or throws why it cannot, `what` (e.g. 'tap zc0') names it
+   * in the error; `wake` asks the datapath to service this port's pair soon (called when the fd
+   * has frames).
+   */
+  constructor(
+    protected readonly receiver: FrameReceiver,
+    readonly counters: Float64Array,
+    readonly wake: () => void,
+    what: string,
+    open: () => T,
+  ) {
+    try {
+      this.link = open();
+      this.link.owner = this;
+    } catch (err) {
+      // The worker must not go down with a bad name, fd or a missing CAP_NET_ADMIN.
+      this.error = `${what}: ${(err as Error).message}`;
+      console.error(`zcnic: port ${what.split(' ')[0]} unusable, dropping every frame: ${this.error}`);
+    }
+  }
+
+  abstract transmit(frame: WireFrame): void;
+
+  service(_now: number): number {
+    const link = this.link;
+    // Not ours to read (a newer port took it, or it closed).
+    if (link === null || link.owner !== this) return ServiceAgain.onEvent;
+    return link.readInto(this.receiver, this.counters);
   }
 }
 

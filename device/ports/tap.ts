@@ -27,8 +27,8 @@ import { byteSpace, FeatureBit, hasFeature, sys } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { GsoType, negotiatedHeaderLength, NetHeader, NetHeaderFlags, netHeaderLength } from '../net-header.js';
 import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
-import { closeFrameFds, FrameFd, openFrameFd } from './frame-fd.js';
-import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
+import { closeFrameFds, FrameFd, FrameFdPort, openFrameFd } from './frame-fd.js';
+import type { FrameReceiver } from './port.js';
 
 /** The longest virtio-net header a driver negotiates (VERSION_1 or MRG_RXBUF). */
 const MAX_HEADER_LENGTH = netHeaderLength(true, true);
@@ -74,35 +74,14 @@ function openTap(name: string): Tap {
   });
 }
 
-export class TapPort implements Port {
-  /** Null when the tap could not be opened (see `error`): the port then drops everything. */
-  private readonly tap: Tap | null = null;
-  /** Why the tap could not be opened, if it could not. */
-  readonly error: string | null = null;
-
-  /**
-   * `wake` asks the datapath to service this port's pair soon (called when the tap becomes
-   * readable).
-   */
-  constructor(
-    private readonly receiver: FrameReceiver,
-    readonly counters: Float64Array,
-    name: string,
-    readonly wake: () => void,
-  ) {
-    try {
-      this.tap = openTap(name);
-      this.tap.owner = this;
-    } catch (err) {
-      // The worker must not go down with a bad name or a missing CAP_NET_ADMIN.
-      this.error = `tap ${name}: ${(err as Error).message}`;
-      console.error(`zcnic: port tap unusable, dropping every frame: ${this.error}`);
-    }
+export class TapPort extends FrameFdPort<Tap> {
+  constructor(receiver: FrameReceiver, counters: Float64Array, name: string, wake: () => void) {
+    super(receiver, counters, wake, `tap ${name}`, () => openTap(name));
   }
 
   /** The driver's features: the tap's header is made the driver's, its offloads what it takes. */
   setNegotiated(features: number): void {
-    const tap = this.tap;
+    const tap = this.link;
     if (!tap || !tap.open) return;
     const headerLength = negotiatedHeaderLength(features);
     const guestChecksum = hasFeature(features, FeatureBit.netGuestCsum);
@@ -121,7 +100,7 @@ export class TapPort implements Port {
 
   /** A wire frame (complete checksum, one segment): an empty header in front. */
   transmit(frame: WireFrame): void {
-    const tap = this.tap;
+    const tap = this.link;
     if (!tap || !tap.open || !frame.linearize()) {
       this.counters[Counter.portTxDropped]!++;
       return;
@@ -135,7 +114,7 @@ export class TapPort implements Port {
    * bytes go from the guest's buffers straight to the tap (one writev, no copy).
    */
   transmitWithHeader(frame: TxFrame): void {
-    const tap = this.tap;
+    const tap = this.link;
     if (!tap || !tap.open || frame.length > MAX_GSO_FRAME_LENGTH) {
       this.counters[Counter.portTxDropped]!++;
       return;
@@ -196,12 +175,5 @@ export class TapPort implements Port {
       written = -1;
     }
     if (written !== length) this.counters[Counter.portTxDropped]!++;
-  }
-
-  service(_now: number): number {
-    const tap = this.tap;
-    // Not ours to read (a newer tap port took it, or the tap closed).
-    if (!tap || tap.owner !== this) return ServiceAgain.onEvent;
-    return tap.readInto(this.receiver, this.counters);
   }
 }

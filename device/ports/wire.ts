@@ -27,8 +27,8 @@
 import { sys } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { MAX_FRAME_LENGTH, type WireFrame } from '../tx-frame.js';
-import { closeFrameFds, FrameFd, openFrameFd } from './frame-fd.js';
-import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
+import { closeFrameFds, FrameFd, FrameFdPort, openFrameFd } from './frame-fd.js';
+import type { FrameReceiver } from './port.js';
 
 /** The send buffer asked for (SO_SNDBUFFORCE as root): about 3600 frames of 1514 bytes. */
 export const SEND_BUFFER = 4 << 20;
@@ -99,47 +99,21 @@ function openWire(fd: number, pair: number): WireEnd {
   });
 }
 
-export class WirePort implements Port {
-  /** Null when the wire could not be opened (see `error`): the port then drops everything. */
-  private readonly wire: WireEnd | null = null;
-  /** Why the wire could not be opened, if it could not. */
-  readonly error: string | null = null;
-
-  /**
-   * `fd`: this pair's end of the wire (undefined: the device has none for it). `wake` asks the
-   * datapath to service this port's pair soon (called when the wire has frames).
-   */
-  constructor(
-    private readonly receiver: FrameReceiver,
-    readonly counters: Float64Array,
-    fd: number | undefined,
-    pair: number,
-    readonly wake: () => void,
-  ) {
-    try {
-      if (fd === undefined) throw new Error(`the device has no wire for queue pair ${pair} (zcnic device --wire-fds)`);
-      this.wire = openWire(fd, pair);
-      this.wire.owner = this;
-    } catch (err) {
-      // The worker must not go down with a bad fd.
-      this.error = (err as Error).message;
-      console.error(`zcnic: port wire unusable, dropping every frame: ${this.error}`);
-    }
+export class WirePort extends FrameFdPort<WireEnd> {
+  /** `fd`: queue pair `pair`'s end of the wire (undefined: the device has none for it). */
+  constructor(receiver: FrameReceiver, counters: Float64Array, fd: number | undefined, pair: number, wake: () => void) {
+    super(receiver, counters, wake, `wire of queue pair ${pair}`, () => {
+      if (fd === undefined) throw new Error('the device has no end of it (zcnic device --wire-fds)');
+      return openWire(fd, pair);
+    });
   }
 
   /** A wire frame (complete checksum, one segment), written as it is. */
   transmit(frame: WireFrame): void {
-    const wire = this.wire;
+    const wire = this.link;
     // A frame of 0 bytes would read as the end of the link on the other side.
     if (wire === null || !wire.open || wire.peerGone || frame.length === 0 || frame.length > MAX_FRAME_LENGTH || !frame.linearize() || !wire.write(frame)) {
       this.counters[Counter.portTxDropped]!++;
     }
-  }
-
-  service(_now: number): number {
-    const wire = this.wire;
-    // Not ours to read (the wire closed or its other end did).
-    if (wire === null || wire.owner !== this) return ServiceAgain.onEvent;
-    return wire.readInto(this.receiver, this.counters);
   }
 }

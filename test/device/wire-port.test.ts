@@ -121,6 +121,22 @@ function nic(wireFds: readonly number[], options: { startReceive?: boolean } = {
   };
 }
 
+type Nic = ReturnType<typeof nic>;
+
+/** Two NICs joined by a wire of `pairs` queue pairs for `body`; everything closed after. */
+async function joined(pairs: number, body: (a: Nic, b: Nic) => Promise<void>): Promise<void> {
+  const wires = Array.from({ length: pairs }, () => sys.socketPair());
+  const a = nic(wires.map((w) => w[0]));
+  const b = nic(wires.map((w) => w[1]));
+  try {
+    await body(a, b);
+  } finally {
+    a.close();
+    b.close();
+    closeWires();
+  }
+}
+
 /** A frame that says which side and pair sent it and its number, the rest pseudo-random. */
 function frame(side: number, pair: number, n: number, length: number): Uint8Array {
   const f = new Uint8Array(length);
@@ -148,10 +164,7 @@ function assertDelivered(got: readonly Uint8Array[], sent: readonly Uint8Array[]
 }
 
 test('frames sent on one NIC arrive byte for byte on the other, queue pair k to queue pair k, both ways', async () => {
-  const wires = [sys.socketPair(), sys.socketPair()];
-  const a = nic(wires.map((w) => w[0]));
-  const b = nic(wires.map((w) => w[1]));
-  try {
+  await joined(2, async (a, b) => {
     const sent: Uint8Array[][][] = [[], []]; // [side][pair]
     for (const [side, n] of [[0, a], [1, b]] as const) {
       for (let k = 0; k < 2; k++) {
@@ -179,19 +192,12 @@ test('frames sent on one NIC arrive byte for byte on the other, queue pair k to 
     const corrupted = b.collect(0).map((f) => f.slice());
     corrupted[17]![corrupted[17]!.length - 1]! ^= 0x01;
     assert.throws(() => assertDelivered(corrupted, sent[0]![0]!, 'one bit flipped'), /frame 17 differs/);
-  } finally {
-    a.close();
-    b.close();
-    closeWires();
-  }
+  });
 });
 
 test('a stream of frames through the wire (frames/s printed, not asserted)', async () => {
-  const [x, y] = sys.socketPair();
-  const a = nic([x]);
-  const b = nic([y]);
-  try {
-    const total = 100_000;
+  await joined(1, async (a, b) => {
+    const total = 30_000;
     const length = 64;
     // One buffer per descriptor, reused: the driver keeps at most a ring of each in flight.
     const txBuffers = Array.from({ length: RING }, () => a.guest.alloc(HEADER + length));
@@ -220,18 +226,11 @@ test('a stream of frames through the wire (frames/s printed, not asserted)', asy
     const noBuffers = describeCounters(b.counters).receiveq.noBuffers;
     assert.is(received + dropped + noBuffers, total, 'every frame received or counted');
     console.log(`  ${total} frames of ${length} bytes through one wire (both NICs and the driver on one thread): ${Math.round(received / seconds)} frames/s received, ${dropped} dropped at the wire, ${noBuffers} without a buffer`);
-  } finally {
-    a.close();
-    b.close();
-    closeWires();
-  }
+  });
 });
 
 test('a NIC that has posted no receive buffers drops what the wire brings, counted', async () => {
-  const [x, y] = sys.socketPair();
-  const a = nic([x]);
-  const b = nic([y]);
-  try {
+  await joined(1, async (a, b) => {
     a.send(0, Array.from({ length: 30 }, (_, i) => frame(0, 0, i, 100)));
     await until(() => describeCounters(b.counters).receiveq.noBuffers === 30, 'thirty frames dropped on B');
     assert.is(describeCounters(a.counters).portTxDropped, 0, 'the wire took them all');
@@ -241,11 +240,7 @@ test('a NIC that has posted no receive buffers drops what the wire brings, count
     a.send(0, later);
     await until(() => b.collect(0).length === 5, 'five frames on B');
     assertDelivered(b.collect(0), later, 'after the drops');
-  } finally {
-    a.close();
-    b.close();
-    closeWires();
-  }
+  });
 });
 
 test('a wire the other NIC does not read drops what does not fit, counted; the transmitq never waits', async () => {
