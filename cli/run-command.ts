@@ -38,6 +38,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
   --tso                the device offers transmit segmentation (HOST_TSO4, HOST_TSO6, HOST_ECN):
                        the guest sends TCP as GSO chains of up to 64 KiB, which the device checks
                        and segments for its ports (zcnic device --tso)
+  --rootfs host        the guest's user space is this host's root file system (read-only over 9p,
+                       a tmpfs overlay on top): host programs (python3, iproute2, ethtool, socat,
+                       iperf3, ...) run on the guest's kernel and NICs; the shell is bash there
   --keep               keep the temporary folder (console log, device log, raw KTAP) and say where
   --verbose            stream the guest console and the device's log
   -h, --help           this text
@@ -100,6 +103,7 @@ function parse(argv: string[], withSuites: boolean) {
       'negative-control': { type: 'string' },
       'xsk-zero-copy': { type: 'boolean', default: false },
       tso: { type: 'boolean', default: false },
+      rootfs: { type: 'string', default: 'initramfs' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -112,6 +116,7 @@ function parse(argv: string[], withSuites: boolean) {
   if (negativeControl !== undefined && !(NEGATIVE_CONTROLS as readonly string[]).includes(negativeControl)) {
     throw new UsageError(`--negative-control must be one of ${NEGATIVE_CONTROLS.join(', ')}, not ${negativeControl}`);
   }
+  if (!['initramfs', 'host'].includes(values.rootfs)) throw new UsageError(`--rootfs must be initramfs or host, not ${values.rootfs}`);
   if (!['auto', 'kvm', 'tcg'].includes(values.accel)) throw new UsageError(`--accel must be auto, kvm or tcg, not ${values.accel}`);
   const debianKernel = values.kernel?.startsWith(DEBIAN_KERNEL_PREFIX) ?? false;
   if (debianKernel && values.modules !== undefined) throw new UsageError(`--kernel ${values.kernel} brings its own modules: leave out --modules`);
@@ -167,6 +172,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       negativeControl,
       xskZeroCopy: values['xsk-zero-copy'],
       tso: values.tso,
+      hostRoot: values.rootfs === 'host',
       progress,
       signal: abort.signal,
     };

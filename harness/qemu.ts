@@ -56,7 +56,25 @@ export interface QemuOptions {
    * (virtqueue_dma_dev() is NULL without it).
    */
   accessPlatform?: boolean;
+  /**
+   * Several NICs, each on its own backend, instead of the one NIC of `vhostUserSocket` (which
+   * then must be absent); `queues` and `accessPlatform` apply to each.
+   */
+  nics?: readonly NicBackend[];
+  /**
+   * Share the host's root file system, read-only, as 9p tag `hostroot` (the guest's
+   * zcnic.rootfs=host mounts it under an overlay): a full user space for the kernel's selftests.
+   */
+  hostRoot?: boolean;
 }
+
+/**
+ * What a NIC is attached to: a vhost-user backend (zcnic's device), or a host tap through QEMU's
+ * own virtio-net (the reference; no /dev/vhost-net on these machines, so QEMU moves the frames).
+ */
+export type NicBackend =
+  | { readonly kind: 'vhost-user'; readonly socket: string; readonly mac: string }
+  | { readonly kind: 'tap'; readonly ifname: string; readonly mac: string };
 
 const KTAP_PORT_NAME = 'org.zcnic.ktap';
 
@@ -82,17 +100,19 @@ function validate(o: QemuOptions): void {
   intIn('memMiB', o.memMiB, 64, 1 << 20);
   if (o.queues !== undefined) intIn('queues', o.queues, 1, 64);
   if (o.vhostUserReconnect !== undefined) intIn('vhostUserReconnect', o.vhostUserReconnect, 1, 3600);
-  if (o.queues !== undefined && o.queues > 1 && o.vhostUserSocket === undefined) {
+  if (o.queues !== undefined && o.queues > 1 && o.vhostUserSocket === undefined && (o.nics ?? []).length === 0) {
     throw new RangeError('queues > 1 needs a vhostUserSocket');
   }
-  if (o.mac !== undefined && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(o.mac)) throw new RangeError(`bad MAC address: ${o.mac}`);
+  if (o.nics !== undefined && o.vhostUserSocket !== undefined) throw new RangeError('give nics or vhostUserSocket, not both');
+  for (const mac of [o.mac, ...(o.nics ?? []).map((n) => n.mac)]) {
+    if (mac !== undefined && !/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/i.test(mac)) throw new RangeError(`bad MAC address: ${mac}`);
+  }
   if (o.ktapPath === '') throw new RangeError('ktapPath is empty');
 }
 
 export function qemuArgs(o: QemuOptions): string[] {
   validate(o);
   const tcg = o.accel === 'tcg';
-  const queues = o.queues ?? 1;
   const args: string[] = [];
 
   // -cpu max: everything TCG can emulate; under KVM it is the host's CPU (the -cpu host
@@ -113,24 +133,16 @@ export function qemuArgs(o: QemuOptions): string[] {
   // INTx under TCG for every virtio-pci device where QEMU needs it (see the header); MSI-X otherwise.
   const useIntx = tcg && o.msixUnderTcg !== true;
   const intx = useIntx ? ',vectors=0' : '';
-  if (o.vhostUserSocket !== undefined) {
-    const reconnect = o.vhostUserReconnect !== undefined ? `,reconnect=${o.vhostUserReconnect}` : '';
-    args.push('-chardev', `socket,id=vhost0,path=${optValue(o.vhostUserSocket)}${reconnect}`);
-    args.push('-netdev', `vhost-user,id=n0,chardev=vhost0${queues > 1 ? `,queues=${queues}` : ''}`);
-    let dev = 'virtio-net-pci,netdev=n0';
-    if (o.mac !== undefined) dev += `,mac=${o.mac}`;
-    if (queues > 1) dev += ',mq=on';
-    // A transitional device cannot have ACCESS_PLATFORM (legacy drivers know no such bit).
-    if (o.accessPlatform === true) dev += ',iommu_platform=on,disable-legacy=on';
-    dev += useIntx ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
-    // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
-    dev += ',romfile=';
-    // An explicit MTU makes QEMU negotiate VIRTIO_NET_F_MTU (and send NET_SET_MTU to the device).
-    dev += ',host_mtu=1500';
-    args.push('-device', dev);
-  } else {
-    // Without this QEMU adds a default NIC with user-mode networking.
-    args.push('-nic', 'none');
+  const nics: NicBackend[] =
+    o.nics !== undefined ? [...o.nics] : o.vhostUserSocket !== undefined ? [{ kind: 'vhost-user', socket: o.vhostUserSocket, mac: o.mac ?? '' }] : [];
+  nics.forEach((nic, i) => args.push(...nicArgs(o, nic, i, useIntx)));
+  // Without a NIC QEMU adds a default one with user-mode networking.
+  if (nics.length === 0) args.push('-nic', 'none');
+  if (o.hostRoot === true) {
+    // security_model=none: QEMU (root here) reads files as they are; multidevs=remap keeps inode
+    // numbers unique across the host's file systems.
+    args.push('-fsdev', 'local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap');
+    args.push('-device', `virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot${intx}`);
   }
 
   const ktapChardev =
@@ -143,14 +155,44 @@ export function qemuArgs(o: QemuOptions): string[] {
   return args;
 }
 
+/** One NIC's -chardev/-netdev/-device arguments; NIC i is n<i> (its vhost-user chardev vhost<i>). */
+function nicArgs(o: QemuOptions, nic: NicBackend, i: number, useIntx: boolean): string[] {
+  const queues = o.queues ?? 1;
+  const args: string[] = [];
+  const mq = queues > 1 ? `,queues=${queues}` : '';
+  if (nic.kind === 'vhost-user') {
+    const reconnect = o.vhostUserReconnect !== undefined ? `,reconnect=${o.vhostUserReconnect}` : '';
+    args.push('-chardev', `socket,id=vhost${i},path=${optValue(nic.socket)}${reconnect}`);
+    args.push('-netdev', `vhost-user,id=n${i},chardev=vhost${i}${mq}`);
+  } else {
+    // The tap exists already (the harness made it, in the namespace QEMU runs in).
+    args.push('-netdev', `tap,id=n${i},ifname=${optValue(nic.ifname)},script=no,downscript=no,vhost=off${mq}`);
+  }
+  let dev = `virtio-net-pci,netdev=n${i}`;
+  if (nic.mac !== '') dev += `,mac=${nic.mac}`;
+  if (queues > 1) dev += ',mq=on';
+  // A transitional device cannot have ACCESS_PLATFORM (legacy drivers know no such bit).
+  if (o.accessPlatform === true) dev += ',iommu_platform=on,disable-legacy=on';
+  dev += useIntx ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
+  // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
+  dev += ',romfile=';
+  // An explicit MTU makes QEMU negotiate VIRTIO_NET_F_MTU (and send NET_SET_MTU to the device).
+  dev += ',host_mtu=1500';
+  args.push('-device', dev);
+  return args;
+}
+
 export interface LaunchOptions {
   /** QEMU binary (default qemu-system-x86_64 from PATH). */
   qemu?: string;
+  /** A command QEMU runs under, e.g. `ip netns exec NS` (it must exec QEMU: the pid is QEMU's). */
+  prefix?: readonly string[];
   /** Passed through to execa (stdio, signal, timeout, ...). */
   execa?: Options;
 }
 
 /** Start QEMU; the caller owns the process (await it, or kill it by its pid). */
 export function launchQemu(o: QemuOptions, l: LaunchOptions = {}): ResultPromise {
-  return execa(l.qemu ?? 'qemu-system-x86_64', qemuArgs(o), { reject: false, ...l.execa });
+  const [file, ...args] = [...(l.prefix ?? []), l.qemu ?? 'qemu-system-x86_64', ...qemuArgs(o)] as [string, ...string[]];
+  return execa(file, args, { reject: false, ...l.execa });
 }

@@ -16,8 +16,9 @@ import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
 import { resolveAccel, type AccelChoice, type AccelRequest } from './accel.js';
 import { ConsoleLines } from './console-lines.js';
-import { ZcnicDevice } from './device-process.js';
+import type { ZcnicDevice } from './device-process.js';
 import { connectGuestChannel, type GuestChannel } from './guest-channel.js';
+import { GuestNics, NIC_MACS, type Network } from './guest-nics.js';
 import type { PeerUnavailable } from './guest-requests.js';
 import type { KtapSummary } from './ktap.js';
 import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
@@ -68,6 +69,10 @@ export interface RunOptions {
   readonly xskZeroCopy?: boolean;
   /** The device offers transmit segmentation (HOST_TSO4/TSO6/ECN: zcnic device --tso). */
   readonly tso?: boolean;
+  /** The guest's NICs (harness/guest-nics.ts); default one zcnic NIC. */
+  readonly network?: Network;
+  /** The guest's user space is the host's root file system (zcnic.rootfs=host, over 9p). */
+  readonly hostRoot?: boolean;
   /** Progress lines for a person. */
   readonly progress: (line: string) => void;
   /** Aborts the run (Ctrl-C). */
@@ -93,7 +98,6 @@ export interface RunOutcome {
 const EMULATOR_FAULT = { consoleText: 'Oops: int3', description: 'the guest oopsed in int3 under multi-threaded TCG (a QEMU 7.2 emulation fault)' } as const;
 /** Boots per run: the second only after an emulator fault before or between tests. */
 const MAX_ATTEMPTS = 2;
-const MAC = '52:54:00:12:34:56';
 /** Time to the first KTAP line before the run is declared stuck. */
 const BOOT_TIMEOUT_MS = 120_000;
 /** Suites (or suite groups, expanded in the guest) that need the netns peer (harness/peer-netns.ts). */
@@ -103,6 +107,9 @@ const PEER_TAP = `zcp${process.pid % 1_000_000}`;
 /** Per-test slack over the guest's own timeout (the guest kills a hung test itself). */
 const TEST_SLACK_MS = 30_000;
 const CONSOLE_TAIL_LINES = 20;
+
+/** Suites whose tests nest the kernel's own KTAP (guest/suites/kselftest.sh: harness/nested-results.ts). */
+const NESTING_SUITES: readonly string[] = ['kselftest'];
 
 /** Suites whose tests need a second vCPU (cpumap redirects to CPU 1); `seeds` includes cpumap. */
 const TWO_CPU_SUITES: readonly string[] = ['cpumap', 'seeds'];
@@ -140,7 +147,7 @@ interface Attempt {
 
 /** What one boot started, so that cleanup stops exactly that. */
 interface Children {
-  device: ZcnicDevice | null;
+  nics: GuestNics | null;
   peer: PeerNetns | null;
   qemu: ResultPromise | null;
   channel: GuestChannel | null;
@@ -202,24 +209,33 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-run-'));
   const paths = { vhost: join(dir, 'vhost.sock'), ktap: join(dir, 'ktap.sock'), console: join(dir, 'console.log'), deviceLog: join(dir, 'device.log') };
-  const children: Children = { device: null, peer: null, qemu: null, channel: null };
+  const children: Children = { nics: null, peer: null, qemu: null, channel: null };
   const deviceLog: string[] = [];
   const logLine = (source: string) => (line: string): void => {
     deviceLog.push(source === 'device' ? line : `${source}: ${line}`);
     if (o.verbose) o.progress(`${source}: ${line}`);
   };
   try {
-    const device = await ZcnicDevice.start({ entry: entryPoint(), socket: paths.vhost, port: 'sink', queues: o.queues, verify: true, ringReset: o.xskZeroCopy === true, accessPlatform: o.xskZeroCopy === true, tso: o.tso === true, onOutput: logLine('device') });
-    children.device = device;
-    const peer = await startPeerIfNeeded(o, device, join(dir, 'peer.ctl'), logLine('peer'));
+    const nics = await GuestNics.start({
+      network: o.network ?? 'zcnic',
+      entry: entryPoint(),
+      socket: (i) => (i === 0 ? paths.vhost : join(dir, `vhost${i}.sock`)),
+      queues: o.queues,
+      ringReset: o.xskZeroCopy === true,
+      accessPlatform: o.xskZeroCopy === true,
+      tso: o.tso === true,
+      onOutput: logLine,
+    });
+    children.nics = nics;
+    const peer = nics.primary ? await startPeerIfNeeded(o, nics.primary, join(dir, 'peer.ctl'), logLine('peer')) : undefined;
     if (peer instanceof PeerNetns) children.peer = peer;
-    const recorder = new TestRecorder({ device, begin: () => resetDevice(device), peer, progress: o.progress });
+    const recorder = new TestRecorder({ device: nics.recorded, begin: () => nics.begin(), peer, progress: o.progress, nestingSuites: NESTING_SUITES });
 
     o.progress(`booting ${guest.image.kernelRelease} under ${guest.accel.accel.toUpperCase()} (${guest.cpus} vCPU${guest.cpus > 1 ? 's' : ''}, ${o.memMiB} MiB)${attempt > 1 ? `, attempt ${attempt}` : ''}`);
     const bootStart = Date.now();
     let bootSeconds: number | null = null;
     const ktapSeen = { at: Date.now() };
-    const vm = launchGuest(o, guest, paths);
+    const vm = launchGuest(o, guest, nics, paths);
     children.qemu = vm;
     const console = followConsole(o, vm);
     const ended = new AbortController();
@@ -237,7 +253,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
       onControl: (request) => recorder.answer(request),
     });
 
-    const ending = await waitForGuestEnd(o, vm, device, recorder, bootStart, ktapSeen);
+    const ending = await waitForGuestEnd(o, vm, nics, recorder, bootStart, ktapSeen);
     // A run that ended on a problem (a hung guest, the deadline, Ctrl-C) has a QEMU still
     // running, whose KTAP port would never close: stop it, then read what the port still had.
     if (ending !== null) await stopQemu(vm);
@@ -283,18 +299,13 @@ async function startPeerIfNeeded(o: RunOptions, device: ZcnicDevice, control: st
   }
 }
 
-/** Before each test (the guest's `begin`): port sink, verification on, strict off, no map, zero counters. */
-async function resetDevice(device: ZcnicDevice): Promise<void> {
-  await device.request({ cmd: 'setPort', port: 'sink' });
-  await device.request({ cmd: 'setVerify', on: true });
-  await device.request({ cmd: 'setRequireLinearHeader', on: false });
-  await device.request({ cmd: 'setZeroCopyMap', map: null });
-  await device.request({ cmd: 'resetCounters' });
-}
-
-function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string; ktap: string }): ResultPromise {
+function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths: { ktap: string }): ResultPromise {
+  const moduleTree = o.hostRoot === true ? guest.image.moduleTree : null;
   const cmdline = [
     o.shell ? 'zcnic.shell=1' : '',
+    o.hostRoot === true ? 'zcnic.rootfs=host' : '',
+    moduleTree !== null ? `zcnic.module_tree=${moduleTree}` : '',
+    nics.backends.length > 1 ? `zcnic.local_mac=${NIC_MACS[0]} zcnic.remote_mac=${NIC_MACS[1]}` : '',
     o.negativeControl ? `zcnic.fault=${o.negativeControl}` : '',
     o.tests !== undefined && o.tests.length > 0 ? `zcnic.only=${o.tests.join(',')}` : '',
     o.append?.trim() ?? '',
@@ -308,9 +319,9 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string
       accel: guest.accel.accel,
       smp: guest.cpus,
       memMiB: o.memMiB,
-      vhostUserSocket: paths.vhost,
+      nics: nics.backends,
       queues: o.queues,
-      mac: MAC,
+      hostRoot: o.hostRoot === true,
       ktapPath: paths.ktap,
       ktapChardev: 'socket',
       suite: o.suites,
@@ -320,7 +331,7 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, paths: { vhost: string
       msixUnderTcg: msixUnderTcg(guest.qemu),
       accessPlatform: o.xskZeroCopy === true,
     },
-    { qemu: guest.qemu.path, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: { stdout: false, stderr: true } } },
+    { qemu: guest.qemu.path, prefix: nics.netns?.exec, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: { stdout: false, stderr: true } } },
   );
 }
 
@@ -338,7 +349,7 @@ function followConsole(o: RunOptions, vm: ResultPromise): ConsoleLines {
 async function waitForGuestEnd(
   o: RunOptions,
   vm: ResultPromise,
-  device: ZcnicDevice,
+  nics: GuestNics,
   recorder: TestRecorder,
   bootStart: number,
   ktapSeen: { readonly at: number },
@@ -365,7 +376,7 @@ async function waitForGuestEnd(
     );
   });
   const interrupted = new Promise<string>((resolve) => o.signal.addEventListener('abort', () => resolve('interrupted'), { once: true }));
-  const deviceDied = device.exitPromiseForRun().then((e) => `the zcnic device exited unexpectedly (${e})`);
+  const deviceDied = nics.exited();
   const qemuEnded = vm.then((r) => (r.exitCode === 0 ? null : `QEMU exited with ${r.exitCode ?? r.signal}: ${String(r.stderr ?? '').trim().split('\n').slice(-3).join(' | ')}`));
   try {
     return await Promise.race([qemuEnded, timedOut, interrupted, deviceDied]);
@@ -396,6 +407,6 @@ async function stopQemu(qemu: ResultPromise): Promise<void> {
 async function stopChildren(c: Children): Promise<void> {
   await c.channel?.close().catch(() => undefined);
   if (c.qemu) await stopQemu(c.qemu);
-  await c.device?.stop().catch(() => undefined);
+  await c.nics?.stop();
   await c.peer?.stop();
 }

@@ -6,6 +6,7 @@
  */
 import { answerGuestRequest, type BeginHook, type DeviceRequests, type PeerRequests, type PeerUnavailable } from './guest-requests.js';
 import { KtapReader, type KtapSummary } from './ktap.js';
+import { NestedResults } from './nested-results.js';
 import { testRecordFromKtap, type DeviceCountersView, type TestRecord } from './report.js';
 
 export interface RecordedDevice extends DeviceRequests {
@@ -17,6 +18,8 @@ export interface TestRecorderOptions {
   readonly begin: BeginHook;
   readonly peer: PeerRequests | PeerUnavailable | undefined;
   readonly progress: (line: string) => void;
+  /** Suites whose tests nest their own KTAP in "# " lines (the kernel's selftests: harness/nested-results.ts). */
+  readonly nestingSuites?: readonly string[];
 }
 
 /** What the guest reported, and the failures that stand for what it never reported. */
@@ -35,15 +38,21 @@ export class TestRecorder {
   private queue: Promise<unknown> = Promise.resolve();
   private plannedTests = 0;
   private sawKtap = false;
+  private suite: string | null = null;
+  /** The running test's nested results, in a nesting suite. */
+  private nested: NestedResults | null = null;
 
   constructor(private readonly o: TestRecorderOptions) {
     this.reader = new KtapReader({
       onBegin: (b) => o.progress(`test ${b.index}${this.plannedTests ? `/${this.plannedTests}` : ''} ${b.suite ?? ''}/${b.name}`),
       onResult: (r) => {
         o.progress(`  ${r.skip !== null ? `skip (${r.skip})` : r.ok ? 'ok' : 'FAILED'} ${r.name}${r.durationMs !== null ? ` (${(r.durationMs / 1000).toFixed(1)} s)` : ''}`);
+        const nested = this.nested;
+        this.nested = null;
         this.queue = this.queue.then(async () => {
           const counters = await o.device.stats().catch(() => null);
-          this.records.push(testRecordFromKtap(r, counters));
+          const record = testRecordFromKtap(r, counters);
+          this.records.push(...(nested ? await nested.records(record) : [record]));
         });
       },
     });
@@ -64,8 +73,22 @@ export class TestRecorder {
     if (first) this.sawKtap = true;
     const plan = /^1\.\.(\d+)/.exec(line);
     if (plan) this.plannedTests = Number(plan[1]);
+    this.followNesting(line);
     this.reader.line(line);
     return first;
+  }
+
+  /** Starts a test's nested results at its begin line, in a nesting suite; feeds them its lines. */
+  private followNesting(line: string): void {
+    const suite = /^# zcnic-suite name=(\S+)/.exec(line);
+    if (suite) this.suite = suite[1]!;
+    const begin = /^# zcnic-begin name=(\S+)/.exec(line);
+    if (begin) {
+      const nesting = this.suite !== null && (this.o.nestingSuites ?? []).includes(this.suite);
+      this.nested = nesting ? new NestedResults(begin[1]!, this.suite!, () => this.o.device.stats()) : null;
+      return;
+    }
+    this.nested?.line(line);
   }
 
   /** A `zcnic_ctl` request, answered after everything that arrived before it. */

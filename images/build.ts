@@ -50,6 +50,11 @@ export interface BuiltImage {
   kernel: string;
   initramfs: string;
   kernelRelease: string;
+  /**
+   * The kernel's whole module tree (lib/modules/RELEASE, indexed), for a guest on the host's
+   * root file system; null when the stage has none (no depmod on the host).
+   */
+  moduleTree: string | null;
   cacheKey: string;
   manifest: string;
   /** True when nothing had to be built. */
@@ -174,11 +179,14 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   });
 
   const imageDir = join(cache, 'images', key);
-  const result = (stage: { release: string }, cached: boolean): BuiltImage => ({
+  const stageDir = join(cache, 'kernels', kKey);
+  const byoModules = input.kind === 'byo' ? input.modules : null;
+  const result = (stage: { release: string; moduleTree?: string }, cached: boolean): BuiltImage => ({
     kernel: join(imageDir, IMAGE_FILES.kernel),
     initramfs: join(imageDir, IMAGE_FILES.initramfs),
     manifest: join(imageDir, IMAGE_FILES.manifest),
     kernelRelease: stage.release,
+    moduleTree: byoModules ?? (stage.moduleTree !== undefined ? join(stageDir, stage.moduleTree) : null),
     cacheKey: key,
     cached,
   });
@@ -186,14 +194,13 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   if (!opts.force) {
     const manifest = await readFile(join(imageDir, IMAGE_FILES.manifest), 'utf8').catch(() => undefined);
     if (manifest !== undefined) {
-      const m = JSON.parse(manifest) as { kernelRelease: string };
+      const m = JSON.parse(manifest) as { kernelRelease: string; moduleTree?: string };
       log(`cached: ${show(imageDir)} (kernel ${m.kernelRelease})`);
-      return result({ release: m.kernelRelease }, true);
+      return result({ release: m.kernelRelease, ...(m.moduleTree !== undefined ? { moduleTree: m.moduleTree } : {}) }, true);
     }
   }
 
   // Kernel stage.
-  const stageDir = join(cache, 'kernels', kKey);
   let stage: KernelStage | undefined = opts.force ? undefined : await loadKernelStage(stageDir);
   if (stage) {
     log(`cached: kernel ${stage.release} (${show(stageDir)})`);
@@ -235,6 +242,7 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
       cacheKey: key,
       kernelKey: kKey,
       kernelRelease: stage.release,
+      ...(stage.moduleTree !== undefined ? { moduleTree: stage.moduleTree } : {}),
       kernelSource: stage.source,
       builderVersion: BUILDER_VERSION,
       busybox: `${BUSYBOX_PACKAGE}=${busyboxVersion}`,

@@ -1,7 +1,7 @@
 // Kernel stage: a vmlinuz plus the decompressed modules the guest loads, in load order.
 // Built once per kernel key into .cache/kernels/<key>/ and reused by every initramfs.
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import type { DebianPackage } from './debian-archive.js';
 import { ensureDeb, extractDeb } from './debian.js';
@@ -14,7 +14,11 @@ import { BuildError, run, type RunOptions } from './run.js';
  * virtio_console in, virtio_net and tun are modules. bridge (with its dependencies stp and
  * llc) is for the tap-xdp suite's path without XDP: a tap bridged to the NIC.
  */
-export const GUEST_MODULES: readonly string[] = ['virtio_pci', 'virtio_net', 'tun', 'virtio_console', 'bridge'];
+/**
+ * Loaded at every boot. 9p, 9pnet_virtio and overlay mount the host's root file system as the
+ * guest's user space (zcnic.rootfs=host: harness/host-root.ts); a few insmods cost little.
+ */
+export const GUEST_MODULES: readonly string[] = ['virtio_pci', 'virtio_net', 'tun', 'virtio_console', 'bridge', '9p', '9pnet_virtio', 'overlay'];
 
 export type InitrdCompression = 'zstd' | 'gzip';
 
@@ -32,9 +36,17 @@ export interface KernelStage {
   builtin: string[];
   initrdCompression: InitrdCompression;
   source: string;
+  /**
+   * The kernel's whole module tree with its depmod index (MODULE_TREE/lib/modules/RELEASE in the
+   * stage), for a guest on the host's root file system, whose modprobe loads any module a test
+   * wants; absent for your own kernel (its --modules folder is the tree).
+   */
+  moduleTree?: string;
 }
 
 const STAGE_FILE = 'kernel.json';
+/** The stage's folder that holds lib/modules/RELEASE (a root for depmod -b). */
+const MODULE_TREE = 'module-root';
 const MODULE_FILE = /\.ko(\.xz|\.zst|\.gz)?$/;
 
 export async function loadKernelStage(dir: string): Promise<KernelStage | undefined> {
@@ -188,6 +200,7 @@ export async function buildKernelStage(
       modules.push({ name, file });
     }
     await copyFile(tree.vmlinuz, join(out, 'vmlinuz'));
+    const moduleTree = input.kind === 'debian' ? await keepModuleTree(tree.modulesRoot, out, release, ro) : undefined;
 
     const stage: KernelStage = {
       release,
@@ -196,6 +209,7 @@ export async function buildKernelStage(
       builtin: [...GUEST_MODULES.map(normalizeModName).filter((n) => builtin.has(n)), ...assumedBuiltin],
       initrdCompression: chooseCompression(tree.config),
       source: tree.source,
+      ...(moduleTree !== undefined ? { moduleTree } : {}),
     };
     await writeFile(join(out, STAGE_FILE), `${JSON.stringify(stage, null, 2)}\n`);
     await rm(scratch, { recursive: true, force: true });
@@ -208,6 +222,25 @@ export async function buildKernelStage(
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Moves the unpacked module tree into the stage (a rename: same file system) and indexes it
+ * with the host's depmod, which Debian's packages leave to their postinst. Without kmod on the
+ * host the tree is left out, and a guest on the host's root has only the modules it booted with.
+ */
+async function keepModuleTree(modulesRoot: string, out: string, release: string, ro: RunOptions): Promise<string | undefined> {
+  const depmod = ['/usr/sbin/depmod', '/sbin/depmod'];
+  const tool = (await Promise.all(depmod.map((p) => isFile(p)))).findIndex((found) => found);
+  if (tool < 0) {
+    ro.log?.('warning: no depmod on this host (Debian package kmod): the module tree is not kept');
+    return undefined;
+  }
+  const relative = join(MODULE_TREE, 'lib', 'modules', release);
+  await mkdir(dirname(join(out, relative)), { recursive: true });
+  await rename(modulesRoot, join(out, relative));
+  await run(depmod[tool]!, ['-b', join(out, MODULE_TREE), release], ro);
+  return relative;
 }
 
 export async function isFile(path: string): Promise<boolean> {

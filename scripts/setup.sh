@@ -9,6 +9,9 @@ cd "$(dirname "$0")/.."
 packages=(qemu-system-x86 busybox-static cpio xz-utils zstd libxdp-dev libbpf-dev libelf-dev zlib1g-dev
   xdp-tools dpdk dpdk-dev librte-net-vhost23 librte-net-virtio23 tshark iproute2 gcc make python3
   clang llvm bpftool m4 dpkg-dev pkg-config)
+# The kernel's selftests run in a guest whose root file system is this host's (zcnic selftests,
+# harness/host-root.ts): they call these, and kmod's modprobe/depmod load the guest's modules.
+packages+=(python3-yaml ethtool socat iperf3 tcpdump kmod iputils-ping)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -128,4 +128,35 @@ test('accessPlatform: the NIC modern-only with iommu_platform=on; nothing of it 
   assert.not.match(nic({}), 'iommu_platform');
 });
 
+test('two NICs: a vhost-user chardev and netdev each, told apart by MAC', () => {
+  const a = qemuArgs({
+    ...base,
+    queues: 2,
+    nics: [
+      { kind: 'vhost-user', socket: 'a.sock', mac: '52:54:00:12:34:56' },
+      { kind: 'vhost-user', socket: 'b.sock', mac: '52:54:00:12:34:57' },
+    ],
+  });
+  assert.equal(all(a, '-chardev').slice(0, 2), ['socket,id=vhost0,path=a.sock', 'socket,id=vhost1,path=b.sock']);
+  assert.equal(all(a, '-netdev'), ['vhost-user,id=n0,chardev=vhost0,queues=2', 'vhost-user,id=n1,chardev=vhost1,queues=2']);
+  const nics = all(a, '-device').filter((d) => d.startsWith('virtio-net-pci'));
+  assert.is(nics.length, 2);
+  assert.match(nics[1]!, /netdev=n1,mac=52:54:00:12:34:57,mq=on/);
+  assert.throws(() => qemuArgs({ ...base, vhostUserSocket: 'x', nics: [] }), /not both/);
+  assert.throws(() => qemuArgs({ ...base, nics: [{ kind: 'tap', ifname: 't', mac: 'nope' }] }), /MAC/);
+});
+
+test("the reference NICs: QEMU's own virtio-net on existing taps, without vhost", () => {
+  const a = qemuArgs({ ...base, nics: [{ kind: 'tap', ifname: 'zrt1n0', mac: '52:54:00:12:34:56' }] });
+  assert.equal(all(a, '-netdev'), ['tap,id=n0,ifname=zrt1n0,script=no,downscript=no,vhost=off']);
+  assert.not.ok(all(a, '-chardev').some((c) => c.includes('vhost0')));
+});
+
+test("hostRoot: the host's / read-only as 9p tag hostroot", () => {
+  const a = qemuArgs({ ...base, hostRoot: true });
+  assert.equal(all(a, '-fsdev'), ['local,id=hostroot,path=/,security_model=none,readonly=on,multidevs=remap']);
+  assert.ok(all(a, '-device').includes('virtio-9p-pci,fsdev=hostroot,mount_tag=hostroot,vectors=0'));
+  assert.not.ok(qemuArgs(base).includes('-fsdev'));
+});
+
 test.run();

@@ -137,3 +137,19 @@ kernel_version_ge() {
 	min=${rest%%[!0-9]*}
 	[ "$maj" -gt "$1" ] || { [ "$maj" -eq "$1" ] && [ "$min" -ge "$2" ]; }
 }
+
+# host_run [VAR=VALUE...] CMD ARGS...: runs CMD in the host's root file system (zcnic.rootfs=host,
+# mounted by /init), with a clean environment plus the VAR=VALUE words given. Fails the test when
+# that root is not mounted: a test that needs host programs has no other way to run.
+host_run() {
+	[ -n "$ZCNIC_HOSTROOT" ] || fail "the host's root file system is not mounted (zcnic.rootfs=host; the console says why)"
+	chroot "$ZCNIC_HOSTROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb "$@"
+}
+
+# iface_by_mac MAC: the interface with that MAC address.
+iface_by_mac() {
+	for dev in /sys/class/net/*; do
+		[ "$(cat "$dev/address" 2>/dev/null)" = "$1" ] && { echo "${dev##*/}"; return 0; }
+	done
+	return 1
+}

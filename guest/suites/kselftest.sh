@@ -1,0 +1,90 @@
+# kselftest: the kernel's own network selftests (zcnic selftests), on two NICs back to back, the
+# way netdev's CI (NIPA) runs them on virtio: the first NIC stays here as NETIF, the second moves
+# into netns ns-remote (REMOTE_TYPE=netns), and each test runs through the kselftest runner of a
+# tree built on the host from Debian's linux-source (images/selftests.ts), from the host's root
+# file system (zcnic.rootfs=host). The runner's KTAP goes to the harness line by line as
+# diagnostics ("# " + line), where the nested results become results of their own; this test's
+# verdict is the runner's, and a kernel oops or warning during the test fails it.
+#
+# Kernel command line (set by zcnic selftests):
+#   zcnic.kselftest_dir=PATH            the installed tree (a host path: run_kselftest.sh,
+#                                       kselftest-list.txt)
+#   zcnic.kselftest_targets=T[,T...]    the collections to run (drivers/net,drivers/net/hw)
+#   zcnic.local_mac, zcnic.remote_mac   which NIC is which
+# A test's name is the runner's COLLECTION:TEST (drivers/net:ping.py).
+
+KSELFTEST_LOCAL_V4=192.0.3.1
+KSELFTEST_REMOTE_V4=192.0.3.2
+KSELFTEST_LOCAL_V6=2001:db8:1::1
+KSELFTEST_REMOTE_V6=2001:db8:1::2
+KSELFTEST_NETNS=ns-remote
+# The environment of every test (NetDrvEpEnv's variables), written once per boot.
+KSELFTEST_ENV=/tmp/kselftest.env
+
+# The tests of the chosen collections, in the runner's order.
+kselftest_list() {
+	list=$ZCNIC_HOSTROOT$ZCNIC_KSELFTEST_DIR/kselftest-list.txt
+	[ -r "$list" ] || return 0
+	for target in $(echo "$ZCNIC_KSELFTEST_TARGETS" | tr ',' ' '); do
+		grep "^$target:" "$list"
+	done
+}
+ZCNIC_TESTS=$(kselftest_list)
+ZCNIC_RUN_TEST=run_kselftest
+
+# Both NICs addressed as NIPA addresses them; the second in its own namespace.
+kselftest_setup() {
+	[ -r "$KSELFTEST_ENV" ] && return 0
+	local_if=$(iface_by_mac "$ZCNIC_LOCAL_MAC") || fail "no interface with the local NIC's MAC $ZCNIC_LOCAL_MAC"
+	remote_if=$(iface_by_mac "$ZCNIC_REMOTE_MAC") || fail "no interface with the remote NIC's MAC $ZCNIC_REMOTE_MAC"
+	host_run ip addr flush dev "$local_if" &&
+		host_run ip netns add "$KSELFTEST_NETNS" &&
+		host_run ip link set "$remote_if" netns "$KSELFTEST_NETNS" &&
+		host_run ip addr add "$KSELFTEST_LOCAL_V4/24" dev "$local_if" &&
+		host_run ip -6 addr add "$KSELFTEST_LOCAL_V6/64" dev "$local_if" nodad &&
+		host_run ip link set "$local_if" up &&
+		host_run ip -n "$KSELFTEST_NETNS" link set lo up &&
+		host_run ip -n "$KSELFTEST_NETNS" addr add "$KSELFTEST_REMOTE_V4/24" dev "$remote_if" &&
+		host_run ip -n "$KSELFTEST_NETNS" -6 addr add "$KSELFTEST_REMOTE_V6/64" dev "$remote_if" nodad &&
+		host_run ip -n "$KSELFTEST_NETNS" link set "$remote_if" up ||
+		fail "cannot set up the two NICs ($local_if here, $remote_if in $KSELFTEST_NETNS)"
+	# The remote's link comes up through linkwatch; a first test should not race it.
+	host_run ip netns exec "$KSELFTEST_NETNS" ping -c 1 -W 5 "$KSELFTEST_LOCAL_V4" >/dev/null ||
+		diag "the remote NIC does not answer yet (ping $KSELFTEST_LOCAL_V4 from $KSELFTEST_NETNS)"
+	echo "NETIF=$local_if LOCAL_V4=$KSELFTEST_LOCAL_V4 REMOTE_V4=$KSELFTEST_REMOTE_V4 LOCAL_V6=$KSELFTEST_LOCAL_V6 REMOTE_V6=$KSELFTEST_REMOTE_V6 REMOTE_TYPE=netns REMOTE_ARGS=$KSELFTEST_NETNS" >"$KSELFTEST_ENV"
+	diag "NICs: $local_if (NETIF), $remote_if in $KSELFTEST_NETNS"
+}
+
+# run_kselftest COLLECTION:TEST
+run_kselftest() {
+	kselftest_setup
+	out=/tmp/kselftest.out
+	dmesg_lines=$(dmesg | wc -l)
+	# The runner's lines reach the harness as they come, so it can place the device's counters
+	# at each nested result; the status is the runner's own line for this test.
+	# shellcheck disable=SC2046 # the env file is KEY=VALUE words
+	host_run $(cat "$KSELFTEST_ENV") /bin/sh -c 'cd "$1" && ./run_kselftest.sh -t "$2"' kselftest "$ZCNIC_KSELFTEST_DIR" "$1" 2>&1 |
+		while IFS= read -r line; do
+			echo "# $line" >&3
+			echo "$line"
+		done >"$out"
+	kernel_complaints=$(dmesg | tail -n +$((dmesg_lines + 1)) | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection fault|kernel BUG' | head -n 5)
+	[ -z "$kernel_complaints" ] || fail "the kernel complained during the test: $kernel_complaints"
+	coll=${1%%:*}
+	name=${1#*:}
+	verdict=$(grep -E "^(not )?ok [0-9]+ selftests: $coll: $name( |\$)" "$out" | tail -n 1)
+	case "$verdict" in
+	'') fail "the runner printed no result for $1" ;;
+	'not ok'*) fail "${verdict#*"$name"}" ;;
+	*'# SKIP'*) skip "$(kselftest_skip_reason "$out")" ;;
+	esac
+	return 0
+}
+
+# The kernel's reason for a skipped test: the first SKIP directive of its nested results, or its
+# last diagnostic line.
+kselftest_skip_reason() {
+	reason=$(sed -n 's/^# \(not \)\{0,1\}ok [0-9]* .* # SKIP *//p' "$1" | head -n 1)
+	[ -n "$reason" ] || reason=$(grep -v -E '^# (# )?(Totals|TAP version|1\.\.|selftests:|timeout set)' "$1" | grep '^# ' | tail -n 1 | sed 's/^# //')
+	echo "${reason:-the runner gave no reason}"
+}

@@ -1,0 +1,64 @@
+/**
+ * The kernel's selftests on zcnic's NICs beside the same tests on QEMU's own virtio-net (the
+ * reference): one row per test (nested results included), each side's verdict, the device's
+ * counters on zcnic's side, and whether the difference matters. zcnic must pass every test the
+ * reference passes; a test that passes there and fails here is a `regression`.
+ */
+import { deviceSummary, type DeviceCountersView, type RunResults, type TestRecord } from './report.js';
+
+export interface SideVerdict {
+  readonly verdict: 'pass' | 'fail' | 'skip' | 'absent';
+  readonly skipReason: string | null;
+  readonly durationMs: number | null;
+  readonly diagnostics: readonly string[];
+}
+
+export interface SideBySideRow {
+  readonly name: string;
+  readonly zcnic: SideVerdict;
+  readonly reference: SideVerdict;
+  /** The device's counters for the test, both NICs (remoteNic), zcnic's side only. */
+  readonly deviceCounters: DeviceCountersView | null;
+  /** The reference passed it and zcnic did not. */
+  readonly regression: boolean;
+}
+
+function side(t: TestRecord | undefined): SideVerdict {
+  if (!t) return { verdict: 'absent', skipReason: null, durationMs: null, diagnostics: [] };
+  const verdict = t.skip ? 'skip' : t.ok ? 'pass' : 'fail';
+  return { verdict, skipReason: t.skipReason, durationMs: t.durationMs, diagnostics: verdict === 'fail' ? t.diagnostics.slice(-20) : [] };
+}
+
+export function sideBySide(zcnic: RunResults, reference: RunResults | null): SideBySideRow[] {
+  const byName = new Map((reference?.tests ?? []).map((t) => [t.name, t]));
+  const names = [...zcnic.tests.map((t) => t.name), ...(reference?.tests ?? []).map((t) => t.name).filter((n) => !zcnic.tests.some((t) => t.name === n))];
+  return names.map((name) => {
+    const z = zcnic.tests.find((t) => t.name === name);
+    const r = reference ? side(byName.get(name)) : side(undefined);
+    const zs = side(z);
+    return { name, zcnic: zs, reference: r, deviceCounters: z?.deviceCounters ?? null, regression: r.verdict === 'pass' && zs.verdict !== 'pass' };
+  });
+}
+
+function verdictLabel(v: SideVerdict): string {
+  if (v.verdict === 'skip') return `SKIP ${v.skipReason ?? ''}`.trim();
+  return { pass: 'ok', fail: 'FAIL', absent: '-' }[v.verdict];
+}
+
+/** The terminal table: test, zcnic, reference, the device's counters. */
+export function sideBySideTable(rows: readonly SideBySideRow[]): string {
+  const lines = rows.map((r) => [r.name, verdictLabel(r.zcnic), verdictLabel(r.reference), deviceSummary(r.deviceCounters), r.regression ? '<< fails only on zcnic' : '']);
+  const header = ['test', 'zcnic', 'qemu virtio-net', 'device (NIC 1)', ''];
+  const widths = header.map((h, i) => Math.min(60, Math.max(h.length, ...lines.map((l) => l[i]!.length))));
+  const fmt = (cols: readonly string[]): string => cols.map((c, i) => (c.length > widths[i]! ? `${c.slice(0, widths[i]! - 1)}…` : c.padEnd(widths[i]!))).join('  ').trimEnd();
+  return [fmt(header), ...lines.map(fmt)].join('\n');
+}
+
+export function sideBySideMarkdown(rows: readonly SideBySideRow[]): string {
+  const cell = (v: SideVerdict): string => verdictLabel(v).replace(/\|/g, '\\|');
+  return [
+    '| test | zcnic | QEMU virtio-net | device (NIC 1) |',
+    '|---|---|---|---|',
+    ...rows.map((r) => `| ${r.name}${r.regression ? ' **(fails only on zcnic)**' : ''} | ${cell(r.zcnic)} | ${cell(r.reference)} | ${deviceSummary(r.deviceCounters)} |`),
+  ].join('\n');
+}

@@ -1,0 +1,39 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { RunResults, TestRecord } from '../../harness/report.js';
+import { sideBySide, sideBySideMarkdown, sideBySideTable } from '../../harness/side-by-side.js';
+
+const rec = (name: string, verdict: 'pass' | 'fail' | 'skip'): TestRecord => ({
+  name,
+  suite: 'kselftest',
+  ok: verdict !== 'fail',
+  skip: verdict === 'skip',
+  skipReason: verdict === 'skip' ? 'no remote' : null,
+  timeout: null,
+  durationMs: 10,
+  metrics: {},
+  deviceCounters: verdict === 'fail' ? null : { transmitq: { frames: 3 } },
+  diagnostics: ['why'],
+});
+const run = (tests: TestRecord[]): RunResults => ({ tests }) as unknown as RunResults;
+
+test('a test that passes on the reference and not on zcnic is a regression; the other way is not', () => {
+  const rows = sideBySide(run([rec('a', 'pass'), rec('b', 'fail'), rec('c', 'skip'), rec('d', 'pass')]), run([rec('a', 'pass'), rec('b', 'pass'), rec('c', 'pass'), rec('d', 'fail'), rec('e', 'pass')]));
+  assert.equal(rows.map((r) => [r.name, r.zcnic.verdict, r.reference.verdict, r.regression]), [
+    ['a', 'pass', 'pass', false],
+    ['b', 'fail', 'pass', true],
+    ['c', 'skip', 'pass', true],
+    ['d', 'pass', 'fail', false],
+    // Only the reference ran it (zcnic never reported it): that too is a regression.
+    ['e', 'absent', 'pass', true],
+  ]);
+  assert.match(sideBySideTable(rows), /b\s+FAIL\s+ok/);
+  assert.match(sideBySideMarkdown(rows), /\| c \*\*\(fails only on zcnic\)\*\* \| SKIP no remote \| ok \|/);
+});
+
+test('without a reference nothing is a regression', () => {
+  const rows = sideBySide(run([rec('a', 'fail')]), null);
+  assert.equal(rows.map((r) => [r.reference.verdict, r.regression]), [['absent', false]]);
+});
+
+test.run();
