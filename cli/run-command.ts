@@ -13,6 +13,8 @@ import { integerOption, UsageError } from './options.js';
 import { DEBIAN_KERNEL_PREFIX } from '../images/build.js';
 
 export const DEFAULT_SUITES = ['smoke', 'xdpsock'];
+/** The suite (guest/suites/command.sh) that runs `zcnic run -- CMD ARGS...` in the guest. */
+const COMMAND_SUITE = 'command';
 /** `--kernels all`: Debian 12's two kernels and the newest any suite serves. */
 export const ALL_KERNELS = ['6.1', '6.12', 'latest'] as const;
 
@@ -47,9 +49,14 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
 `;
 
 export const runHelp = `Usage: zcnic run [--suite NAME ...] [options]
+       zcnic run [options] -- CMD [ARGS...]
 
 Builds the guest image (cached), starts the zcnic device and QEMU, runs the suites in the guest
 and reports each test with the device's counters for it. Exit status 0 only when nothing failed.
+With -- CMD ARGS..., runs that host program in the guest instead of suites, on the guest's kernel
+and the zcnic NIC (the guest's user space is then this host's root: --rootfs host); its output is
+printed after the run, and the exit status is 0 only when it exited 0. The NIC is eth0 at
+198.18.0.2/24 (ZCNIC_IFACE, ZCNIC_GUEST_IP in its environment).
 
 Options:
   --suite NAME         suite to run (repeatable or comma-separated; default ${DEFAULT_SUITES.join(',')})
@@ -81,7 +88,7 @@ Options:
 ${common}`;
 
 function parse(argv: string[], withSuites: boolean) {
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: argv,
     options: {
       suite: { type: 'string', multiple: true },
@@ -109,8 +116,10 @@ function parse(argv: string[], withSuites: boolean) {
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
-    allowPositionals: false,
+    allowPositionals: true,
   });
+  const command = positionals.length > 0 ? positionals : undefined;
+  if (command && (!withSuites || values.suite || values.tests || values.kernels)) throw new UsageError('-- CMD runs a host program instead of suites: leave out --suite, --tests and --kernels (and it needs zcnic run)');
   if (!withSuites && (values.suite || values.tests || values.results || values.junit || values.markdown || values.html || values.kernels || values['negative-control'])) throw new UsageError('zcnic shell runs no suites');
   const negativeControl = values['negative-control'];
   if (negativeControl !== undefined && !(NEGATIVE_CONTROLS as readonly string[]).includes(negativeControl)) {
@@ -132,11 +141,11 @@ function parse(argv: string[], withSuites: boolean) {
   for (const s of suites) if (!/^[a-z0-9-]+$/.test(s)) throw new UsageError(`not a suite name: ${s}`);
   const tests = values.tests?.split(',').filter((t) => t !== '');
   for (const t of tests ?? []) if (!/^[a-z0-9-]+$/.test(t)) throw new UsageError(`not a test name: ${t}`);
-  return { values, suites, tests, kernels, negativeControl: negativeControl as NegativeControl | undefined };
+  return { values, suites: command ? [COMMAND_SUITE] : suites, tests, kernels, command, negativeControl: negativeControl as NegativeControl | undefined };
 }
 
 async function execute(argv: string[], shell: boolean): Promise<number> {
-  const { values, suites, tests, kernels, negativeControl } = parse(argv, !shell);
+  const { values, suites, tests, kernels, command, negativeControl } = parse(argv, !shell);
   if (values.help) {
     process.stdout.write(shell ? shellHelp : runHelp);
     return 0;
@@ -172,7 +181,8 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       negativeControl,
       xskZeroCopy: values['xsk-zero-copy'],
       tso: values.tso,
-      hostRoot: values.rootfs === 'host',
+      hostRoot: values.rootfs === 'host' || command !== undefined,
+      command,
       progress,
       signal: abort.signal,
     };
@@ -183,6 +193,8 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
     if (shell) return outcome.problem ? 1 : 0;
     if (values.html) writeFileSync(values.html, matrixHtml([{ kernel: values.kernel ?? 'default', results: outcome.results, problem: outcome.problem }]));
     const { results } = outcome;
+    // The program's own output first: it is what the user asked to see.
+    if (command) for (const t of results.tests) process.stdout.write(t.diagnostics.map((d) => `${d}\n`).join(''));
     process.stdout.write(`\n${terminalTable(results, { color: wantColor() })}\n`);
     const tables = suiteTables(results);
     for (const table of tables) process.stdout.write(`\n${table.title}\n${table.columns.join('\t')}\n${table.rows.map((r) => r.join('\t')).join('\n')}\n`);

@@ -73,6 +73,8 @@ export interface RunOptions {
   readonly network?: Network;
   /** The guest's user space is the host's root file system (zcnic.rootfs=host, over 9p). */
   readonly hostRoot?: boolean;
+  /** A host program and its arguments for the `command` suite (zcnic run -- CMD ARGS...). */
+  readonly command?: readonly string[];
   /** Progress lines for a person. */
   readonly progress: (line: string) => void;
   /** Aborts the run (Ctrl-C). */
@@ -235,7 +237,8 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
     const bootStart = Date.now();
     let bootSeconds: number | null = null;
     const ktapSeen = { at: Date.now() };
-    const vm = launchGuest(o, guest, nics, paths);
+    const commandFile = o.command ? writeCommandScript(dir, o.command) : null;
+    const vm = launchGuest(o, guest, nics, paths, commandFile);
     children.qemu = vm;
     const console = followConsole(o, vm);
     const ended = new AbortController();
@@ -299,9 +302,22 @@ async function startPeerIfNeeded(o: RunOptions, device: ZcnicDevice, control: st
   }
 }
 
-function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths: { ktap: string }): ResultPromise {
+/** Quotes a word for sh: single quotes, each ' as '\''. */
+export function shellQuote(word: string): string {
+  return `'${word.replace(/'/g, "'\\''")}'`;
+}
+
+/** The script the guest's `command` suite runs from the host's root: the command, then its status. */
+function writeCommandScript(dir: string, command: readonly string[]): string {
+  const file = join(dir, 'command.sh');
+  writeFileSync(file, `cd /root 2>/dev/null\n${command.map(shellQuote).join(' ')}\necho $? >/tmp/zcnic-command.status\n`);
+  return file;
+}
+
+function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths: { ktap: string }, commandFile: string | null): ResultPromise {
   const moduleTree = o.hostRoot === true ? guest.image.moduleTree : null;
   const cmdline = [
+    commandFile !== null ? `zcnic.command_file=${commandFile}` : '',
     o.shell ? 'zcnic.shell=1' : '',
     o.hostRoot === true ? 'zcnic.rootfs=host' : '',
     moduleTree !== null ? `zcnic.module_tree=${moduleTree}` : '',

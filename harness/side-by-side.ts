@@ -19,8 +19,10 @@ export interface SideBySideRow {
   readonly reference: SideVerdict;
   /** The device's counters for the test, both NICs (remoteNic), zcnic's side only. */
   readonly deviceCounters: DeviceCountersView | null;
-  /** The reference passed it and zcnic did not. */
+  /** The reference passed it and zcnic failed it (or never reported it). */
   readonly regression: boolean;
+  /** The reference passed it and zcnic skipped it: a feature zcnic's device lacks, to explain. */
+  readonly skippedOnlyHere: boolean;
 }
 
 function side(t: TestRecord | undefined): SideVerdict {
@@ -36,7 +38,15 @@ export function sideBySide(zcnic: RunResults, reference: RunResults | null): Sid
     const z = zcnic.tests.find((t) => t.name === name);
     const r = reference ? side(byName.get(name)) : side(undefined);
     const zs = side(z);
-    return { name, zcnic: zs, reference: r, deviceCounters: z?.deviceCounters ?? null, regression: r.verdict === 'pass' && zs.verdict !== 'pass' };
+    const referencePassed = r.verdict === 'pass';
+    return {
+      name,
+      zcnic: zs,
+      reference: r,
+      deviceCounters: z?.deviceCounters ?? null,
+      regression: referencePassed && (zs.verdict === 'fail' || zs.verdict === 'absent'),
+      skippedOnlyHere: referencePassed && zs.verdict === 'skip',
+    };
   });
 }
 
@@ -45,9 +55,20 @@ function verdictLabel(v: SideVerdict): string {
   return { pass: 'ok', fail: 'FAIL', absent: '-' }[v.verdict];
 }
 
+/** Totals over the rows, zcnic's side: a test zcnic never reported (the reference did) failed. */
+export function sideBySideCounts(rows: readonly SideBySideRow[]): { passed: number; failed: number; skipped: number } {
+  const out = { passed: 0, failed: 0, skipped: 0 };
+  for (const r of rows) {
+    if (r.zcnic.verdict === 'pass') out.passed++;
+    else if (r.zcnic.verdict === 'skip') out.skipped++;
+    else out.failed++;
+  }
+  return out;
+}
+
 /** The terminal table: test, zcnic, reference, the device's counters. */
 export function sideBySideTable(rows: readonly SideBySideRow[]): string {
-  const lines = rows.map((r) => [r.name, verdictLabel(r.zcnic), verdictLabel(r.reference), deviceSummary(r.deviceCounters), r.regression ? '<< fails only on zcnic' : '']);
+  const lines = rows.map((r) => [r.name, verdictLabel(r.zcnic), verdictLabel(r.reference), deviceSummary(r.deviceCounters), r.regression ? '<< fails only on zcnic' : r.skippedOnlyHere ? '< skips only on zcnic' : '']);
   const header = ['test', 'zcnic', 'qemu virtio-net', 'device (NIC 1)', ''];
   const widths = header.map((h, i) => Math.min(60, Math.max(h.length, ...lines.map((l) => l[i]!.length))));
   const fmt = (cols: readonly string[]): string => cols.map((c, i) => (c.length > widths[i]! ? `${c.slice(0, widths[i]! - 1)}…` : c.padEnd(widths[i]!))).join('  ').trimEnd();
@@ -59,6 +80,6 @@ export function sideBySideMarkdown(rows: readonly SideBySideRow[]): string {
   return [
     '| test | zcnic | QEMU virtio-net | device (NIC 1) |',
     '|---|---|---|---|',
-    ...rows.map((r) => `| ${r.name}${r.regression ? ' **(fails only on zcnic)**' : ''} | ${cell(r.zcnic)} | ${cell(r.reference)} | ${deviceSummary(r.deviceCounters)} |`),
+    ...rows.map((r) => `| ${r.name}${r.regression ? ' **(fails only on zcnic)**' : r.skippedOnlyHere ? ' (skips only on zcnic)' : ''} | ${cell(r.zcnic)} | ${cell(r.reference)} | ${deviceSummary(r.deviceCounters)} |`),
   ].join('\n');
 }

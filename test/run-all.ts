@@ -28,9 +28,13 @@ function layerTotals(name: string, output: string, code: number | null): Totals 
   return { ...ONE_FAILURE };
 }
 
-/** A guest layer: `zcnic run` with these suites (and options), counted from its results JSON. */
+/**
+ * A guest layer: `zcnic run` with these suites (and options), or `zcnic selftests` with these
+ * options (no suites), counted from its results JSON.
+ */
 interface GuestLayer {
   readonly name: string;
+  readonly command?: 'run' | 'selftests';
   readonly suites: readonly string[];
   readonly options: readonly string[];
 }
@@ -39,7 +43,8 @@ async function runGuestSuites(layer: GuestLayer): Promise<Totals> {
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-test-'));
   const results = join(dir, 'results.json');
   try {
-    const code = await runLayerProcess(layer.name, [join(dist, 'cli/zcnic.js'), 'run', '--suite', layer.suites.join(','), ...layer.options, '--results', results]);
+    const command = layer.command === 'selftests' ? ['selftests'] : ['run', '--suite', layer.suites.join(',')];
+    const code = await runLayerProcess(layer.name, [join(dist, 'cli/zcnic.js'), ...command, ...layer.options, '--results', results]);
     let totals: Totals;
     try {
       const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: unknown[] };
@@ -117,6 +122,8 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   // and the device segments for the netns peer (QEMU 7.2 forwards HOST_TSO4 to a vhost-user
   // backend as well; the default layer keeps the MTU-sized path).
   { name: "guest suites on Debian's QEMU 10, the device offering TSO", suites: ['smoke', 'xdpsock', 'msg-zerocopy'], options: ['--qemu', 'debian:10', '--tso'] },
+  // The kernel's own tests on two zcnic NICs and on QEMU's virtio-net (make selftests runs all).
+  { name: "the kernel's selftests (drivers/net: ping, stats, xdp) on zcnic and on QEMU's virtio-net", command: 'selftests', suites: [], options: ['--kernel', 'debian:latest', '--tests', 'ping.py,stats.py,xdp.py'] },
 ];
 
 // Integration files each get a process of their own: they start real QEMU, DPDK and device

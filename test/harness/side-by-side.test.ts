@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { RunResults, TestRecord } from '../../harness/report.js';
-import { sideBySide, sideBySideMarkdown, sideBySideTable } from '../../harness/side-by-side.js';
+import { sideBySide, sideBySideCounts, sideBySideMarkdown, sideBySideTable } from '../../harness/side-by-side.js';
 
 const rec = (name: string, verdict: 'pass' | 'fail' | 'skip'): TestRecord => ({
   name,
@@ -19,16 +19,19 @@ const run = (tests: TestRecord[]): RunResults => ({ tests }) as unknown as RunRe
 
 test('a test that passes on the reference and not on zcnic is a regression; the other way is not', () => {
   const rows = sideBySide(run([rec('a', 'pass'), rec('b', 'fail'), rec('c', 'skip'), rec('d', 'pass')]), run([rec('a', 'pass'), rec('b', 'pass'), rec('c', 'pass'), rec('d', 'fail'), rec('e', 'pass')]));
-  assert.equal(rows.map((r) => [r.name, r.zcnic.verdict, r.reference.verdict, r.regression]), [
-    ['a', 'pass', 'pass', false],
-    ['b', 'fail', 'pass', true],
-    ['c', 'skip', 'pass', true],
-    ['d', 'pass', 'fail', false],
+  assert.equal(rows.map((r) => [r.name, r.zcnic.verdict, r.reference.verdict, r.regression, r.skippedOnlyHere]), [
+    ['a', 'pass', 'pass', false, false],
+    ['b', 'fail', 'pass', true, false],
+    // A skip is a difference to explain (a feature the device lacks), not a failure.
+    ['c', 'skip', 'pass', false, true],
+    ['d', 'pass', 'fail', false, false],
     // Only the reference ran it (zcnic never reported it): that too is a regression.
-    ['e', 'absent', 'pass', true],
+    ['e', 'absent', 'pass', true, false],
   ]);
+  assert.equal(sideBySideCounts(rows), { passed: 2, failed: 2, skipped: 1 });
   assert.match(sideBySideTable(rows), /b\s+FAIL\s+ok/);
-  assert.match(sideBySideMarkdown(rows), /\| c \*\*\(fails only on zcnic\)\*\* \| SKIP no remote \| ok \|/);
+  assert.match(sideBySideMarkdown(rows), /\| b \*\*\(fails only on zcnic\)\*\* \| FAIL \| ok \|/);
+  assert.match(sideBySideMarkdown(rows), /\| c \(skips only on zcnic\) \| SKIP no remote \| ok \|/);
 });
 
 test('without a reference nothing is a regression', () => {

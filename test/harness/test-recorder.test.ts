@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { diedBetweenTestsOfEmulatorFault, guestCpus } from '../../harness/run.js';
+import { diedBetweenTestsOfEmulatorFault, guestCpus, shellQuote } from '../../harness/run.js';
 import { TestRecorder } from '../../harness/test-recorder.js';
 
 const HEADER = ['KTAP version 1', '1..3', '# zcnic-suite name=smoke'];
@@ -73,6 +73,12 @@ test('--smp auto: 1 vCPU under TCG unless a suite needs a second CPU; 2 under KV
   assert.is(guestCpus('auto', 'tcg', ['seeds']), 2, 'seeds includes cpumap');
   assert.is(guestCpus('auto', 'kvm', ['smoke']), 2);
   assert.is(guestCpus(4, 'tcg', ['smoke']), 4);
+});
+
+test('zcnic run -- CMD: each word reaches sh as one word, quotes and all', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const words = ['printf', '%s|', "it's", 'a b', '$HOME', '`x`', ''];
+  assert.is(execFileSync('sh', ['-c', words.map(shellQuote).join(' ')], { encoding: 'utf8' }), "it's|a b|$HOME|`x`||");
 });
 
 test.run();
