@@ -122,8 +122,6 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   // and the device segments for the netns peer (QEMU 7.2 forwards HOST_TSO4 to a vhost-user
   // backend as well; the default layer keeps the MTU-sized path).
   { name: "guest suites on Debian's QEMU 10, the device offering TSO", suites: ['smoke', 'xdpsock', 'msg-zerocopy'], options: ['--qemu', 'debian:10', '--tso'] },
-  // The kernel's own tests on two zcnic NICs and on QEMU's virtio-net (make selftests runs all).
-  { name: "the kernel's selftests (drivers/net: ping, stats, xdp) on zcnic and on QEMU's virtio-net", command: 'selftests', suites: [], options: ['--kernel', 'debian:latest', '--tests', 'ping.py,stats.py,xdp.py'] },
 ];
 
 // Integration files each get a process of their own: they start real QEMU, DPDK and device
