@@ -1,6 +1,6 @@
 # zcnic: `make run` (the main job) and `make test` (everything CI checks) are the two commands
 # that matter on a fresh machine; both install what is missing first.
-.PHONY: all setup build test unit bench run images fuzz selftests clean
+.PHONY: all setup build test unit bench run images fuzz clean
 
 all: build
 
@@ -33,10 +33,6 @@ images: build
 run: build
 	@node dist/cli/zcnic.js run $(RUN_ARGS)
 
-# The kernel's own network selftests (drivers/net and drivers/net/hw) on two zcnic NICs, beside
-# QEMU's virtio-net; SELFTESTS_ARGS adds options (e.g. --kernel debian:6.12).
-selftests: build
-	@node dist/cli/zcnic.js selftests --targets drivers/net,drivers/net/hw --results selftests-results.json --markdown selftests-results.md $(SELFTESTS_ARGS)
 
 clean:
 	rm -rf dist packages/vfio-user-ts/dist packages/vfio-user-ts/build *.tsbuildinfo

@@ -11,7 +11,7 @@
  * it fails half-way.
  */
 import { execa, type ResultPromise } from 'execa';
-import { execFileSync } from 'node:child_process';
+import { ip } from './ip-command.js';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { SEND_TIMEOUT_MS, type PeerStats, type SendRequest, type SendResult } from './peer.js';
@@ -29,9 +29,6 @@ export interface PeerNetnsOptions {
   readonly readyTimeoutMs?: number;
 }
 
-function ip(...args: string[]): void {
-  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-}
 
 export class PeerNetns {
   private constructor(

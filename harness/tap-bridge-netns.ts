@@ -6,16 +6,8 @@
  * bridge and the namespace (also on exit and on SIGINT/SIGTERM); start() cleans up after itself
  * when it fails half-way.
  */
-import { execFileSync } from 'node:child_process';
+import { ip } from './ip-command.js';
 
-function ip(...args: string[]): void {
-  try {
-    execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  } catch (err) {
-    const stderr = String((err as { stderr?: Buffer }).stderr ?? '').trim();
-    throw new Error(`ip ${args.join(' ')}: ${stderr || (err as Error).message}`);
-  }
-}
 
 export class TapBridgeNetns {
   private stopped = false;
