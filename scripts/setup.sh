@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 # clang llvm bpftool m4 dpkg-dev pkg-config: the guest's xdp-tools and libbpf, built static from
 # Debian's source packages (images/xdp-tools.ts).
+# rsync python3-yaml python3-jsonschema: the kernel's network selftests (images/selftests.ts):
+# their install rule copies with rsync, and the YNL code generator needs PyYAML and jsonschema.
 packages=(qemu-system-x86 busybox-static cpio xz-utils zstd libxdp-dev libbpf-dev libelf-dev zlib1g-dev
   xdp-tools dpdk dpdk-dev librte-net-vhost23 librte-net-virtio23 tshark iproute2 gcc make python3
-  clang llvm bpftool m4 dpkg-dev pkg-config)
+  clang llvm bpftool m4 dpkg-dev pkg-config rsync python3-yaml python3-jsonschema)
 
 missing=()
 for p in "${packages[@]}"; do
