@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `node dist/images/cli.js [--kernel debian:X.Y | --kernel BZIMAGE --modules DIR] [--force] [--verbose] [--json]`
-import { parseArgs } from 'node:util';
-import { buildImage, BuildError } from './build.js';
+import { buildImage } from './build.js';
+import { COMMON_OPTIONS, parseCliOptions, runCliMain } from './cli-main.js';
 
 const USAGE = `usage: node dist/images/cli.js [--kernel debian:X.Y | --kernel BZIMAGE --modules DIR] [--force] [--verbose] [--json]
 
@@ -15,27 +15,15 @@ Builds (or finds in .cache/images/) the guest kernel and initramfs.
   --json             print the result as one JSON line on stdout`;
 
 async function main(): Promise<number> {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      options: {
-        kernel: { type: 'string' },
-        modules: { type: 'string' },
-        force: { type: 'boolean', default: false },
-        verbose: { type: 'boolean', short: 'v', default: false },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-      strict: true,
-    }));
-  } catch (err) {
-    process.stderr.write(`${(err as Error).message}\n${USAGE}\n`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
+  const values = parseCliOptions(
+    {
+      kernel: { type: 'string' },
+      modules: { type: 'string' },
+      ...COMMON_OPTIONS,
+    },
+    USAGE,
+  );
+  if (typeof values === 'number') return values;
   const img = await buildImage({
     kernel: values.kernel,
     modules: values.modules,
@@ -51,11 +39,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    if (err instanceof BuildError) process.stderr.write(`images: ${err.message}\n`);
-    else process.stderr.write(`images: unexpected failure: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+runCliMain('images', main);

@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 
 # clang llvm bpftool m4 dpkg-dev pkg-config: the guest's xdp-tools and libbpf, built static from
 # Debian's source packages (images/xdp-tools.ts).
+# rsync python3-yaml python3-jsonschema: the kernel's network selftests (images/selftests.ts):
+# their install rule copies with rsync, and the YNL code generator needs PyYAML and jsonschema.
 packages=(qemu-system-x86 busybox-static cpio xz-utils zstd libxdp-dev libbpf-dev libelf-dev zlib1g-dev
   xdp-tools dpdk dpdk-dev librte-net-vhost23 librte-net-virtio23 tshark iproute2 gcc make python3
-  clang llvm bpftool m4 dpkg-dev pkg-config)
+  clang llvm bpftool m4 dpkg-dev pkg-config rsync python3-jsonschema)
 # The kernel's selftests run in a guest whose root file system is this host's (zcnic selftests,
-# harness/host-root.ts): they call these, and kmod's modprobe/depmod load the guest's modules.
+# guest/init zcnic.rootfs=host): they call these, and kmod's modprobe/depmod load the guest's modules.
 packages+=(python3-yaml ethtool socat iperf3 tcpdump kmod iputils-ping)
 
 missing=()

@@ -1,0 +1,87 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  kernelSeries,
+  makeWarnings,
+  parseManifest,
+  pickCached,
+  requestedUpstream,
+  SELFTESTS_BUILD_VERSION,
+  sourceMembers,
+  sourcePackageName,
+  testsOf,
+  versionDirName,
+  versionMatches,
+  type SelftestsManifest,
+} from '../../images/selftests.js';
+
+test('the kernel series comes from a series, a release, a package version or debian:X.Y', () => {
+  assert.is(kernelSeries('7.3'), '7.3');
+  assert.is(kernelSeries('7.3.4+deb13-amd64'), '7.3');
+  assert.is(kernelSeries('6.12.117+deb12-amd64'), '6.12');
+  assert.is(kernelSeries('6.1.0-57-amd64'), '6.1');
+  assert.is(kernelSeries('7.3.4-1~bpo13+1'), '7.3');
+  assert.is(kernelSeries('debian:6.12'), '6.12');
+  assert.is(sourcePackageName(kernelSeries('7.3.4+deb13-amd64')), 'linux-source-7.3');
+  assert.throws(() => kernelSeries('latest'), /kernel series/);
+  // 6.12 is not 6.1.
+  assert.not.ok(kernelSeries('6.12').startsWith('6.1.'));
+});
+
+test('a release pins its upstream version, a series takes any of its versions', () => {
+  assert.equal(requestedUpstream('7.3'), [7, 3]);
+  assert.equal(requestedUpstream('7.3.4+deb13-amd64'), [7, 3, 4]);
+  assert.ok(versionMatches('7.3.4-1~bpo13+1', [7, 3]));
+  assert.ok(versionMatches('7.3.4-1~bpo13+1', [7, 3, 4]));
+  assert.not.ok(versionMatches('7.3.5-1', [7, 3, 4]));
+  assert.not.ok(versionMatches('6.12.117-1~deb12u1', [6, 1]));
+});
+
+test('tar members: tools, the netlink specs and schemas, what make headers needs, nothing else of the tree', () => {
+  const members = sourceMembers('7.3');
+  assert.ok(members.every((m) => m.startsWith('linux-source-7.3/')));
+  for (const needed of ['tools/*', 'Documentation/netlink/*', 'MAINTAINERS', 'Makefile', 'scripts/*', 'include/uapi/*', 'arch/x86/include/uapi/*']) {
+    assert.ok(members.includes(`linux-source-7.3/${needed}`), needed);
+  }
+  assert.not.ok(members.some((m) => /\/(drivers|net|fs|kernel)\//.test(m)));
+});
+
+function manifest(sourceVersion: string, targets: string[], buildVersion = SELFTESTS_BUILD_VERSION): SelftestsManifest {
+  return { sourcePackage: 'linux-source-7.3', sourceVersion, series: '7.3', buildVersion, targets, results: [], makeWarnings: [], builtAt: '', buildSeconds: 1 };
+}
+
+test('manifests parse back, and anything else is no manifest', () => {
+  const m = manifest('7.3.4-1~bpo13+1', ['drivers/net']);
+  assert.equal(parseManifest(JSON.stringify(m)), m);
+  assert.is(parseManifest('{"sourceVersion": "7.3.4-1"}'), undefined);
+  assert.is(parseManifest('not json'), undefined);
+  assert.is(parseManifest(''), undefined);
+});
+
+test('a cached build serves a request of its series with every wanted target, the newest first', () => {
+  const all = ['drivers/net', 'drivers/net/hw'];
+  const old = manifest('7.3.2-1', all);
+  const cur = manifest('7.3.4-1~bpo13+1', all);
+  const other = manifest('6.12.117-1~deb12u1', all);
+  assert.is(pickCached([cur, old, other], '7.3', all), cur);
+  assert.is(pickCached([cur, old, other], '7.3.2+deb13-amd64', all), old);
+  assert.is(pickCached([cur, old, other], '6.12', ['drivers/net']), other);
+  assert.is(pickCached([cur], '7.3', ['drivers/net', 'net']), undefined, 'a target it lacks');
+  assert.is(pickCached([manifest('7.3.4-1', all, SELFTESTS_BUILD_VERSION - 1)], '7.3', all), undefined, 'an older recipe');
+  assert.is(pickCached([cur], '6.1', all), undefined);
+});
+
+test('cache folder names and the tests of a target in kselftest-list.txt', () => {
+  assert.is(versionDirName('7.3.4-1~bpo13+1'), '7.3.4-1~bpo13+1');
+  assert.is(versionDirName('1:6.1-2'), '1_6.1-2');
+  const list = 'drivers/net:ping.py\ndrivers/net:xdp.py\ndrivers/net/hw:csum.py\n';
+  assert.equal(testsOf(list, 'drivers/net'), ['ping.py', 'xdp.py']);
+  assert.equal(testsOf(list, 'drivers/net/hw'), ['csum.py']);
+});
+
+test('the Makefiles\' warnings are kept, their errors are not', () => {
+  const log = 'Makefile:13: excluding iouring tests, liburing not installed or too old\n  CC x\nmake[1]: *** [Makefile:48: y] Error 1\nMakefile:13: excluding iouring tests, liburing not installed or too old\n';
+  assert.equal(makeWarnings(log), ['Makefile:13: excluding iouring tests, liburing not installed or too old']);
+});
+
+test.run();
