@@ -11,7 +11,7 @@
  * Nothing here allocates per frame: one GsoCheck and one GsoSegmenter per queue, each with its
  * scratch, reused.
  */
-import { byteSpace, FeatureBit, hasFeature, type ByteSpace } from 'vfio-user-ts';
+import { byteSpace, FeatureBit, hasFeature, type ByteSpace, type FeatureWord } from 'vfio-user-ts';
 import { copyBytes } from './copy-bytes.js';
 import { Counter } from './counters.js';
 import { ETHERNET_HEADER_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_OFFSET } from './ethernet.js';
@@ -46,7 +46,7 @@ export interface GsoOffloads {
 
 export const NO_GSO_OFFLOADS: GsoOffloads = { tcp4: false, tcp6: false, ecn: false, udpL4: false };
 
-export function gsoOffloads(features: number): GsoOffloads {
+export function gsoOffloads(features: FeatureWord): GsoOffloads {
   return {
     tcp4: hasFeature(features, FeatureBit.netHostTso4),
     tcp6: hasFeature(features, FeatureBit.netHostTso6),

@@ -3,7 +3,7 @@
  * pairs are spread over datapath workers, and its counters. Transports (the vhost-user server
  * today) drive it through VirtioDevice; the control API reads stats and switches ports.
  */
-import { FeatureBit, featureMask, featureNames, hasFeature, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
+import { FeatureBit, featureMask, featureNames, hasFeature, NO_FEATURES, type FeatureWord, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
 import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
@@ -75,7 +75,7 @@ export interface DeviceStats extends DeviceCounters {
 }
 
 export class VirtioNet implements VirtioDevice {
-  readonly features: number;
+  readonly features: FeatureWord;
   readonly queuePairs: number;
   needsReset = false;
   private readonly workers: DatapathWorker[];
@@ -89,7 +89,7 @@ export class VirtioNet implements VirtioDevice {
   protocolErrorSource: () => Record<string, number> = () => ({});
   private protocolBaseline: Record<string, number> = {};
   /** The features the transport gave with the last queue start (the negotiated ones). */
-  private negotiated = 0;
+  private negotiated: FeatureWord = NO_FEATURES;
   private readonly queues = new Map<number, QueueStats>();
 
   private constructor(options: VirtioNetOptions, workers: DatapathWorker[], counterBlocks: Float64Array[]) {

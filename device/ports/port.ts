@@ -2,7 +2,7 @@
  * Where frames go after the transmitq and come from before the receiveq. One port instance per
  * queue pair, living in the datapath worker that serves the pair.
  */
-import type { ByteSpace } from 'vfio-user-ts';
+import type { ByteSpace, FeatureWord } from 'vfio-user-ts';
 import type { TxFrame, WireFrame } from '../tx-frame.js';
 
 /** The queue pair's receive side as a port sees it. */
@@ -40,7 +40,7 @@ export interface Port {
    */
   transmitWithHeader?(frame: TxFrame): void;
   /** The features the driver negotiated, when its queues start (or the port comes after). */
-  setNegotiated?(features: number): void;
+  setNegotiated?(features: FeatureWord): void;
   /**
    * Lets the port fill the receiveq. Returns a ServiceAgain value, or the
    * milliseconds after which it wants to be serviced (rate pacing).

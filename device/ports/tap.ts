@@ -23,7 +23,7 @@
  * (one fd can have one watcher per thread, so the watch belongs to the tap, and it wakes that
  * port).
  */
-import { byteSpace, FeatureBit, hasFeature, sys } from 'vfio-user-ts';
+import { byteSpace, FeatureBit, hasFeature, sys, type FeatureWord } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { GsoType, negotiatedHeaderLength, NetHeader, NetHeaderFlags, netHeaderLength } from '../net-header.js';
 import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
@@ -80,7 +80,7 @@ export class TapPort extends FrameFdPort<Tap> {
   }
 
   /** The driver's features: the tap's header is made the driver's, its offloads what it takes. */
-  setNegotiated(features: number): void {
+  setNegotiated(features: FeatureWord): void {
     const tap = this.link;
     if (!tap || !tap.open) return;
     const headerLength = negotiatedHeaderLength(features);
