@@ -69,12 +69,13 @@ Options:
   --access-platform    offer VIRTIO_F_ACCESS_PLATFORM (with the BACKEND_REQ protocol feature QEMU
                        then requires), for QEMU's iommu_platform=on without a vIOMMU: the
                        guest's driver uses the DMA API, addresses stay guest-physical
-  --tso                offer HOST_TSO4, HOST_TSO6 and HOST_ECN: the guest sends TCP frames of up
-                       to 64 KiB with a virtio-net GSO header; the device checks the header
-                       against the frame (each mismatch is an error kind, the frame dropped) and
-                       cuts the frame into MSS-sized wire frames for the pcap, verification and
-                       the port; counts in stats.gso. HOST_USO is not offered yet (bit 56 needs
-                       64-bit feature words)
+  --tso                offer HOST_TSO4, HOST_TSO6, HOST_ECN and HOST_USO: the guest sends TCP and
+                       UDP frames of up to 64 KiB with a virtio-net GSO header; the device checks
+                       the header against the frame (each mismatch is an error kind, the frame
+                       dropped) and cuts the frame into MSS-sized wire frames for the pcap,
+                       verification and the port; counts in stats.gso. QEMU 7.2 and 10 pass
+                       HOST_USO on to no guest (a vhost-user netdev has no has_uso), so a guest
+                       under QEMU sends UDP GSO as separate datagrams
   --poll               busy-poll the rings (highest rate, one core stays busy) instead of
                        sleeping on the driver's kicks
   --mac MAC            the NIC's MAC, the destination of generated frames (default 52:54:00:12:34:56)

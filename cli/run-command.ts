@@ -37,7 +37,8 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
                        receive, 6.13+ transmit): iommu_platform=on (VIRTIO_F_ACCESS_PLATFORM)
                        and the device's --ring-reset (VIRTIO_F_RING_RESET; see zcnic device
                        --help for what that costs). Without it the zero-copy tests SKIP
-  --tso                the device offers transmit segmentation (HOST_TSO4, HOST_TSO6, HOST_ECN):
+  --tso                the device offers transmit segmentation (HOST_TSO4, HOST_TSO6, HOST_ECN,
+                       HOST_USO, which QEMU does not pass on):
                        the guest sends TCP as GSO chains of up to 64 KiB, which the device checks
                        and segments for its ports (zcnic device --tso)
   --rootfs host        the guest's user space is this host's root file system (read-only over 9p,

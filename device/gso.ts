@@ -1,5 +1,5 @@
 /**
- * Transmit GSO (HOST_TSO4, HOST_TSO6, HOST_ECN; HOST_USO once it can be offered): the checks a
+ * Transmit GSO (HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_USO): the checks a
  * GSO frame's virtio-net header must pass against the frame it describes (virtio 1.2 5.1.6.2),
  * and the segmenter that cuts an accepted frame into the wire frames a NIC would send.
  *
@@ -67,6 +67,13 @@ export function gsoTypeAllowed(offloads: GsoOffloads, gsoType: number): boolean 
   if (type === GsoType.udpL4) return offloads.udpL4;
   return false;
 }
+
+/**
+ * The most datagrams one UDP GSO frame may carry: Linux's UDP_MAX_SEGMENTS (64, raised to 128 in
+ * later kernels; the larger, so that no Linux sender is refused), beyond which its tun refuses the
+ * header (virtio_net_hdr_to_skb) and udp_send_skb the send.
+ */
+export const UDP_GSO_MAX_SEGMENTS = 128;
 
 /** The longest headers the device parses: Ethernet, IPv4 with options (IPv6's 40 bytes are fewer), TCP with options. */
 const MAX_HEADERS_LENGTH = ETHERNET_HEADER_LENGTH + IPV4_MAX_HEADER_LENGTH + TCP_MAX_HEADER_LENGTH;
@@ -145,6 +152,14 @@ export class GsoCheck {
       this.b = headersLength;
       this.c = MAX_FRAME_LENGTH;
       return QueueError.txGsoBadSegmentSize;
+    }
+    // USO only: a datagram count that Linux neither sends nor takes from a tap.
+    const payload = frame.length - headersLength;
+    if (!tcp && payload > frame.gsoSize * UDP_GSO_MAX_SEGMENTS) {
+      this.a = frame.gsoSize;
+      this.b = payload;
+      this.c = UDP_GSO_MAX_SEGMENTS;
+      return QueueError.txGsoTooManySegments;
     }
     return GSO_HEADER_VALID;
   }

@@ -52,7 +52,7 @@ export function genomeFeatures(g: RingGenome): FeatureWord {
   if (g.version1) bits.push(FeatureBit.version1);
   if (g.mergeable) bits.push(FeatureBit.netMrgRxbuf);
   if (g.indirect) bits.push(FeatureBit.ringIndirectDesc);
-  if (g.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn);
+  if (g.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn, FeatureBit.netHostUso);
   return featureMask(...bits);
 }
 

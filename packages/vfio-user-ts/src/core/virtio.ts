@@ -44,9 +44,6 @@ export const FeatureBit = {
   netMrgRxbuf: 15,
   netStatus: 16,
   netMq: 22,
-  /** The driver can turn receive offloads off through the control queue (CTRL_GUEST_OFFLOADS). */
-  netCtrlGuestOffloads: 2,
-  netCtrlVq: 17,
   ringIndirectDesc: 28,
   ringEventIdx: 29,
   version1: 32,
@@ -87,8 +84,6 @@ const FEATURE_NAMES: { readonly [K in keyof typeof FeatureBit]: string } = {
   netMrgRxbuf: 'MRG_RXBUF',
   netStatus: 'STATUS',
   netMq: 'MQ',
-  netCtrlGuestOffloads: 'CTRL_GUEST_OFFLOADS',
-  netCtrlVq: 'CTRL_VQ',
   ringIndirectDesc: 'INDIRECT_DESC',
   ringEventIdx: 'EVENT_IDX',
   version1: 'VERSION_1',
