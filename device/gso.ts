@@ -56,6 +56,51 @@ export function gsoOffloads(features: FeatureWord): GsoOffloads {
 }
 
 /**
+ * The GSO types a driver takes on its receiveq (virtio 1.2 5.1.6.4): GUEST_TSO4/TSO6 (ECN on top
+ * with GUEST_ECN), GUEST_USO4/USO6 (UDP_L4 over IPv4/IPv6). All need GUEST_CSUM (a GSO frame's
+ * checksum is partial): without it, none.
+ */
+export interface ReceiveGsoOffloads {
+  readonly tcp4: boolean;
+  readonly tcp6: boolean;
+  readonly ecn: boolean;
+  readonly udp4: boolean;
+  readonly udp6: boolean;
+}
+
+export const NO_RECEIVE_GSO: ReceiveGsoOffloads = { tcp4: false, tcp6: false, ecn: false, udp4: false, udp6: false };
+
+export function receiveGsoOffloads(features: FeatureWord): ReceiveGsoOffloads {
+  if (!hasFeature(features, FeatureBit.netGuestCsum)) return NO_RECEIVE_GSO;
+  return {
+    tcp4: hasFeature(features, FeatureBit.netGuestTso4),
+    tcp6: hasFeature(features, FeatureBit.netGuestTso6),
+    ecn: hasFeature(features, FeatureBit.netGuestEcn),
+    udp4: hasFeature(features, FeatureBit.netGuestUso4),
+    udp6: hasFeature(features, FeatureBit.netGuestUso6),
+  };
+}
+
+/** Whether any receive GSO type is on. */
+export function anyReceiveGso(offloads: ReceiveGsoOffloads): boolean {
+  return offloads.tcp4 || offloads.tcp6 || offloads.udp4 || offloads.udp6;
+}
+
+/**
+ * Whether a driver with `offloads` takes a GSO frame of `gsoType` (not GSO_NONE), whose bytes are
+ * `length` at `offset` of `frame` (UDP_L4 is allowed by IP version: its EtherType decides).
+ */
+export function receiveGsoAllowed(offloads: ReceiveGsoOffloads, gsoType: number, frame: ByteSpace, offset: number, length: number): boolean {
+  const type = gsoType & ~GSO_ECN;
+  if ((gsoType & GSO_ECN) !== 0 && (!offloads.ecn || type === GsoType.udpL4)) return false;
+  if (type === GsoType.tcpV4) return offloads.tcp4;
+  if (type === GsoType.tcpV6) return offloads.tcp6;
+  if (type !== GsoType.udpL4 || length < ETHERNET_HEADER_LENGTH) return false;
+  const etherType = frame.view.getUint16(offset + ETHERTYPE_OFFSET, false);
+  return etherType === ETHERTYPE_IPV4 ? offloads.udp4 : etherType === ETHERTYPE_IPV6 ? offloads.udp6 : false;
+}
+
+/**
  * Whether the negotiated features allow `gsoType` (not GSO_NONE): legacy UFO never (the device
  * does not offer it), the ECN bit only on TCP and with HOST_ECN (5.1.6.2).
  */

@@ -4,7 +4,7 @@
  * today) drive it through VirtioDevice; the control API reads stats and switches ports.
  */
 import { FeatureBit, featureMask, featureNames, hasFeature, NO_FEATURES, type FeatureWord, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
-import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
+import { Counter, createCounters, describeCounters, MAXIMUM_COUNTERS, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
@@ -31,6 +31,12 @@ export interface VirtioNetOptions {
    * frontend that forwards it (the test frontend, the fuzzer) ever negotiates it.
    */
   readonly tso?: boolean;
+  /**
+   * Offer GUEST_TSO4, GUEST_TSO6 and GUEST_ECN: a port that has GSO frames (port tap, its host
+   * kernel's GSO and GRO output) hands them to the driver whole, spread over mergeable buffers.
+   * Not GUEST_USO4/6: neither QEMU 7.2 nor 10 passes them on to a guest (see HOST_USO).
+   */
+  readonly guestTso?: boolean;
   /** Offer VIRTIO_F_ACCESS_PLATFORM (see FeatureBit.accessPlatform): so does virtio_net's DMA API use. */
   readonly accessPlatform?: boolean;
   /** Counts that survive a kill (datapath/state-file.ts); one queue pair, one worker. */
@@ -117,6 +123,7 @@ export class VirtioNet implements VirtioDevice {
     if (options.queuePairs > 1) bits.push(FeatureBit.netMq);
     if (options.ringReset === true) bits.push(FeatureBit.ringReset);
     if (options.accessPlatform === true) bits.push(FeatureBit.accessPlatform);
+    if (options.guestTso === true) bits.push(FeatureBit.netGuestTso4, FeatureBit.netGuestTso6, FeatureBit.netGuestEcn);
     if (options.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn, FeatureBit.netHostUso);
     this.features = featureMask(...bits);
   }
@@ -209,7 +216,7 @@ export class VirtioNet implements VirtioDevice {
     const datapathUsedBytes = absolute[Counter.heapUsedBytes]!;
     const datapathCollections = absolute[Counter.collections]!;
     // A maximum does not subtract: resetCounters() restarts it instead.
-    total[Counter.gsoLargestFrame] = absolute[Counter.gsoLargestFrame]!;
+    for (const counter of MAXIMUM_COUNTERS) total[counter] = absolute[counter]!;
     return {
       ...describeCounters(total),
       features: featureNames(this.negotiated),
@@ -233,7 +240,7 @@ export class VirtioNet implements VirtioDevice {
     this.baseline = sumCounters(this.counterBlocks);
     // The workers keep raising the maximum in the shared blocks; a frame that races this write
     // may leave its length from before the reset, which a maximum tolerates.
-    for (const block of this.counterBlocks) block[Counter.gsoLargestFrame] = 0;
+    for (const block of this.counterBlocks) for (const counter of MAXIMUM_COUNTERS) block[counter] = 0;
     this.protocolBaseline = this.protocolErrorSource();
   }
 

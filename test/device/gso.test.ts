@@ -406,13 +406,17 @@ test('a frame above 64 KiB without GSO is still refused (the GSO limit is for GS
   guest.close();
 });
 
-test('the largest GSO frame of several workers is their maximum, not their sum', () => {
+test('the largest GSO frame of several workers (transmit and receive) is their maximum, not their sum', () => {
   const [a, b] = [createCounters(), createCounters()];
   a[Counter.gsoLargestFrame] = 65000;
   b[Counter.gsoLargestFrame] = 30000;
   a[Counter.gsoSegments] = 2;
   b[Counter.gsoSegments] = 3;
   assert.equal(describeCounters(sumCounters([a, b])).gso, { frames: { tcp4: 0, tcp6: 0, udpL4: 0 }, segments: 5, largestFrame: 65000 });
+  // The receiveq's largest GSO frame likewise.
+  a[Counter.rxGsoLargestFrame] = 20000;
+  b[Counter.rxGsoLargestFrame] = 64000;
+  assert.is(describeCounters(sumCounters([a, b])).rxGso.largestFrame, 64000);
 });
 
 test('UDP GSO: 128 datagrams in a frame are taken, 129 are not; the same gso_size on TCP is no error', () => {
