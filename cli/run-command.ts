@@ -37,9 +37,14 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
                        receive, 6.13+ transmit): iommu_platform=on (VIRTIO_F_ACCESS_PLATFORM)
                        and the device's --ring-reset (VIRTIO_F_RING_RESET; see zcnic device
                        --help for what that costs). Without it the zero-copy tests SKIP
-  --tso                the device offers transmit segmentation (HOST_TSO4, HOST_TSO6, HOST_ECN):
+  --tso                the device offers transmit segmentation (HOST_TSO4, HOST_TSO6, HOST_ECN,
+                       HOST_USO, which QEMU does not pass on):
                        the guest sends TCP as GSO chains of up to 64 KiB, which the device checks
                        and segments for its ports (zcnic device --tso)
+  --guest-tso          the device offers receive segmentation (GUEST_TSO4, GUEST_TSO6, GUEST_ECN):
+                       the peer's tap hands TCP to the guest as GSO frames of up to 64 KiB; QEMU's
+                       NIC gets ctrl_guest_offloads=off, so the guest cannot switch them off
+                       behind the device's back (native XDP then refuses to attach)
   --rootfs host        the guest's user space is this host's root file system (read-only over 9p,
                        a tmpfs overlay on top): host programs (python3, iproute2, ethtool, socat,
                        iperf3, ...) run on the guest's kernel and NICs; the shell is bash there
@@ -110,6 +115,7 @@ function parse(argv: string[], withSuites: boolean) {
       'negative-control': { type: 'string' },
       'xsk-zero-copy': { type: 'boolean', default: false },
       tso: { type: 'boolean', default: false },
+      'guest-tso': { type: 'boolean', default: false },
       rootfs: { type: 'string', default: 'initramfs' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -181,6 +187,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       negativeControl,
       xskZeroCopy: values['xsk-zero-copy'],
       tso: values.tso,
+      guestTso: values['guest-tso'],
       hostRoot: values.rootfs === 'host' || command !== undefined,
       command,
       progress,

@@ -102,8 +102,19 @@ export const Counter = {
   gsoSegments: 48 + chainErrorKinds.length,
   /** A maximum, not a count: the longest GSO frame taken (bytes after the virtio-net header). */
   gsoLargestFrame: 49 + chainErrorKinds.length,
+  /** GSO frames placed on the receiveq (GUEST_TSO4, GUEST_TSO6, GUEST_USO4/6), by gso_type. */
+  rxGsoTcp4Frames: 50 + chainErrorKinds.length,
+  rxGsoTcp6Frames: 51 + chainErrorKinds.length,
+  rxGsoUdpL4Frames: 52 + chainErrorKinds.length,
+  /** A maximum, not a count: the longest GSO frame placed on the receiveq. */
+  rxGsoLargestFrame: 53 + chainErrorKinds.length,
+  /**
+   * GSO frames a port produced of a type the driver did not negotiate (or turned off), dropped
+   * before the receiveq: the device never hands a driver a GSO type it cannot take.
+   */
+  rxGsoNotNegotiated: 54 + chainErrorKinds.length,
   /** gsoHeaderErrorNames.length counters, at gsoHeaderErrors + kind - FIRST_GSO_HEADER_ERROR. */
-  gsoHeaderErrors: 50 + chainErrorKinds.length,
+  gsoHeaderErrors: 55 + chainErrorKinds.length,
 } as const;
 
 export const COUNTER_COUNT = Counter.gsoHeaderErrors + gsoHeaderErrorNames.length;
@@ -123,6 +134,11 @@ export interface DeviceCounters {
   zeroCopy: { checked: number; proven: number; payloadProven: number; rxChecked: number; rxProven: number };
   /** GSO frames taken by type, the wire frames cut from them, and the longest GSO frame (a maximum). */
   gso: { frames: { tcp4: number; tcp6: number; udpL4: number }; segments: number; largestFrame: number };
+  /**
+   * GSO frames placed on the receiveq by type, the longest (a maximum), and those of a type the
+   * driver did not negotiate, dropped before it.
+   */
+  rxGso: { frames: { tcp4: number; tcp6: number; udpL4: number }; largestFrame: number; notNegotiated: number };
   /** Driver queue resets followed (VIRTIO_F_RING_RESET), and used elements they dropped. */
   queueResets: { followed: number; usedDropped: number };
   /** Frames the port dropped on the way out (port tap: the tap's queue full or the tap down). */
@@ -142,15 +158,14 @@ export interface DeviceCounters {
   };
 }
 
-/** Sums the workers' counters; a maximum (gsoLargestFrame) is the largest of theirs. */
+/** The counters that hold a maximum, not a count. */
+export const MAXIMUM_COUNTERS: readonly number[] = [Counter.gsoLargestFrame, Counter.rxGsoLargestFrame];
+
+/** Sums the workers' counters; a maximum (MAXIMUM_COUNTERS) is the largest of theirs. */
 export function sumCounters(blocks: readonly Float64Array[]): Float64Array {
   const total = new Float64Array(COUNTER_COUNT);
-  let largestFrame = 0;
-  for (const block of blocks) {
-    for (let i = 0; i < COUNTER_COUNT; i++) total[i]! += block[i]!;
-    largestFrame = Math.max(largestFrame, block[Counter.gsoLargestFrame]!);
-  }
-  total[Counter.gsoLargestFrame] = largestFrame;
+  for (const block of blocks) for (let i = 0; i < COUNTER_COUNT; i++) total[i]! += block[i]!;
+  for (const counter of MAXIMUM_COUNTERS) total[counter] = Math.max(0, ...blocks.map((block) => block[counter]!));
   return total;
 }
 
@@ -183,6 +198,11 @@ export function describeCounters(c: Float64Array): DeviceCounters {
       frames: { tcp4: c[Counter.gsoTcp4Frames]!, tcp6: c[Counter.gsoTcp6Frames]!, udpL4: c[Counter.gsoUdpL4Frames]! },
       segments: c[Counter.gsoSegments]!,
       largestFrame: c[Counter.gsoLargestFrame]!,
+    },
+    rxGso: {
+      frames: { tcp4: c[Counter.rxGsoTcp4Frames]!, tcp6: c[Counter.rxGsoTcp6Frames]!, udpL4: c[Counter.rxGsoUdpL4Frames]! },
+      largestFrame: c[Counter.rxGsoLargestFrame]!,
+      notNegotiated: c[Counter.rxGsoNotNegotiated]!,
     },
     queueResets: { followed: c[Counter.driverQueueResets]!, usedDropped: c[Counter.usedDroppedByQueueReset]! },
     portTxDropped: c[Counter.portTxDropped]!,

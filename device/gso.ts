@@ -1,5 +1,5 @@
 /**
- * Transmit GSO (HOST_TSO4, HOST_TSO6, HOST_ECN; HOST_USO once it can be offered): the checks a
+ * Transmit GSO (HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_USO): the checks a
  * GSO frame's virtio-net header must pass against the frame it describes (virtio 1.2 5.1.6.2),
  * and the segmenter that cuts an accepted frame into the wire frames a NIC would send.
  *
@@ -11,7 +11,7 @@
  * Nothing here allocates per frame: one GsoCheck and one GsoSegmenter per queue, each with its
  * scratch, reused.
  */
-import { byteSpace, FeatureBit, hasFeature, type ByteSpace } from 'vfio-user-ts';
+import { byteSpace, FeatureBit, hasFeature, type ByteSpace, type FeatureWord } from 'vfio-user-ts';
 import { copyBytes } from './copy-bytes.js';
 import { Counter } from './counters.js';
 import { ETHERNET_HEADER_LENGTH, ETHERTYPE_IPV4, ETHERTYPE_OFFSET } from './ethernet.js';
@@ -46,13 +46,58 @@ export interface GsoOffloads {
 
 export const NO_GSO_OFFLOADS: GsoOffloads = { tcp4: false, tcp6: false, ecn: false, udpL4: false };
 
-export function gsoOffloads(features: number): GsoOffloads {
+export function gsoOffloads(features: FeatureWord): GsoOffloads {
   return {
     tcp4: hasFeature(features, FeatureBit.netHostTso4),
     tcp6: hasFeature(features, FeatureBit.netHostTso6),
     ecn: hasFeature(features, FeatureBit.netHostEcn),
     udpL4: hasFeature(features, FeatureBit.netHostUso),
   };
+}
+
+/**
+ * The GSO types a driver takes on its receiveq (virtio 1.2 5.1.6.4): GUEST_TSO4/TSO6 (ECN on top
+ * with GUEST_ECN), GUEST_USO4/USO6 (UDP_L4 over IPv4/IPv6). All need GUEST_CSUM (a GSO frame's
+ * checksum is partial): without it, none.
+ */
+export interface ReceiveGsoOffloads {
+  readonly tcp4: boolean;
+  readonly tcp6: boolean;
+  readonly ecn: boolean;
+  readonly udp4: boolean;
+  readonly udp6: boolean;
+}
+
+export const NO_RECEIVE_GSO: ReceiveGsoOffloads = { tcp4: false, tcp6: false, ecn: false, udp4: false, udp6: false };
+
+export function receiveGsoOffloads(features: FeatureWord): ReceiveGsoOffloads {
+  if (!hasFeature(features, FeatureBit.netGuestCsum)) return NO_RECEIVE_GSO;
+  return {
+    tcp4: hasFeature(features, FeatureBit.netGuestTso4),
+    tcp6: hasFeature(features, FeatureBit.netGuestTso6),
+    ecn: hasFeature(features, FeatureBit.netGuestEcn),
+    udp4: hasFeature(features, FeatureBit.netGuestUso4),
+    udp6: hasFeature(features, FeatureBit.netGuestUso6),
+  };
+}
+
+/** Whether any receive GSO type is on. */
+export function anyReceiveGso(offloads: ReceiveGsoOffloads): boolean {
+  return offloads.tcp4 || offloads.tcp6 || offloads.udp4 || offloads.udp6;
+}
+
+/**
+ * Whether a driver with `offloads` takes a GSO frame of `gsoType` (not GSO_NONE), whose bytes are
+ * `length` at `offset` of `frame` (UDP_L4 is allowed by IP version: its EtherType decides).
+ */
+export function receiveGsoAllowed(offloads: ReceiveGsoOffloads, gsoType: number, frame: ByteSpace, offset: number, length: number): boolean {
+  const type = gsoType & ~GSO_ECN;
+  if ((gsoType & GSO_ECN) !== 0 && (!offloads.ecn || type === GsoType.udpL4)) return false;
+  if (type === GsoType.tcpV4) return offloads.tcp4;
+  if (type === GsoType.tcpV6) return offloads.tcp6;
+  if (type !== GsoType.udpL4 || length < ETHERNET_HEADER_LENGTH) return false;
+  const etherType = frame.view.getUint16(offset + ETHERTYPE_OFFSET, false);
+  return etherType === ETHERTYPE_IPV4 ? offloads.udp4 : etherType === ETHERTYPE_IPV6 ? offloads.udp6 : false;
 }
 
 /**
@@ -67,6 +112,13 @@ export function gsoTypeAllowed(offloads: GsoOffloads, gsoType: number): boolean 
   if (type === GsoType.udpL4) return offloads.udpL4;
   return false;
 }
+
+/**
+ * The most datagrams one UDP GSO frame may carry: Linux's UDP_MAX_SEGMENTS (64, raised to 128 in
+ * later kernels; the larger, so that no Linux sender is refused), beyond which its tun refuses the
+ * header (virtio_net_hdr_to_skb) and udp_send_skb the send.
+ */
+export const UDP_GSO_MAX_SEGMENTS = 128;
 
 /** The longest headers the device parses: Ethernet, IPv4 with options (IPv6's 40 bytes are fewer), TCP with options. */
 const MAX_HEADERS_LENGTH = ETHERNET_HEADER_LENGTH + IPV4_MAX_HEADER_LENGTH + TCP_MAX_HEADER_LENGTH;
@@ -145,6 +197,14 @@ export class GsoCheck {
       this.b = headersLength;
       this.c = MAX_FRAME_LENGTH;
       return QueueError.txGsoBadSegmentSize;
+    }
+    // USO only: a datagram count that Linux neither sends nor takes from a tap.
+    const payload = frame.length - headersLength;
+    if (!tcp && payload > frame.gsoSize * UDP_GSO_MAX_SEGMENTS) {
+      this.a = frame.gsoSize;
+      this.b = payload;
+      this.c = UDP_GSO_MAX_SEGMENTS;
+      return QueueError.txGsoTooManySegments;
     }
     return GSO_HEADER_VALID;
   }

@@ -1,5 +1,5 @@
 /** The virtio-net header (virtio 1.2 5.1.6) and the checksum work its flags ask for. */
-import { FeatureBit, hasFeature } from 'vfio-user-ts';
+import { FeatureBit, hasFeature, type FeatureWord } from 'vfio-user-ts';
 
 export const NetHeaderFlags = { needsCsum: 1, dataValid: 2 } as const;
 /**
@@ -18,7 +18,7 @@ export function netHeaderLength(version1: boolean, mergeable: boolean): number {
 }
 
 /** The header length that the negotiated `features` give a driver. */
-export function negotiatedHeaderLength(features: number): number {
+export function negotiatedHeaderLength(features: FeatureWord): number {
   return netHeaderLength(hasFeature(features, FeatureBit.version1), hasFeature(features, FeatureBit.netMrgRxbuf));
 }
 

@@ -38,6 +38,12 @@ export const QueueError = {
   txGsoBadChecksumOffsets: 25,
   txGsoBadHeaderLength: 26,
   txGsoBadSegmentSize: 27,
+  /**
+   * UDP_L4 (USO) only: more than UDP_GSO_MAX_SEGMENTS datagrams in one GSO frame, which Linux's
+   * tun refuses (virtio_net_hdr_to_skb: payload > gso_size * UDP_MAX_SEGMENTS) and no Linux
+   * sender makes (udp_send_skb refuses it with EINVAL). TCP has no such limit.
+   */
+  txGsoTooManySegments: 28,
 } as const;
 export type QueueErrorKind = (typeof QueueError)[keyof typeof QueueError];
 
@@ -46,7 +52,7 @@ export const queueErrorNames: readonly string[] = [...chainErrorNames, ...Object
 export const QUEUE_ERROR_KINDS = queueErrorNames.length;
 /** The GSO header kinds, txGsoWithoutChecksum first (Counter.gsoHeaderErrors + kind - this). */
 export const FIRST_GSO_HEADER_ERROR = QueueError.txGsoWithoutChecksum;
-export const gsoHeaderErrorNames: readonly string[] = queueErrorNames.slice(FIRST_GSO_HEADER_ERROR, QueueError.txGsoBadSegmentSize + 1);
+export const gsoHeaderErrorNames: readonly string[] = queueErrorNames.slice(FIRST_GSO_HEADER_ERROR, QueueError.txGsoTooManySegments + 1);
 
 export interface QueueErrorReporter {
   /**
@@ -93,6 +99,8 @@ export function describeQueueError(kind: QueueErrorKind, head: number, a: number
       return `head ${head}: GSO with hdr_len ${a}, below the ${b} bytes of Ethernet, IP and transport headers or past the ${c}-byte frame; dropped`;
     case QueueError.txGsoBadSegmentSize:
       return `head ${head}: GSO with gso_size ${a}: zero, or ${b} bytes of headers and one segment exceed ${c}; dropped`;
+    case QueueError.txGsoTooManySegments:
+      return `head ${head}: UDP GSO with gso_size ${a}: ${b} payload bytes are more than ${c} datagrams; dropped`;
     case QueueError.driverQueueReset:
       return `the driver reset the queue (VIRTIO_F_RING_RESET; ${a === 0 ? 'nothing published yet, the kick suppression field' : `used.idx ${a}`} rewritten to 0): restarted from avail index 0, ${b} used element(s) not yet published dropped`;
     default:

@@ -80,9 +80,9 @@ export class QueuePair implements TxFrameConsumer, WireFrameSink, FrameReceiver 
     this.port!.transmit(frame);
   }
 
-  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0, gsoType = 0, gsoSize = 0, hdrLen = 0): boolean {
     const rx = this.rx;
-    if (!rx || !rx.receive(src, srcOffset, length, flags, csumStart, csumOffset)) return false;
+    if (!rx || !rx.receive(src, srcOffset, length, flags, csumStart, csumOffset, gsoType, gsoSize, hdrLen)) return false;
     const proof = this.zeroCopy;
     if (proof !== null && proof.kind === 'frames') {
       const counters = this.counters;

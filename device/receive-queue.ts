@@ -11,7 +11,8 @@ import { copyBytes } from './copy-bytes.js';
 import { Counter } from './counters.js';
 import { ChainError, DescriptorChain } from './descriptor-chain.js';
 import { followDriverReset } from './driver-reset.js';
-import { NetHeader } from './net-header.js';
+import { NO_RECEIVE_GSO, receiveGsoAllowed, type ReceiveGsoOffloads } from './gso.js';
+import { GSO_ECN, GsoType, NetHeader } from './net-header.js';
 import { QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
 import type { Vring } from './vring.js';
 
@@ -27,6 +28,8 @@ export class ReceiveQueue {
    * (what the zero-copy proof checks), else -1; also -1 after a counted drop.
    */
   lastFrameAddress = -1;
+  /** The GSO types the driver takes (GUEST_TSO4/TSO6/ECN/USO4/USO6): none by default. */
+  receiveGso: ReceiveGsoOffloads = NO_RECEIVE_GSO;
   /** Heads known to be available and not yet taken. */
   private available = 0;
   /** The header as written in front of every frame (num_buffers filled per frame). */
@@ -100,11 +103,17 @@ export class ReceiveQueue {
    * has not posted enough buffers (nothing was consumed: try again after its next kick); true
    * when the frame was placed, or dropped for a counted reason. `flags` (NEEDS_CSUM with
    * `csumStart` and `csumOffset`, or DATA_VALID) go into the header; the caller passes them only
-   * when the driver negotiated GUEST_CSUM.
+   * when the driver negotiated GUEST_CSUM. `gsoType` (with `gsoSize` and `hdrLen`) marks a GSO
+   * frame: one of a type the driver did not negotiate is never placed (dropped and counted,
+   * gso.rxNotNegotiated), whatever port produced it.
    */
-  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0, gsoType = 0, gsoSize = 0, hdrLen = 0): boolean {
     if (this.broken) return false;
     this.lastFrameAddress = -1;
+    if (gsoType !== GsoType.none && !receiveGsoAllowed(this.receiveGso, gsoType, src, srcOffset, length)) {
+      this.counters[Counter.rxGsoNotNegotiated]!++;
+      return true;
+    }
     const total = this.headerLength + length;
     const ring = this.ring;
     const chain = this.chain;
@@ -151,7 +160,7 @@ export class ReceiveQueue {
           ring.unpushUsed(chains - 1);
           return false;
         }
-        inChain = this.writeHeader(flags, csumStart, csumOffset);
+        inChain = this.writeHeader(flags, csumStart, csumOffset, gsoType, gsoSize, hdrLen);
         const at = this.cursorBuffer;
         if (at < chain.count && chain.length[at]! - this.cursorOffset >= length) this.lastFrameAddress = chain.address[at]! + this.cursorOffset;
       }
@@ -166,14 +175,19 @@ export class ReceiveQueue {
     counters[Counter.rxFrames]!++;
     counters[Counter.rxBytes]! += length;
     counters[Counter.rxBuffers]! += chains;
+    if (gsoType !== GsoType.none) {
+      const type = gsoType & ~GSO_ECN;
+      counters[type === GsoType.tcpV4 ? Counter.rxGsoTcp4Frames : type === GsoType.tcpV6 ? Counter.rxGsoTcp6Frames : Counter.rxGsoUdpL4Frames]!++;
+      if (length > counters[Counter.rxGsoLargestFrame]!) counters[Counter.rxGsoLargestFrame] = length;
+    }
     return true;
   }
 
   /**
-   * Writes the virtio-net header at the start of the chain just resolved (the checksum fields
-   * given, GSO fields zero, num_buffers 1) and leaves the cursor behind it. Returns its length.
+   * Writes the virtio-net header at the start of the chain just resolved (the checksum and GSO
+   * fields given, num_buffers 1) and leaves the cursor behind it. Returns its length.
    */
-  private writeHeader(flags: number, csumStart: number, csumOffset: number): number {
+  private writeHeader(flags: number, csumStart: number, csumOffset: number, gsoType: number, gsoSize: number, hdrLen: number): number {
     const chain = this.chain;
     const headerLength = this.headerLength;
     const hasNumBuffers = headerLength >= NetHeader.numBuffers + 2;
@@ -182,8 +196,10 @@ export class ReceiveQueue {
       const region = chain.region[0]!;
       const at = chain.offset[0]!;
       const view = this.spaces[region]!.view;
-      view.setUint32(at, flags, true);
-      view.setUint16(at + NetHeader.gsoSize, 0, true);
+      view.setUint8(at + NetHeader.flags, flags);
+      view.setUint8(at + NetHeader.gsoType, gsoType);
+      view.setUint16(at + NetHeader.hdrLen, hdrLen, true);
+      view.setUint16(at + NetHeader.gsoSize, gsoSize, true);
       view.setUint16(at + NetHeader.csumStart, csumStart, true);
       view.setUint16(at + NetHeader.csumOffset, csumOffset, true);
       if (hasNumBuffers) {
@@ -204,6 +220,9 @@ export class ReceiveQueue {
     if (hasNumBuffers) this.locateNumBuffers();
     const header = this.header.view;
     header.setUint8(NetHeader.flags, flags);
+    header.setUint8(NetHeader.gsoType, gsoType);
+    header.setUint16(NetHeader.hdrLen, hdrLen, true);
+    header.setUint16(NetHeader.gsoSize, gsoSize, true);
     header.setUint16(NetHeader.csumStart, csumStart, true);
     header.setUint16(NetHeader.csumOffset, csumOffset, true);
     header.setUint16(NetHeader.numBuffers, 1, true);

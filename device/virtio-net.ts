@@ -3,8 +3,8 @@
  * pairs are spread over datapath workers, and its counters. Transports (the vhost-user server
  * today) drive it through VirtioDevice; the control API reads stats and switches ports.
  */
-import { FeatureBit, featureMask, featureNames, hasFeature, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
-import { Counter, createCounters, describeCounters, sumCounters, type DeviceCounters } from './counters.js';
+import { FeatureBit, featureMask, featureNames, hasFeature, NO_FEATURES, type FeatureWord, type MemoryRegion, type VirtioDevice, type VirtqueueSetup } from 'vfio-user-ts';
+import { Counter, createCounters, describeCounters, MAXIMUM_COUNTERS, sumCounters, type DeviceCounters } from './counters.js';
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
@@ -23,10 +23,20 @@ export interface VirtioNetOptions {
   /** Offer VIRTIO_F_RING_RESET (see FeatureBit.ringReset): AF_XDP zero-copy binds need it. */
   readonly ringReset?: boolean;
   /**
-   * Offer HOST_TSO4, HOST_TSO6 and HOST_ECN: the driver may send TCP GSO frames of up to 64 KiB,
-   * which the device checks and cuts into wire frames (device/gso.ts).
+   * Offer HOST_TSO4, HOST_TSO6, HOST_ECN and HOST_USO: the driver may send TCP and UDP GSO frames
+   * of up to 64 KiB, which the device checks and cuts into wire frames (device/gso.ts). USO comes
+   * with TSO rather than with an option of its own: the same checks and segmenter serve both, and
+   * neither QEMU 7.2 (which does not know the bit) nor QEMU 10 (whose vhost-user netdev answers no
+   * to has_uso, so virtio_net_get_features clears it) passes HOST_USO on to a guest, so only a
+   * frontend that forwards it (the test frontend, the fuzzer) ever negotiates it.
    */
   readonly tso?: boolean;
+  /**
+   * Offer GUEST_TSO4, GUEST_TSO6 and GUEST_ECN: a port that has GSO frames (port tap, its host
+   * kernel's GSO and GRO output) hands them to the driver whole, spread over mergeable buffers.
+   * Not GUEST_USO4/6: neither QEMU 7.2 nor 10 passes them on to a guest (see HOST_USO).
+   */
+  readonly guestTso?: boolean;
   /** Offer VIRTIO_F_ACCESS_PLATFORM (see FeatureBit.accessPlatform): so does virtio_net's DMA API use. */
   readonly accessPlatform?: boolean;
   /** Counts that survive a kill (datapath/state-file.ts); one queue pair, one worker. */
@@ -75,7 +85,7 @@ export interface DeviceStats extends DeviceCounters {
 }
 
 export class VirtioNet implements VirtioDevice {
-  readonly features: number;
+  readonly features: FeatureWord;
   readonly queuePairs: number;
   needsReset = false;
   private readonly workers: DatapathWorker[];
@@ -89,7 +99,7 @@ export class VirtioNet implements VirtioDevice {
   protocolErrorSource: () => Record<string, number> = () => ({});
   private protocolBaseline: Record<string, number> = {};
   /** The features the transport gave with the last queue start (the negotiated ones). */
-  private negotiated = 0;
+  private negotiated: FeatureWord = NO_FEATURES;
   private readonly queues = new Map<number, QueueStats>();
 
   private constructor(options: VirtioNetOptions, workers: DatapathWorker[], counterBlocks: Float64Array[]) {
@@ -113,8 +123,8 @@ export class VirtioNet implements VirtioDevice {
     if (options.queuePairs > 1) bits.push(FeatureBit.netMq);
     if (options.ringReset === true) bits.push(FeatureBit.ringReset);
     if (options.accessPlatform === true) bits.push(FeatureBit.accessPlatform);
-    // HOST_USO (bit 56) waits for 64-bit feature words (see FeatureBit.netHostUso).
-    if (options.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn);
+    if (options.guestTso === true) bits.push(FeatureBit.netGuestTso4, FeatureBit.netGuestTso6, FeatureBit.netGuestEcn);
+    if (options.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn, FeatureBit.netHostUso);
     this.features = featureMask(...bits);
   }
 
@@ -206,7 +216,7 @@ export class VirtioNet implements VirtioDevice {
     const datapathUsedBytes = absolute[Counter.heapUsedBytes]!;
     const datapathCollections = absolute[Counter.collections]!;
     // A maximum does not subtract: resetCounters() restarts it instead.
-    total[Counter.gsoLargestFrame] = absolute[Counter.gsoLargestFrame]!;
+    for (const counter of MAXIMUM_COUNTERS) total[counter] = absolute[counter]!;
     return {
       ...describeCounters(total),
       features: featureNames(this.negotiated),
@@ -230,7 +240,7 @@ export class VirtioNet implements VirtioDevice {
     this.baseline = sumCounters(this.counterBlocks);
     // The workers keep raising the maximum in the shared blocks; a frame that races this write
     // may leave its length from before the reset, which a maximum tolerates.
-    for (const block of this.counterBlocks) block[Counter.gsoLargestFrame] = 0;
+    for (const block of this.counterBlocks) for (const counter of MAXIMUM_COUNTERS) block[counter] = 0;
     this.protocolBaseline = this.protocolErrorSource();
   }
 

@@ -3,7 +3,7 @@
  * notices our last disconnect asynchronously, so a connection made right after one closed may
  * be turned away (closed before any reply): that is retried, not counted against the backend.
  */
-import { isSysError } from 'vfio-user-ts';
+import { isSysError, type FeatureWord } from 'vfio-user-ts';
 import { FrontendSession, VhostUserClient, VhostUserError, type FrontendSessionOptions } from 'vfio-user-ts/vhost-user-frontend';
 
 const ATTEMPTS = 60;
@@ -31,7 +31,7 @@ export async function openSession(options: FrontendSessionOptions): Promise<Fron
  * A connected client that the backend has answered once (GET_FEATURES), so it is the frontend
  * being served. Resolves with the client and the features offered.
  */
-export async function connectClient(socketPath: string, replyTimeoutMs: number): Promise<{ client: VhostUserClient; offered: number }> {
+export async function connectClient(socketPath: string, replyTimeoutMs: number): Promise<{ client: VhostUserClient; offered: FeatureWord }> {
   for (let attempt = 1; ; attempt++) {
     let client: VhostUserClient | null = null;
     try {

@@ -179,7 +179,8 @@ export const messageKinds: readonly MessageCaseKind[] = [
   kind('features-not-offered', 'negotiated', 'include bits not offered', (prng) => [
     prng.chance(0.5) ? step(Request.setFeatures, u64(2 ** prng.pick([17, 22, 41, 52])), 'reject') : step(Request.setProtocolFeatures, u64(2 ** prng.pick([1, 5, 11, 40])), 'reject'),
   ]),
-  kind('u64-beyond-2^53', 'negotiated', 'at or above', () => [step(Request.setFeatures, u64Words(0, 0x80000000), 'reject')]),
+  // Feature words are read whole (all 64 bits); the other u64 values must fit 2^53.
+  kind('u64-beyond-2^53', 'negotiated', 'at or above', () => [step(Request.setStatus, u64Words(0, 0x80000000), 'reject')]),
   kind('mtu-out-of-range', 'negotiated', 'MTU N is outside', (prng) => [step(Request.netSetMtu, u64(prng.pick([0, 67, 65536])), 'reject')]),
   kind('status-too-wide', 'negotiated', 'wider than N bits', () => [step(Request.setStatus, u64(0x100), 'reject')]),
   // -- file descriptors --

@@ -19,6 +19,7 @@ import {
   sys,
   VERSION,
   type RawMessage,
+  type FeatureWord,
 } from 'vfio-user-ts';
 import { encodeHeader, VhostUserError, type VhostUserClient } from 'vfio-user-ts/vhost-user-frontend';
 import { connectClient } from './connect.js';
@@ -91,15 +92,15 @@ class FdPool {
 const WANTED_FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringIndirectDesc, FeatureBit.ringEventIdx);
 
 /** Brings a fresh connection to `level` with valid messages; returns whether REPLY_ACK is on. */
-async function setUpTo(client: VhostUserClient, offered: number, level: SetupLevel, ack: boolean, pool: FdPool): Promise<boolean> {
+async function setUpTo(client: VhostUserClient, offered: FeatureWord, level: SetupLevel, ack: boolean, pool: FdPool): Promise<boolean> {
   if (level === 'fresh') return false;
   const offeredProtocol = await client.getProtocolFeatures();
-  const wanted = (ack ? 2 ** ProtocolFeature.replyAck : 0) + 2 ** ProtocolFeature.mq + 2 ** ProtocolFeature.status;
+  const wanted = featureMask(...(ack ? [ProtocolFeature.replyAck] : []), ProtocolFeature.mq, ProtocolFeature.status);
   await client.setProtocolFeatures(commonFeatures(offeredProtocol, wanted));
   const replyAck = client.replyAck;
   const opt = { needReply: replyAck };
   await client.setOwner(opt);
-  await client.setFeatures(commonFeatures(offered, WANTED_FEATURES) + 2 ** PROTOCOL_FEATURES_BIT, opt);
+  await client.setFeatures(commonFeatures(offered, WANTED_FEATURES) | featureMask(PROTOCOL_FEATURES_BIT), opt);
   if (level !== 'negotiated') {
     await client.setMemTable([{ guestPhysAddr: GUEST_BASE, size: MEMORY_BYTES, userAddr: USER_BASE, mmapOffset: 0, fd: pool.make('memfd') }], opt);
     if (level === 'rings') {

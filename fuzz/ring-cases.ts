@@ -448,11 +448,15 @@ interface GsoFrame {
 
 const le16 = (value: number): [number, number] => [value & 0xff, (value >> 8) & 0xff];
 
-/** A valid TSO frame as Linux's virtio_net sends one: TCP over IPv4 or IPv6, up to 8 KiB, MSS-sized segments. */
-function validGsoFrame(prng: Prng): GsoFrame {
+/**
+ * A valid GSO frame as Linux's virtio_net sends one: TCP (TSO) or UDP (USO) over IPv4 or IPv6, up
+ * to 8 KiB, MSS-sized segments (`udp` forces UDP).
+ */
+function validGsoFrame(prng: Prng, udp = prng.chance(0.3)): GsoFrame {
   const ipv6 = prng.chance(0.4);
   const ipHeader = ipv6 ? 40 : prng.chance(0.8) ? 20 : 4 * prng.range(6, 15);
   const l4 = 14 + ipHeader;
+  if (udp) return validUsoFrame(prng, ipv6, ipHeader, l4);
   const tcpHeader = prng.pick([20, 32, 4 * prng.range(5, 15)]);
   const headers = l4 + tcpHeader;
   const length = headers + prng.weighted([[3, prng.range(1, 8000)], [1, prng.pick([0, 1, 536, 1448, 2896])]]);
@@ -473,13 +477,32 @@ function validGsoFrame(prng: Prng): GsoFrame {
   return { length, l4, headers, tcp: true, ipv6, fields: [1, gsoType, ...le16(headers), ...le16(mss), ...le16(l4), ...le16(16)], head };
 }
 
+/** A UDP GSO frame (gso_type UDP_L4): the UDP header, then datagrams of gso_size bytes. */
+function validUsoFrame(prng: Prng, ipv6: boolean, ipHeader: number, l4: number): GsoFrame {
+  const headers = l4 + 8;
+  const length = headers + prng.weighted([[3, prng.range(1, 8000)], [1, prng.pick([0, 1, 1472, 2944])]]);
+  const mss = prng.pick([1000, 1232, 1452, 1472, prng.range(64, 3000)]);
+  const head = new Array<number>(headers).fill(0);
+  head.splice(12, 2, ...(ipv6 ? [0x86, 0xdd] : [0x08, 0x00]));
+  if (ipv6) {
+    head[14] = 0x60;
+    head[20] = 17;
+  } else {
+    head[14] = 0x40 | (ipHeader / 4);
+    head[20] = 0x40; // DF
+    head[23] = 17;
+  }
+  head.splice(l4 + 4, 2, ...[(length - l4) >> 8, (length - l4) & 0xff]);
+  return { length, l4, headers, tcp: false, ipv6, fields: [1, 5, ...le16(headers), ...le16(mss), ...le16(l4), ...le16(6)], head };
+}
+
 /** A GSO frame on the ring: its header and frame in one buffer or split. */
 function gsoChain(b: RingBuilder, prng: Prng, frame: GsoFrame): number {
   return b.txFrameWithHeader(frame.length, frame.fields, prng.chance(0.5), frame.head);
 }
 
 /** A case with GSO negotiated: valid frames (some GSO), the frame `spoil` makes hostile, then more valid ones. */
-function gsoCase(name: string, expect: string, spoil: (frame: GsoFrame, prng: Prng) => GsoFrame): RingCaseKind {
+function gsoCase(name: string, expect: string, spoil: (frame: GsoFrame, prng: Prng) => GsoFrame, udp?: boolean): RingCaseKind {
   return {
     name,
     expect,
@@ -488,7 +511,7 @@ function gsoCase(name: string, expect: string, spoil: (frame: GsoFrame, prng: Pr
     build(prng) {
       const b = new RingBuilder(name, 'tx', pickSize(prng, 8), { tso: true });
       const before = [...validTx(b, prng, 2, 6, 4), gsoChain(b, prng, validGsoFrame(prng))];
-      const hostile = gsoChain(b, prng, spoil(validGsoFrame(prng), prng));
+      const hostile = gsoChain(b, prng, spoil(validGsoFrame(prng, udp), prng));
       b.publish(...before, hostile, gsoChain(b, prng, validGsoFrame(prng)), ...validTx(b, prng, 2, 0, 0));
       return b.build();
     },
@@ -505,8 +528,8 @@ function spoiled(frame: GsoFrame, fields: Record<number, number>, head: Record<n
 
 const gsoKinds: RingCaseKind[] = [
   gsoCase('tx-gso-valid', 'none', (frame) => frame),
-  // Legacy UFO and USO are not offered, nor are unknown types; ECN is TCP's.
-  gsoCase('tx-gso-type-not-negotiated', 'txGsoNotNegotiated', (frame, prng) => spoiled(frame, { 1: prng.pick([2, 3, 5, 0x83, 0x85, prng.range(6, 0x7f)]) })),
+  // Legacy UFO is not offered, nor are unknown types; ECN is TCP's.
+  gsoCase('tx-gso-type-not-negotiated', 'txGsoNotNegotiated', (frame, prng) => spoiled(frame, { 1: prng.pick([2, 3, 0x83, 0x85, prng.range(6, 0x7f)]) })),
   gsoCase('tx-gso-without-checksum', 'txGsoWithoutChecksum', (frame) => spoiled(frame, { 0: 0 })),
   gsoCase('tx-gso-wrong-network-protocol', 'txGsoWrongNetworkProtocol', (frame, prng) =>
     prng.pick([
@@ -516,17 +539,23 @@ const gsoKinds: RingCaseKind[] = [
     ]),
   ),
   gsoCase('tx-gso-malformed-headers', 'txGsoMalformedHeaders', (frame, prng) => {
-    const cases = [
-      spoiled(frame, {}, { [frame.l4 + 12]: prng.range(0, 4) << 4 }),
-      // Cut inside the TCP header, after its checksum field (which must fit the frame).
-      ...(frame.headers > frame.l4 + 20 ? [spoiled(frame, {}, {}, prng.range(frame.l4 + 20, frame.headers - 1))] : []),
-    ];
+    // A UDP header cannot be cut without its checksum field (txChecksumOutsideFrame): only IPv4's can break.
+    const cases = frame.tcp
+      ? [
+          spoiled(frame, {}, { [frame.l4 + 12]: prng.range(0, 4) << 4 }),
+          // Cut inside the TCP header, after its checksum field (which must fit the frame).
+          ...(frame.headers > frame.l4 + 20 ? [spoiled(frame, {}, {}, prng.range(frame.l4 + 20, frame.headers - 1))] : []),
+        ]
+      : [];
     if (!frame.ipv6) cases.push(spoiled(frame, {}, { 14: 0x40 | prng.range(0, 4) }), spoiled(frame, {}, { 20: prng.pick([0x20, 0x00]), 21: prng.pick([1, 0xff]) }));
-    return prng.pick(cases);
+    return cases.length > 0 ? prng.pick(cases) : spoiled(frame, {}, { 12: 0x08, 13: 0x00, 14: 0x40 | prng.range(0, 4) });
   }),
-  gsoCase('tx-gso-wrong-transport', 'txGsoWrongTransport', (frame, prng) => spoiled(frame, {}, { [frame.ipv6 ? 20 : 23]: prng.pick([17, 0, 58, 255]) })),
+  // TSO on UDP and the like; USO on TCP, ICMPv6, UDP-Lite (136), an IPv6 extension header (0).
+  gsoCase('tx-gso-wrong-transport', 'txGsoWrongTransport', (frame, prng) =>
+    spoiled(frame, {}, { [frame.ipv6 ? 20 : 23]: frame.tcp ? prng.pick([17, 0, 58, 255]) : prng.pick([6, 0, 58, 136, 255]) }),
+  ),
   gsoCase('tx-gso-bad-checksum-offsets', 'txGsoBadChecksumOffsets', (frame, prng) =>
-    prng.pick([spoiled(frame, { 8: 6 }), spoiled(frame, { 6: prng.pick([0, 14, frame.l4 - 1, frame.l4 + 1]) })]),
+    prng.pick([spoiled(frame, { 8: frame.tcp ? 6 : 16 }), spoiled(frame, { 6: prng.pick([0, 14, frame.l4 - 1, frame.l4 + 1]) })]),
   ),
   gsoCase('tx-gso-bad-header-length', 'txGsoBadHeaderLength', (frame, prng) => {
     const hdrLen = prng.chance(0.5) ? prng.int(frame.headers) : prng.range(frame.length + 1, 0xffff);
@@ -536,6 +565,17 @@ const gsoKinds: RingCaseKind[] = [
     const gsoSize = prng.chance(0.5) ? 0 : prng.range(MAX_FRAME - frame.headers + 1, 0xffff);
     return spoiled(frame, { 4: gsoSize & 0xff, 5: gsoSize >> 8 });
   }),
+  // USO only: more than 128 datagrams (gso_size small against a payload of at least 129 bytes).
+  gsoCase(
+    'tx-gso-too-many-segments',
+    'txGsoTooManySegments',
+    (frame, prng) => {
+      const length = Math.max(frame.length, frame.headers + prng.range(129, 8000));
+      const gsoSize = prng.range(1, Math.ceil((length - frame.headers) / 128) - 1 || 1);
+      return spoiled(frame, { 4: gsoSize & 0xff, 5: gsoSize >> 8 }, {}, length);
+    },
+    true,
+  ),
 ];
 
 const rxKinds: RingCaseKind[] = [

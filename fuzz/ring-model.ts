@@ -350,6 +350,8 @@ function gsoSegments(h: NetHeaderFields, head: readonly number[], length: number
   if (h.csumStart !== l4 || h.csumOffset !== (tcp ? 16 : 6)) return 'txGsoBadChecksumOffsets';
   if (h.hdrLen < headers || h.hdrLen > length) return 'txGsoBadHeaderLength';
   if (h.gsoSize === 0 || headers + h.gsoSize > MAX_FRAME) return 'txGsoBadSegmentSize';
+  // USO: no more datagrams than Linux's UDP_MAX_SEGMENTS (128 in recent kernels).
+  if (!tcp && length - headers > h.gsoSize * 128) return 'txGsoTooManySegments';
   const lengths: number[] = [];
   let payload = length - headers;
   do {

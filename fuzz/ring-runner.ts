@@ -5,7 +5,7 @@
  * disconnects, which resets the device for the next case.
  */
 import { ftruncateSync } from 'node:fs';
-import { DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, ProtocolFeature } from 'vfio-user-ts';
+import { DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, ProtocolFeature, type FeatureWord } from 'vfio-user-ts';
 import { FrontendMemory, type FrontendSession, type SessionQueue } from 'vfio-user-ts/vhost-user-frontend';
 import { openSession } from './connect.js';
 import {
@@ -47,12 +47,12 @@ export interface RingOutcome {
 }
 
 /** The virtio features a genome asks for (the session adds the vhost-user protocol bit). */
-export function genomeFeatures(g: RingGenome): number {
+export function genomeFeatures(g: RingGenome): FeatureWord {
   const bits: number[] = [FeatureBit.ringEventIdx];
   if (g.version1) bits.push(FeatureBit.version1);
   if (g.mergeable) bits.push(FeatureBit.netMrgRxbuf);
   if (g.indirect) bits.push(FeatureBit.ringIndirectDesc);
-  if (g.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn);
+  if (g.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn, FeatureBit.netHostUso);
   return featureMask(...bits);
 }
 

@@ -32,6 +32,8 @@ export interface ZcnicDeviceOptions {
   accessPlatform?: boolean;
   /** Offer transmit segmentation (zcnic device --tso). */
   tso?: boolean;
+  /** Offer receive segmentation (zcnic device --guest-tso). */
+  guestTso?: boolean;
   /** Write every frame to this pcap file. */
   pcap?: string;
   /**
@@ -70,6 +72,7 @@ export function zcnicArgs(o: ZcnicDeviceOptions): string[] {
   if (o.ringReset) args.push('--ring-reset');
   if (o.accessPlatform) args.push('--access-platform');
   if (o.tso) args.push('--tso');
+  if (o.guestTso) args.push('--guest-tso');
   if (o.pcap !== undefined) args.push('--pcap', o.pcap);
   if (o.wireFds !== undefined) args.push('--wire-fds', o.wireFds.map((_, i) => CHILD_WIRE_FD + i).join(','));
   if (o.extraArgs) args.push(...o.extraArgs);

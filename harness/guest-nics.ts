@@ -29,6 +29,8 @@ export interface NicStartOptions {
   readonly ringReset: boolean;
   readonly accessPlatform: boolean;
   readonly tso: boolean;
+  /** The devices offer GUEST_TSO4/TSO6/ECN (zcnic device --guest-tso). */
+  readonly guestTso?: boolean;
   readonly onOutput: (source: string) => (line: string) => void;
 }
 
@@ -44,7 +46,7 @@ export class GuestNics {
   ) {}
 
   static async start(o: NicStartOptions): Promise<GuestNics> {
-    const common = { entry: o.entry, queues: o.queues, ringReset: o.ringReset, accessPlatform: o.accessPlatform, tso: o.tso };
+    const common = { entry: o.entry, queues: o.queues, ringReset: o.ringReset, accessPlatform: o.accessPlatform, tso: o.tso, guestTso: o.guestTso === true };
     switch (o.network) {
       case 'zcnic': {
         const device = await ZcnicDevice.start({ ...common, socket: o.socket(0), port: 'sink', verify: true, onOutput: o.onOutput('device') });

@@ -57,6 +57,16 @@ export interface QemuOptions {
    */
   accessPlatform?: boolean;
   /**
+   * ctrl_guest_offloads=off: the guest cannot turn receive offloads off through the control
+   * queue. QEMU serves that queue itself and tells a vhost-user backend nothing of
+   * VIRTIO_NET_CTRL_GUEST_OFFLOADS_SET (qemu_set_offload() finds no set_offload in the vhost-user
+   * netdev), so a device offering GUEST_TSO would go on sending GSO frames to a guest that
+   * switched them off (virtio_net does at every XDP attach, and drops them). Without the
+   * feature, virtio_net refuses native XDP while GUEST_TSO/CSUM are on, and ethtool -K cannot
+   * change them: the guest's offloads stay what it negotiated, which is what the device sees.
+   */
+  fixedGuestOffloads?: boolean;
+  /**
    * Several NICs, each on its own backend, instead of the one NIC of `vhostUserSocket` (which
    * then must be absent); `queues` and `accessPlatform` apply to each.
    */
@@ -173,6 +183,7 @@ function nicArgs(o: QemuOptions, nic: NicBackend, i: number, useIntx: boolean): 
   if (queues > 1) dev += ',mq=on';
   // A transitional device cannot have ACCESS_PLATFORM (legacy drivers know no such bit).
   if (o.accessPlatform === true) dev += ',iommu_platform=on,disable-legacy=on';
+  if (o.fixedGuestOffloads === true) dev += ',ctrl_guest_offloads=off';
   dev += useIntx ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
   // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
   dev += ',romfile=';

@@ -69,6 +69,11 @@ export interface RunOptions {
   readonly xskZeroCopy?: boolean;
   /** The device offers transmit segmentation (HOST_TSO4/TSO6/ECN: zcnic device --tso). */
   readonly tso?: boolean;
+  /**
+   * The device offers receive segmentation (GUEST_TSO4/TSO6/ECN: zcnic device --guest-tso), and
+   * QEMU's NIC gets ctrl_guest_offloads=off (see QemuOptions.fixedGuestOffloads).
+   */
+  readonly guestTso?: boolean;
   /** The guest's NICs (harness/guest-nics.ts); default one zcnic NIC. */
   readonly network?: Network;
   /** The guest's user space is the host's root file system (zcnic.rootfs=host, over 9p). */
@@ -226,6 +231,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
       ringReset: o.xskZeroCopy === true,
       accessPlatform: o.xskZeroCopy === true,
       tso: o.tso === true,
+      guestTso: o.guestTso === true,
       onOutput: logLine,
     });
     children.nics = nics;
@@ -346,6 +352,7 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths
       firmwareDirs: guest.qemu.firmwareDirs,
       msixUnderTcg: msixUnderTcg(guest.qemu),
       accessPlatform: o.xskZeroCopy === true,
+      fixedGuestOffloads: o.guestTso === true,
     },
     { qemu: guest.qemu.path, prefix: nics.netns?.exec, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: { stdout: false, stderr: true } } },
   );

@@ -13,7 +13,7 @@ import { FeatureBit, GuestMemory, hasFeature, sys, type FdWatcher, type MemoryRe
 import { Counter } from '../counters.js';
 import { FrameVerifier } from '../frame-verifier.js';
 import type { InflightArea } from '../inflight-tracker.js';
-import { gsoOffloads } from '../gso.js';
+import { gsoOffloads, receiveGsoOffloads } from '../gso.js';
 import { negotiatedHeaderLength } from '../net-header.js';
 import { PcapWriter } from '../pcap-writer.js';
 import { QueuePair } from '../queue-pair.js';
@@ -245,6 +245,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     pair.port?.setNegotiated?.(start.features);
     if ((start.queue & 1) === 0) {
       pair.rx = new ReceiveQueue(memory, ring, indirect, headerLength, mergeable, this.counters, this, start.queue);
+      pair.rx.receiveGso = receiveGsoOffloads(start.features);
       return;
     }
     pair.tx = new TransmitQueue(memory, ring, indirect, headerLength, this.counters, pair, this, start.queue);

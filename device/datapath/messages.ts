@@ -1,5 +1,5 @@
 /** What the control plane and a datapath worker say to each other (structured-clone messages). */
-import type { MemoryRegion } from 'vfio-user-ts';
+import type { FeatureWord, MemoryRegion } from 'vfio-user-ts';
 import type { PortOptions } from '../ports/port.js';
 import type { LinearHeaderRefusal } from '../transmit-queue.js';
 import type { RingLayout, VringAddresses } from '../vring.js';
@@ -29,7 +29,8 @@ export interface QueueStart {
   readonly kickFd: number;
   /** -1 when the frontend gave no call fd (it polls). */
   readonly callFd: number;
-  readonly features: number;
+  /** The negotiated features, all 64 bits (a bigint clones like any primitive). */
+  readonly features: FeatureWord;
   /** The frontend's inflight region for this queue (see VirtqueueSetup.inflight), or null. */
   readonly inflight?: { readonly fd: number; readonly mapOffset: number; readonly mapSize: number; readonly queueOffset: number } | null;
 }

@@ -17,7 +17,7 @@ import { parentPort } from 'node:worker_threads';
 import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { NetHeader, NetHeaderFlags } from '../net-header.js';
-import { MAX_FRAME_LENGTH, type WireFrame } from '../tx-frame.js';
+import { MAX_GSO_FRAME_LENGTH, type WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
 /** Frames read per service call before yielding to the scheduler. */
@@ -46,9 +46,12 @@ export class FrameFd {
   /** The owner was woken and has not read since. */
   private unserved = false;
 
-  /** `what` names the fd in log lines; `headroom`: the longest header a frame is read behind. */
+  /**
+   * `what` names the fd in log lines; `headroom`: the longest header a frame is read behind.
+   * Room for a GSO frame (a tap with TSO offloads hands up to 64 KiB of IP packet).
+   */
   constructor(readonly fd: number, readonly what: string, headroom: number) {
-    this.scratch = byteSpace(new ArrayBuffer(headroom + MAX_FRAME_LENGTH));
+    this.scratch = byteSpace(new ArrayBuffer(headroom + MAX_GSO_FRAME_LENGTH));
   }
 
   private readonly onReadable = (): void => {
@@ -74,7 +77,7 @@ export class FrameFd {
     for (let i = 0; i < READ_BURST; i++) {
       let n: number;
       try {
-        n = sys.readFd(this.fd, bytes, 0, headerLength + MAX_FRAME_LENGTH);
+        n = sys.readFd(this.fd, bytes, 0, headerLength + MAX_GSO_FRAME_LENGTH);
       } catch (err) {
         // Not expected from an open tap or socket: say so and stop reading it (the
         // level-triggered watch of a broken fd would fire forever).
@@ -87,12 +90,16 @@ export class FrameFd {
         return ServiceAgain.onEvent;
       }
       if (n <= headerLength) return ServiceAgain.onEvent;
-      // gso_type is always none: a tap gets no TSO offload, a wire carries no header.
+      // A wire carries no header; a tap's GSO fields (only with the TSO offloads its port set)
+      // go on as they are: the receiveq places no type the driver did not negotiate.
       const flags = headerLength === 0 ? 0 : view.getUint8(NetHeader.flags) & receiveFlags;
       const partial = (flags & NetHeaderFlags.needsCsum) !== 0;
       const csumStart = partial ? view.getUint16(NetHeader.csumStart, true) : 0;
       const csumOffset = partial ? view.getUint16(NetHeader.csumOffset, true) : 0;
-      if (receiver === null || !receiver.receive(this.scratch, headerLength, n - headerLength, flags, csumStart, csumOffset)) counters[Counter.rxNoBuffers]!++;
+      const gsoType = headerLength === 0 ? 0 : view.getUint8(NetHeader.gsoType);
+      const gsoSize = gsoType === 0 ? 0 : view.getUint16(NetHeader.gsoSize, true);
+      const hdrLen = gsoType === 0 ? 0 : view.getUint16(NetHeader.hdrLen, true);
+      if (receiver === null || !receiver.receive(this.scratch, headerLength, n - headerLength, flags, csumStart, csumOffset, gsoType, gsoSize, hdrLen)) counters[Counter.rxNoBuffers]!++;
     }
     return ServiceAgain.now;
   }

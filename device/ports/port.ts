@@ -2,7 +2,7 @@
  * Where frames go after the transmitq and come from before the receiveq. One port instance per
  * queue pair, living in the datapath worker that serves the pair.
  */
-import type { ByteSpace } from 'vfio-user-ts';
+import type { ByteSpace, FeatureWord } from 'vfio-user-ts';
 import type { TxFrame, WireFrame } from '../tx-frame.js';
 
 /** The queue pair's receive side as a port sees it. */
@@ -11,9 +11,11 @@ export interface FrameReceiver {
    * Offers one frame to the receiveq. False: the driver has not posted buffers for it (nothing
    * consumed; the port is serviced again after the driver's next receiveq kick). `flags`
    * (NEEDS_CSUM with `csumStart` and `csumOffset`, or DATA_VALID; default none) go into the
-   * virtio-net header: only for a driver that negotiated GUEST_CSUM.
+   * virtio-net header: only for a driver that negotiated GUEST_CSUM. `gsoType`, `gsoSize` and
+   * `hdrLen` (default none) make it a GSO frame (a tap's GSO and GRO output) for a driver that
+   * negotiated GUEST_TSO4/TSO6: the receiveq drops and counts one of a type the driver did not.
    */
-  receive(src: ByteSpace, srcOffset: number, length: number, flags?: number, csumStart?: number, csumOffset?: number): boolean;
+  receive(src: ByteSpace, srcOffset: number, length: number, flags?: number, csumStart?: number, csumOffset?: number, gsoType?: number, gsoSize?: number, hdrLen?: number): boolean;
 }
 
 /** When a port wants to be serviced again. */
@@ -40,7 +42,7 @@ export interface Port {
    */
   transmitWithHeader?(frame: TxFrame): void;
   /** The features the driver negotiated, when its queues start (or the port comes after). */
-  setNegotiated?(features: number): void;
+  setNegotiated?(features: FeatureWord): void;
   /**
    * Lets the port fill the receiveq. Returns a ServiceAgain value, or the
    * milliseconds after which it wants to be serviced (rate pacing).

@@ -13,7 +13,10 @@
  * checksum flags go on to a driver that negotiated GUEST_CSUM: the host may then leave checksums
  * partial (TUNSETOFFLOAD TUN_F_CSUM; NEEDS_CSUM) and says which ones it checked (DATA_VALID).
  * Without GUEST_CSUM the tap takes no offloads and the flags are dropped (a DATA_VALID only
- * spares the driver a check). The device offers no GUEST_TSO, so the host segments every packet.
+ * spares the driver a check). With GUEST_TSO4/TSO6 (zcnic device --guest-tso) the tap also takes
+ * TSO (TUNSETOFFLOAD TSO4/TSO6/ECN, as negotiated): the host kernel hands TCP GSO frames (its GSO,
+ * and GRO of what it forwards) of up to 64 KiB with their header, which the receiveq spreads
+ * over mergeable buffers; without them the host segments every packet.
  *
  * The tap is opened by name (created if missing, IFF_TAP | IFF_NO_PI | IFF_VNET_HDR) the first
  * time a worker needs it and stays open for the life of the worker (frame-fd.ts): switching the
@@ -23,8 +26,9 @@
  * (one fd can have one watcher per thread, so the watch belongs to the tap, and it wakes that
  * port).
  */
-import { byteSpace, FeatureBit, hasFeature, sys } from 'vfio-user-ts';
+import { byteSpace, FeatureBit, hasFeature, sys, type FeatureWord } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
+import { receiveGsoOffloads } from '../gso.js';
 import { GsoType, negotiatedHeaderLength, NetHeader, NetHeaderFlags, netHeaderLength } from '../net-header.js';
 import { MAX_GSO_FRAME_LENGTH, type TxFrame, type WireFrame } from '../tx-frame.js';
 import { closeFrameFds, FrameFd, FrameFdPort, openFrameFd } from './frame-fd.js';
@@ -48,10 +52,35 @@ class Tap extends FrameFd {
   readonly pieceOffsets = new Float64Array(sys.MAX_WRITEV_PIECES);
   readonly pieceLengths = new Float64Array(sys.MAX_WRITEV_PIECES);
 
+  /** The TUN_F_* offloads set (TUNSETOFFLOAD): what the host may hand us partial or whole. */
+  offloads = 0;
+
   constructor(fd: number, name: string) {
     super(fd, `port tap ${name}`, MAX_HEADER_LENGTH);
     this.headerLength = TAP_DEFAULT_HEADER_LENGTH;
   }
+}
+
+/** TUN_F_* bits of linux/if_tun.h beyond TUN_F_CSUM. */
+const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
+const TUN_F_TSO_ECN = 0x08;
+
+/**
+ * The tap offloads that match what the driver takes on receive: partial checksums with
+ * GUEST_CSUM, and on top of it (the kernel wants TUN_F_CSUM with any GSO bit) TCP GSO frames of
+ * the IP versions it negotiated GUEST_TSO4/TSO6 for, ECN with GUEST_ECN. Not USO: the device
+ * offers no GUEST_USO4/6 (no QEMU passes them on). Without GUEST_CSUM: none, so the host kernel
+ * completes and segments everything.
+ */
+export function tapOffloads(features: FeatureWord): number {
+  const gso = receiveGsoOffloads(features);
+  if (!hasFeature(features, FeatureBit.netGuestCsum)) return 0;
+  let flags = sys.TUN_F_CSUM;
+  if (gso.tcp4) flags |= TUN_F_TSO4;
+  if (gso.tcp6) flags |= TUN_F_TSO6;
+  if ((gso.tcp4 || gso.tcp6) && gso.ecn) flags |= TUN_F_TSO_ECN;
+  return flags;
 }
 
 /** Stops every watcher and closes every tap of this thread (the worker does it when it shuts down). */
@@ -80,19 +109,21 @@ export class TapPort extends FrameFdPort<Tap> {
   }
 
   /** The driver's features: the tap's header is made the driver's, its offloads what it takes. */
-  setNegotiated(features: number): void {
+  setNegotiated(features: FeatureWord): void {
     const tap = this.link;
     if (!tap || !tap.open) return;
     const headerLength = negotiatedHeaderLength(features);
     const guestChecksum = hasFeature(features, FeatureBit.netGuestCsum);
     const receiveFlags = guestChecksum ? NetHeaderFlags.needsCsum | NetHeaderFlags.dataValid : 0;
+    const offloads = tapOffloads(features);
     try {
       if (headerLength !== tap.headerLength) sys.tunSetVnetHeaderSize(tap.fd, headerLength);
       tap.headerLength = headerLength;
-      if (receiveFlags !== tap.receiveFlags) sys.tunSetOffload(tap.fd, guestChecksum ? sys.TUN_F_CSUM : 0);
+      if (offloads !== tap.offloads) sys.tunSetOffload(tap.fd, offloads);
+      tap.offloads = offloads;
       tap.receiveFlags = receiveFlags;
     } catch (err) {
-      // Not expected (the kernel takes 10, 12 and TUN_F_CSUM); frames would be misread, so take none.
+      // Not expected (the kernel takes 10, 12, TUN_F_CSUM and the TSO bits); frames would be misread, so take none.
       console.error(`zcnic: port tap: ${(err as Error).message}; no longer using the tap`);
       closeTaps();
     }

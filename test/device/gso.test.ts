@@ -306,8 +306,12 @@ test('every header mismatch is dropped and counted under its own kind; the queue
   const flow4: Flow = { ipv6: false, tcp: true, payload: 5000 };
   const good4 = buildFrame(flow4);
   const good6 = buildFrame({ ipv6: true, tcp: true, payload: 5000 });
-  const udp4 = buildFrame({ ipv6: false, tcp: false, payload: 5000 });
+  const udpFlow4: Flow = { ipv6: false, tcp: false, payload: 5000 };
+  const udp4 = buildFrame(udpFlow4);
+  const udp6 = buildFrame({ ipv6: true, tcp: false, payload: 5000 });
   const tso4 = gsoHeaderFor(flow4, good4, 1448, 1);
+  const uso4 = gsoHeaderFor(udpFlow4, udp4, 1472, 5);
+  const uso6: NetHeaderFields = { ...uso4, csumStart: udp6.l4, hdrLen: udp6.headers };
   const patched = (edit: (frame: Uint8Array) => void, from = good4.frame): Uint8Array => {
     const f = from.slice();
     edit(f);
@@ -338,6 +342,26 @@ test('every header mismatch is dropped and counted under its own kind; the queue
     ['txGsoBadSegmentSize', { ...tso4, gsoSize: 0 }, good4.frame],
     ['txGsoBadSegmentSize', { ...tso4, gsoSize: 65536 - 66 + 1 }, good4.frame],
     ['txFrameTooLarge', tso4, new Uint8Array(65589 + 1)],
+    // UDP_L4 (USO): where UDP differs, and the same checks on a UDP frame.
+    ['txGsoWithoutChecksum', { ...uso4, flags: 0 }, udp4.frame],
+    ['txGsoWithoutChecksum', { ...uso4, flags: 2 }, udp4.frame], // DATA_VALID is no partial checksum
+    ['txGsoWrongNetworkProtocol', uso4, patched((f) => f.set([0x08, 0x06], 12), udp4.frame)], // ARP
+    ['txGsoWrongNetworkProtocol', uso4, patched((f) => (f[14] = 0x45), udp6.frame)], // IPv4 under IPv6's EtherType
+    ['txGsoMalformedHeaders', uso4, patched((f) => (f[21] = 0x10), udp4.frame)], // a fragment offset
+    ['txGsoWrongTransport', uso4, patched((f) => (f[23] = 6), udp4.frame)], // UDP_L4 on TCP (IPv4)
+    ['txGsoWrongTransport', uso6, patched((f) => (f[20] = 6), udp6.frame)], // UDP_L4 on TCP (IPv6)
+    ['txGsoWrongTransport', uso6, patched((f) => (f[20] = 0), udp6.frame)], // an extension header first: not followed
+    ['txGsoWrongTransport', uso4, patched((f) => (f[23] = 136), udp4.frame)], // UDP-Lite
+    ['txGsoBadChecksumOffsets', { ...uso4, csumOffset: 16 }, udp4.frame], // TCP's offset on UDP
+    ['txGsoBadChecksumOffsets', { ...uso4, csumStart: 14 }, udp4.frame],
+    ['txGsoBadChecksumOffsets', { ...uso6, csumStart: 34 }, udp6.frame], // IPv4's transport offset on IPv6
+    ['txGsoBadHeaderLength', { ...uso4, hdrLen: 41 }, udp4.frame], // short of the UDP header
+    ['txGsoBadHeaderLength', { ...uso4, hdrLen: 0 }, udp4.frame],
+    ['txGsoBadHeaderLength', { ...uso4, hdrLen: udp4.frame.length + 1 }, udp4.frame],
+    ['txGsoBadSegmentSize', { ...uso4, gsoSize: 0 }, udp4.frame],
+    ['txGsoBadSegmentSize', { ...uso4, gsoSize: 0xffff }, udp4.frame], // GSO_BY_FRAGS
+    ['txGsoTooManySegments', { ...uso4, gsoSize: 8 }, udp4.frame], // 625 datagrams of 8 bytes
+    ['txGsoTooManySegments', { ...uso6, gsoSize: 1 }, udp6.frame],
   ];
   for (const [kind, fields, frame, offloads] of cases) {
     const { guest, queue, counters, wire, errors, tx } = setup(offloads ?? ALL_OFFLOADS);
@@ -382,20 +406,46 @@ test('a frame above 64 KiB without GSO is still refused (the GSO limit is for GS
   guest.close();
 });
 
-test('the largest GSO frame of several workers is their maximum, not their sum', () => {
+test('the largest GSO frame of several workers (transmit and receive) is their maximum, not their sum', () => {
   const [a, b] = [createCounters(), createCounters()];
   a[Counter.gsoLargestFrame] = 65000;
   b[Counter.gsoLargestFrame] = 30000;
   a[Counter.gsoSegments] = 2;
   b[Counter.gsoSegments] = 3;
   assert.equal(describeCounters(sumCounters([a, b])).gso, { frames: { tcp4: 0, tcp6: 0, udpL4: 0 }, segments: 5, largestFrame: 65000 });
+  // The receiveq's largest GSO frame likewise.
+  a[Counter.rxGsoLargestFrame] = 20000;
+  b[Counter.rxGsoLargestFrame] = 64000;
+  assert.is(describeCounters(sumCounters([a, b])).rxGso.largestFrame, 64000);
 });
 
-test('--tso offers HOST_TSO4, HOST_TSO6 and HOST_ECN, not HOST_USO; without it no GSO feature', async () => {
+test('UDP GSO: 128 datagrams in a frame are taken, 129 are not; the same gso_size on TCP is no error', () => {
+  const { guest, queue, counters, wire, errors, tx } = setup();
+  for (const payload of [128 * 100, 128 * 100 + 1]) {
+    const flow: Flow = { ipv6: false, tcp: false, payload };
+    const built = buildFrame(flow);
+    const bytes = new Uint8Array([...netHeader(gsoHeaderFor(flow, built, 100, 5)), ...built.frame]);
+    queue.makeAvailable(queue.addChain([{ length: bytes.length, data: bytes }]));
+  }
+  const tcp: Flow = { ipv6: false, tcp: true, payload: 129 * 100 };
+  const builtTcp = buildFrame(tcp);
+  const tcpBytes = new Uint8Array([...netHeader(gsoHeaderFor(tcp, builtTcp, 100, 1)), ...builtTcp.frame]);
+  queue.makeAvailable(queue.addChain([{ length: tcpBytes.length, data: tcpBytes }]));
+  assert.is(tx.processBurst(8), 3);
+  assert.equal(errors.map((e) => e.kind), ['txGsoTooManySegments']);
+  assert.match(errors[0]!.detail, /gso_size 100: 12801 payload bytes are more than 128 datagrams/);
+  const c = describeCounters(counters);
+  assert.equal(c.gso.frames, { tcp4: 1, tcp6: 0, udpL4: 1 });
+  assert.is(c.errors.txGsoTooManySegments, 1);
+  assert.is(wire.length, 128 + 129);
+  guest.close();
+});
+
+test('--tso offers HOST_TSO4, HOST_TSO6, HOST_ECN and HOST_USO (bit 56); without it no GSO feature', async () => {
   for (const tso of [true, false]) {
     const device = await VirtioNet.create({ ...SINK_DEVICE_OPTIONS, tso, onQueueError: () => {}, onFailure: () => {} });
     const names = featureNames(device.features);
-    assert.equal(names.filter((n) => n.startsWith('HOST_')), tso ? ['HOST_TSO4', 'HOST_TSO6', 'HOST_ECN'] : []);
+    assert.equal(names.filter((n) => n.startsWith('HOST_')), tso ? ['HOST_TSO4', 'HOST_TSO6', 'HOST_ECN', 'HOST_USO'] : []);
     assert.ok(names.includes('CSUM') && names.includes('VERSION_1'), 'the word stays exact');
     await device.close();
   }

@@ -8,7 +8,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { FeatureBit, featureMask, sys, VhostUserServer, type ByteSpace } from 'vfio-user-ts';
+import { FeatureBit, featureMask, hasFeature, sys, VhostUserServer, type ByteSpace } from 'vfio-user-ts';
 import { DEFAULT_SESSION_FEATURES, FrontendSession } from 'vfio-user-ts/vhost-user-frontend';
 import { createCounters } from '../../device/counters.js';
 import { closeTaps, TapPort } from '../../device/ports/tap.js';
@@ -178,6 +178,21 @@ function offloadHeader(csumStart: number, csumOffset: number, hdrLen: number, gs
   return h;
 }
 
+/** A device on port tap `tap`, no pcap, failing the test on any queue error. */
+function tapDevice(tap: string, offers: { tso?: boolean; guestTso?: boolean }): Promise<VirtioNet> {
+  return VirtioNet.create({
+    queuePairs: 1,
+    workers: 1,
+    mode: 'kick',
+    ...offers,
+    port: { port: 'tap', tap, gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
+    pcapPath: null,
+    verify: false,
+    onQueueError: (queue, kind, detail) => assert.unreachable(`queue ${queue}: ${kind}: ${detail}`),
+    onFailure: (reason) => assert.unreachable(reason),
+  });
+}
+
 function tapStatistic(tap: string, name: string): number {
   return Number(readFileSync(`/sys/class/net/${tap}/statistics/${name}`, 'utf8'));
 }
@@ -191,17 +206,7 @@ function tapStatistic(tap: string, name: string): number {
   let session: FrontendSession | null = null;
   const udp = createSocket('udp4');
   try {
-    device = await VirtioNet.create({
-      queuePairs: 1,
-      workers: 1,
-      mode: 'kick',
-      tso: true,
-      port: { port: 'tap', tap, gen: { size: 64, count: 0, pps: 0 }, mac: '52:54:00:12:34:56' },
-      pcapPath: null,
-      verify: false,
-      onQueueError: (queue, kind, detail) => assert.unreachable(`queue ${queue}: ${kind}: ${detail}`),
-      onFailure: (reason) => assert.unreachable(reason),
-    });
+    device = await tapDevice(tap, { tso: true });
     server = new VhostUserServer({ socketPath, device, log: () => {} });
     const features = DEFAULT_SESSION_FEATURES + featureMask(FeatureBit.netCsum, FeatureBit.netHostTso4, FeatureBit.netGuestCsum);
     session = await FrontendSession.open({ socketPath, memoryBytes: 1 << 20, queues: 2, features });
@@ -261,6 +266,104 @@ function tapStatistic(tap: string, name: string): number {
     }
   } finally {
     udp.close();
+    session?.close();
+    await server?.close();
+    await device?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  await until('the tap to go away with the device', () => !existsSync(`/sys/class/net/${tap}`));
+});
+
+/**
+ * Receive GSO: with GUEST_CSUM and GUEST_TSO4 negotiated the device's tap takes TSO
+ * (TUNSETOFFLOAD), so a TCP GSO frame that the host forwards to it arrives whole, and the
+ * receiveq hands it to the driver with its GSO header over mergeable buffers. The frame enters
+ * the host through a second tap (written with its own virtio-net header, as a guest on it would
+ * send it) on a bridge with the device's tap: the bridge forwards it as one GSO skb.
+ */
+(root ? test : test.skip)('port tap hands the host kernel’s TSO frames to the driver whole (GUEST_TSO4)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'zcnic-tap-'));
+  const socketPath = join(dir, 'vhost.sock');
+  const id = process.pid % 100000;
+  const tap = `zcg${id}`;
+  const feeder = `zcf${id}`;
+  const bridge = `zcb${id}`;
+  let device: VirtioNet | null = null;
+  let server: VhostUserServer | null = null;
+  let session: FrontendSession | null = null;
+  let feederFd = -1;
+  try {
+    device = await tapDevice(tap, { guestTso: true });
+    server = new VhostUserServer({ socketPath, device, log: () => {} });
+    const features = DEFAULT_SESSION_FEATURES | featureMask(FeatureBit.netGuestCsum, FeatureBit.netGuestTso4);
+    session = await FrontendSession.open({ socketPath, memoryBytes: 4 << 20, queues: 2, features });
+    assert.ok(hasFeature(session.features, FeatureBit.netGuestTso4), 'GUEST_TSO4 negotiated');
+    await until('the tap to exist', () => existsSync(`/sys/class/net/${tap}`));
+    feederFd = sys.tunOpen(feeder, true);
+    execFileSync('ip', ['link', 'add', bridge, 'type', 'bridge']);
+    for (const dev of [tap, feeder]) execFileSync('ip', ['link', 'set', dev, 'master', bridge]);
+    for (const dev of [bridge, tap, feeder]) execFileSync('ip', ['link', 'set', dev, 'up']);
+
+    const rx = new SplitRingDriver(session, RECEIVEQ);
+    const buffers = new Map<number, number>();
+    const postBuffers = (count: number): void => {
+      for (let i = 0; i < count; i++) {
+        const gpa = rx.place(new Uint8Array(2048));
+        buffers.set(rx.addChain([{ gpa, length: 2048, writable: true }]), gpa);
+      }
+      rx.publish();
+      session!.kick(RECEIVEQ);
+    };
+    postBuffers(120);
+    // A TSO frame of three 1000-byte segments from the feeder, its header as a driver writes it.
+    const tcp = tcpFrame(DEVICE_MAC, 5201, 3000);
+    tcp.set([0x02, 0, 0, 0, 0, 0x01], 6);
+    const header = new Uint8Array(10);
+    header.set(offloadHeader(34, 16, 54, 1000).subarray(0, 10));
+    const packet = new Uint8Array([...header, ...tcp]);
+    let seen = 0;
+    let found: { header: DataView; frame: Uint8Array; buffers: number } | null = null;
+    for (let attempt = 0; attempt < 20 && found === null; attempt++) {
+      assert.is(sys.writeFd(feederFd, packet, 0, packet.length), packet.length, 'the feeder takes the frame');
+      const deadline = Date.now() + 500;
+      while (found === null && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        while (seen < rx.usedIdx()) {
+          // One frame: its first chain's header says how many chains it took.
+          const first = rx.usedElement(seen);
+          const head = session.memory.slice(buffers.get(first.id)!, first.len);
+          const h = new DataView(head.buffer, head.byteOffset, HEADER_LENGTH);
+          const count = h.getUint16(10, true);
+          const bytes = [...head];
+          for (let k = 1; k < count; k++) {
+            const e = rx.usedElement(seen + k);
+            bytes.push(...session.memory.slice(buffers.get(e.id)!, e.len));
+          }
+          seen += count;
+          if (h.getUint8(1) !== 0) found = { header: new DataView(Uint8Array.from(bytes.slice(0, HEADER_LENGTH)).buffer), frame: Uint8Array.from(bytes.slice(HEADER_LENGTH)), buffers: count };
+        }
+      }
+    }
+    assert.ok(found, 'a GSO frame reached the receiveq');
+    assert.is(found.header.getUint8(1), 1, 'gso_type TCPV4');
+    assert.is(found.header.getUint16(4, true), 1000, 'gso_size');
+    assert.is(found.header.getUint8(0) & 1, 1, 'NEEDS_CSUM');
+    assert.is(found.header.getUint16(6, true), 34, 'csum_start');
+    assert.is(found.header.getUint16(8, true), 16, 'csum_offset');
+    assert.is(found.frame.length, tcp.length, 'the whole frame, not a segment');
+    assert.equal([...found.frame.subarray(54)], [...tcp.subarray(54)], 'the payload, byte for byte');
+    assert.is(found.buffers, Math.ceil((HEADER_LENGTH + tcp.length) / 2048), 'spread over mergeable buffers');
+    const stats = device.stats();
+    assert.ok(stats.rxGso.frames.tcp4 >= 1);
+    assert.is(stats.rxGso.notNegotiated, 0);
+    assert.ok(stats.features.includes('GUEST_TSO4'));
+  } finally {
+    if (feederFd >= 0) sys.close(feederFd);
+    try {
+      execFileSync('ip', ['link', 'del', bridge], { stdio: 'ignore' });
+    } catch {
+      // never made
+    }
     session?.close();
     await server?.close();
     await device?.close();

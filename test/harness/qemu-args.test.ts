@@ -122,6 +122,12 @@ test('bad options are refused', () => {
   assert.throws(() => qemuArgs({ ...base, mac: '02:00:00:00:00' }), /MAC/);
 });
 
+test('fixedGuestOffloads (--guest-tso): ctrl_guest_offloads=off, so the guest cannot turn offloads off behind the device', () => {
+  const nic = (o: Partial<QemuOptions>) => all(qemuArgs({ ...base, vhostUserSocket: 's.sock', ...o }), '-device').find((d) => d.startsWith('virtio-net-pci'))!;
+  assert.match(nic({ fixedGuestOffloads: true }), ',ctrl_guest_offloads=off');
+  assert.not.match(nic({}), 'ctrl_guest_offloads');
+});
+
 test('accessPlatform: the NIC modern-only with iommu_platform=on; nothing of it otherwise', () => {
   const nic = (o: Partial<QemuOptions>) => all(qemuArgs({ ...base, vhostUserSocket: 's.sock', ...o }), '-device').find((d) => d.startsWith('virtio-net-pci'))!;
   assert.match(nic({ accessPlatform: true }), ',iommu_platform=on,disable-legacy=on');

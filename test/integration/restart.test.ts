@@ -118,8 +118,8 @@ class Sender {
     const offered = await client.getFeatures();
     assert.ok(hasFeature(offered, PROTOCOL_FEATURES_BIT));
     const protocol = await client.getProtocolFeatures();
-    assert.is(Math.floor(protocol / 2 ** ProtocolFeature.inflightShmfd) % 2, 1, 'INFLIGHT_SHMFD offered');
-    await client.setProtocolFeatures(2 ** ProtocolFeature.replyAck + 2 ** ProtocolFeature.mq + 2 ** ProtocolFeature.inflightShmfd);
+    assert.ok(hasFeature(protocol, ProtocolFeature.inflightShmfd), 'INFLIGHT_SHMFD offered');
+    await client.setProtocolFeatures(featureMask(ProtocolFeature.replyAck, ProtocolFeature.mq, ProtocolFeature.inflightShmfd));
     const ack = { needReply: true };
     await client.setOwner(ack);
     await client.setFeatures(featureMask(FeatureBit.version1, PROTOCOL_FEATURES_BIT), ack);

@@ -10,6 +10,8 @@ import {
   DeviceStatus,
   FeatureBit,
   featureMask,
+  featureWordBytes,
+  hasFeature,
   HeaderFlags,
   inflightQueueBytes,
   PROTOCOL_FEATURES_BIT,
@@ -18,6 +20,7 @@ import {
   sys,
   VERSION,
   VhostUserServer,
+  type FeatureWord,
   type MemoryRegion,
   type VirtioDevice,
   type VirtqueueSetup,
@@ -25,10 +28,10 @@ import {
 import { encodeHeader, VhostUserClient, VhostUserError } from 'vfio-user-ts/vhost-user-frontend';
 
 const DEVICE_FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringIndirectDesc, FeatureBit.ringEventIdx);
-const PROTOCOL_FEATURES = 2 ** PROTOCOL_FEATURES_BIT;
-const REPLY_ACK = 2 ** ProtocolFeature.replyAck;
-const MQ = 2 ** ProtocolFeature.mq;
-const STATUS = 2 ** ProtocolFeature.status;
+const PROTOCOL_FEATURES = featureMask(PROTOCOL_FEATURES_BIT);
+const REPLY_ACK = featureMask(ProtocolFeature.replyAck);
+const MQ = featureMask(ProtocolFeature.mq);
+const STATUS = featureMask(ProtocolFeature.status);
 
 const GUEST_BASE = 0x100000;
 const USER_BASE = 0x7f0000000000;
@@ -212,7 +215,7 @@ const region = (f: Fixture, overrides: Partial<MemoryRegion> = {}) => ({
 });
 
 /** Features, protocol features (REPLY_ACK|MQ|STATUS), owner; returns the negotiated features. */
-async function negotiate(client: VhostUserClient, withProtocol = true): Promise<number> {
+async function negotiate(client: VhostUserClient, withProtocol = true): Promise<FeatureWord> {
   const offered = await client.getFeatures();
   if (!withProtocol) {
     await client.setOwner();
@@ -283,11 +286,11 @@ serverTest('the socket is created with mode 0600', async (f) => {
 
 serverTest('negotiation answers: features, protocol features, queue number, status', async (f) => {
   const client = await f.connect();
-  assert.is(await client.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES);
+  assert.is(await client.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES));
   const protocol = await client.getProtocolFeatures();
-  for (const bit of [ProtocolFeature.mq, ProtocolFeature.replyAck, ProtocolFeature.status]) assert.ok(Math.floor(protocol / 2 ** bit) % 2 === 1, `protocol bit ${bit}`);
-  assert.is(Math.floor(protocol / 2 ** ProtocolFeature.logShmfd) % 2, 0, 'LOG_SHMFD is not offered');
-  assert.is(Math.floor(protocol / 2 ** ProtocolFeature.backendReq) % 2, 0, 'BACKEND_REQ only comes with ACCESS_PLATFORM');
+  for (const bit of [ProtocolFeature.mq, ProtocolFeature.replyAck, ProtocolFeature.status]) assert.ok(hasFeature(protocol, bit), `protocol bit ${bit}`);
+  assert.not.ok(hasFeature(protocol, ProtocolFeature.logShmfd), 'LOG_SHMFD is not offered');
+  assert.not.ok(hasFeature(protocol, ProtocolFeature.backendReq), 'BACKEND_REQ only comes with ACCESS_PLATFORM');
   await client.setProtocolFeatures(REPLY_ACK | MQ | STATUS);
   assert.is(await client.getQueueNum(), 1);
   const featuresOk = DeviceStatus.acknowledge | DeviceStatus.driver | DeviceStatus.featuresOk;
@@ -425,7 +428,7 @@ serverTest('a bad message with NEED_REPLY under REPLY_ACK gets a failure ack; th
   assert.is(reply.request, Request.setVringKick);
   assert.ok((reply.flags & HeaderFlags.reply) !== 0, 'reply flag');
   assert.ok(ackStatus(reply.payload) !== 0, 'failure status');
-  assert.is(await client.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES, 'still usable');
+  assert.is(await client.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES), 'still usable');
   assert.not.ok(client.isClosed);
   assert.equal(f.logged(/refused setVringNum: queue size 3/).length, 1);
 });
@@ -433,7 +436,7 @@ serverTest('a bad message with NEED_REPLY under REPLY_ACK gets a failure ack; th
 serverTest('NEED_REPLY before REPLY_ACK is negotiated gets no ack', async (f) => {
   const client = await f.connect();
   client.sendRaw(Request.setOwner, VERSION | HeaderFlags.needReply, new Uint8Array(0));
-  assert.is(await client.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES, 'the next reply is the GET_FEATURES one');
+  assert.is(await client.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES), 'the next reply is the GET_FEATURES one');
   assert.is(client.pendingMessages, 0);
 });
 
@@ -483,7 +486,7 @@ serverTest('a message cut short by the frontend closing is dropped, with its fds
   assert.equal(f.device.ops(), ['setMemory', 'startQueue(1)', 'stopQueue(1)', 'reset', 'releaseMemory']);
   // And the next frontend is served.
   const next = await f.connect();
-  assert.is(await next.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES);
+  assert.is(await next.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES));
 });
 
 serverTest('a message with more fds than the socket layer takes (33) closes the connection, closing them all', async (f) => {
@@ -500,7 +503,7 @@ serverTest('a second frontend is refused while one is connected', async (f) => {
   const second = await f.connect();
   assert.is(await within('the refusal', second.closed), 'the backend closed the connection');
   assert.equal(f.logged(/refusing a second frontend/).length, 1);
-  assert.is(await first.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES, 'the first one is still served');
+  assert.is(await first.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES), 'the first one is still served');
   assert.ok(f.server.connected);
 });
 
@@ -514,7 +517,7 @@ serverTest('after a disconnect the device stops running queues and releases memo
   assert.equal(f.logged(/frontend 1 disconnected$/).length, 1);
 
   const second = await f.connect();
-  assert.is(await second.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES);
+  assert.is(await second.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES));
   assert.ok(f.server.connected);
   // Nothing of the first frontend's state survives: REPLY_ACK is off again, the rings are gone.
   second.sendRaw(Request.setOwner, VERSION | HeaderFlags.needReply, new Uint8Array(0));
@@ -546,33 +549,44 @@ serverTest('SET_FEATURES with bits not offered is refused', async (f) => {
   const client = await f.connect();
   await client.getFeatures();
   await client.setProtocolFeatures(REPLY_ACK);
-  const error = await rejection(client.setFeatures(DEVICE_FEATURES + 2 ** 2, { needReply: true }));
+  const error = await rejection(client.setFeatures(DEVICE_FEATURES | featureMask(2), { needReply: true }));
   assert.ok(isNack(error), String(error));
   assert.equal(f.logged(/include bits not offered/).length, 1);
-  assert.ok(isNack(await rejection(client.setFeatures(2 ** 52, { needReply: true }))), 'bit 52');
+  assert.ok(isNack(await rejection(client.setFeatures(featureMask(52), { needReply: true }))), 'bit 52');
+  assert.ok(isNack(await rejection(client.setFeatures(DEVICE_FEATURES | featureMask(63), { needReply: true }))), 'bit 63: a feature word is read whole');
+  assert.ok(f.logged(/features 0x80000001\w+ include bits not offered/).length >= 1, 'the whole word in the log line');
   await client.setFeatures(DEVICE_FEATURES, { needReply: true });
 });
 
+serverTest('a feature word above bit 52 goes both ways exactly (GET_FEATURES, SET_FEATURES, the queue start)', async (f) => {
+  f.device.features = DEVICE_FEATURES | featureMask(FeatureBit.netHostUso, FeatureBit.netGuestUso4, FeatureBit.netGuestUso6);
+  const client = await readyClient(f);
+  const offered = await client.getFeatures();
+  assert.is(offered, f.device.features | PROTOCOL_FEATURES);
+  await runningQueue(f, client, 1);
+  assert.is(f.device.starts()[0]?.setup.features, offered, 'bits 54..56 reach the device as negotiated');
+});
+
 serverTest('ACCESS_PLATFORM: offered with BACKEND_REQ (QEMU wants both), the channel fd is kept; an IOMMU translating (the bit in SET_FEATURES) is refused', async (f) => {
-  f.device.features = DEVICE_FEATURES + 2 ** FeatureBit.accessPlatform;
+  f.device.features = DEVICE_FEATURES | featureMask(FeatureBit.accessPlatform);
   const client = await f.connect();
   const offered = await client.getFeatures();
-  assert.is(Math.floor(offered / 2 ** FeatureBit.accessPlatform) % 2, 1);
+  assert.ok(hasFeature(offered, FeatureBit.accessPlatform));
   const protocol = await client.getProtocolFeatures();
-  assert.is(Math.floor(protocol / 2 ** ProtocolFeature.backendReq) % 2, 1, 'BACKEND_REQ offered');
-  await client.setProtocolFeatures(REPLY_ACK + 2 ** ProtocolFeature.backendReq);
+  assert.ok(hasFeature(protocol, ProtocolFeature.backendReq), 'BACKEND_REQ offered');
+  await client.setProtocolFeatures(REPLY_ACK | featureMask(ProtocolFeature.backendReq));
   client.sendRaw(Request.setBackendReqFd, VERSION | HeaderFlags.needReply, new Uint8Array(0), [f.memfd]);
   assert.is(ackStatus((await client.expectReply(1000)).payload), 0, 'SET_BACKEND_REQ_FD accepted');
   // What QEMU sends without a vIOMMU: the bit left out.
-  await client.setFeatures(DEVICE_FEATURES + PROTOCOL_FEATURES, { needReply: true });
-  client.sendRaw(Request.setFeatures, VERSION | HeaderFlags.needReply, u64(offered), []);
+  await client.setFeatures((DEVICE_FEATURES | PROTOCOL_FEATURES), { needReply: true });
+  client.sendRaw(Request.setFeatures, VERSION | HeaderFlags.needReply, featureWordBytes(offered), []);
   assert.ok(ackStatus((await client.expectReply(1000)).payload) !== 0, 'ACCESS_PLATFORM itself refused');
   assert.equal(f.logged(/needs IOTLB messages/).length, 1);
 });
 
 serverTest('SET_PROTOCOL_FEATURES with bits not offered is refused', async (f) => {
   const client = await f.connect();
-  await client.setProtocolFeatures(2 ** ProtocolFeature.logShmfd);
+  await client.setProtocolFeatures(featureMask(ProtocolFeature.logShmfd));
   assert.is(await within('the disconnect', client.closed), 'the backend closed the connection');
   assert.ok(f.logged(/setProtocolFeatures: protocol features 0x2 include bits not offered/).length >= 1, 'logged');
 });
@@ -592,7 +606,7 @@ serverTest('SET_LOG_BASE is refused cleanly and its fd closed', async (f) => {
   client.sendRaw(Request.setLogFd, VERSION | HeaderFlags.needReply, new Uint8Array(0), [f.memfd]);
   assert.ok(ackStatus((await client.expectReply(1000)).payload) !== 0);
   assert.is(openFdCount(), before);
-  assert.is(await client.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES);
+  assert.is(await client.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES));
 });
 
 serverTest('an unknown request without NEED_REPLY closes the connection', async (f) => {
@@ -625,7 +639,7 @@ serverTest('client: expectReply times out when nothing is owed; needReply needs 
   const usage = error(await rejection(client.setOwner({ needReply: true })));
   assert.is(usage.code, 'ERR_VHOST_USER_USAGE');
   assert.match(usage.message, /SET_OWNER: needReply asked for, but REPLY_ACK is not negotiated/);
-  assert.is(await client.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES, 'nothing was sent');
+  assert.is(await client.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES), 'nothing was sent');
 });
 
 serverTest('client: a request waiting when the backend closes rejects with ERR_VHOST_USER_CLOSED', async (f) => {
@@ -672,7 +686,7 @@ async function leaveWithQueuedMessages(f: Fixture, queued: (first: VhostUserClie
 serverTest('a reply owed to a frontend that left does not reach the next one', async (f) => {
   const second = await leaveWithQueuedMessages(f, (first) => first.sendRaw(Request.getQueueNum, VERSION, new Uint8Array(0)));
   // The GET_QUEUE_NUM reply would arrive first and break this GET_FEATURES.
-  assert.is(await second.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES, "the second frontend's own reply");
+  assert.is(await second.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES), "the second frontend's own reply");
   assert.is(second.pendingMessages, 0, 'no stray message');
 });
 
@@ -680,7 +694,7 @@ serverTest('a bad message from a frontend that left does not disconnect the next
   const second = await leaveWithQueuedMessages(f, (first) => first.sendRaw(Request.setVringNum, VERSION, new Uint8Array([0, 0, 0, 0, 3, 0, 0, 0])));
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.not.ok(second.isClosed, `the second frontend was disconnected: ${second.closeReason}; log: ${f.logs.join(' | ')}`);
-  assert.is(await second.getFeatures(), DEVICE_FEATURES + PROTOCOL_FEATURES);
+  assert.is(await second.getFeatures(), (DEVICE_FEATURES | PROTOCOL_FEATURES));
 });
 
 serverTest('kick, call and err fds that are not eventfds are refused and closed; the ring keeps its own', async (f) => {
@@ -758,7 +772,7 @@ function inflightPayload(mmapSize: number, mmapOffset: number, queues: number, q
 serverTest('GET_INFLIGHT_FD answers a zeroed memfd laid out for the queues; the queues start with it', async (f) => {
   const client = await f.connect();
   const protocol = await client.getProtocolFeatures();
-  assert.is(Math.floor(protocol / 2 ** ProtocolFeature.inflightShmfd) % 2, 1, 'INFLIGHT_SHMFD offered');
+  assert.ok(hasFeature(protocol, ProtocolFeature.inflightShmfd), 'INFLIGHT_SHMFD offered');
   await negotiate(client);
   await client.setMemTable([region(f)], { needReply: true });
   client.sendRaw(Request.getInflightFd, VERSION, inflightPayload(0, 0, 2, QUEUE_SIZE));

@@ -4,6 +4,7 @@
  * later vfio-user server drive the same device.
  */
 import type { MemoryRegion } from './memory-table.js';
+import type { FeatureWord } from './virtio.js';
 
 /** Everything a device needs to run one virtqueue. Addresses are guest-physical. */
 export interface VirtqueueSetup {
@@ -17,7 +18,7 @@ export interface VirtqueueSetup {
   /** -1: the frontend wants no interrupts. */
   readonly callFd: number;
   /** The negotiated virtio features. */
-  readonly features: number;
+  readonly features: FeatureWord;
   /**
    * The frontend's inflight region for this queue (INFLIGHT_SHMFD), or null. `fd` is valid
    * only during startQueue: map [mapOffset, mapOffset + mapSize) of it then; this queue's part
@@ -28,8 +29,8 @@ export interface VirtqueueSetup {
 
 /** The device a transport serves: vhost-user's server today, a vfio-user server as well. */
 export interface VirtioDevice {
-  /** Virtio feature bits offered (< 2^53). */
-  readonly features: number;
+  /** Virtio feature bits offered (all 64 bits). */
+  readonly features: FeatureWord;
   /** Queue pairs (what vhost-user's GET_QUEUE_NUM reports for a net device). */
   readonly queuePairs: number;
   /** Maps a new memory table (the regions' fds stay open until this resolves). */

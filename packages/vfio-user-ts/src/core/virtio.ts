@@ -20,11 +20,20 @@ export const DescFlags = { next: 1, write: 2, indirect: 4 } as const;
 /** Ring flags: used.flags (2.7.10) and avail.flags (2.7.7). */
 export const RingFlags = { usedNoNotify: 1, availNoInterrupt: 1 } as const;
 
-/** Feature bits, as bit numbers (virtio 1.2 5.1.3 and 6). */
+/**
+ * Feature bits, as bit numbers (virtio 1.2 5.1.3 and 6). A feature word is a `bigint` holding all
+ * 64 bits exactly (FeatureWord); test and build words only with hasFeature and featureMask.
+ */
 export const FeatureBit = {
   netCsum: 0,
   netGuestCsum: 1,
   netMtu: 3,
+  /** The driver takes TCP/IPv4 GSO frames on receive (gso_type TCPV4). */
+  netGuestTso4: 7,
+  /** The driver takes TCP/IPv6 GSO frames on receive (gso_type TCPV6). */
+  netGuestTso6: 8,
+  /** The driver takes TSO frames with the ECN bit on receive. */
+  netGuestEcn: 9,
   /** The device takes TCP/IPv4 GSO frames (gso_type TCPV4) and segments them. */
   netHostTso4: 11,
   /** The device takes TCP/IPv6 GSO frames (gso_type TCPV6). */
@@ -52,12 +61,11 @@ export const FeatureBit = {
    * resize (a new ring elsewhere in memory) is never seen.
    */
   ringReset: 40,
-  /**
-   * The device takes UDP GSO frames (gso_type UDP_L4, USO). Above bit 52, where a feature word
-   * held in a double stops being exact: the device does not offer it until feature words are
-   * 64-bit integers, so a driver never negotiates it and the device refuses UDP_L4 frames
-   * (txGsoNotNegotiated).
-   */
+  /** The driver takes UDP GSO frames of IPv4 on receive (gso_type UDP_L4). */
+  netGuestUso4: 54,
+  /** The driver takes UDP GSO frames of IPv6 on receive (gso_type UDP_L4). */
+  netGuestUso6: 55,
+  /** The device takes UDP GSO frames (gso_type UDP_L4, USO) and segments them. */
   netHostUso: 56,
 } as const;
 
@@ -66,6 +74,9 @@ const FEATURE_NAMES: { readonly [K in keyof typeof FeatureBit]: string } = {
   netCsum: 'CSUM',
   netGuestCsum: 'GUEST_CSUM',
   netMtu: 'MTU',
+  netGuestTso4: 'GUEST_TSO4',
+  netGuestTso6: 'GUEST_TSO6',
+  netGuestEcn: 'GUEST_ECN',
   netHostTso4: 'HOST_TSO4',
   netHostTso6: 'HOST_TSO6',
   netHostEcn: 'HOST_ECN',
@@ -78,15 +89,32 @@ const FEATURE_NAMES: { readonly [K in keyof typeof FeatureBit]: string } = {
   version1: 'VERSION_1',
   accessPlatform: 'ACCESS_PLATFORM',
   ringReset: 'RING_RESET',
+  netGuestUso4: 'GUEST_USO4',
+  netGuestUso6: 'GUEST_USO6',
   netHostUso: 'HOST_USO',
 };
 
 /**
+ * A 64-bit feature word (virtio's device and driver features, vhost-user's protocol features):
+ * a bigint in 0..2^64-1, exact for every bit. We chose bigint over a pair of u32 words because
+ * words are built and tested only where queues start and messages are handled, never per frame
+ * (the datapath turns the few bits it needs into booleans when a queue starts), and `&`, `|`,
+ * `===` and `toString(16)` then work on the whole word as they would in C.
+ */
+export type FeatureWord = bigint;
+
+/** The feature word with no bit set. */
+export const NO_FEATURES: FeatureWord = 0n;
+
+/** Every bit a u64 holds. */
+const U64_MASK = (1n << 64n) - 1n;
+
+/**
  * The names of the FeatureBit features set in `features`, lowest bit first, for people and
  * checks reading stats. Bits FeatureBit does not name are not listed: a transport's own bit
- * (vhost-user's 30) is not a virtio feature, and the device offers no other.
+ * (vhost-user's 30) is not a virtio feature.
  */
-export function featureNames(features: number): string[] {
+export function featureNames(features: FeatureWord): string[] {
   const keys = Object.keys(FeatureBit) as Array<keyof typeof FeatureBit>;
   return keys
     .filter((key) => hasFeature(features, FeatureBit[key]))
@@ -94,34 +122,41 @@ export function featureNames(features: number): string[] {
     .map((key) => FEATURE_NAMES[key]);
 }
 
-/**
- * Feature words stay plain numbers: every bit the device offers is below 53, where doubles are
- * exact (FeatureBit.netHostUso, named but not offered, is the exception that waits for 64-bit words).
- */
-const FEATURE_WORD_BITS = 53;
-
-/** `2 ** bit` summed, as a number (the `|` operator stops at 32 bits). */
-export function featureMask(...bits: number[]): number {
-  let mask = 0;
-  for (const bit of bits) mask += 2 ** bit;
+/** The word with `bits` (bit numbers 0..63) set. */
+export function featureMask(...bits: number[]): FeatureWord {
+  let mask = 0n;
+  for (const bit of bits) {
+    if (!Number.isInteger(bit) || bit < 0 || bit > 63) throw new RangeError(`feature bit ${bit} is not in 0..63`);
+    mask |= 1n << BigInt(bit);
+  }
   return mask;
 }
 
-export function hasFeature(features: number, bit: number): boolean {
-  return Math.floor(features / 2 ** bit) % 2 === 1;
+/** Whether bit `bit` (0..63) is set in `features`. */
+export function hasFeature(features: FeatureWord, bit: number): boolean {
+  return ((features >> BigInt(bit)) & 1n) === 1n;
 }
 
-/** The bits set in both feature words (the `&` operator stops at 32 bits). */
-export function commonFeatures(a: number, b: number): number {
-  let common = 0;
-  for (let bit = 0; bit < FEATURE_WORD_BITS; bit++) if (hasFeature(a, bit) && hasFeature(b, bit)) common += 2 ** bit;
-  return common;
+/** The bits set in both feature words. */
+export function commonFeatures(a: FeatureWord, b: FeatureWord): FeatureWord {
+  return a & b;
 }
 
 /** True when every bit of `subset` is set in `set`. */
-export function featuresWithin(subset: number, set: number): boolean {
-  for (let bit = 0; bit < FEATURE_WORD_BITS; bit++) if (hasFeature(subset, bit) && !hasFeature(set, bit)) return false;
-  return true;
+export function featuresWithin(subset: FeatureWord, set: FeatureWord): boolean {
+  return (subset & ~set) === 0n;
+}
+
+/** A feature word as a u64 on the wire: 8 bytes, little-endian. */
+export function featureWordBytes(features: FeatureWord): Uint8Array {
+  const bytes = new Uint8Array(8);
+  new DataView(bytes.buffer).setBigUint64(0, features & U64_MASK, true);
+  return bytes;
+}
+
+/** A feature word written `0x...` for log lines. */
+export function featureWordHex(features: FeatureWord): string {
+  return `0x${features.toString(16)}`;
 }
 
 /** The largest split-ring size (2.7: Queue Size is a power of 2, at most 32768). */

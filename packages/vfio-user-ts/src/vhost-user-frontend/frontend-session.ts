@@ -9,7 +9,7 @@
  * fails open() with the step's name.
  */
 import * as sys from '../core/sys.js';
-import { commonFeatures, DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, MAX_QUEUE_SIZE } from '../core/virtio.js';
+import { commonFeatures, DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, MAX_QUEUE_SIZE, NO_FEATURES, type FeatureWord } from '../core/virtio.js';
 import { PROTOCOL_FEATURES_BIT, ProtocolFeature } from '../vhost-user/protocol.js';
 import { VhostUserClient, type VhostUserClientOptions } from './vhost-user-client.js';
 
@@ -33,9 +33,9 @@ export interface FrontendSessionOptions {
   /** The frontend address the region pretends to live at (default 0x7f0000000000). */
   readonly userAddr?: number;
   /** Virtio features wanted (default DEFAULT_SESSION_FEATURES); only offered ones are set. */
-  readonly features?: number;
+  readonly features?: FeatureWord;
   /** Protocol features wanted (default DEFAULT_SESSION_PROTOCOL_FEATURES); only offered ones are set. */
-  readonly protocolFeatures?: number;
+  readonly protocolFeatures?: FeatureWord;
   readonly client?: VhostUserClientOptions;
 }
 
@@ -114,9 +114,9 @@ export class FrontendSession {
     readonly memoryFd: number,
     readonly queues: readonly SessionQueue[],
     /** Negotiated virtio features (SET_FEATURES). */
-    readonly features: number,
-    /** Negotiated protocol features (0 when the backend offers none). */
-    readonly protocolFeatures: number,
+    readonly features: FeatureWord,
+    /** Negotiated protocol features (none when the backend offers none). */
+    readonly protocolFeatures: FeatureWord,
     /** GET_QUEUE_NUM's answer, or 1 without MQ. */
     readonly queuePairs: number,
   ) {}
@@ -139,7 +139,7 @@ export class FrontendSession {
       client = await VhostUserClient.connect(options.socketPath, options.client);
       const offered = await client.getFeatures();
       const withProtocol = hasFeature(offered, PROTOCOL_FEATURES_BIT);
-      let protocolFeatures = 0;
+      let protocolFeatures = NO_FEATURES;
       if (withProtocol) {
         const offeredProtocol = await client.getProtocolFeatures();
         protocolFeatures = commonFeatures(offeredProtocol, options.protocolFeatures ?? DEFAULT_SESSION_PROTOCOL_FEATURES);
@@ -151,7 +151,7 @@ export class FrontendSession {
       await client.setOwner(ack);
 
       const wanted = options.features ?? DEFAULT_SESSION_FEATURES;
-      const features = commonFeatures(offered, wanted) + (withProtocol ? 2 ** PROTOCOL_FEATURES_BIT : 0);
+      const features = commonFeatures(offered, wanted) | (withProtocol ? featureMask(PROTOCOL_FEATURES_BIT) : NO_FEATURES);
       const withStatus = hasFeature(protocolFeatures, ProtocolFeature.status);
       if (withStatus) await client.setStatus(DeviceStatus.acknowledge | DeviceStatus.driver, ack);
       await client.setFeatures(features, ack);

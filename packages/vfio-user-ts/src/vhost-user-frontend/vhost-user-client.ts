@@ -15,6 +15,7 @@
  */
 import { UnixStreamConnection } from '../core/unix-socket.js';
 import * as sys from '../core/sys.js';
+import { featureWordBytes, featureWordHex, hasFeature, NO_FEATURES, type FeatureWord } from '../core/virtio.js';
 import { MessageChannel } from '../vhost-user/message-channel.js';
 import type { RawMessage } from '../vhost-user/message-validator.js';
 import {
@@ -119,6 +120,12 @@ function putU32(view: DataView, at: number, value: number, what: string): void {
   view.setUint32(at, value, true);
 }
 
+/** A feature word as SET_FEATURES and SET_PROTOCOL_FEATURES carry it. */
+function featurePayload(features: FeatureWord, what: string): Uint8Array {
+  if (features < 0n || features >= 1n << 64n) throw new RangeError(`${what}: ${featureWordHex(features)} is not a u64`);
+  return featureWordBytes(features);
+}
+
 function u64Payload(value: number, what: string): Uint8Array {
   const bytes = new Uint8Array(8);
   putU64(new DataView(bytes.buffer), 0, value, what);
@@ -155,7 +162,7 @@ export class VhostUserClient {
   private endReason: string | null = null;
   private closingHere = false;
   private resolveClosed: (reason: string) => void = () => {};
-  private negotiatedProtocolFeatures = 0;
+  private negotiatedProtocolFeatures: FeatureWord = NO_FEATURES;
 
   private constructor(connection: UnixStreamConnection, options: VhostUserClientOptions) {
     this.connection = connection;
@@ -192,13 +199,13 @@ export class VhostUserClient {
   }
 
   /** The protocol features last accepted through setProtocolFeatures(). */
-  get protocolFeatures(): number {
+  get protocolFeatures(): FeatureWord {
     return this.negotiatedProtocolFeatures;
   }
 
   /** Whether REPLY_ACK is negotiated, so requests may ask for `needReply`. */
   get replyAck(): boolean {
-    return Math.floor(this.negotiatedProtocolFeatures / 2 ** ProtocolFeature.replyAck) % 2 === 1;
+    return hasFeature(this.negotiatedProtocolFeatures, ProtocolFeature.replyAck);
   }
 
   /** Messages that arrived with nobody waiting for them (taken by the next expectReply). */
@@ -255,24 +262,25 @@ export class VhostUserClient {
 
   // ---- typed requests ----
 
-  async getFeatures(): Promise<number> {
-    return this.getU64(Request.getFeatures);
+  /** GET_FEATURES: all 64 bits of the backend's feature word. */
+  async getFeatures(): Promise<FeatureWord> {
+    return this.getFeatureWord(Request.getFeatures);
   }
 
-  async setFeatures(features: number, options?: RequestOptions): Promise<void> {
-    await this.request(Request.setFeatures, u64Payload(features, 'SET_FEATURES'), [], options);
+  async setFeatures(features: FeatureWord, options?: RequestOptions): Promise<void> {
+    await this.request(Request.setFeatures, featurePayload(features, 'SET_FEATURES'), [], options);
   }
 
-  async getProtocolFeatures(): Promise<number> {
-    return this.getU64(Request.getProtocolFeatures);
+  async getProtocolFeatures(): Promise<FeatureWord> {
+    return this.getFeatureWord(Request.getProtocolFeatures);
   }
 
   /**
    * Sets the protocol features; from then on the client knows whether REPLY_ACK is on. A
    * `needReply` here is only possible when REPLY_ACK was negotiated before.
    */
-  async setProtocolFeatures(features: number, options?: RequestOptions): Promise<void> {
-    await this.request(Request.setProtocolFeatures, u64Payload(features, 'SET_PROTOCOL_FEATURES'), [], options);
+  async setProtocolFeatures(features: FeatureWord, options?: RequestOptions): Promise<void> {
+    await this.request(Request.setProtocolFeatures, featurePayload(features, 'SET_PROTOCOL_FEATURES'), [], options);
     this.negotiatedProtocolFeatures = features;
   }
 
@@ -392,6 +400,13 @@ export class VhostUserClient {
       const status = high === 0 ? String(low) : `0x${high.toString(16)}${low.toString(16).padStart(8, '0')}`;
       throw new VhostUserError('ERR_VHOST_USER_NACK', `${name}: the backend refused the request (REPLY_ACK status ${status})`, request);
     }
+  }
+
+  /** A u64 reply read whole, every bit (GET_FEATURES, GET_PROTOCOL_FEATURES). */
+  private async getFeatureWord(request: number): Promise<FeatureWord> {
+    this.sendRaw(request, VERSION, EMPTY, []);
+    const reply = await this.receiveReply(request, 8);
+    return new DataView(reply.payload.buffer, reply.payload.byteOffset, 8).getBigUint64(0, true);
   }
 
   private async getU64(request: number): Promise<number> {

@@ -5,7 +5,7 @@
  * frontend-controlled message data lives here, so it can be reviewed and fuzzed in one place.
  */
 import type { MemoryRegion } from '../core/memory-table.js';
-import { isValidQueueSize, MAX_QUEUE_SIZE } from '../core/virtio.js';
+import { isValidQueueSize, MAX_QUEUE_SIZE, type FeatureWord } from '../core/virtio.js';
 import {
   INFLIGHT_SIZE,
   inflightQueueBytes,
@@ -28,7 +28,9 @@ export interface RawMessage {
 export type VhostUserMessage =
   /** Requests without payload. */
   | { readonly kind: 'empty'; readonly request: number }
-  /** Requests whose payload is one u64 (features, status, MTU, RARP MAC). */
+  /** SET_FEATURES and SET_PROTOCOL_FEATURES: a feature word, all 64 bits. */
+  | { readonly kind: 'features'; readonly request: number; readonly value: FeatureWord }
+  /** Other requests whose payload is one u64 (status, MTU, RARP MAC), below 2^53. */
   | { readonly kind: 'u64'; readonly request: number; readonly value: number }
   | { readonly kind: 'memTable'; readonly regions: readonly MemoryRegion[] }
   /** SET_VRING_NUM / SET_VRING_BASE / GET_VRING_BASE / SET_VRING_ENABLE. */
@@ -66,7 +68,8 @@ const emptyRequests: ReadonlySet<number> = new Set([
   Request.getStatus,
   Request.resetDevice,
 ]);
-const u64Requests: ReadonlySet<number> = new Set([Request.setFeatures, Request.setProtocolFeatures, Request.setStatus, Request.netSetMtu, Request.sendRarp]);
+const featureRequests: ReadonlySet<number> = new Set([Request.setFeatures, Request.setProtocolFeatures]);
+const u64Requests: ReadonlySet<number> = new Set([Request.setStatus, Request.netSetMtu, Request.sendRarp]);
 const vringStateRequests: ReadonlySet<number> = new Set([Request.setVringNum, Request.setVringBase, Request.getVringBase, Request.setVringEnable]);
 const vringFdRequests: ReadonlySet<number> = new Set([Request.setVringKick, Request.setVringCall, Request.setVringErr]);
 
@@ -91,6 +94,11 @@ export function validateMessage(raw: RawMessage, limits: ValidationLimits): Vali
   if (emptyRequests.has(request)) {
     const problem = expectSize(0) ?? expectFds(0);
     return problem ? fail(problem) : { ok: true, message: { kind: 'empty', request } };
+  }
+  if (featureRequests.has(request)) {
+    const problem = expectSize(8) ?? expectFds(0);
+    if (problem) return fail(problem);
+    return { ok: true, message: { kind: 'features', request, value: view.getBigUint64(0, true) } };
   }
   if (u64Requests.has(request)) {
     const problem = expectSize(8) ?? expectFds(0);

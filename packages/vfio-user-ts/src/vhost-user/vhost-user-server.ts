@@ -17,7 +17,7 @@ import { RateLimitedLog, type LogSink } from '../core/rate-limited-log.js';
 import * as sys from '../core/sys.js';
 import type { UnixStreamConnection } from '../core/unix-socket.js';
 import type { VirtioDevice, VirtqueueSetup } from '../core/virtio-device.js';
-import { DeviceStatus, FeatureBit, featuresWithin, hasFeature } from '../core/virtio.js';
+import { DeviceStatus, FeatureBit, featureMask, featuresWithin, featureWordBytes, featureWordHex, hasFeature, NO_FEATURES, type FeatureWord } from '../core/virtio.js';
 import { ConnectingSource, ListeningSource, type ConnectionSource } from './connection-source.js';
 import { MessageChannel } from './message-channel.js';
 import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
@@ -49,13 +49,14 @@ function isEventfd(fd: number): boolean {
   }
 }
 
-const OFFERED_PROTOCOL_FEATURES =
-  2 ** ProtocolFeature.mq +
-  2 ** ProtocolFeature.replyAck +
-  2 ** ProtocolFeature.netMtu +
-  2 ** ProtocolFeature.inflightShmfd +
-  2 ** ProtocolFeature.resetDevice +
-  2 ** ProtocolFeature.status;
+const OFFERED_PROTOCOL_FEATURES = featureMask(
+  ProtocolFeature.mq,
+  ProtocolFeature.replyAck,
+  ProtocolFeature.netMtu,
+  ProtocolFeature.inflightShmfd,
+  ProtocolFeature.resetDevice,
+  ProtocolFeature.status,
+);
 
 interface VringState {
   size: number;
@@ -85,6 +86,11 @@ function u64Payload(value: number): Uint8Array {
   return bytes;
 }
 
+/** A message's decoded fields for --trace (JSON, a feature word in hex). */
+function traceFields(message: VhostUserMessage): string {
+  return JSON.stringify({ ...message, request: undefined, kind: undefined }, (_key, value: unknown) => (typeof value === 'bigint' ? featureWordHex(value) : value));
+}
+
 export interface VhostUserServerOptions {
   /**
    * Where connections come from: a path to listen on (the usual arrangement), a path of a
@@ -106,8 +112,8 @@ export class VhostUserServer {
   private channel: MessageChannel | null = null;
   private readonly vrings: VringState[];
   private memory: MemoryTable | null = null;
-  private features = 0;
-  private protocolFeatures = 0;
+  private features: FeatureWord = NO_FEATURES;
+  private protocolFeatures: FeatureWord = NO_FEATURES;
   private featuresSet = false;
   private status = 0;
   private inflight: InflightRegion | null = null;
@@ -141,8 +147,8 @@ export class VhostUserServer {
   }
 
   /** Offered virtio features, with vhost-user's protocol-features bit. */
-  get offeredFeatures(): number {
-    return hasFeature(this.device.features, PROTOCOL_FEATURES_BIT) ? this.device.features : this.device.features + 2 ** PROTOCOL_FEATURES_BIT;
+  get offeredFeatures(): FeatureWord {
+    return this.device.features | featureMask(PROTOCOL_FEATURES_BIT);
   }
 
   /**
@@ -151,8 +157,8 @@ export class VhostUserServer {
    * with a vIOMMU the backend would ask for IOTLB entries on that channel. Without a vIOMMU
    * nothing is ever sent on it; the backend keeps the fd and never writes.
    */
-  get offeredProtocolFeatures(): number {
-    return hasFeature(this.device.features, FeatureBit.accessPlatform) ? OFFERED_PROTOCOL_FEATURES + 2 ** ProtocolFeature.backendReq : OFFERED_PROTOCOL_FEATURES;
+  get offeredProtocolFeatures(): FeatureWord {
+    return hasFeature(this.device.features, FeatureBit.accessPlatform) ? OFFERED_PROTOCOL_FEATURES | featureMask(ProtocolFeature.backendReq) : OFFERED_PROTOCOL_FEATURES;
   }
 
   get connected(): boolean {
@@ -239,7 +245,7 @@ export class VhostUserServer {
       for (const fd of raw.fds) sys.close(fd);
       return this.refuse(channel, raw.request, wantsAck, validated.error);
     }
-    if (this.trace) this.log.log(`vhost-user: ${requestName(raw.request)} ${JSON.stringify({ ...validated.message, request: undefined, kind: undefined })}`);
+    if (this.trace) this.log.log(`vhost-user: ${requestName(raw.request)} ${traceFields(validated.message)}`);
     const result = await this.apply(validated.message);
     if (result.reply) {
       channel.reply(raw.request, result.reply, result.replyFds ?? []);
@@ -266,9 +272,9 @@ export class VhostUserServer {
       case 'empty':
         switch (message.request) {
           case Request.getFeatures:
-            return { reply: u64Payload(this.offeredFeatures), error: null };
+            return { reply: featureWordBytes(this.offeredFeatures), error: null };
           case Request.getProtocolFeatures:
-            return { reply: u64Payload(this.offeredProtocolFeatures), error: null };
+            return { reply: featureWordBytes(this.offeredProtocolFeatures), error: null };
           case Request.getQueueNum:
             return { reply: u64Payload(this.device.queuePairs), error: null };
           case Request.getStatus:
@@ -279,6 +285,8 @@ export class VhostUserServer {
             await this.resetDevice();
             return ok;
         }
+      case 'features':
+        return this.applyFeatures(message.request, message.value);
       case 'u64':
         return this.applyU64(message.request, message.value);
       case 'memTable':
@@ -355,20 +363,23 @@ export class VhostUserServer {
     this.inflight = region;
   }
 
+  private async applyFeatures(request: number, value: FeatureWord): Promise<{ error: string | null }> {
+    if (request === Request.setProtocolFeatures) {
+      if (!featuresWithin(value, this.offeredProtocolFeatures)) return { error: `protocol features ${featureWordHex(value)} include bits not offered` };
+      this.protocolFeatures = value;
+      return { error: null };
+    }
+    if (!featuresWithin(value, this.offeredFeatures)) return { error: `features ${featureWordHex(value)} include bits not offered (${featureWordHex(this.offeredFeatures)})` };
+    // QEMU sets ACCESS_PLATFORM only when a vIOMMU translates addresses (vhost_dev_has_iommu),
+    // and then sends IOTLB messages, which this backend does not take (no PROTOCOL_F_IOTLB).
+    if (hasFeature(value, FeatureBit.accessPlatform)) return { error: 'ACCESS_PLATFORM with an IOMMU translating the addresses needs IOTLB messages, which this backend does not handle: run the guest without a vIOMMU' };
+    this.features = value;
+    this.featuresSet = true;
+    return { error: await this.startAllReady() };
+  }
+
   private async applyU64(request: number, value: number): Promise<{ error: string | null }> {
     switch (request) {
-      case Request.setFeatures:
-        if (!featuresWithin(value, this.offeredFeatures)) return { error: `features 0x${value.toString(16)} include bits not offered (0x${this.offeredFeatures.toString(16)})` };
-        // QEMU sets ACCESS_PLATFORM only when a vIOMMU translates addresses (vhost_dev_has_iommu),
-        // and then sends IOTLB messages, which this backend does not take (no PROTOCOL_F_IOTLB).
-        if (hasFeature(value, FeatureBit.accessPlatform)) return { error: 'ACCESS_PLATFORM with an IOMMU translating the addresses needs IOTLB messages, which this backend does not handle: run the guest without a vIOMMU' };
-        this.features = value;
-        this.featuresSet = true;
-        return { error: await this.startAllReady() };
-      case Request.setProtocolFeatures:
-        if (!featuresWithin(value, this.offeredProtocolFeatures)) return { error: `protocol features 0x${value.toString(16)} include bits not offered` };
-        this.protocolFeatures = value;
-        return { error: null };
       case Request.setStatus:
         if (value > 0xff) return { error: `status 0x${value.toString(16)} is wider than 8 bits` };
         this.status = value;
@@ -528,8 +539,8 @@ export class VhostUserServer {
     this.replaceInflight(null);
     if (this.backendReqFd >= 0) sys.close(this.backendReqFd);
     this.backendReqFd = -1;
-    this.features = 0;
-    this.protocolFeatures = 0;
+    this.features = NO_FEATURES;
+    this.protocolFeatures = NO_FEATURES;
     this.featuresSet = false;
     this.status = 0;
     this.device.reset();
