@@ -9,7 +9,7 @@ import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor
 import { matrixAsOneRun, matrixHtml, matrixJson, matrixMarkdown, matrixTable, type KernelRun } from '../harness/matrix.js';
 import { NEGATIVE_CONTROLS, runSuites, type NegativeControl, type RunOptions } from '../harness/run.js';
 import { suiteTables } from '../harness/suite-tables.js';
-import { integerOption, UsageError } from './options.js';
+import { integerOption, UsageError, withCommandContext } from './options.js';
 import { DEBIAN_KERNEL_PREFIX } from '../images/build.js';
 
 export const DEFAULT_SUITES = ['smoke', 'xdpsock'];
@@ -156,19 +156,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
     process.stdout.write(shell ? shellHelp : runHelp);
     return 0;
   }
-  const abort = new AbortController();
-  const onSignal = (): void => {
-    if (abort.signal.aborted) return;
-    process.stderr.write('\nzcnic: interrupted, stopping the guest and the device…\n');
-    abort.abort();
-  };
-  // `on`, not `once`: a second Ctrl-C (or execa's cleanup re-sending one) must not end the
-  // process before the children are stopped and the temporary files removed.
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  const started = Date.now();
-  const progress = (line: string): void => void process.stderr.write(`[${((Date.now() - started) / 1000).toFixed(1).padStart(5)}s] ${line}\n`);
-  try {
+  return withCommandContext('the guest and the device', async ({ progress, signal }) => {
     const options: RunOptions = {
       suites,
       tests,
@@ -191,12 +179,12 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       hostRoot: values.rootfs === 'host' || command !== undefined,
       command,
       progress,
-      signal: abort.signal,
+      signal,
     };
-    if (kernels) return await runMatrix(kernels, options, values, abort.signal);
+    if (kernels) return await runMatrix(kernels, options, values, signal);
     const outcome = await runSuites(options);
     for (const dir of outcome.keptDirs) progress(`kept ${dir}`);
-    if (abort.signal.aborted) return 130;
+    if (signal.aborted) return 130;
     if (shell) return outcome.problem ? 1 : 0;
     if (values.html) writeFileSync(values.html, matrixHtml([{ kernel: values.kernel ?? 'default', results: outcome.results, problem: outcome.problem }]));
     const { results } = outcome;
@@ -211,10 +199,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
     const { failed } = counts(results.tests);
     if (outcome.problem) process.stderr.write(`zcnic run: ${outcome.problem}\n`);
     return failed === 0 && !outcome.problem ? 0 : 1;
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-  }
+  });
 }
 
 /** `--kernels`: the suites once per kernel, one report with a column per kernel. */
