@@ -1,6 +1,6 @@
 # zcnic: `make run` (the main job) and `make test` (everything CI checks) are the two commands
 # that matter on a fresh machine; both install what is missing first.
-.PHONY: all setup build test unit bench run images fuzz clean
+.PHONY: all setup build test unit bench run images fuzz selftests clean
 
 all: build
 
@@ -23,6 +23,12 @@ unit: build
 # 600), FUZZ_ARGS (e.g. --seed 7). Prints cases run, error kinds reached, crashes (must be 0).
 fuzz: build
 	@node dist/cli/zcnic.js fuzz --seconds $(or $(FUZZ_SECONDS),600) $(FUZZ_ARGS)
+
+# The kernel's own network selftests, drivers/net and drivers/net/hw, on two zcnic NICs and on
+# QEMU's virtio-net side by side (zcnic selftests --help): SELFTESTS_ARGS (e.g. --kernel
+# debian:6.12, --tests ping.py,xdp.py, --results FILE.json).
+selftests: build
+	@node dist/cli/zcnic.js selftests --targets drivers/net,drivers/net/hw $(SELFTESTS_ARGS)
 
 bench: build
 	@node dist/bench/run.js $(BENCH_ARGS)

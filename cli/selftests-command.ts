@@ -4,13 +4,16 @@
  * the wire port, the way netdev's CI runs them on virtio, and the same tests on QEMU's own
  * virtio-net in the same run as the reference. zcnic must pass what the reference passes.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { AccelRequest } from '../harness/accel.js';
 import { counts, junitXml } from '../harness/report.js';
 import { runSuites, type RunOptions, type RunOutcome } from '../harness/run.js';
 import { sideBySide, sideBySideCounts, sideBySideMarkdown, sideBySideTable, type SideBySideRow } from '../harness/side-by-side.js';
 import { buildImage, DEBIAN_KERNEL_PREFIX, projectCacheDir } from '../images/build.js';
+import { compareKernelConfig, mergeConfigs, parseKernelConfig, type ConfigComparison } from '../images/selftest-config.js';
+import { ensureSelftestTools, type SelftestTools } from '../images/selftest-tools.js';
 import { ensureSelftests, type SelftestsBuild } from '../images/selftests.js';
 import { integerOption, UsageError, withCommandContext, type CommandContext } from './options.js';
 
@@ -24,6 +27,14 @@ const DEFAULT_RUN_TARGETS = ['drivers/net'];
  * one is all that stops a hung test there.
  */
 const DEFAULT_TIMEOUT_SEC = 420;
+/**
+ * Queue pairs per NIC. netdev's CI gives its virtio NICs several (mq=on), and napi_threaded.py
+ * needs two, but with two the wire port loses frames: it joins transmitq k to the other NIC's
+ * receiveq k, and virtio_net on one vCPU uses one queue pair and puts XDP_TX on transmitq 1,
+ * whose frames then wait for a receiveq the other driver never enabled (xdp.py's XDP_TX cases
+ * failed and the test ran into its 360 s timeout). One until the wire steers to an enabled queue.
+ */
+const DEFAULT_QUEUES = 1;
 
 export const selftestsHelp = `Usage: zcnic selftests [options]
 
@@ -31,8 +42,9 @@ Runs the kernel's own network selftests in a guest with two NICs back to back, t
 CI (NIPA) runs them on virtio: NETIF is the first NIC, the second is in netns ns-remote
 (REMOTE_TYPE=netns, 192.0.3.1/.2 and 2001:db8:1::1/::2). Both NICs are zcnic devices joined by
 the wire port (what one sends, the other receives, queue for queue). The guest's user space is
-this host's root file system, read-only over 9p under a tmpfs overlay (python3, iproute2,
-ethtool, socat, iperf3: make setup installs them). The tests are built on this host from
+this host's root file system, read-only over 9p under a tmpfs overlay (python3, socat, iperf3:
+make setup installs them), with newer ethtool and iproute2 than Debian 12's first on PATH (the
+newest Debian serves that run on this host, unpacked under .cache/selftests/tools). The tests are built on this host from
 Debian's linux-source-X.Y for the guest kernel (cached under .cache/selftests by source
 version) and run through the kselftest runner, whose per-test timeouts (each target's settings
 file) apply. Nested results are results of their own, each with the device's counters for its
@@ -48,7 +60,7 @@ Options:
   --targets T,...      selftest targets (default ${DEFAULT_RUN_TARGETS.join(',')}; also drivers/net/hw)
   --tests NAME,...     only these tests: TARGET:TEST as the runner names them, or TEST alone
   --no-reference       leave out the run on QEMU's virtio-net
-  --queues N           queue pairs per NIC (default 1)
+  --queues N           queue pairs per NIC (default ${DEFAULT_QUEUES})
   --timeout S          the guest's own limit per test, over the runner's (default ${DEFAULT_TIMEOUT_SEC})
   --mem MB             guest memory (default 1024)
   --smp N|auto         vCPUs (default auto)
@@ -72,7 +84,7 @@ function parse(argv: string[]) {
       targets: { type: 'string', default: DEFAULT_RUN_TARGETS.join(',') },
       tests: { type: 'string' },
       'no-reference': { type: 'boolean', default: false },
-      queues: { type: 'string', default: '1' },
+      queues: { type: 'string', default: String(DEFAULT_QUEUES) },
       timeout: { type: 'string', default: String(DEFAULT_TIMEOUT_SEC) },
       mem: { type: 'string', default: '1024' },
       smp: { type: 'string', default: 'auto' },
@@ -120,8 +132,23 @@ export function availableTests(build: SelftestsBuild, targets: readonly string[]
   return build.manifest.results.filter((r) => targets.includes(r.target)).flatMap((r) => r.tests.map((t) => `${r.target}:${t}`));
 }
 
+/** What the targets' config files ask of the kernel in `moduleTree`, against its own config. */
+function kernelConfigFor(build: SelftestsBuild, targets: readonly string[], moduleTree: string): ConfigComparison {
+  // Not every target has one (drivers/net/hw has none).
+  const configs = targets.map((t) => join(build.dir, t, 'config')).filter((f) => existsSync(f));
+  const wanted = mergeConfigs(configs.map((f) => readFileSync(f, 'utf8')));
+  return compareKernelConfig(wanted, parseKernelConfig(readFileSync(join(moduleTree, 'config'), 'utf8')));
+}
+
+interface Prepared {
+  readonly build: SelftestsBuild;
+  readonly tools: SelftestTools;
+  readonly kernelConfig: ConfigComparison;
+  readonly tests: string[] | undefined;
+}
+
 /** Step 1: the guest image (for the kernel's release) and the selftests built for that release. */
-async function prepare(p: Parsed, ctx: CommandContext): Promise<{ build: SelftestsBuild; tests: string[] | undefined }> {
+async function prepare(p: Parsed, ctx: CommandContext): Promise<Prepared> {
   const log = (line: string): void => ctx.progress(`  ${line}`);
   ctx.progress(`guest image for ${p.values.kernel}`);
   const image = await buildImage({ kernel: p.values.kernel, log });
@@ -129,9 +156,14 @@ async function prepare(p: Parsed, ctx: CommandContext): Promise<{ build: Selftes
   ctx.progress(`selftests for ${image.kernelRelease} (${p.targets.join(', ')})`);
   const build = await ensureSelftests({ kernelVersion: image.kernelRelease, targets: p.targets, cacheDir: projectCacheDir(), ro: { verbose: p.values.verbose, log } });
   ctx.progress(`selftests: ${build.cached ? 'cached' : 'built'} from linux-source ${build.version} in ${build.dir}`);
+  const tools = await ensureSelftestTools(projectCacheDir(), { verbose: p.values.verbose, log });
+  ctx.progress(`tools first on the tests' PATH: ${tools.packages.map((t) => `${t.name} ${t.version}`).join(', ')}`);
   const available = availableTests(build, p.targets);
   if (available.length === 0) throw new UsageError(`the build installed no tests for ${p.targets.join(', ')}`);
-  return { build, tests: p.tests ? resolveTestNames(p.tests, available) : undefined };
+  const kernelConfig = kernelConfigFor(build, p.targets, image.moduleTree);
+  if (kernelConfig.preload.length) ctx.progress(`modules loaded at boot (the tests' config wants them built in): ${kernelConfig.preload.join(', ')}`);
+  for (const gap of kernelConfig.gaps) ctx.progress(`kernel config: ${gap} (tests that need it cannot pass on this kernel)`);
+  return { build, tools, kernelConfig, tests: p.tests ? resolveTestNames(p.tests, available) : undefined };
 }
 
 /** Step 2: the tests on one network; the reference's absence is null. */
@@ -144,7 +176,7 @@ async function runOn(network: 'zcnic-pair' | 'qemu-tap-pair', title: string, bas
 }
 
 /** Step 3: the table, the files, the last line; the exit status. */
-function report(p: Parsed, build: SelftestsBuild, zcnic: RunOutcome, reference: RunOutcome | null): number {
+function report(p: Parsed, { build, tools, kernelConfig }: Prepared, zcnic: RunOutcome, reference: RunOutcome | null): number {
   const rows: SideBySideRow[] = sideBySide(zcnic.results, reference?.results ?? null);
   process.stdout.write(`\n${sideBySideTable(rows)}\n`);
   const mine = sideBySideCounts(rows);
@@ -158,7 +190,8 @@ function report(p: Parsed, build: SelftestsBuild, zcnic: RunOutcome, reference: 
       reference: theirs,
       problems,
       kernelRelease: zcnic.results.kernelRelease,
-      selftests: { sourceVersion: build.version, targets: p.targets, dir: build.dir, notBuilt: build.manifest.results.flatMap((r) => r.failed.map((f) => `${r.target}/${f.name}`)) },
+      kernelConfig,
+      selftests: { sourceVersion: build.version, targets: p.targets, dir: build.dir, notBuilt: build.manifest.results.flatMap((r) => r.failed.map((f) => `${r.target}/${f.name}`)), tools: tools.packages },
       tests: rows,
       runs: { zcnic: zcnic.results, reference: reference?.results ?? null },
     };
@@ -180,11 +213,12 @@ export async function selftestsCommand(argv: string[]): Promise<number> {
     return 0;
   }
   return withCommandContext('the guests and the devices', async (ctx) => {
-    const { build, tests } = await prepare(p, ctx);
+    const prepared = await prepare(p, ctx);
+    const { build, tools, kernelConfig, tests } = prepared;
     const base: RunOptions = {
       suites: [SUITE],
       tests,
-      append: `zcnic.ipv6=1 zcnic.kselftest_dir=${build.dir} zcnic.kselftest_targets=${p.targets.join(',')}`,
+      append: `zcnic.ipv6=1 zcnic.kselftest_dir=${build.dir} zcnic.kselftest_targets=${p.targets.join(',')} zcnic.tools_path=${tools.path.join(':')}${kernelConfig.preload.length ? ` zcnic.preload_modules=${kernelConfig.preload.join(',')}` : ''}`,
       accel: p.values.accel as AccelRequest,
       smp: p.smp,
       memMiB: p.memMiB,
@@ -202,6 +236,6 @@ export async function selftestsCommand(argv: string[]): Promise<number> {
     if (ctx.signal.aborted) return 130;
     const reference = p.values['no-reference'] ? null : await runOn('qemu-tap-pair', "reference: QEMU's own virtio-net on two bridged taps", base, ctx);
     if (ctx.signal.aborted) return 130;
-    return report(p, build, zcnic, reference);
+    return report(p, prepared, zcnic, reference);
   });
 }

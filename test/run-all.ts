@@ -107,7 +107,8 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
  * What `make test` boots and runs in the guest: every suite on the default kernel and QEMU
  * (cpumap apart: it alone needs a second vCPU, and one TCG vCPU is what keeps the rest clear of
  * the two-vCPU crashes, see harness/run.ts guestCpus); the AF_XDP suites on the newest Debian
- * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports).
+ * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports); three of
+ * the kernel's own drivers/net selftests (zcnic selftests).
  */
 const GUEST_LAYERS: readonly GuestLayer[] = [
   { name: 'guest suites in QEMU (default kernel, QEMU on PATH, 1 vCPU)', suites: ['smoke', 'xdpsock', 'xsk-zc', 'msg-zerocopy', 'tap-xdp', 'zcrx'], options: [] },
@@ -122,6 +123,14 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   // and the device segments for the netns peer (QEMU 7.2 forwards HOST_TSO4 to a vhost-user
   // backend as well; the default layer keeps the MTU-sized path).
   { name: "guest suites on Debian's QEMU 10, the device offering TSO", suites: ['smoke', 'xdpsock', 'msg-zerocopy'], options: ['--qemu', 'debian:10', '--tso'] },
+  // A few minutes of the kernel's own selftests (make selftests runs them all): each nested
+  // result counts, on two zcnic NICs, and QEMU's virtio-net runs them too as the reference.
+  {
+    name: "the kernel's selftests ping, stats and xdp (drivers/net) on the newest Debian kernel, zcnic beside QEMU's virtio-net",
+    command: 'selftests',
+    suites: [],
+    options: ['--kernel', 'debian:latest', '--targets', 'drivers/net', '--tests', 'ping.py,stats.py,xdp.py'],
+  },
 ];
 
 // Integration files each get a process of their own: they start real QEMU, DPDK and device

@@ -23,6 +23,7 @@ import { DEFAULT_LINEAR_HEADER_REFUSAL, TransmitQueue, type LinearHeaderRefusal 
 import { Vring, type RingLayout } from '../vring.js';
 import { createZeroCopyProof } from '../zero-copy-map.js';
 import { GUEST_MEMORY_TRUNCATED, type DatapathMode, type DatapathWorkerData, type FromDatapath, type QueueStart, type ToDatapath, type TxPolicy } from './messages.js';
+import { WireGroup } from '../ports/wire.js';
 import { createPort } from './port-factory.js';
 import { RateLimitedQueueErrors } from './queue-error-reporter.js';
 import { Scheduler, type SchedulerHost } from './scheduler.js';
@@ -46,6 +47,8 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
   private memory: GuestMemory | null = null;
   private readonly counters: Float64Array;
   private readonly pairs = new Map<number, QueuePair>();
+  /** The pairs' wire ports (port wire), so that one reads for a pair whose receiveq is unused. */
+  private readonly wires = new WireGroup();
   private readonly active = new Map<number, ActiveQueue>();
   private readonly mode: DatapathMode;
   private txPolicy: TxPolicy = { requireLinearHeader: false, zeroCopyMap: null };
@@ -75,7 +78,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     this.reports = new RateLimitedQueueErrors(post, this.scheduler);
     for (const index of data.pairs) {
       const pair = new QueuePair(index, this.pcap, this.counters);
-      pair.port = createPort(data.port, pair, this.counters, this.wake);
+      pair.port = createPort(data.port, pair, this.counters, this.wake, this.wires);
       pair.verifier = data.verify ? new FrameVerifier(this.counters) : null;
       this.pairs.set(index, pair);
     }
@@ -95,7 +98,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
         return;
       case 'port':
         for (const pair of this.pairs.values()) {
-          pair.port = createPort(message.port, pair, this.counters, this.wake);
+          pair.port = createPort(message.port, pair, this.counters, this.wake, this.wires);
           const started = this.active.get(2 * pair.index) ?? this.active.get(2 * pair.index + 1);
           if (started) pair.port.setNegotiated?.(started.start.features);
           this.scheduler.schedule(pair);

@@ -4,11 +4,14 @@ import { DEFAULT_TAP, type Port, type PortOptions } from '../ports/port.js';
 import { ReflectPort } from '../ports/reflect.js';
 import { SinkPort } from '../ports/sink.js';
 import { TapPort } from '../ports/tap.js';
-import { WirePort } from '../ports/wire.js';
-import type { QueuePair } from '../queue-pair.js';
+import { WirePort, type WireGroup } from '../ports/wire.js';
+import { QueuePair } from '../queue-pair.js';
 
-/** `wake` schedules the pair: a tap or a wire calls it when its fd has frames for the receiveq. */
-export function createPort(options: PortOptions, pair: QueuePair, counters: Float64Array, wake: (pair: QueuePair) => void): Port {
+/**
+ * `wake` schedules the pair: a tap or a wire calls it when its fd has frames for the receiveq;
+ * `wires`: this worker's wire ports of the device (one group per Datapath).
+ */
+export function createPort(options: PortOptions, pair: QueuePair, counters: Float64Array, wake: (pair: QueuePair) => void, wires: WireGroup): Port {
   switch (options.port) {
     case 'sink':
       return new SinkPort();
@@ -19,6 +22,6 @@ export function createPort(options: PortOptions, pair: QueuePair, counters: Floa
     case 'tap':
       return new TapPort(pair, counters, options.tap ?? DEFAULT_TAP, () => wake(pair));
     case 'wire':
-      return new WirePort(pair, counters, options.wireFds?.[pair.index], pair.index, () => wake(pair));
+      return new WirePort(pair, wires, counters, options.wireFds?.[pair.index], (reader) => wake(reader instanceof QueuePair ? reader : pair));
   }
 }

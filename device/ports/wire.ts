@@ -28,7 +28,7 @@ import { sys } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { MAX_FRAME_LENGTH, type WireFrame } from '../tx-frame.js';
 import { closeFrameFds, FrameFd, FrameFdPort, openFrameFd } from './frame-fd.js';
-import type { FrameReceiver } from './port.js';
+import { ServiceAgain, type FrameReceiver } from './port.js';
 
 /** The send buffer asked for (SO_SNDBUFFORCE as root): about 3600 frames of 1514 bytes. */
 export const SEND_BUFFER = 4 << 20;
@@ -99,13 +99,64 @@ function openWire(fd: number, pair: number): WireEnd {
   });
 }
 
+/** A queue pair as the wire needs it: its index, and whether the driver uses its receiveq. */
+export interface WirePair extends FrameReceiver {
+  readonly index: number;
+  /** Null while the driver does not use the receiveq (not started, or disabled). */
+  readonly rx: unknown;
+}
+
+/**
+ * One NIC's wire ports on one worker, in queue pair order (the last one made for each pair), so
+ * that a pair's port can read for another's (reader).
+ */
+export class WireGroup {
+  readonly ports = new Map<number, WirePort>();
+
+  /**
+   * The pair whose receiveq takes what arrives on `pair`'s end of the wire: `pair` itself while
+   * its driver uses that receiveq, else the group's first pair whose receiveq is in use (as a
+   * NIC's receive steering points only at queues in use). virtio_net on one vCPU uses one queue
+   * pair of several and still sends XDP_TX on transmitq 1: queue for queue alone, those frames
+   * found no receive buffer on the other NIC. Pairs on other workers are out of reach; with no
+   * pair in use, `pair` (its fd then drops what it holds, counted as receiveq.noBuffers).
+   */
+  reader(pair: WirePair): WirePair {
+    if (pair.rx !== null) return pair;
+    for (const port of this.ports.values()) if (port.pair.rx !== null) return port.pair;
+    return pair;
+  }
+}
+
 export class WirePort extends FrameFdPort<WireEnd> {
-  /** `fd`: queue pair `pair`'s end of the wire (undefined: the device has none for it). */
-  constructor(receiver: FrameReceiver, counters: Float64Array, fd: number | undefined, pair: number, wake: () => void) {
-    super(receiver, counters, wake, `wire of queue pair ${pair}`, () => {
+  /**
+   * `fd`: queue pair `pair`'s end of the wire (undefined: the device has none for it); `group`:
+   * the NIC's wire ports on this worker; `wake` schedules the pair that reads it when it has frames.
+   */
+  constructor(
+    readonly pair: WirePair,
+    private readonly group: WireGroup,
+    counters: Float64Array,
+    fd: number | undefined,
+    wake: (reader: WirePair) => void,
+  ) {
+    super(pair, counters, () => wake(group.reader(pair)), `wire of queue pair ${pair.index}`, () => {
       if (fd === undefined) throw new Error('the device has no end of it (zcnic device --wire-fds)');
-      return openWire(fd, pair);
+      return openWire(fd, pair.index);
     });
+    group.ports.set(pair.index, this);
+  }
+
+  /** Its own end, then the ends of the pairs it reads for (WireGroup.reader). */
+  override service(now: number): number {
+    let again = super.service(now);
+    for (const other of this.group.ports.values()) {
+      if (other === this || other.pair.rx !== null || this.group.reader(other.pair) !== this.pair) continue;
+      const link = other.link;
+      if (link === null || link.owner !== other) continue;
+      if (link.readInto(this.pair, this.counters) === ServiceAgain.now) again = ServiceAgain.now;
+    }
+    return again;
   }
 
   /** A wire frame (complete checksum, one segment), written as it is. */

@@ -143,7 +143,8 @@ kernel_version_ge() {
 # that root is not mounted: a test that needs host programs has no other way to run.
 host_run() {
 	[ -n "$ZCNIC_HOSTROOT" ] || fail "the host's root file system is not mounted (zcnic.rootfs=host; the console says why)"
-	chroot "$ZCNIC_HOSTROOT" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=dumb "$@"
+	# zcnic.tools_path: host folders of newer programs than the host's own, first (zcnic selftests).
+	chroot "$ZCNIC_HOSTROOT" /usr/bin/env -i PATH="${ZCNIC_TOOLS_PATH:+$ZCNIC_TOOLS_PATH:}/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME=/root TERM=dumb "$@"
 }
 
 # iface_by_mac MAC: the interface with that MAC address.
