@@ -13,7 +13,8 @@ packages=(qemu-system-x86 busybox-static cpio xz-utils zstd libxdp-dev libbpf-de
   clang llvm bpftool m4 dpkg-dev pkg-config rsync python3-jsonschema)
 # The kernel's selftests run in a guest whose root file system is this host's (zcnic selftests,
 # guest/init zcnic.rootfs=host): they call these, and kmod's modprobe/depmod load the guest's modules.
-packages+=(python3-yaml ethtool socat iperf3 tcpdump kmod iputils-ping)
+# bpftrace: netpoll_basic.py watches netpoll with it.
+packages+=(python3-yaml ethtool socat iperf3 tcpdump kmod iputils-ping bpftrace)
 
 missing=()
 for p in "${packages[@]}"; do
