@@ -25,6 +25,7 @@ import type { DeviceStats } from '../../harness/device-control.js';
 import { ZcnicDevice } from '../../harness/device-process.js';
 import { launchQemu } from '../../harness/qemu.js';
 import { buildImage } from '../../images/build.js';
+import { inflightMark } from '../support/inflight-region.js';
 
 const entry = new URL('../../cli/zcnic.js', import.meta.url).pathname;
 
@@ -56,7 +57,7 @@ class Sender {
   readonly call = sys.eventfdCreate(0, true);
   inflightFd = -1;
   inflightSize = 0;
-  private inflightMarks: Uint8Array | null = null;
+  private inflightRegion: ArrayBuffer | null = null;
   /** Per head: the seq it carries while outstanding, -1 when free. */
   readonly outstanding = new Float64Array(SIZE).fill(-1);
   readonly free: number[] = Array.from({ length: SIZE }, (_, i) => SIZE - 1 - i);
@@ -146,12 +147,11 @@ class Sender {
 
   /** Spins until the inflight region shows a head taken and not completed, or `ms` pass. */
   waitForInflight(ms: number): boolean {
-    this.inflightMarks ??= new Uint8Array(sys.mapShared(this.inflightFd, 0, this.inflightSize));
-    const marks = this.inflightMarks;
-    const at = inflightQueueBytes(SIZE) * TXQ + 16;
+    this.inflightRegion ??= sys.mapShared(this.inflightFd, 0, this.inflightSize);
+    const txArea = { buffer: this.inflightRegion, offset: inflightQueueBytes(SIZE) * TXQ };
     const until = performance.now() + ms;
     while (performance.now() < until) {
-      for (let head = 0; head < SIZE; head++) if (marks[at + 16 * head] !== 0) return true;
+      for (let head = 0; head < SIZE; head++) if (inflightMark(txArea, head) !== 0) return true;
     }
     return false;
   }
@@ -159,7 +159,7 @@ class Sender {
   close(): void {
     this.client?.close();
     for (const fd of [this.kick, this.call, this.fd, this.inflightFd]) if (fd >= 0) sys.close(fd);
-    if (this.inflightMarks) sys.unmap(this.inflightMarks.buffer as ArrayBuffer);
+    if (this.inflightRegion) sys.unmap(this.inflightRegion);
     sys.unmap(this.view.buffer as ArrayBuffer);
   }
 }
