@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FeatureBit, featureMask, hasFeature, HeaderFlags, inflightQueueBytes, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, sys, VERSION } from 'vfio-user-ts';
+import { FeatureBit, featureMask, hasFeature, HeaderFlags, InflightMessage, inflightMessage, inflightQueueBytes, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, sys, VERSION } from 'vfio-user-ts';
 import { VhostUserClient } from 'vfio-user-ts/vhost-user-frontend';
 import { FAULT_UNCOUNTED_VERIFIED_FRAME } from '../../device/datapath/datapath.js';
 import { parseMac, writeTestFrame } from '../../device/test-frame.js';
@@ -126,14 +126,14 @@ class Sender {
     await client.setFeatures(featureMask(FeatureBit.version1, PROTOCOL_FEATURES_BIT), ack);
     await client.setMemTable([{ guestPhysAddr: GPA, size: MEMORY, userAddr: USER, mmapOffset: 0, fd: this.fd }], ack);
     if (this.inflightFd < 0) {
-      client.sendRaw(Request.getInflightFd, VERSION, inflightPayload(0, 2, SIZE));
+      client.sendRaw(Request.getInflightFd, VERSION, inflightMessage({ mmapSize: 0, mmapOffset: 0, queues: 2, queueSize: SIZE }));
       const reply = await client.expectReply();
       assert.is(reply.fds.length, 1, 'GET_INFLIGHT_FD came with the region');
       this.inflightFd = reply.fds[0]!;
-      this.inflightSize = new DataView(reply.payload.buffer, reply.payload.byteOffset).getUint32(0, true);
+      this.inflightSize = Number(new DataView(reply.payload.buffer, reply.payload.byteOffset).getBigUint64(InflightMessage.mmapSize, true));
       assert.is(this.inflightSize, 2 * inflightQueueBytes(SIZE));
     }
-    client.sendRaw(Request.setInflightFd, VERSION | HeaderFlags.needReply, inflightPayload(this.inflightSize, 2, SIZE), [this.inflightFd]);
+    client.sendRaw(Request.setInflightFd, VERSION | HeaderFlags.needReply, inflightMessage({ mmapSize: this.inflightSize, mmapOffset: 0, queues: 2, queueSize: SIZE }), [this.inflightFd]);
     const answer = await client.expectReply();
     assert.is(new DataView(answer.payload.buffer, answer.payload.byteOffset).getUint32(0, true), 0, 'SET_INFLIGHT_FD accepted');
     await client.setVringNum(TXQ, SIZE, ack);
@@ -162,15 +162,6 @@ class Sender {
     if (this.inflightRegion) sys.unmap(this.inflightRegion);
     sys.unmap(this.view.buffer as ArrayBuffer);
   }
-}
-
-function inflightPayload(mmapSize: number, queues: number, queueSize: number): Uint8Array {
-  const bytes = new Uint8Array(24);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, mmapSize, true);
-  view.setUint16(16, queues, true);
-  view.setUint16(18, queueSize, true);
-  return bytes;
 }
 
 interface RingRun {
