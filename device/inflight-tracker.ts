@@ -56,7 +56,7 @@ const FIRST_COUNTER_WORD = (InflightSplit.headerSize + InflightSplit.descCounter
 const DESC_WORDS32 = InflightSplit.descSize / 4;
 const TWO_TO_32 = 4294967296;
 
-/** takenHeads' entry for a head out of range, which was never marked (heads are below 32768). */
+/** takenHeads' entry for a head out of range, which was never marked (heads are below MAX_QUEUE_SIZE). */
 const NOT_MARKED = 0xffff;
 
 export class InflightTracker {

@@ -80,7 +80,7 @@ export class QueuePair implements TxFrameConsumer, WireFrameSink, FrameReceiver 
     this.port!.transmit(frame);
   }
 
-  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0, gsoType = 0, gsoSize = 0, hdrLen = 0): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0, gsoType: number = GsoType.none, gsoSize = 0, hdrLen = 0): boolean {
     const rx = this.rx;
     if (!rx || !rx.receive(src, srcOffset, length, flags, csumStart, csumOffset, gsoType, gsoSize, hdrLen)) return false;
     const proof = this.zeroCopy;

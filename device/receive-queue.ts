@@ -107,7 +107,7 @@ export class ReceiveQueue {
    * frame: one of a type the driver did not negotiate is never placed (dropped and counted,
    * gso.rxNotNegotiated), whatever port produced it.
    */
-  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0, gsoType = 0, gsoSize = 0, hdrLen = 0): boolean {
+  receive(src: ByteSpace, srcOffset: number, length: number, flags = 0, csumStart = 0, csumOffset = 0, gsoType: number = GsoType.none, gsoSize = 0, hdrLen = 0): boolean {
     if (this.broken) return false;
     this.lastFrameAddress = -1;
     if (gsoType !== GsoType.none && !receiveGsoAllowed(this.receiveGso, gsoType, src, srcOffset, length)) {

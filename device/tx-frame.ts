@@ -36,7 +36,7 @@ export class TxFrame implements WireFrame {
   length = 0;
   /** Header fields. */
   flags = 0;
-  gsoType = 0;
+  gsoType: number = GsoType.none;
   hdrLen = 0;
   gsoSize = 0;
   csumStart = 0;

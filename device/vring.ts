@@ -19,7 +19,7 @@ export type { InflightArea } from './inflight-tracker.js';
 export type RingLayout = 'split';
 
 export interface VringAddresses {
-  /** Queue size: a power of two, 1..32768. */
+  /** Queue size: a power of two, 1..MAX_QUEUE_SIZE. */
   readonly size: number;
   /** Guest-physical addresses of the three parts. */
   readonly descAddr: number;

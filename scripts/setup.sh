@@ -41,3 +41,11 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp" || [ ! -f packages/v
   npm ci --no-audit --no-fund
   cp package-lock.json "$stamp"
 fi
+
+# The addon again when its source changed after it was built (a pull that touches native/):
+# npm ci above runs only when the package tree changes, and an old addon lacks new functions.
+addon=packages/vfio-user-ts/build/Release/zcnic_sys.node
+if [ packages/vfio-user-ts/native/sys.c -nt "$addon" ] || [ packages/vfio-user-ts/binding.gyp -nt "$addon" ]; then
+  echo "zcnic setup: rebuilding the native addon (its source changed)"
+  npm rebuild vfio-user-ts
+fi

@@ -7,9 +7,10 @@
  * It runs inside a worker thread (datapath/worker.ts) so that the control plane stays
  * responsive; it takes messages through handle() and answers through `post`, so tests can also
  * drive it in-process. Its parts: scheduler.ts (when pairs run), port-factory.ts, state-keeper.ts
- * (`--state`), queue-error-reporter.ts (messages to the control plane), telemetry.ts (heap, GC).
+ * (`--state`), queue-error-reporter.ts (messages to the control plane), telemetry.ts (heap, GC),
+ * worker-memory.ts (the guest memory it maps and the watch for pages the frontend took away).
  */
-import { FeatureBit, GuestMemory, hasFeature, sys, type FdWatcher, type MemoryRegion } from 'vfio-user-ts';
+import { FeatureBit, hasFeature, sys, type FdWatcher, type GuestMemory, type MemoryRegion } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
 import { FrameVerifier } from '../frame-verifier.js';
 import type { InflightArea } from '../inflight-tracker.js';
@@ -30,6 +31,7 @@ import { Scheduler, type SchedulerHost } from './scheduler.js';
 import { StateFile } from './state-file.js';
 import { StateKeeper } from './state-keeper.js';
 import { HeapTelemetry } from './telemetry.js';
+import { WorkerMemory } from './worker-memory.js';
 
 export { FAULT_UNCOUNTED_VERIFIED_FRAME } from './state-keeper.js';
 
@@ -44,7 +46,7 @@ interface ActiveQueue {
 }
 
 export class Datapath implements QueueErrorReporter, SchedulerHost {
-  private memory: GuestMemory | null = null;
+  private readonly memory = new WorkerMemory();
   private readonly counters: Float64Array;
   private readonly pairs = new Map<number, QueuePair>();
   /** The pairs' wire ports (port wire), so that one reads for a pair whose receiveq is unused. */
@@ -58,13 +60,6 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
   private readonly telemetry: HeapTelemetry;
   /** Counts committed with every transmit burst (--state), restored at the first start. */
   private readonly state: StateKeeper | null;
-  /**
-   * The SIGBUS guard's process-wide fault count when this worker last looked: a change means some
-   * mapping (maybe one of another worker's) lost pages to a truncated file.
-   */
-  private faultsSeen = sys.guestFaults.total;
-  /** The memory in use lost pages and the queues were stopped for it (until the next table). */
-  private memoryTruncated = false;
 
   /** Schedules a pair (kicks, port wakeups). */
   private readonly wake = (pair: QueuePair): void => this.scheduler.schedule(pair);
@@ -135,23 +130,14 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
    * one running when it was noticed). Costs one read while nothing happened.
    */
   noticeTruncation(queue: number): boolean {
-    const total = sys.guestFaults.total;
-    if (total === this.faultsSeen) return this.memoryTruncated;
-    this.faultsSeen = total;
     const memory = this.memory;
-    if (this.memoryTruncated || !memory) return this.memoryTruncated;
-    const region = memory.truncatedRegion(sys.guestFaults);
-    if (region < 0) return false;
-    this.memoryTruncated = true;
+    if (!memory.newlyTruncated()) return memory.truncated;
     for (const pair of this.pairs.values()) {
       if (pair.tx) pair.tx.broken = true;
       if (pair.rx) pair.rx.broken = true;
     }
     this.counters[Counter.guestMemoryTruncated]!++;
-    const { guestPhysAddr, size } = memory.regions[region]!;
-    const at = memory.firstFaultOffset(region, sys.guestFaults);
-    const detail = `guest memory region ${region} (gpa 0x${guestPhysAddr.toString(16)}, 0x${size.toString(16)} bytes) shrank under the device: its page at offset 0x${at.toString(16)} is beyond the end of its file (the frontend truncated it after SET_MEM_TABLE); the device read zeros there instead of dying of SIGBUS, and every queue of this worker stopped`;
-    this.reports.send(queue, GUEST_MEMORY_TRUNCATED, detail, true);
+    this.reports.send(queue, GUEST_MEMORY_TRUNCATED, `${memory.truncationDetail()}, and every queue of this worker stopped`, true);
     return true;
   }
 
@@ -193,22 +179,12 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
    */
   private setMemory(regions: readonly MemoryRegion[]): string | null {
     for (const queue of [...this.active.keys()]) this.stopQueue(queue);
-    this.memory?.close();
-    this.memory = null;
-    this.memoryTruncated = false;
-    if (regions.length === 0) return null;
-    try {
-      // Guarded: the frontend keeps the files and can truncate them under us.
-      this.memory = new GuestMemory(regions, sys.mapGuest, sys.unmap, sys.mappingGuard);
-    } catch (error) {
-      return `cannot map guest memory: ${(error as Error).message}`;
-    }
-    return null;
+    return this.memory.map(regions);
   }
 
   /** Starts a queue: the layout of the rings it runs, or why it cannot. */
   private startQueue(start: QueueStart): { layout: RingLayout } | { error: string } {
-    const memory = this.memory;
+    const memory = this.memory.current;
     if (!memory) return { error: 'no memory table yet' };
     const pair = this.pairs.get(start.queue >> 1);
     if (!pair) return { error: `queue ${start.queue} is not served by this worker` };
@@ -288,8 +264,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     for (const queue of [...this.active.keys()]) this.stopQueue(queue);
     this.pcap?.close();
     this.state?.close();
-    this.memory?.close();
-    this.memory = null;
+    this.memory.close();
   }
 }
 

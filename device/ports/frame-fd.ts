@@ -16,7 +16,7 @@
 import { parentPort } from 'node:worker_threads';
 import { byteSpace, sys, type ByteSpace, type FdWatcher } from 'vfio-user-ts';
 import { Counter } from '../counters.js';
-import { NetHeader, NetHeaderFlags } from '../net-header.js';
+import { GsoType, NetHeader, NetHeaderFlags } from '../net-header.js';
 import { MAX_GSO_FRAME_LENGTH, type WireFrame } from '../tx-frame.js';
 import { ServiceAgain, type FrameReceiver, type Port } from './port.js';
 
@@ -96,9 +96,9 @@ export class FrameFd {
       const partial = (flags & NetHeaderFlags.needsCsum) !== 0;
       const csumStart = partial ? view.getUint16(NetHeader.csumStart, true) : 0;
       const csumOffset = partial ? view.getUint16(NetHeader.csumOffset, true) : 0;
-      const gsoType = headerLength === 0 ? 0 : view.getUint8(NetHeader.gsoType);
-      const gsoSize = gsoType === 0 ? 0 : view.getUint16(NetHeader.gsoSize, true);
-      const hdrLen = gsoType === 0 ? 0 : view.getUint16(NetHeader.hdrLen, true);
+      const gsoType = headerLength === 0 ? GsoType.none : view.getUint8(NetHeader.gsoType);
+      const gsoSize = gsoType === GsoType.none ? 0 : view.getUint16(NetHeader.gsoSize, true);
+      const hdrLen = gsoType === GsoType.none ? 0 : view.getUint16(NetHeader.hdrLen, true);
       if (receiver === null || !receiver.receive(this.scratch, headerLength, n - headerLength, flags, csumStart, csumOffset, gsoType, gsoSize, hdrLen)) counters[Counter.rxNoBuffers]!++;
     }
     return ServiceAgain.now;

@@ -1,22 +1,54 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { byteSpace } from 'vfio-user-ts';
-import { copyBytes } from '../../device/copy-bytes.js';
+import { byteSpace, type ByteSpace } from 'vfio-user-ts';
+import { copyBytes, NATIVE_COPY_MIN } from '../../device/copy-bytes.js';
+
+function patterned(length: number): ByteSpace {
+  return byteSpace(Uint8Array.from({ length }, (_, i) => (i * 31 + 7) & 0xff).buffer);
+}
+
+/** Copies with copyBytes into a filled space and checks every byte against a plain copy. */
+function checkCopy(dst: ByteSpace, dstOffset: number, src: ByteSpace, srcOffset: number, length: number, what: string): void {
+  dst.bytes.fill(0xee);
+  copyBytes(dst, dstOffset, src, srcOffset, length);
+  const want = new Uint8Array(dst.bytes.length).fill(0xee);
+  want.set(src.bytes.subarray(srcOffset, srcOffset + length), dstOffset);
+  assert.ok(dst.bytes.every((b, i) => b === want[i]), what);
+}
 
 test('copies exactly the range, for every length and alignment combination', () => {
-  const src = byteSpace(Uint8Array.from({ length: 4096 }, (_, i) => (i * 31 + 7) & 0xff).buffer);
+  const src = patterned(4096);
   for (const length of [0, 1, 3, 4, 5, 31, 64, 127, 128, 1500]) {
     for (const srcOffset of [0, 1, 2, 3, 12]) {
       for (const dstOffset of [0, 1, 2, 3, 12]) {
-        const dst = byteSpace(new ArrayBuffer(2048));
-        dst.bytes.fill(0xee);
-        copyBytes(dst, dstOffset, src, srcOffset, length);
-        const want = new Uint8Array(2048).fill(0xee);
-        want.set(src.bytes.subarray(srcOffset, srcOffset + length), dstOffset);
-        assert.ok(dst.bytes.every((b, i) => b === want[i]), `length ${length} src +${srcOffset} dst +${dstOffset}`);
+        checkCopy(byteSpace(new ArrayBuffer(2048)), dstOffset, src, srcOffset, length, `length ${length} src +${srcOffset} dst +${dstOffset}`);
       }
     }
   }
+});
+
+test('boundary sizes: around word and native-copy lengths, ending at the last byte of both spaces, spaces not at their buffer start', () => {
+  const lengths = [2, 3, 4, 5, 7, 8, 9, NATIVE_COPY_MIN - 4, NATIVE_COPY_MIN - 3, NATIVE_COPY_MIN - 1, NATIVE_COPY_MIN, NATIVE_COPY_MIN + 1, NATIVE_COPY_MIN + 3, 4095, 4096];
+  // Guest regions are byte spaces some way into their mapping (GuestMemory's lead).
+  const src = byteSpace(patterned(8192).bytes.buffer, 4096, 4096);
+  for (const length of lengths) {
+    for (const misalign of [0, 1, 2, 3]) {
+      const dst = byteSpace(new ArrayBuffer(4096 + 64), 64, 4096);
+      checkCopy(dst, 4096 - length, src, 4096 - length, length, `${length} bytes ending at both ends`);
+      if (length + misalign <= 4096) {
+        checkCopy(dst, 0, src, 4096 - length - misalign, length, `${length} bytes from src end - ${misalign} to dst start`);
+        checkCopy(dst, 4096 - length - misalign, src, misalign, length, `${length} bytes from src +${misalign} to dst end - ${misalign}`);
+      }
+    }
+  }
+});
+
+test('a native-length range past either end throws and copies nothing', () => {
+  const src = patterned(1024);
+  const dst = byteSpace(new ArrayBuffer(1024));
+  assert.throws(() => copyBytes(dst, 1024 - NATIVE_COPY_MIN + 1, src, 0, NATIVE_COPY_MIN), RangeError);
+  assert.throws(() => copyBytes(dst, 0, src, 1024 - NATIVE_COPY_MIN + 1, NATIVE_COPY_MIN), RangeError);
+  assert.ok(dst.bytes.every((b) => b === 0));
 });
 
 test.run();

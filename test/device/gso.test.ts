@@ -11,6 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Counter, createCounters, describeCounters, sumCounters } from '../../device/counters.js';
 import { NO_GSO_OFFLOADS, type GsoOffloads } from '../../device/gso.js';
+import { GsoType } from '../../device/net-header.js';
 import { PcapWriter } from '../../device/pcap-writer.js';
 import type { Port } from '../../device/ports/port.js';
 import { QueuePair } from '../../device/queue-pair.js';
@@ -318,7 +319,7 @@ test('every header mismatch is dropped and counted under its own kind; the queue
     return f;
   };
   const cases: Array<[string, NetHeaderFields, Uint8Array, GsoOffloads?]> = [
-    ['txGsoNotNegotiated', { ...tso4, gsoType: 3 }, udp4.frame], // legacy UFO: never offered
+    ['txGsoNotNegotiated', { ...tso4, gsoType: GsoType.udp }, udp4.frame], // legacy UFO: never offered
     ['txGsoNotNegotiated', { ...tso4, gsoType: 2 }, good4.frame], // no such type
     ['txGsoNotNegotiated', { ...tso4, gsoType: 0x81 }, good4.frame, { ...ALL_OFFLOADS, ecn: false }],
     ['txGsoNotNegotiated', { ...tso4, gsoType: 0x85 }, udp4.frame], // ECN is TCP's

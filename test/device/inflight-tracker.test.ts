@@ -4,6 +4,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { INFLIGHT_SPLIT_VERSION, InflightSplit, inflightQueueBytes } from 'vfio-user-ts';
 import { InflightTracker, type InflightArea, type RingAtStart } from '../../device/inflight-tracker.js';
+import { inflightCounter as counter, inflightHeader, inflightMark as mark, setInflightHeaderField } from '../support/inflight-region.js';
 
 const SIZE = 8;
 
@@ -27,25 +28,13 @@ function attach(area: InflightArea, at: RingAtStart): InflightTracker {
   return tracker;
 }
 
-function field(area: InflightArea, offset: number): number {
-  return new DataView(area.buffer, area.offset).getUint16(offset, true);
-}
-
-function mark(area: InflightArea, head: number): number {
-  return new Uint8Array(area.buffer, area.offset)[InflightSplit.headerSize + InflightSplit.descSize * head + InflightSplit.descInflight]!;
-}
-
-function counter(area: InflightArea, head: number): bigint {
-  return new DataView(area.buffer, area.offset).getBigUint64(InflightSplit.headerSize + InflightSplit.descSize * head + InflightSplit.descCounter, true);
-}
-
 test('attach: a fresh region gets the version, desc_num and used_idx at the protocol offsets', () => {
   const area = { buffer: new ArrayBuffer(2 * inflightQueueBytes(SIZE)), offset: inflightQueueBytes(SIZE) };
   const tracker = attach(area, ring({ usedIdx: 5, base: 9 }));
   assert.equal(tracker.recovery, { fresh: true, resubmitted: 0, publishedUnrecorded: 0, baseGiven: 9, resumeAt: 9 });
-  assert.is(field(area, InflightSplit.version), INFLIGHT_SPLIT_VERSION);
-  assert.is(field(area, InflightSplit.descNum), SIZE);
-  assert.is(field(area, InflightSplit.usedIdx), 5);
+  assert.is(inflightHeader(area).version, INFLIGHT_SPLIT_VERSION);
+  assert.is(inflightHeader(area).descNum, SIZE);
+  assert.is(inflightHeader(area).usedIdx, 5);
   assert.is(new Uint8Array(area.buffer)[0], 0, 'the queue before it is untouched');
 });
 
@@ -60,14 +49,14 @@ test('take counts in take order; publish clears marks, sets last_batch_head and 
   tracker.untake(3, 1);
   tracker.pushUsed(0, 6);
   tracker.beforePublish(1);
-  assert.is(field(area, InflightSplit.lastBatchHead), 6);
+  assert.is(inflightHeader(area).lastBatchHead, 6);
   assert.is(mark(area, 6), 1, 'inflight until published');
   tracker.published(0, 1);
   assert.equal([mark(area, 6), mark(area, 3)], [0, 1]);
-  assert.is(field(area, InflightSplit.usedIdx), 1);
+  assert.is(inflightHeader(area).usedIdx, 1);
   tracker.clearAll();
   assert.is(mark(area, 3), 0);
-  assert.is(field(area, InflightSplit.usedIdx), 0);
+  assert.is(inflightHeader(area).usedIdx, 0);
 });
 
 test('recovery: marked heads in counter order must be the avail slots from used.idx; the counter goes on', () => {
@@ -92,7 +81,7 @@ test('recovery: marked heads in counter order must be the avail slots from used.
 
 test('attach refuses a region of another version', () => {
   const area = { buffer: new ArrayBuffer(inflightQueueBytes(SIZE)), offset: 0 };
-  new DataView(area.buffer).setUint16(InflightSplit.version, INFLIGHT_SPLIT_VERSION + 1, true);
+  setInflightHeaderField(area, InflightSplit.version, INFLIGHT_SPLIT_VERSION + 1);
   assert.match(InflightTracker.attach(area, ring()) as string, /version 2, expected 1/);
 });
 

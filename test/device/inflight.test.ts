@@ -8,8 +8,9 @@ import { ReceiveQueue } from '../../device/receive-queue.js';
 import { TransmitQueue } from '../../device/transmit-queue.js';
 import type { TxFrame } from '../../device/tx-frame.js';
 import { Vring, type InflightArea } from '../../device/vring.js';
-import { byteSpace, inflightQueueBytes } from 'vfio-user-ts';
+import { byteSpace, InflightSplit, inflightQueueBytes } from 'vfio-user-ts';
 import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
+import { inflightHeader as header, inflightMark as markOf, setInflightHeaderField, setInflightMark } from '../support/inflight-region.js';
 
 const HEADER = 12;
 
@@ -21,15 +22,6 @@ function ringOn(queue: FakeQueue, area: InflightArea, base = 0): Vring {
   const ring = Vring.create(queue.guest.memory, queue.addresses, false, base, area);
   if (typeof ring === 'string') throw new Error(ring);
   return ring;
-}
-
-function markOf(area: InflightArea, head: number): number {
-  return new Uint8Array(area.buffer, area.offset)[16 + 16 * head]!;
-}
-
-function header(area: InflightArea): { version: number; descNum: number; lastBatchHead: number; usedIdx: number } {
-  const v = new DataView(area.buffer, area.offset);
-  return { version: v.getUint16(8, true), descNum: v.getUint16(10, true), lastBatchHead: v.getUint16(12, true), usedIdx: v.getUint16(14, true) };
 }
 
 /** A transmitq on `ring` whose consumer records each frame's first payload byte (its number). */
@@ -209,11 +201,11 @@ test('a region that does not fit the ring, or out-of-order marks, are refused', 
   assert.match(Vring.create(guest.memory, queue.addresses, false, 0, small) as string, /too small/);
   const area = region(8);
   ringOn(queue, area);
-  new DataView(area.buffer).setUint16(10, 4, true);
+  setInflightHeaderField(area, InflightSplit.descNum, 4);
   assert.match(Vring.create(guest.memory, queue.addresses, false, 0, area) as string, /for 4 descriptors/);
-  new DataView(area.buffer).setUint16(10, 8, true);
+  setInflightHeaderField(area, InflightSplit.descNum, 8);
   for (const head of [3, 4]) queue.makeAvailable(head);
-  new Uint8Array(area.buffer)[16 + 16 * 4] = 1; // head 4 inflight, but slot 0 holds head 3
+  setInflightMark(area, 4, 1); // head 4 inflight, but slot 0 holds head 3
   assert.match(Vring.create(guest.memory, queue.addresses, false, 0, area) as string, /out of order/);
   guest.close();
 });

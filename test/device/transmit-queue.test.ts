@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Counter, createCounters, describeCounters } from '../../device/counters.js';
 import { ChainError } from '../../device/descriptor-chain.js';
-import { NetHeaderFlags } from '../../device/net-header.js';
+import { GSO_ECN, GsoType, NetHeader, NetHeaderFlags } from '../../device/net-header.js';
 import { describeQueueError, queueErrorNames } from '../../device/queue-errors.js';
 import { TransmitQueue } from '../../device/transmit-queue.js';
 import type { TxFrame } from '../../device/tx-frame.js';
@@ -199,9 +199,9 @@ test('a strict-layout device (stall) stops at its first refusal: no chain is tak
 test('a gso_type other than GSO_NONE (no GSO feature is offered) is dropped and counted, the queue goes on', () => {
   const { guest, queue, counters, frames, errors, tx } = setup();
   const tcp4 = header();
-  tcp4[1] = 1; // VIRTIO_NET_HDR_GSO_TCPV4
+  tcp4[NetHeader.gsoType] = GsoType.tcpV4;
   const ecn = header();
-  ecn[1] = 0x80; // GSO_NONE | GSO_ECN: still a GSO request
+  ecn[NetHeader.gsoType] = GsoType.none | GSO_ECN; // still a GSO request
   queue.makeAvailable(queue.addChain([{ length: HEADER + 60, data: new Uint8Array([...header(), ...frameBytes(60)]) }]));
   queue.makeAvailable(queue.addChain([{ length: HEADER + 1400, data: new Uint8Array([...tcp4, ...frameBytes(1400)]) }]));
   queue.makeAvailable(queue.addChain([{ length: HEADER, data: ecn }, { length: 60, data: frameBytes(60) }]));

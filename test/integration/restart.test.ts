@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FeatureBit, featureMask, hasFeature, HeaderFlags, inflightQueueBytes, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, sys, VERSION } from 'vfio-user-ts';
+import { FeatureBit, featureMask, hasFeature, HeaderFlags, InflightMessage, inflightMessage, inflightQueueBytes, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, sys, VERSION } from 'vfio-user-ts';
 import { VhostUserClient } from 'vfio-user-ts/vhost-user-frontend';
 import { FAULT_UNCOUNTED_VERIFIED_FRAME } from '../../device/datapath/datapath.js';
 import { parseMac, writeTestFrame } from '../../device/test-frame.js';
@@ -25,6 +25,7 @@ import type { DeviceStats } from '../../harness/device-control.js';
 import { ZcnicDevice } from '../../harness/device-process.js';
 import { launchQemu } from '../../harness/qemu.js';
 import { buildImage } from '../../images/build.js';
+import { inflightMark } from '../support/inflight-region.js';
 
 const entry = new URL('../../cli/zcnic.js', import.meta.url).pathname;
 
@@ -56,7 +57,7 @@ class Sender {
   readonly call = sys.eventfdCreate(0, true);
   inflightFd = -1;
   inflightSize = 0;
-  private inflightMarks: Uint8Array | null = null;
+  private inflightRegion: ArrayBuffer | null = null;
   /** Per head: the seq it carries while outstanding, -1 when free. */
   readonly outstanding = new Float64Array(SIZE).fill(-1);
   readonly free: number[] = Array.from({ length: SIZE }, (_, i) => SIZE - 1 - i);
@@ -125,14 +126,14 @@ class Sender {
     await client.setFeatures(featureMask(FeatureBit.version1, PROTOCOL_FEATURES_BIT), ack);
     await client.setMemTable([{ guestPhysAddr: GPA, size: MEMORY, userAddr: USER, mmapOffset: 0, fd: this.fd }], ack);
     if (this.inflightFd < 0) {
-      client.sendRaw(Request.getInflightFd, VERSION, inflightPayload(0, 2, SIZE));
+      client.sendRaw(Request.getInflightFd, VERSION, inflightMessage({ mmapSize: 0, mmapOffset: 0, queues: 2, queueSize: SIZE }));
       const reply = await client.expectReply();
       assert.is(reply.fds.length, 1, 'GET_INFLIGHT_FD came with the region');
       this.inflightFd = reply.fds[0]!;
-      this.inflightSize = new DataView(reply.payload.buffer, reply.payload.byteOffset).getUint32(0, true);
+      this.inflightSize = Number(new DataView(reply.payload.buffer, reply.payload.byteOffset).getBigUint64(InflightMessage.mmapSize, true));
       assert.is(this.inflightSize, 2 * inflightQueueBytes(SIZE));
     }
-    client.sendRaw(Request.setInflightFd, VERSION | HeaderFlags.needReply, inflightPayload(this.inflightSize, 2, SIZE), [this.inflightFd]);
+    client.sendRaw(Request.setInflightFd, VERSION | HeaderFlags.needReply, inflightMessage({ mmapSize: this.inflightSize, mmapOffset: 0, queues: 2, queueSize: SIZE }), [this.inflightFd]);
     const answer = await client.expectReply();
     assert.is(new DataView(answer.payload.buffer, answer.payload.byteOffset).getUint32(0, true), 0, 'SET_INFLIGHT_FD accepted');
     await client.setVringNum(TXQ, SIZE, ack);
@@ -146,12 +147,11 @@ class Sender {
 
   /** Spins until the inflight region shows a head taken and not completed, or `ms` pass. */
   waitForInflight(ms: number): boolean {
-    this.inflightMarks ??= new Uint8Array(sys.mapShared(this.inflightFd, 0, this.inflightSize));
-    const marks = this.inflightMarks;
-    const at = inflightQueueBytes(SIZE) * TXQ + 16;
+    this.inflightRegion ??= sys.mapShared(this.inflightFd, 0, this.inflightSize);
+    const txArea = { buffer: this.inflightRegion, offset: inflightQueueBytes(SIZE) * TXQ };
     const until = performance.now() + ms;
     while (performance.now() < until) {
-      for (let head = 0; head < SIZE; head++) if (marks[at + 16 * head] !== 0) return true;
+      for (let head = 0; head < SIZE; head++) if (inflightMark(txArea, head) !== 0) return true;
     }
     return false;
   }
@@ -159,18 +159,9 @@ class Sender {
   close(): void {
     this.client?.close();
     for (const fd of [this.kick, this.call, this.fd, this.inflightFd]) if (fd >= 0) sys.close(fd);
-    if (this.inflightMarks) sys.unmap(this.inflightMarks.buffer as ArrayBuffer);
+    if (this.inflightRegion) sys.unmap(this.inflightRegion);
     sys.unmap(this.view.buffer as ArrayBuffer);
   }
-}
-
-function inflightPayload(mmapSize: number, queues: number, queueSize: number): Uint8Array {
-  const bytes = new Uint8Array(24);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, mmapSize, true);
-  view.setUint16(16, queues, true);
-  view.setUint16(18, queueSize, true);
-  return bytes;
 }
 
 interface RingRun {

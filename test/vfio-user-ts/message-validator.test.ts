@@ -1,7 +1,7 @@
 // Tests of validateMessage: every rule, one case each (plus the valid neighbour of each limit).
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { MAX_MEM_REGIONS, Request, sys, validateMessage, type RawMessage, type Validated, type VhostUserMessage } from 'vfio-user-ts';
+import { inflightMessage, MAX_MEM_REGIONS, Request, sys, validateMessage, type RawMessage, type Validated, type VhostUserMessage } from 'vfio-user-ts';
 
 const limits = { queueCount: 4, maxRegions: MAX_MEM_REGIONS };
 
@@ -309,15 +309,7 @@ test('a known request the backend does not support is refused (SET_CONFIG)', () 
 
 /** The 24-byte inflight payload: mmap_size, mmap_offset (u64), num_queues, queue_size (u16), padding. */
 function inflight(mmapSize: number, mmapOffset: number, queues: number, queueSize: number): Uint8Array {
-  const bytes = new Uint8Array(24);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, mmapSize % 2 ** 32, true);
-  view.setUint32(4, Math.floor(mmapSize / 2 ** 32), true);
-  view.setUint32(8, mmapOffset % 2 ** 32, true);
-  view.setUint32(12, Math.floor(mmapOffset / 2 ** 32), true);
-  view.setUint16(16, queues, true);
-  view.setUint16(18, queueSize, true);
-  return bytes;
+  return inflightMessage({ mmapSize, mmapOffset, queues, queueSize });
 }
 
 test('GET_INFLIGHT_FD: 24 bytes, no fd, queue count within the device, power-of-two size', () => {

@@ -98,6 +98,23 @@ if (!isMainThread) {
     sys.close(fd);
   });
 
+  test('sys.copyBytes out of a truncated file reads zeros where it ended, counted like a JavaScript access', () => {
+    const fd = sys.memfdCreate('guard-copy', 8 * PAGE);
+    const buffer = sys.mapGuest(fd, 0, 8 * PAGE);
+    const bytes = new Uint8Array(buffer);
+    const slot = sys.mappingGuard(buffer);
+    bytes.fill(5);
+    ftruncateSync(fd, 3 * PAGE);
+    const copied = new Uint8Array(2 * PAGE).fill(0xee);
+    sys.copyBytes(copied, 0, bytes, 2 * PAGE, 2 * PAGE);
+    assert.ok(copied.subarray(0, PAGE).every((b) => b === 5), 'the page below the end: the file\'s bytes');
+    assert.ok(copied.subarray(PAGE).every((b) => b === 0), 'the page beyond it: zeros, not SIGBUS');
+    assert.is(faults.inSlot(slot), 1);
+    assert.is(faults.firstPage(slot), 3);
+    sys.unmap(buffer);
+    sys.close(fd);
+  });
+
   test('GuestMemory: truncatedRegion names the region whose file shrank, firstFaultOffset the page in it', () => {
     const a = sys.memfdCreate('region-a', 8 * PAGE);
     const b = sys.memfdCreate('region-b', 16 * PAGE);

@@ -466,5 +466,32 @@ if (!isMainThread) {
     }
   });
 
+  test('copyBytes copies a range between arrays at their own offsets, overlapping too, and refuses ranges outside them', () => {
+    const src = new Uint8Array(64).map((_, i) => i + 1);
+    const dst = new Uint8Array(32).subarray(8);
+    sys.copyBytes(dst, 3, src.subarray(10), 5, 12);
+    assert.equal([...dst], [0, 0, 0, ...src.subarray(15, 27), 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // memmove: forwards and backwards within one array.
+    const both = new Uint8Array(16).map((_, i) => i);
+    sys.copyBytes(both, 2, both, 0, 8);
+    assert.equal([...both.subarray(0, 10)], [0, 1, 0, 1, 2, 3, 4, 5, 6, 7]);
+    sys.copyBytes(both, 0, both, 4, 8);
+    assert.equal([...both.subarray(0, 8)], [2, 3, 4, 5, 6, 7, 10, 11]);
+    sys.copyBytes(dst, dst.length, src, src.length, 0);
+    const before = [...dst];
+    assert.throws(() => sys.copyBytes(dst, 20, src, 0, 5), isRangeError, 'past the end of dst');
+    assert.throws(() => sys.copyBytes(dst, 0, src, 60, 5), isRangeError, 'past the end of src');
+    assert.throws(() => sys.copyBytes(dst, -1, src, 0, 1), isRangeError);
+    assert.throws(() => sys.copyBytes(dst, 0, src, 0.5, 1), isRangeError);
+    assert.throws(() => sys.copyBytes(dst, 0, new Uint16Array(4) as unknown as Uint8Array, 0, 1), isTypeError);
+    assert.equal([...dst], before, 'a refused copy copies nothing');
+    const memfd = memfdCreate('copy', 4096);
+    const mapped = mapShared(memfd, 0, 4096);
+    const view = new Uint8Array(mapped);
+    close(memfd);
+    unmap(mapped);
+    assert.throws(() => sys.copyBytes(view, 0, src, 0, 1), isRangeError, 'a detached array has no bytes');
+  });
+
   test.run();
 }

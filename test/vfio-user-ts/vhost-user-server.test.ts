@@ -13,6 +13,7 @@ import {
   featureWordBytes,
   hasFeature,
   HeaderFlags,
+  inflightMessage,
   inflightQueueBytes,
   PROTOCOL_FEATURES_BIT,
   ProtocolFeature,
@@ -760,13 +761,7 @@ serverTest('a memory region beyond the end of its file is refused before anythin
 // ---- inflight tracking (INFLIGHT_SHMFD) ----------------------------------------------------------
 
 function inflightPayload(mmapSize: number, mmapOffset: number, queues: number, queueSize: number): Uint8Array {
-  const bytes = new Uint8Array(24);
-  const view = new DataView(bytes.buffer);
-  view.setUint32(0, mmapSize, true);
-  view.setUint32(8, mmapOffset, true);
-  view.setUint16(16, queues, true);
-  view.setUint16(18, queueSize, true);
-  return bytes;
+  return inflightMessage({ mmapSize, mmapOffset, queues, queueSize });
 }
 
 serverTest('GET_INFLIGHT_FD answers a zeroed memfd laid out for the queues; the queues start with it', async (f) => {
@@ -781,6 +776,7 @@ serverTest('GET_INFLIGHT_FD answers a zeroed memfd laid out for the queues; the 
   assert.is(reply.fds.length, 1, 'one fd');
   const fd = reply.fds[0]!;
   try {
+    // The reply at vhost-user.rst's offsets, checked apart from InflightMessage.
     const view = new DataView(reply.payload.buffer, reply.payload.byteOffset, reply.payload.byteLength);
     assert.is(reply.payload.length, 24);
     assert.is(view.getUint32(0, true), 2 * inflightQueueBytes(QUEUE_SIZE), 'mmap_size');

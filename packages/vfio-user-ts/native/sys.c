@@ -1,7 +1,7 @@
 /*
  * zcnic_sys: the few Linux system calls that Node.js does not expose
  * (SCM_RIGHTS fd passing, mmap, memfd, eventfd, polling an arbitrary fd, taps,
- * socket pairs).
+ * socket pairs), and a copy between byte arrays that allocates nothing.
  * Each function does one call and reports errors; every decision about
  * protocols or buffering is made in TypeScript (src/sys.ts documents the API).
  *
@@ -151,26 +151,34 @@ static bool get_string(napi_env env, napi_value v, const char *fn, const char *n
 }
 
 /* The byte range [offset, offset+length) of a Uint8Array (Buffer included). */
-static bool get_bytes(napi_env env, napi_value *argv, const char *fn,
-                      uint8_t **ptr, size_t *n) {
+/* A Uint8Array's bytes: where they start and how many. */
+static bool get_uint8_array(napi_env env, napi_value v, const char *fn, const char *name,
+                            uint8_t **data, size_t *len) {
   bool is_typed = false;
   napi_typedarray_type type;
-  size_t len;
-  void *data;
-  int64_t off, cnt;
-  napi_is_typedarray(env, argv[0], &is_typed);
-  if (!is_typed ||
-      napi_get_typedarray_info(env, argv[0], &type, &len, &data, NULL, NULL) != napi_ok ||
+  void *start;
+  napi_is_typedarray(env, v, &is_typed);
+  if (!is_typed || napi_get_typedarray_info(env, v, &type, len, &start, NULL, NULL) != napi_ok ||
       type != napi_uint8_array) {
     char msg[128];
-    snprintf(msg, sizeof msg, "%s: buffer must be a Uint8Array", fn);
+    snprintf(msg, sizeof msg, "%s: %s must be a Uint8Array", fn, name);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", msg);
     return false;
   }
-  if (!get_int(env, argv[1], fn, "offset", 0, (int64_t)len, &off) ||
+  *data = start;
+  return true;
+}
+
+static bool get_bytes(napi_env env, napi_value *argv, const char *fn,
+                      uint8_t **ptr, size_t *n) {
+  uint8_t *data;
+  size_t len;
+  int64_t off, cnt;
+  if (!get_uint8_array(env, argv[0], fn, "buffer", &data, &len) ||
+      !get_int(env, argv[1], fn, "offset", 0, (int64_t)len, &off) ||
       !get_int(env, argv[2], fn, "length", 0, (int64_t)len - off, &cnt))
     return false;
-  *ptr = (uint8_t *)data + off;
+  *ptr = data + off;
   *n = (size_t)cnt;
   return true;
 }
@@ -1150,6 +1158,35 @@ static napi_value writev_fd(napi_env env, napi_callback_info info) {
   return num(env, (double)n);
 }
 
+/* ---- copies between byte arrays ------------------------------------------ */
+
+/* copyBytes(dst, dstOffset, src, srcOffset, length): copies
+ * src[srcOffset...srcOffset+length] to dst[dstOffset...] (memmove: the ranges
+ * may overlap), both Uint8Arrays, both ranges inside their arrays. In JS a copy
+ * between two ArrayBuffers needs a view of the source range
+ * (TypedArray.prototype.set takes whole arrays, and Node 20's
+ * Buffer.prototype.copy makes the view itself), one object per copy; this
+ * makes none. Guest memory is as safe to read here as from JS: the SIGBUS
+ * guard absorbs a fault at any instruction. */
+static napi_value copy_bytes(napi_env env, napi_callback_info info) {
+  napi_value argv[5];
+  uint8_t *dst, *src;
+  size_t dst_len, src_len;
+  int64_t dst_off, src_off, n;
+  if (!get_args(env, info, "copyBytes", 5, argv) ||
+      !get_uint8_array(env, argv[0], "copyBytes", "dst", &dst, &dst_len) ||
+      !get_int(env, argv[1], "copyBytes", "dstOffset", 0, (int64_t)dst_len, &dst_off) ||
+      !get_uint8_array(env, argv[2], "copyBytes", "src", &src, &src_len) ||
+      !get_int(env, argv[3], "copyBytes", "srcOffset", 0, (int64_t)src_len, &src_off))
+    return NULL;
+  int64_t room = (int64_t)dst_len - dst_off;
+  int64_t available = (int64_t)src_len - src_off;
+  if (!get_int(env, argv[4], "copyBytes", "length", 0, room < available ? room : available, &n))
+    return NULL;
+  memmove(dst + dst_off, src + src_off, (size_t)n);
+  return NULL;
+}
+
 /* ---- socket pairs (port wire) --------------------------------------------- */
 
 /* socketPair(): [fd, fd], a connected pair of unix SOCK_SEQPACKET sockets
@@ -1230,6 +1267,7 @@ NAPI_MODULE_INIT() {
       {"socketPair", NULL, socket_pair, NULL, NULL, NULL, napi_enumerable, NULL},
       {"socketType", NULL, socket_type, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setSendBuffer", NULL, set_send_buffer, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"copyBytes", NULL, copy_bytes, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   if (napi_define_properties(env, exports, sizeof props / sizeof props[0], props) != napi_ok)
     return fail(env, "zcnic_sys: cannot define exports");

@@ -1,7 +1,8 @@
 /**
  * Typed access to the zcnic_sys addon: the Linux system calls that Node.js
- * lacks (fd passing over unix sockets, mmap of shared memory, memfd, eventfd, taps, socket pairs)
- * and a way to be called back when an arbitrary fd becomes readable.
+ * lacks (fd passing over unix sockets, mmap of shared memory, memfd, eventfd, taps, socket pairs),
+ * a way to be called back when an arbitrary fd becomes readable, and a copy between byte arrays
+ * that allocates nothing.
  *
  * Every fd these functions create is close-on-exec. A failing system call
  * throws a {@link SysError}; bad arguments throw a TypeError or RangeError.
@@ -65,6 +66,7 @@ export interface SysBinding {
   socketPair(): [number, number];
   socketType(fd: number): number;
   setSendBuffer(fd: number, bytes: number): number;
+  copyBytes(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void;
 }
 
 /** The most pieces one {@link writevFd} takes (Linux's UIO_MAXIOV). */
@@ -344,4 +346,15 @@ export function socketType(fd: number): number {
  */
 export function setSendBuffer(fd: number, bytes: number): number {
   return binding.setSendBuffer(fd, bytes);
+}
+
+/**
+ * Copies `src[srcOffset...srcOffset+length]` to `dst[dstOffset...]` (as memmove: the ranges may
+ * overlap) without making any object: JavaScript copies a range between two ArrayBuffers only
+ * through a view of it (`dst.set(src.subarray(...))`; Node 20's Buffer.prototype.copy makes that
+ * view too). Both ranges must lie inside their arrays, else it throws a RangeError and copies
+ * nothing. The call costs more than a view (a native call), so a loop is faster for small copies.
+ */
+export function copyBytes(dst: Uint8Array, dstOffset: number, src: Uint8Array, srcOffset: number, length: number): void {
+  binding.copyBytes(dst, dstOffset, src, srcOffset, length);
 }

@@ -11,7 +11,6 @@ export const DeviceStatus = {
   driverOk: 4,
   featuresOk: 8,
   needsReset: 0x40,
-  failed: 0x80,
 } as const;
 
 /** Descriptor flags (2.7.5). */

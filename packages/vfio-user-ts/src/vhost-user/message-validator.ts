@@ -7,7 +7,7 @@
 import type { MemoryRegion } from '../core/memory-table.js';
 import { isValidQueueSize, MAX_QUEUE_SIZE, type FeatureWord } from '../core/virtio.js';
 import {
-  INFLIGHT_SIZE,
+  InflightMessage,
   inflightQueueBytes,
   MEM_REGION_SIZE,
   MEM_TABLE_HEADER,
@@ -175,12 +175,12 @@ export function validateMessage(raw: RawMessage, limits: ValidationLimits): Vali
     case Request.getInflightFd:
     case Request.setInflightFd: {
       const getting = request === Request.getInflightFd;
-      const problem = expectSize(INFLIGHT_SIZE) ?? expectFds(getting ? 0 : 1);
+      const problem = expectSize(InflightMessage.size) ?? expectFds(getting ? 0 : 1);
       if (problem) return fail(problem);
-      const mmapSize = u64(view, 0);
-      const mmapOffset = u64(view, 8);
-      const queues = view.getUint16(16, true);
-      const queueSize = view.getUint16(18, true);
+      const mmapSize = u64(view, InflightMessage.mmapSize);
+      const mmapOffset = u64(view, InflightMessage.mmapOffset);
+      const queues = view.getUint16(InflightMessage.numQueues, true);
+      const queueSize = view.getUint16(InflightMessage.queueSize, true);
       if (queues === 0 || queues > limits.queueCount) return fail(`${queues} queues, the device has 1..${limits.queueCount}`);
       if (!isValidQueueSize(queueSize)) return fail(`queue size ${queueSize} is not a power of two in 1..${MAX_QUEUE_SIZE}`);
       if (getting) return { ok: true, message: { kind: 'getInflight', queues, queueSize } };

@@ -80,10 +80,30 @@ export const MEM_TABLE_HEADER = 8;
 export const VRING_ADDR_SIZE = 40;
 
 /**
- * GET_INFLIGHT_FD / SET_INFLIGHT_FD: u64 mmap_size, u64 mmap_offset, u16 num_queues,
- * u16 queue_size, then 4 bytes of padding (the C struct's natural size, what QEMU sends).
+ * The payload of GET_INFLIGHT_FD and SET_INFLIGHT_FD (and of GET_INFLIGHT_FD's reply): byte
+ * offsets of u64 mmap_size, u64 mmap_offset, u16 num_queues, u16 queue_size, then 4 bytes of
+ * padding to `size` (the C struct's natural size, what QEMU sends).
  */
-export const INFLIGHT_SIZE = 24;
+export const InflightMessage = { mmapSize: 0, mmapOffset: 8, numQueues: 16, queueSize: 18, size: 24 } as const;
+
+/** The fields of an inflight message (non-negative integers, mmapSize and mmapOffset u64 on the wire). */
+export interface InflightMessageFields {
+  readonly mmapSize: number;
+  readonly mmapOffset: number;
+  readonly queues: number;
+  readonly queueSize: number;
+}
+
+/** An inflight message's payload, laid out as InflightMessage says. */
+export function inflightMessage(fields: InflightMessageFields): Uint8Array {
+  const bytes = new Uint8Array(InflightMessage.size);
+  const view = new DataView(bytes.buffer);
+  view.setBigUint64(InflightMessage.mmapSize, BigInt(fields.mmapSize), true);
+  view.setBigUint64(InflightMessage.mmapOffset, BigInt(fields.mmapOffset), true);
+  view.setUint16(InflightMessage.numQueues, fields.queues, true);
+  view.setUint16(InflightMessage.queueSize, fields.queueSize, true);
+  return bytes;
+}
 
 /**
  * The split-ring inflight region of one queue (vhost-user.rst, "Inflight I/O tracking"):

@@ -21,7 +21,7 @@ import { DeviceStatus, FeatureBit, featureMask, featuresWithin, featureWordBytes
 import { ConnectingSource, ListeningSource, type ConnectionSource } from './connection-source.js';
 import { MessageChannel } from './message-channel.js';
 import { validateMessage, type RawMessage, type VhostUserMessage } from './message-validator.js';
-import { HeaderFlags, INFLIGHT_SIZE, inflightQueueBytes, MAX_MEM_REGIONS, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, requestName } from './protocol.js';
+import { HeaderFlags, inflightMessage, inflightQueueBytes, MAX_MEM_REGIONS, PROTOCOL_FEATURES_BIT, ProtocolFeature, Request, requestName } from './protocol.js';
 
 /** The inflight region the frontend gave (SET_INFLIGHT_FD) or we made (GET_INFLIGHT_FD). */
 interface InflightRegion {
@@ -327,13 +327,7 @@ export class VhostUserServer {
     const mmapSize = queues * inflightQueueBytes(queueSize);
     const fd = sys.memfdCreate('zcnic-inflight', mmapSize);
     this.replaceInflight({ fd, mmapOffset: 0, mmapSize, queues, queueSize });
-    const reply = new Uint8Array(INFLIGHT_SIZE);
-    const view = new DataView(reply.buffer);
-    reply.set(u64Payload(mmapSize), 0);
-    reply.set(u64Payload(0), 8);
-    view.setUint16(16, queues, true);
-    view.setUint16(18, queueSize, true);
-    return { reply, replyFds: [fd], error: null };
+    return { reply: inflightMessage({ mmapSize, mmapOffset: 0, queues, queueSize }), replyFds: [fd], error: null };
   }
 
   private setInflight(message: Extract<VhostUserMessage, { kind: 'setInflight' }>): string | null {
