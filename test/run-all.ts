@@ -107,7 +107,7 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
  * What `make test` boots and runs in the guest: every suite on the default kernel and QEMU
  * (cpumap apart: it alone needs a second vCPU, and one TCG vCPU is what keeps the rest clear of
  * the two-vCPU crashes, see harness/run.ts guestCpus); the AF_XDP suites on the newest Debian
- * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports); three of
+ * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports); two of
  * the kernel's own drivers/net selftests (zcnic selftests).
  */
 const GUEST_LAYERS: readonly GuestLayer[] = [
@@ -125,11 +125,13 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   { name: "guest suites on Debian's QEMU 10, the device offering TSO", suites: ['smoke', 'xdpsock', 'msg-zerocopy'], options: ['--qemu', 'debian:10', '--tso'] },
   // A few minutes of the kernel's own selftests (make selftests runs them all): each nested
   // result counts, on two zcnic NICs, and QEMU's virtio-net runs them too as the reference.
+  // ping.py covers generic and native XDP, single and multi-buffer (MTU 9000); xdp.py is left
+  // to make selftests: it took 318 s per device under TCG (7.3, 2026-12-03).
   {
-    name: "the kernel's selftests ping, stats and xdp (drivers/net) on the newest Debian kernel, zcnic beside QEMU's virtio-net",
+    name: "the kernel's selftests ping and stats (drivers/net) on the newest Debian kernel, zcnic beside QEMU's virtio-net",
     command: 'selftests',
     suites: [],
-    options: ['--kernel', 'debian:latest', '--targets', 'drivers/net', '--tests', 'ping.py,stats.py,xdp.py'],
+    options: ['--kernel', 'debian:latest', '--targets', 'drivers/net', '--tests', 'ping.py,stats.py'],
   },
 ];
 
