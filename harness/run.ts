@@ -114,6 +114,8 @@ const PEER_TAP = `zcp${process.pid % 1_000_000}`;
 /** Per-test slack over the guest's own timeout (the guest kills a hung test itself). */
 const TEST_SLACK_MS = 30_000;
 const CONSOLE_TAIL_LINES = 20;
+/** The MTU of the suites' one NIC (QEMU's host_mtu). */
+const STANDARD_MTU = 1500;
 
 /** Suites whose tests nest the kernel's own KTAP (guest/suites/kselftest.sh: harness/nested-results.ts). */
 const NESTING_SUITES: readonly string[] = ['kselftest'];
@@ -353,6 +355,9 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths
       msixUnderTcg: msixUnderTcg(guest.qemu),
       accessPlatform: o.xskZeroCopy === true,
       fixedGuestOffloads: o.guestTso === true,
+      // The suites' one NIC has the standard MTU, which the device learns (NET_SET_MTU); the
+      // selftests' NIC pairs have none, as netdev's CI gives them.
+      hostMtu: nics.backends.length > 1 ? undefined : STANDARD_MTU,
     },
     { qemu: guest.qemu.path, prefix: nics.netns?.exec, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: { stdout: false, stderr: true } } },
   );
