@@ -8,6 +8,7 @@ import type { AccelRequest } from '../harness/accel.js';
 import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor } from '../harness/report.js';
 import { matrixAsOneRun, matrixHtml, matrixJson, matrixMarkdown, matrixTable, type KernelRun } from '../harness/matrix.js';
 import { NEGATIVE_CONTROLS, runSuites, type NegativeControl, type RunOptions } from '../harness/run.js';
+import { withSuiteBuilds } from '../harness/suite-builds.js';
 import { suiteTables } from '../harness/suite-tables.js';
 import { integerOption, UsageError, withCommandContext } from './options.js';
 import { DEBIAN_KERNEL_PREFIX } from '../images/build.js';
@@ -64,7 +65,9 @@ printed after the run, and the exit status is 0 only when it exited 0. The NIC i
 198.18.0.2/24 (ZCNIC_IFACE, ZCNIC_GUEST_IP in its environment).
 
 Options:
-  --suite NAME         suite to run (repeatable or comma-separated; default ${DEFAULT_SUITES.join(',')})
+  --suite NAME         suite to run (repeatable or comma-separated; default ${DEFAULT_SUITES.join(',')});
+                       xskxceiver (AF_XDP's own test, built from the guest kernel's linux-source
+                       on first use, cached) runs from the host's root: it implies --rootfs host
   --append ARGS        more kernel command line (e.g. "dyndbg=... initcall_debug"), after zcnic's
   --tests NAME,...     run only these tests of the suites (a name no suite has fails the run)
   --timeout S          per-test timeout in the guest, seconds (default 60)
@@ -182,7 +185,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       signal,
     };
     if (kernels) return await runMatrix(kernels, options, values, signal);
-    const outcome = await runSuites(options);
+    const outcome = await runSuites(await withSuiteBuilds(options));
     for (const dir of outcome.keptDirs) progress(`kept ${dir}`);
     if (signal.aborted) return 130;
     if (shell) return outcome.problem ? 1 : 0;
@@ -212,7 +215,7 @@ async function runMatrix(
   const runs: KernelRun[] = [];
   for (const kernel of kernels) {
     options.progress(`== kernel ${kernel}`);
-    const outcome = await runSuites({ ...options, kernel: `${DEBIAN_KERNEL_PREFIX}${kernel}`, modules: undefined });
+    const outcome = await runSuites(await withSuiteBuilds({ ...options, kernel: `${DEBIAN_KERNEL_PREFIX}${kernel}`, modules: undefined }));
     for (const dir of outcome.keptDirs) options.progress(`kept ${dir}`);
     if (outcome.problem) options.progress(`kernel ${kernel}: ${outcome.problem}`);
     runs.push({ kernel, results: outcome.results, problem: outcome.problem });

@@ -25,6 +25,7 @@ import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
 import { launchQemu } from './qemu.js';
 import { msixUnderTcg, resolveQemu, type QemuBinary } from './qemu-binary.js';
 import type { AttemptRecord, RunResults } from './report.js';
+import { XSKXCEIVER_SUITE } from './suite-builds.js';
 import { TestRecorder } from './test-recorder.js';
 import { buildImage, projectCacheDir, type BuiltImage } from '../images/build.js';
 
@@ -117,8 +118,8 @@ const CONSOLE_TAIL_LINES = 20;
 /** The MTU of the suites' one NIC (QEMU's host_mtu). */
 const STANDARD_MTU = 1500;
 
-/** Suites whose tests nest the kernel's own KTAP (guest/suites/kselftest.sh: harness/nested-results.ts). */
-const NESTING_SUITES: readonly string[] = ['kselftest'];
+/** Suites whose tests nest the kernel's own KTAP (guest/suites/kselftest.sh, xskxceiver.sh: harness/nested-results.ts). */
+const NESTING_SUITES: readonly string[] = ['kselftest', XSKXCEIVER_SUITE];
 
 /** Suites whose tests need a second vCPU (cpumap redirects to CPU 1); `seeds` includes cpumap. */
 const TWO_CPU_SUITES: readonly string[] = ['cpumap', 'seeds'];
@@ -356,8 +357,9 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths
       accessPlatform: o.xskZeroCopy === true,
       fixedGuestOffloads: o.guestTso === true,
       // The suites' one NIC has the standard MTU, which the device learns (NET_SET_MTU); the
-      // selftests' NIC pairs have none, as netdev's CI gives them.
-      hostMtu: nics.backends.length > 1 ? undefined : STANDARD_MTU,
+      // selftests' NIC pairs have none, as netdev's CI gives them, nor has xskxceiver's NIC:
+      // it sets MTU 1518 for every test and 9000 for its multi-buffer ones.
+      hostMtu: nics.backends.length > 1 || o.suites.includes(XSKXCEIVER_SUITE) ? undefined : STANDARD_MTU,
     },
     { qemu: guest.qemu.path, prefix: nics.netns?.exec, execa: o.shell ? { stdio: 'inherit' } : { stdin: 'ignore', buffer: { stdout: false, stderr: true } } },
   );

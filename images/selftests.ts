@@ -6,19 +6,31 @@
 //   .cache/selftests/<version>/manifest.json   what was built and what was not, and why
 // The guest mounts the host's root, so it runs them from the same absolute path.
 //
-// Only what the build reads is unpacked (SOURCE_MEMBERS): tools/, Documentation/netlink (the
+// Besides the kselftest targets, a program target is one program of a target, built alone
+// (XSKXCEIVER_TARGET, bpf/xskxceiver: images/xskxceiver.ts): all of tools/testing/selftests/bpf
+// would be a long build for one test. A program target missing from a cached tree is built and
+// added to it (its folder, its entry in the manifest); the tree is never rebuilt for it, so a
+// guest running tests from the tree meanwhile keeps its files. A missing kselftest target
+// rebuilds the tree, with every target it had.
+//
+// Only what the build reads is unpacked (sourceMembers): tools/, Documentation/netlink (the
 // YNL specs and the schemas they are checked against), and what `make headers` needs for
 // KHDR_INCLUDES (the selftests compile against the tree's own usr/include, not the host's
-// 6.1 linux-libc-dev).
+// 6.1 linux-libc-dev); for program targets alone, tools/.
 import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { compareVersions, parseMadison, PrivateApt, upstreamNumbers } from './debian-archive.js';
 import { ensureDeb } from './debian.js';
 import { BuildError, run, type RunOptions } from './run.js';
+import { buildXskxceiver, XSKXCEIVER_TARGET } from './xskxceiver.js';
 
 /** What the guest suites run by default; net/lib comes with them (the selftests Makefile adds it). */
 export const DEFAULT_TARGETS: readonly string[] = ['drivers/net', 'drivers/net/hw'];
+/** Targets that are one program of a kselftest target, each with its own build. */
+const PROGRAM_TARGETS: Readonly<Record<string, (src: string, installDir: string, ro: RunOptions) => Promise<TargetResult>>> = {
+  [XSKXCEIVER_TARGET]: buildXskxceiver,
+};
 /** Bump when the build recipe changes for the same source version (cached trees are rebuilt). */
 export const SELFTESTS_BUILD_VERSION = 1;
 const MANIFEST = 'manifest.json';
@@ -38,6 +50,11 @@ export interface TargetResult {
   built: string[];
   /** Generated files that did not build, with the compiler's last error lines. */
   failed: { name: string; reason: string }[];
+  /**
+   * A program target built into an existing tree later: when, and how long it took (the
+   * manifest's builtAt and buildSeconds are the tree's first build).
+   */
+  added?: { at: string; buildSeconds: number };
 }
 
 export interface SelftestsManifest {
@@ -100,17 +117,24 @@ export function versionDirName(version: string): string {
   return version.replace(/:/g, '_');
 }
 
+export function isProgramTarget(target: string): boolean {
+  return Object.hasOwn(PROGRAM_TARGETS, target);
+}
+
 /**
- * tar member patterns (with --wildcards) of what the build reads, under the tarball's top
- * folder. Measured on 7.3.4: 123 MB of the 1.6 GB tree. Besides tools/ and the specs:
+ * tar member patterns (with --wildcards) of what building `targets` reads, under the tarball's
+ * top folder. Program targets alone: tools/ (libbpf, bpftool and the bpf selftests) and
+ * scripts/bpf_doc.py (libbpf generates bpf_helper_defs.h with it). For kselftest targets,
+ * measured on 7.3.4: 123 MB of the 1.6 GB tree. Besides tools/ and the specs:
  * - Documentation/netlink/*.yaml: the YNL generator validates every spec against them;
  * - MAINTAINERS: ynl_gen_c.py finds the kernel root by it and loops forever without it;
  * - Makefile, Kbuild, Kconfig, scripts/, include/uapi, include/asm-generic/Kbuild and arch/x86's
  *   uapi headers, syscall tables, Makefiles and tools: `make headers` (usr/include, which
  *   KHDR_INCLUDES points at; the selftests Makefile also includes scripts/subarch.include).
  */
-export function sourceMembers(series: string): string[] {
+export function sourceMembers(series: string, targets: readonly string[]): string[] {
   const top = `linux-source-${series}`;
+  if (targets.every(isProgramTarget)) return [`${top}/tools/*`, `${top}/scripts/bpf_doc.py`];
   return [
     'tools/*',
     'Documentation/netlink/*',
@@ -152,11 +176,48 @@ export function pickCached(manifests: readonly SelftestsManifest[], kernelVersio
     .at(-1);
 }
 
+/** What one build makes: the kselftest targets (one make run) and the program targets (each alone). */
+export interface BuildPlan {
+  kselftestTargets: string[];
+  programTargets: string[];
+  /**
+   * A new tree replaces the cached one of the same version (or there is none); otherwise the
+   * program targets are added to the cached tree.
+   */
+  replace: boolean;
+}
+
+/**
+ * How to get the wanted targets when the tree of the source version has `cachedTargets` (by this
+ * recipe; undefined: no such tree): add the program targets it lacks to it, or, when it lacks a
+ * kselftest target, build a new tree with its targets and the wanted ones (none lost).
+ */
+export function planBuild(cachedTargets: readonly string[] | undefined, wanted: readonly string[]): BuildPlan {
+  const missing = wanted.filter((t) => !(cachedTargets ?? []).includes(t));
+  const replace = cachedTargets === undefined || !missing.every(isProgramTarget);
+  const targets = replace ? [...new Set([...(cachedTargets ?? []), ...wanted])] : missing;
+  return { kselftestTargets: targets.filter((t) => !isProgramTarget(t)), programTargets: targets.filter(isProgramTarget), replace };
+}
+
+/** The manifest of a tree after program targets were added to it (or rebuilt in it: --force). */
+export function withAddedTargets(manifest: SelftestsManifest, results: readonly TargetResult[], added: { at: string; buildSeconds: number }): SelftestsManifest {
+  const replaced = new Set(results.map((r) => r.target));
+  return {
+    ...manifest,
+    targets: [...manifest.targets.filter((t) => !replaced.has(t)), ...replaced],
+    results: [...manifest.results.filter((r) => !replaced.has(r.target)), ...results.map((r) => ({ ...r, added }))],
+  };
+}
+
+async function readManifest(dir: string): Promise<SelftestsManifest | undefined> {
+  return parseManifest(await readFile(join(dir, MANIFEST), 'utf8').catch(() => ''));
+}
+
 async function cachedManifests(root: string): Promise<SelftestsManifest[]> {
   const out: SelftestsManifest[] = [];
   for (const name of await readdir(root).catch(() => [] as string[])) {
     if (name.startsWith('.')) continue;
-    const m = parseManifest(await readFile(join(root, name, MANIFEST), 'utf8').catch(() => ''));
+    const m = await readManifest(join(root, name));
     if (m) out.push(m);
   }
   return out;
@@ -182,13 +243,13 @@ async function timed<T>(ro: RunOptions, what: string, step: () => Promise<T>): P
   return result;
 }
 
-/** Unpacks SOURCE_MEMBERS of the .deb's /usr/src tarball into `dest`; returns the tree's root. */
-async function unpackSource(deb: string, series: string, dest: string, ro: RunOptions): Promise<string> {
+/** Unpacks `members` of the .deb's /usr/src tarball into `dest`; returns the tree's root. */
+async function unpackSource(deb: string, series: string, members: readonly string[], dest: string, ro: RunOptions): Promise<string> {
   const tarball = `./usr/src/linux-source-${series}.tar.xz`;
   await mkdir(dest, { recursive: true });
   await run('sh', ['-c', 'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" "$3"', 'sh', deb, dest, tarball], ro);
   // The tarball is in 69 xz blocks (7.3.4), so xz can decompress on every core.
-  await run('tar', ['-I', 'xz -T0', '-x', '-C', dest, '-f', join(dest, tarball), '--wildcards', ...sourceMembers(series)], ro);
+  await run('tar', ['-I', 'xz -T0', '-x', '-C', dest, '-f', join(dest, tarball), '--wildcards', ...members], ro);
   await rm(join(dest, 'usr'), { recursive: true, force: true });
   return join(dest, `linux-source-${series}`);
 }
@@ -308,9 +369,9 @@ async function buildTree(src: string, targets: readonly string[], installDir: st
 /** Builds (or finds in .cache/selftests/) the network selftests for a guest kernel. */
 export async function ensureSelftests(opts: SelftestsOptions): Promise<SelftestsBuild> {
   const { ro } = opts;
-  const targets = [...(opts.targets ?? DEFAULT_TARGETS)];
+  const wanted = [...(opts.targets ?? DEFAULT_TARGETS)];
   const root = join(opts.cacheDir, 'selftests');
-  const cached = opts.force ? undefined : pickCached(await cachedManifests(root), opts.kernelVersion, targets);
+  const cached = opts.force ? undefined : pickCached(await cachedManifests(root), opts.kernelVersion, wanted);
   if (cached) return { dir: join(root, versionDirName(cached.sourceVersion)), version: cached.sourceVersion, manifest: cached, cached: true };
 
   const started = Date.now();
@@ -319,12 +380,24 @@ export async function ensureSelftests(opts: SelftestsOptions): Promise<Selftests
   const series = kernelSeries(opts.kernelVersion);
   const deb = await timed(ro, `download ${source.name} ${source.version}`, () => ensureDeb(join(opts.cacheDir, 'debs'), source.name, source.version, ro, apt.args));
   const dir = join(root, versionDirName(source.version));
+  const current = await readManifest(dir);
+  const tree = current?.buildVersion === SELFTESTS_BUILD_VERSION ? current : undefined;
+  // --force rebuilds the wanted targets as if the tree lacked them; it keeps the others.
+  const plan = planBuild(opts.force ? tree?.targets.filter((t) => !wanted.includes(t)) : tree?.targets, wanted);
+  const targets = [...plan.kselftestTargets, ...plan.programTargets];
   const tmp = join(root, `.build-${process.pid}-${Date.now()}`);
   const installDir = join(tmp, 'install');
   await mkdir(installDir, { recursive: true });
   try {
-    const src = await timed(ro, 'unpacking tools/, the netlink specs and what make headers needs', () => unpackSource(deb, series, join(tmp, 'src'), ro));
-    const { results, warnings } = await buildTree(src, targets, installDir, ro);
+    const members = sourceMembers(series, targets);
+    const src = await timed(ro, `unpacking ${plan.kselftestTargets.length > 0 ? 'tools/, the netlink specs and what make headers needs' : 'tools/ and scripts/bpf_doc.py'}`, () => unpackSource(deb, series, members, join(tmp, 'src'), ro));
+    const { results, warnings } = plan.kselftestTargets.length > 0 ? await buildTree(src, plan.kselftestTargets, installDir, ro) : { results: [], warnings: [] };
+    for (const target of plan.programTargets) {
+      const build = PROGRAM_TARGETS[target]!;
+      results.push(await timed(ro, `building ${target}`, () => build(src, installDir, { ...ro, env: buildEnv() })));
+    }
+    const buildSeconds = Math.round((Date.now() - started) / 1000);
+    if (tree && !plan.replace) return { dir, version: source.version, manifest: await addToTree(dir, installDir, tree, results, buildSeconds), cached: false };
     const manifest: SelftestsManifest = {
       sourcePackage: source.name,
       sourceVersion: source.version,
@@ -334,7 +407,7 @@ export async function ensureSelftests(opts: SelftestsOptions): Promise<Selftests
       results,
       makeWarnings: warnings,
       builtAt: new Date().toISOString(),
-      buildSeconds: Math.round((Date.now() - started) / 1000),
+      buildSeconds,
     };
     // The manifest last: its presence says the tree is whole.
     await writeFile(join(installDir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -344,4 +417,21 @@ export async function ensureSelftests(opts: SelftestsOptions): Promise<Selftests
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
+}
+
+/**
+ * Moves what a build installed into the cached tree `dir` (a folder of the same name there is
+ * the leftover of an addition that never reached the manifest), then the manifest, written
+ * whole and renamed over the old one.
+ */
+async function addToTree(dir: string, installDir: string, tree: SelftestsManifest, results: readonly TargetResult[], buildSeconds: number): Promise<SelftestsManifest> {
+  for (const name of await readdir(installDir)) {
+    await rm(join(dir, name), { recursive: true, force: true });
+    await rename(join(installDir, name), join(dir, name));
+  }
+  const manifest = withAddedTargets(tree, results, { at: new Date().toISOString(), buildSeconds });
+  const next = join(dir, `.${MANIFEST}.${process.pid}`);
+  await writeFile(next, `${JSON.stringify(manifest, null, 2)}\n`);
+  await rename(next, join(dir, MANIFEST));
+  return manifest;
 }

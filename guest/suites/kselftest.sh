@@ -75,8 +75,8 @@ run_kselftest() {
 			echo "# $line" >&3
 			echo "$line"
 		done >"$out"
-	kernel_complaints=$(dmesg | tail -n +$((dmesg_lines + 1)) | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection fault|kernel BUG' | head -n 5)
-	[ -z "$kernel_complaints" ] || fail "the kernel complained during the test: $kernel_complaints"
+	complaints=$(kernel_complaints "$dmesg_lines")
+	[ -z "$complaints" ] || fail "the kernel complained during the test: $complaints"
 	coll=${1%%:*}
 	name=${1#*:}
 	verdict=$(grep -E "^(not )?ok [0-9]+ selftests: $coll: $name( |\$)" "$out" | tail -n 1)

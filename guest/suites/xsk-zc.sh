@@ -75,11 +75,12 @@
 # guest memory, and refused the chain (bufferOutsideMemory; the queue then waits for a reset,
 # which the driver's unbind gives it); in another boot it fell inside, and the device read 12
 # bytes of unrelated RAM as the header. A driver bug: the transmit tests SKIP naming it where
-# the kernel's symbols show it (native_tx_header_check) or the device has shown it
-# (native_tx_wait), and run on a kernel without it.
+# the kernel's symbols show it (native_tx_header_check, lib/xsk-zero-copy.sh) or the device has
+# shown it (native_tx_wait), and run on a kernel without it.
 ZCNIC_TESTS="zc-proof-xsk zc-proof-af-packet zc-proof-xsk-shifted-map shape-xsk-64 shape-xsk-512 shape-xsk-1024 shape-xsk-1500 shape-af-packet-64 shape-af-packet-512 shape-af-packet-1024 shape-af-packet-1500 strict-xsk strict-xsk-complete-empty strict-af-packet native-zc-tx native-zc-rx native-zc-l2fwd native-copy-rx"
 
 . "$ZCNIC_SUITES_DIR/lib/seeds.sh"
+. "$ZCNIC_SUITES_DIR/lib/xsk-zero-copy.sh"
 
 # The user buffers of the proof: 4096 chunks of 4096 bytes (16 MiB, 4096 pages in the map).
 ZC_FRAMES=4096
@@ -365,13 +366,11 @@ XDP_PACKET_HEADROOM=256
 # native_zc_needs tx|rx: SKIPs, naming what is missing, where the NIC or the kernel cannot bind
 # zero-copy; a kernel that should and does not is a failure (of the test that binds).
 native_zc_needs() {
-	features=$(cat "/sys/class/net/$ZCNIC_IFACE/device/features") || fail "cannot read the NIC's negotiated features"
+	lacks=$(xsk_zc_nic_lacks) || fail "cannot read the NIC's negotiated features"
+	[ -z "$lacks" ] || skip "the NIC did not negotiate $lacks (zcnic run --xsk-zero-copy)"
 	rel=$(uname -r)
-	# The features file is one character per bit, bit 0 first.
-	[ "$(echo "$features" | cut -c34)" = 1 ] || skip "the NIC did not negotiate VIRTIO_F_ACCESS_PLATFORM (iommu_platform=on): virtio_net has no DMA device for an AF_XDP pool without it (zcnic run --xsk-zero-copy)"
-	[ "$(echo "$features" | cut -c41)" = 1 ] || skip "the NIC did not negotiate VIRTIO_F_RING_RESET: virtio_net resets the queue pair to bind an AF_XDP pool (zcnic run --xsk-zero-copy)"
 	if kernel_version_ge 6 13; then
-		[ "$1" = tx ] && native_tx_header_check
+		[ "$1" = tx ] && native_tx_header_check "zero-copy transmit cannot be proven on it"
 		return 0
 	fi
 	# Older kernels: ask the kernel, and skip with its answer.
@@ -400,24 +399,6 @@ native_tx_wait() {
 		i=$((i + 1))
 	done
 	diag "the device has $transmitq_frames of $1 frames after 30 s"
-}
-
-# native_tx_header_check: SKIPs where virtio_net is a module holding its zero-copy transmit
-# header as a static (xsk_hdr in /proc/kallsyms, tagged [virtio_net]): it DMA-maps module memory,
-# which is not in the linear map, so the address it posts for every frame's header is wrong.
-# Where that address falls outside guest memory the device refuses the chain (native_tx_wait
-# shows it); where it falls inside, the device reads 12 bytes of unrelated guest RAM as the
-# header, and a proof would pass over bytes the driver never wrote (seen once on 7.3.4 with
-# 512 MiB), so the test does not run at all there.
-native_tx_header_check() {
-	line=$(grep -w xsk_hdr /proc/kallsyms | head -n 1)
-	case "$line" in
-	*'[virtio_net]'*)
-		metric kernelBug.xskHeaderInModule 1
-		rel=$(uname -r)
-		skip "kernel ${rel%%-*}: virtio_net is a module and its AF_XDP zero-copy transmit DMA-maps the module's static xsk_hdr ($(echo "$line" | tr -s ' \t' ' ')), memory outside the linear map: the header address it posts is wrong (outside guest memory, where the device refuses it, or unrelated guest RAM), so zero-copy transmit cannot be proven on it"
-		;;
-	esac
 }
 
 # native_rx_start MODE(-z|-c) XDPSOCK_MODE(-r|-l): xdpsock starts receiving NATIVE_RX_COUNT

@@ -154,3 +154,9 @@ iface_by_mac() {
 	done
 	return 1
 }
+
+# kernel_complaints LINES: the first oops, BUG and warning lines the kernel logged after its
+# first LINES lines (`dmesg | wc -l` before the test); nothing when there are none.
+kernel_complaints() {
+	dmesg | tail -n +$(($1 + 1)) | grep -E 'WARNING:|BUG:|Oops|Call Trace|general protection fault|kernel BUG' | head -n 5
+}
