@@ -42,8 +42,8 @@ xskxceiver_run() {
 	[ -n "$ZCNIC_XSKXCEIVER_DIR" ] || fail "no xskxceiver build (zcnic.xskxceiver_dir; zcnic run --suite xskxceiver builds one)"
 	need_iface
 	zcnic_ctl port reflect >/dev/null || fail "cannot switch the device to port reflect"
-	out=/tmp/xskxceiver-$1.out
-	nested=/tmp/xskxceiver-$1.ktap
+	out=${TMPDIR:-/tmp}/xskxceiver-$1.out
+	nested=${TMPDIR:-/tmp}/xskxceiver-$1.ktap
 	hugepages=$(set_hugepages "$XSKXCEIVER_HUGEPAGES") || diag "cannot reserve $XSKXCEIVER_HUGEPAGES huge pages: the unaligned-mode tests will SKIP"
 	dmesg_lines=$(dmesg | wc -l)
 	# stdbuf: xskxceiver's stdout is a pipe, which it would write in blocks, so every result

@@ -107,7 +107,7 @@ function runMode(mode: string, output: readonly string[], o: { features?: string
       `set_hugepages() { echo 0; }`,
     ].join('\n');
     const script = `exec 3>&1; . "${join(SUITES_DIR, 'lib', 'common.sh')}"; . "${SUITE}"; ${stubs}\ntest_${mode}_mode`;
-    const env = { ...ENV, ZCNIC_IFACE: `../../..${dir}/nic`, ZCNIC_XSKXCEIVER_DIR: '/xsk', ZCNIC_SKIP_FILE: join(dir, 'skip') };
+    const env = { ...ENV, ZCNIC_IFACE: `../../..${dir}/nic`, ZCNIC_XSKXCEIVER_DIR: '/xsk', ZCNIC_SKIP_FILE: join(dir, 'skip'), TMPDIR: dir };
     const r = spawnSync('sh', ['-c', script], { encoding: 'utf8', env });
     const skipReason = r.status === 4 ? readFileSync(join(dir, 'skip'), 'utf8').trim() : null;
     return { status: r.status, ktap: r.stdout, skipReason };
