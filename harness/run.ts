@@ -10,7 +10,7 @@
  * A second attempt happens only when the guest died of an emulator fault before or between
  * tests (see EMULATOR_FAULT); every attempt is kept in the results.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ResultPromise } from 'execa';
@@ -323,12 +323,24 @@ function writeCommandScript(dir: string, command: readonly string[]): string {
   return file;
 }
 
+/**
+ * The guest mounts its own /tmp and /run over the host's: a checkout there (a CI's clean clone)
+ * would hide its .cache, whose selftests, tools and builds the guest runs (guest/init
+ * zcnic.host_paths). Its real path: the guest does not follow the host's symlinks to it.
+ */
+function hostPathsWord(): string {
+  const dir = projectCacheDir();
+  const cache = existsSync(dir) ? realpathSync(dir) : dir;
+  return /^\/(tmp|run)\//.test(cache) ? `zcnic.host_paths=${cache}` : '';
+}
+
 function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths: { ktap: string }, commandFile: string | null): ResultPromise {
   const moduleTree = o.hostRoot === true ? guest.image.moduleTree : null;
   const cmdline = [
     commandFile !== null ? `zcnic.command_file=${commandFile}` : '',
     o.shell ? 'zcnic.shell=1' : '',
     o.hostRoot === true ? 'zcnic.rootfs=host' : '',
+    o.hostRoot === true ? hostPathsWord() : '',
     moduleTree !== null ? `zcnic.module_tree=${moduleTree}` : '',
     nics.backends.length > 1 ? `zcnic.local_mac=${NIC_MACS[0]} zcnic.remote_mac=${NIC_MACS[1]}` : '',
     o.negativeControl ? `zcnic.fault=${o.negativeControl}` : '',
