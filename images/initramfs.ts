@@ -6,6 +6,7 @@ import { gzipSync } from 'node:zlib';
 import { CpioArchive } from './cpio.js';
 import type { HostBinarySet } from './host-binaries.js';
 import type { InitrdCompression, KernelStage } from './kernel.js';
+import { modulesDep, parseModInfo } from './modinfo.js';
 import { BuildError, run, type RunOptions } from './run.js';
 
 /** Where libxdp looks for its BPF objects by default (its compiled-in BPF_OBJECT_PATH). */
@@ -15,7 +16,8 @@ export const BPF_OBJECTS: readonly string[] = ['xsk_def_xdp_prog.o', 'xsk_def_xd
 /** Guest paths the init and the suites rely on. */
 export const GUEST_SUITES_DIR = 'usr/share/zcnic/suites';
 export const GUEST_BIN_DIR = 'usr/bin';
-export const MODULE_LOAD_LIST = 'load-order';
+/** The modules' dependencies, for busybox modprobe (guest/init loads what a suite names). */
+export const MODULE_DEPENDENCIES = 'modules.dep';
 
 export interface InitramfsInputs {
   guestDir: string;
@@ -100,11 +102,13 @@ export async function assembleInitramfs(inp: InitramfsInputs, ro: RunOptions): P
 
   const modDir = `lib/modules/${inp.kernel.release}`;
   cpio.addDir(modDir);
+  const depends: Array<{ name: string; depends: string[] }> = [];
   for (const m of inp.kernel.modules) {
-    cpio.addFile(`${modDir}/${m.name}.ko`, await readFile(join(inp.kernelStageDir, m.file)));
+    const data = await readFile(join(inp.kernelStageDir, m.file));
+    cpio.addFile(`${modDir}/${m.name}.ko`, data);
+    depends.push({ name: m.name, depends: parseModInfo(data).depends });
   }
-  // The init loads exactly these, in this order (dependencies first).
-  cpio.addFile(`${modDir}/${MODULE_LOAD_LIST}`, inp.kernel.modules.map((m) => `${m.name}.ko\n`).join(''));
+  cpio.addFile(`${modDir}/${MODULE_DEPENDENCIES}`, modulesDep(depends));
 
   // Host programs at their host paths, libraries and ELF interpreter included (/lib and /lib64
   // are real folders here, not the host's merged-/usr symlinks).

@@ -12,11 +12,9 @@ import { BuildError, run, type RunOptions } from './run.js';
  * Modules the guest needs (dependencies such as failover/net_failover are added from
  * each module's metadata). Built-in ones are skipped: Debian builds virtio_pci and
  * virtio_console in, virtio_net and tun are modules. bridge (with its dependencies stp and
- * llc) is for the tap-xdp suite's path without XDP: a tap bridged to the NIC.
- */
-/**
- * Loaded at every boot. 9p, 9pnet_virtio and overlay mount the host's root file system as the
- * guest's user space (zcnic.rootfs=host: harness/host-root.ts); a few insmods cost little.
+ * llc) is for the tap-xdp suite's path without XDP: a tap bridged to the NIC. 9p, 9pnet_virtio
+ * and overlay mount the host's root file system as the guest's user space (zcnic.rootfs=host:
+ * harness/host-root.ts). A boot loads virtio_net; the rest when a suite names them (guest/init).
  */
 export const GUEST_MODULES: readonly string[] = ['virtio_pci', 'virtio_net', 'tun', 'virtio_console', 'bridge', '9p', '9pnet_virtio', 'overlay'];
 

@@ -86,6 +86,27 @@ export async function resolveLoadOrder(
   return order;
 }
 
+/**
+ * modules.dep as depmod writes it, which busybox modprobe reads: one line per module, `NAME.ko:`
+ * and every module it needs, directly or through another, the one loaded last first (modprobe
+ * loads the list from its end and does not recurse). `modules` is in load order (resolveLoadOrder)
+ * with each module's direct dependencies; dependencies not in the list are built in.
+ */
+export function modulesDep(modules: ReadonlyArray<{ readonly name: string; readonly depends: readonly string[] }>): string {
+  const position = new Map(modules.map((m, i) => [m.name, i]));
+  const direct = new Map(modules.map((m) => [m.name, m.depends.filter((d) => position.has(d))]));
+  const needs = (name: string, into: Set<string>): Set<string> => {
+    for (const dep of direct.get(name) ?? []) if (!into.has(dep)) needs(dep, into.add(dep));
+    return into;
+  };
+  return modules
+    .map((m) => {
+      const deps = [...needs(m.name, new Set())].sort((a, b) => position.get(b)! - position.get(a)!);
+      return `${m.name}.ko:${deps.map((d) => ` ${d}.ko`).join('')}\n`;
+    })
+    .join('');
+}
+
 /** Module names listed in modules.builtin (paths like kernel/drivers/virtio/virtio_pci.ko). */
 export function parseBuiltin(text: string): Set<string> {
   const out = new Set<string>();

@@ -43,6 +43,7 @@
 # written into the frame's headroom, one buffer; the skbs of the other paths are linear with
 # room for the header in front: every chain is one direct descriptor.
 ZCNIC_TESTS="xdp-redirect xdp-redirect-paced xdp-generic-blocking xdp-generic-sndbuf bridge"
+ZCNIC_MODULES="tun bridge"
 
 . "$ZCNIC_SUITES_DIR/lib/seeds.sh"
 

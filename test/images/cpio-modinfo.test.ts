@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CpioArchive } from '../../images/cpio.js';
-import { parseBuiltin, parseModInfo, resolveLoadOrder } from '../../images/modinfo.js';
+import { modulesDep, parseBuiltin, parseModInfo, resolveLoadOrder } from '../../images/modinfo.js';
 import { chooseCompression } from '../../images/kernel.js';
 import { debFileName, parsePolicy } from '../../images/debian.js';
 
@@ -132,6 +132,36 @@ test('modinfo: load order puts dependencies first and skips built-ins', async ()
   await resolveLoadOrder(['a'], () => false, async (n) => (n === 'a' ? ['b'] : ['a'])).then(
     () => assert.unreachable('cycle not detected'),
     (e: Error) => assert.match(e.message, /cycle: a -> b -> a/),
+  );
+});
+
+test('modules.dep: every module with all it needs, the last loaded first, built-in ones left out', () => {
+  // Load order with direct dependencies, as the image's modules have them (9pnet needs netfs).
+  const dep = modulesDep([
+    { name: 'failover', depends: [] },
+    { name: 'net_failover', depends: ['failover'] },
+    { name: 'virtio_net', depends: ['net_failover'] },
+    { name: 'llc', depends: [] },
+    { name: 'stp', depends: ['llc'] },
+    { name: 'bridge', depends: ['stp', 'llc'] },
+    { name: 'netfs', depends: [] },
+    { name: '9pnet', depends: ['netfs'] },
+    { name: '9pnet_virtio', depends: ['9pnet', 'virtio_ring'] },
+  ]);
+  assert.is(
+    dep,
+    [
+      'failover.ko:',
+      'net_failover.ko: failover.ko',
+      'virtio_net.ko: net_failover.ko failover.ko',
+      'llc.ko:',
+      'stp.ko: llc.ko',
+      'bridge.ko: stp.ko llc.ko',
+      'netfs.ko:',
+      '9pnet.ko: netfs.ko',
+      '9pnet_virtio.ko: 9pnet.ko netfs.ko',
+      '',
+    ].join('\n'),
   );
 });
 
