@@ -1,8 +1,8 @@
 // buildImage(): the kernel + initramfs a zcnic run boots, cached by input hash.
 //
 //   .cache/debs/<pkg>_<ver>_amd64.deb          apt-get download
-//   .cache/kernels/<kernelKey>/                vmlinuz, modules/*.ko, kernel.json
-//   .cache/images/<imageKey>/                  vmlinuz, initramfs.img, manifest.json
+//   .cache/kernels/<kernelKey>/                vmlinuz, vmlinux (PVH), modules/*.ko, kernel.json
+//   .cache/images/<imageKey>/                  vmlinux or vmlinuz, initramfs.img, manifest.json
 //
 // A warm call only hashes guest/ and asks apt-cache for two candidate versions.
 import { copyFile, link, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -47,6 +47,7 @@ export interface BuildImageOptions {
 }
 
 export interface BuiltImage {
+  /** What QEMU's -kernel boots: the kernel ELF through PVH when the kernel has that entry, else the bzImage. */
   kernel: string;
   initramfs: string;
   kernelRelease: string;
@@ -61,7 +62,8 @@ export interface BuiltImage {
   cached: boolean;
 }
 
-export const IMAGE_FILES = { kernel: 'vmlinuz', initramfs: 'initramfs.img', manifest: 'manifest.json' } as const;
+/** An image holds one kernel: `pvhKernel` when the kernel can boot through PVH, else `bzImage`. */
+export const IMAGE_FILES = { pvhKernel: 'vmlinux', bzImage: 'vmlinuz', initramfs: 'initramfs.img', manifest: 'manifest.json' } as const;
 
 function defaultRoot(): string {
   // This file runs from dist/images/, two levels below the project root.
@@ -181,8 +183,8 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   const imageDir = join(cache, 'images', key);
   const stageDir = join(cache, 'kernels', kKey);
   const byoModules = input.kind === 'byo' ? input.modules : null;
-  const result = (stage: { release: string; moduleTree?: string }, cached: boolean): BuiltImage => ({
-    kernel: join(imageDir, IMAGE_FILES.kernel),
+  const result = (stage: { release: string; moduleTree?: string }, kernelFile: string, cached: boolean): BuiltImage => ({
+    kernel: join(imageDir, kernelFile),
     initramfs: join(imageDir, IMAGE_FILES.initramfs),
     manifest: join(imageDir, IMAGE_FILES.manifest),
     kernelRelease: stage.release,
@@ -194,9 +196,9 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   if (!opts.force) {
     const manifest = await readFile(join(imageDir, IMAGE_FILES.manifest), 'utf8').catch(() => undefined);
     if (manifest !== undefined) {
-      const m = JSON.parse(manifest) as { kernelRelease: string; moduleTree?: string };
+      const m = JSON.parse(manifest) as { kernelRelease: string; kernelFile: string; moduleTree?: string };
       log(`cached: ${show(imageDir)} (kernel ${m.kernelRelease})`);
-      return result({ release: m.kernelRelease, ...(m.moduleTree !== undefined ? { moduleTree: m.moduleTree } : {}) }, true);
+      return result({ release: m.kernelRelease, ...(m.moduleTree !== undefined ? { moduleTree: m.moduleTree } : {}) }, m.kernelFile, true);
     }
   }
 
@@ -210,7 +212,9 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
     stage = await buildKernelStage(input, stageDir, debsDir, ro, opts.force ?? false);
     const builtin = stage.builtin.length ? `; built in: ${stage.builtin.join(' ')}` : '';
     log(`kernel ${stage.release}: modules ${stage.modules.map((m) => m.name).join(' ') || '(none)'}${builtin}`);
+    if ('reason' in stage.pvh) log(`booting the bzImage, not through PVH: ${stage.pvh.reason}`);
   }
+  const kernelFile = 'vmlinux' in stage.pvh ? IMAGE_FILES.pvhKernel : IMAGE_FILES.bzImage;
 
   // Initramfs, assembled in a private folder and renamed into place when complete.
   log('building initramfs…');
@@ -237,11 +241,12 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
     const out = join(tmp, 'out');
     await mkdir(out);
     await writeFile(join(out, IMAGE_FILES.initramfs), packed);
-    await placeFile(join(stageDir, stage.vmlinuz), join(out, IMAGE_FILES.kernel));
+    await placeFile(join(stageDir, 'vmlinux' in stage.pvh ? stage.pvh.vmlinux : stage.vmlinuz), join(out, kernelFile));
     const manifest = {
       cacheKey: key,
       kernelKey: kKey,
       kernelRelease: stage.release,
+      kernelFile,
       ...(stage.moduleTree !== undefined ? { moduleTree: stage.moduleTree } : {}),
       kernelSource: stage.source,
       builderVersion: BUILDER_VERSION,
@@ -270,5 +275,5 @@ export async function buildImage(opts: BuildImageOptions = {}): Promise<BuiltIma
   } finally {
     await rm(tmp, { recursive: true, force: true });
   }
-  return result(stage, false);
+  return result(stage, kernelFile, false);
 }

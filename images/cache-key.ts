@@ -12,7 +12,7 @@ import { readdir, readlink, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /** Bump when the builder's output changes for the same inputs (layout, init wiring, flags). */
-export const BUILDER_VERSION = 1;
+export const BUILDER_VERSION = 2;
 
 /** 16 hex digits (64 bits): plenty to tell apart the few images one cache ever holds. */
 const KEY_LENGTH = 16;

@@ -3,6 +3,7 @@
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
+import { pvhKernel } from './bzimage.js';
 import type { DebianPackage } from './debian-archive.js';
 import { ensureDeb, extractDeb } from './debian.js';
 import { normalizeModName, parseBuiltin, parseModInfo, resolveLoadOrder } from './modinfo.js';
@@ -28,6 +29,8 @@ export type KernelInput =
 export interface KernelStage {
   release: string;
   vmlinuz: string;
+  /** The kernel ELF QEMU boots through PVH (images/bzimage.ts), or why the bzImage is booted. */
+  pvh: { vmlinux: string } | { reason: string };
   /** Module files in the stage folder, in the order insmod must load them. */
   modules: { name: string; file: string }[];
   /** Requested modules the kernel has built in. */
@@ -43,6 +46,8 @@ export interface KernelStage {
 }
 
 const STAGE_FILE = 'kernel.json';
+/** The kernel ELF taken out of the bzImage, when it can boot through PVH. */
+const PVH_KERNEL_FILE = 'vmlinux';
 /** The stage's folder that holds lib/modules/RELEASE (a root for depmod -b). */
 const MODULE_TREE = 'module-root';
 const MODULE_FILE = /\.ko(\.xz|\.zst|\.gz)?$/;
@@ -198,11 +203,14 @@ export async function buildKernelStage(
       modules.push({ name, file });
     }
     await copyFile(tree.vmlinuz, join(out, 'vmlinuz'));
+    const pvh = await pvhKernel(await readFile(tree.vmlinuz), ro);
+    if ('elf' in pvh) await writeFile(join(out, PVH_KERNEL_FILE), pvh.elf);
     const moduleTree = input.kind === 'debian' ? await keepModuleTree(tree.modulesRoot, out, release, ro) : undefined;
 
     const stage: KernelStage = {
       release,
       vmlinuz: 'vmlinuz',
+      pvh: 'elf' in pvh ? { vmlinux: PVH_KERNEL_FILE } : pvh,
       modules,
       builtin: [...GUEST_MODULES.map(normalizeModName).filter((n) => builtin.has(n)), ...assumedBuiltin],
       initrdCompression: chooseCompression(tree.config),
