@@ -90,7 +90,8 @@ attempts are in the results (JSON "attempts", a line under the table).
 export const shellHelp = `Usage: zcnic shell [options]
 
 Boots the guest on the zcnic device with an interactive shell on this terminal (exit it, or
-'poweroff -f', to stop). The device runs in sink mode with verification on.
+'reboot -f', to stop: the VM has no ACPI, so poweroff would only halt it). The device runs in
+sink mode with verification on.
 
 Options:
 ${common}`;

@@ -22,7 +22,7 @@ import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { hostname, release } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Accel } from './qemu.js';
+import { kernelCmdline, NO_ACPI, type Accel } from './qemu.js';
 
 export type AccelRequest = 'auto' | 'kvm' | 'tcg';
 
@@ -193,12 +193,12 @@ const KVM_FATAL = /KVM internal error[^\n]*|failed to set MSR[^\n]*|kvm_init_vcp
 export function kvmProbeArgs(o: Pick<KvmProbeOptions, 'kernel' | 'initramfs' | 'firmwareDirs'>): string[] {
   return [
     ...(o.firmwareDirs ?? []).flatMap((dir) => ['-L', dir]),
-    '-accel', 'kvm', '-cpu', 'max', '-smp', '1', '-m', '256M',
+    '-accel', 'kvm', '-cpu', 'max', '-smp', '1', '-m', '256M', '-machine', NO_ACPI,
     // No NIC, no virtio-serial: /init finds no KTAP port and prints KTAP on the console.
     '-nodefaults', '-display', 'none', '-serial', 'stdio', '-monitor', 'none', '-no-reboot',
     '-kernel', o.kernel, '-initrd', o.initramfs,
-    // A suite that does not exist: /init reports it as one failure at once and powers off.
-    '-append', 'console=ttyS0 quiet panic=-1 zcnic.suite=accel-probe zcnic.timeout=5',
+    // A suite that does not exist: /init reports it as one failure at once and ends the VM.
+    '-append', kernelCmdline({ suite: 'accel-probe', testTimeoutSec: 5 }),
   ];
 }
 

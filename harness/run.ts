@@ -387,7 +387,7 @@ function followConsole(o: RunOptions, vm: ResultPromise): ConsoleLines {
   return console;
 }
 
-/** Waits for the guest to power off, the deadline, the device to die, or Ctrl-C; the problem, if any. */
+/** Waits for the guest to end the VM, the deadline, the device to die, or Ctrl-C; the problem, if any. */
 async function waitForGuestEnd(
   o: RunOptions,
   vm: ResultPromise,
