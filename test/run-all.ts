@@ -8,12 +8,21 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { failedTests, uvuFailures, type ListedTest } from './support/layer-failures.js';
 import { parseUvuSummary, UvuSummaryError, type Totals } from './support/uvu-summary.js';
 
 const HANG_AFTER_SUMMARY_MS = 15_000;
 const dist = fileURLToPath(new URL('..', import.meta.url));
 const uvu = fileURLToPath(new URL('../../node_modules/uvu/bin.js', import.meta.url));
 const ONE_FAILURE: Totals = { passed: 0, failed: 1, skipped: 0 };
+/** How many failures a layer names in the closing summary (its own output has them all). */
+const FAILURES_NAMED = 8;
+
+/** A layer's counts and the failures it can name. */
+interface LayerResult {
+  readonly totals: Totals;
+  readonly failures: readonly string[];
+}
 
 /** A layer's summary, or one failure (said why) when it has none or it contradicts itself. */
 function layerTotals(name: string, output: string, code: number | null): Totals {
@@ -39,27 +48,32 @@ interface GuestLayer {
   readonly options: readonly string[];
 }
 
-async function runGuestSuites(layer: GuestLayer): Promise<Totals> {
+async function runGuestSuites(layer: GuestLayer): Promise<LayerResult> {
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-test-'));
   const results = join(dir, 'results.json');
   try {
     const command = layer.command === 'selftests' ? ['selftests'] : ['run', '--suite', layer.suites.join(',')];
     const code = await runLayerProcess(layer.name, [join(dist, 'cli/zcnic.js'), ...command, ...layer.options, '--results', results]);
     let totals: Totals;
+    let failures: string[] = [];
     try {
-      const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: unknown[] };
+      const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: ListedTest[] };
       totals = { passed: parsed.passed, failed: parsed.failed, skipped: parsed.skipped };
+      failures = failedTests(parsed.tests);
       // The counts must be the tests listed, each counted once.
       if (totals.passed + totals.failed + totals.skipped !== parsed.tests.length || Object.values(totals).some((n) => !Number.isInteger(n) || n < 0)) {
         process.stdout.write(`${layer.name}: results count ${JSON.stringify(totals)} for ${parsed.tests.length} tests: counted as one failure\n`);
-        return { ...ONE_FAILURE };
+        return { totals: { ...ONE_FAILURE }, failures: ['results counts contradict the tests listed'] };
       }
     } catch {
       process.stdout.write(`${layer.name}: no results (exit ${code}): counted as one failure\n`);
-      return { ...ONE_FAILURE };
+      return { totals: { ...ONE_FAILURE }, failures: [`no results (exit ${code})`] };
     }
-    if (code !== 0 && totals.failed === 0) totals.failed = 1;
-    return totals;
+    if (code !== 0 && totals.failed === 0) {
+      totals.failed = 1;
+      failures.push(`exit ${code} with no failed test`);
+    }
+    return { totals, failures };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -73,7 +87,7 @@ function runLayerProcess(name: string, args: string[]): Promise<number | null> {
   });
 }
 
-function runLayer(name: string, args: string[]): Promise<Totals> {
+function runLayer(name: string, args: string[]): Promise<LayerResult> {
   process.stdout.write(`\n== ${name}\n`);
   return new Promise((resolve) => {
     const child = spawn(process.execPath, args, { cwd: dist, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -98,7 +112,9 @@ function runLayer(name: string, args: string[]): Promise<Totals> {
       const totals = layerTotals(name, output, code);
       if ((code !== 0 || hung) && totals.failed === 0) totals.failed = 1;
       else if (hung) totals.failed++;
-      resolve(totals);
+      const failures = uvuFailures(output);
+      if (hung) failures.push('still running after its summary (a leaked handle)');
+      resolve({ totals, failures });
     });
   });
 }
@@ -145,13 +161,16 @@ const layers: Array<[string, string[]]> = [
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const sum: Totals = { passed: 0, failed: 0, skipped: 0 };
-  const counted: Array<[string, Totals]> = [];
+  const counted: Array<[string, LayerResult]> = [];
   for (const [name, args] of layers) counted.push([name, await runLayer(name, args)]);
   for (const layer of GUEST_LAYERS) counted.push([layer.name, await runGuestSuites(layer)]);
-  // Each layer's own count, then their sum: a reader can check the last line by adding.
+  // Each layer's own count (and what failed), then their sum: a reader can check the last line
+  // by adding.
   process.stdout.write('\n== layers\n');
-  for (const [name, t] of counted) {
+  for (const [name, { totals: t, failures }] of counted) {
     process.stdout.write(`${t.passed} passed, ${t.failed} failed, ${t.skipped} skipped: ${name}\n`);
+    for (const f of failures.slice(0, FAILURES_NAMED)) process.stdout.write(`  failed: ${f}\n`);
+    if (failures.length > FAILURES_NAMED) process.stdout.write(`  ... and ${failures.length - FAILURES_NAMED} more (above)\n`);
     sum.passed += t.passed;
     sum.failed += t.failed;
     sum.skipped += t.skipped;
