@@ -29,7 +29,8 @@ export interface TestRecord {
 
 /**
  * One boot of the guest. A run boots again only when the guest died of an emulator fault before
- * or between tests; every boot stays in the results, so a retry never hides what happened.
+ * or between tests, or (zcnic selftests, as netdev's CI does) to run a failed selftest file once
+ * more; every boot stays in the results, so a retry never hides what happened.
  */
 export interface AttemptRecord {
   attempt: number;

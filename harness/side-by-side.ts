@@ -5,13 +5,19 @@
  * reference passes; a test that passes there and fails here is a `regression`.
  */
 import { deviceSummary, type DeviceCountersView, type RunResults, type TestRecord } from './report.js';
+import type { FirstAttempt, RetriedRun } from './selftest-retry.js';
 
 export interface SideVerdict {
   readonly verdict: 'pass' | 'fail' | 'skip' | 'absent';
   readonly skipReason: string | null;
   readonly durationMs: number | null;
   readonly diagnostics: readonly string[];
+  /** When the verdict is a retry's (its file had a failure and ran again): the first attempt. */
+  readonly firstAttempt: FirstAttempt | null;
 }
+
+/** One side's run: its results after any retry, and the first attempts the retry replaced. */
+export type SideRun = Pick<RetriedRun, 'results' | 'firstAttempts'>;
 
 export interface SideBySideRow {
   readonly name: string;
@@ -25,19 +31,26 @@ export interface SideBySideRow {
   readonly skippedOnlyHere: boolean;
 }
 
-function side(t: TestRecord | undefined): SideVerdict {
-  if (!t) return { verdict: 'absent', skipReason: null, durationMs: null, diagnostics: [] };
+function side(t: TestRecord | undefined, firstAttempt: FirstAttempt | null): SideVerdict {
+  if (!t) return { verdict: 'absent', skipReason: null, durationMs: null, diagnostics: [], firstAttempt };
   const verdict = t.skip ? 'skip' : t.ok ? 'pass' : 'fail';
-  return { verdict, skipReason: t.skipReason, durationMs: t.durationMs, diagnostics: verdict === 'fail' ? t.diagnostics.slice(-20) : [] };
+  return { verdict, skipReason: t.skipReason, durationMs: t.durationMs, diagnostics: verdict === 'fail' ? t.diagnostics.slice(-20) : [], firstAttempt };
 }
 
-export function sideBySide(zcnic: RunResults, reference: RunResults | null): SideBySideRow[] {
+/** A run without a retry, as sideBySide takes it. */
+export function unretried(results: RunResults): SideRun {
+  return { results, firstAttempts: new Map() };
+}
+
+export function sideBySide(zcnicRun: SideRun, referenceRun: SideRun | null): SideBySideRow[] {
+  const zcnic = zcnicRun.results;
+  const reference = referenceRun?.results ?? null;
   const byName = new Map((reference?.tests ?? []).map((t) => [t.name, t]));
   const names = [...zcnic.tests.map((t) => t.name), ...(reference?.tests ?? []).map((t) => t.name).filter((n) => !zcnic.tests.some((t) => t.name === n))];
   return names.map((name) => {
     const z = zcnic.tests.find((t) => t.name === name);
-    const r = reference ? side(byName.get(name)) : side(undefined);
-    const zs = side(z);
+    const r = side(byName.get(name), referenceRun?.firstAttempts.get(name) ?? null);
+    const zs = side(z, zcnicRun.firstAttempts.get(name) ?? null);
     const referencePassed = r.verdict === 'pass';
     return {
       name,
@@ -50,15 +63,25 @@ export function sideBySide(zcnic: RunResults, reference: RunResults | null): Sid
   });
 }
 
+/** A verdict that a retry gave after a failure says so: the failure is part of the result. */
 function verdictLabel(v: SideVerdict): string {
-  if (v.verdict === 'skip') return `SKIP ${v.skipReason ?? ''}`.trim();
-  return { pass: 'ok', fail: 'FAIL', absent: '-' }[v.verdict];
+  const label = v.verdict === 'skip' ? `SKIP ${v.skipReason ?? ''}`.trim() : { pass: 'ok', fail: 'FAIL', absent: '-' }[v.verdict];
+  return v.firstAttempt?.verdict === 'fail' ? `${label} (retry; failed first)` : label;
 }
 
-/** Totals over the rows, zcnic's side: a test zcnic never reported (the reference did) failed. */
-export function sideBySideCounts(rows: readonly SideBySideRow[]): { passed: number; failed: number; skipped: number } {
-  const out = { passed: 0, failed: 0, skipped: 0 };
+/** The result passed only when its file ran again (failed on the first attempt). */
+export function passedOnRetry(v: SideVerdict): boolean {
+  return v.verdict === 'pass' && v.firstAttempt?.verdict === 'fail';
+}
+
+/**
+ * Totals over the rows, zcnic's side: a test zcnic never reported (the reference did) failed.
+ * `passedOnRetry` is the part of `passed` that failed first.
+ */
+export function sideBySideCounts(rows: readonly SideBySideRow[]): { passed: number; failed: number; skipped: number; passedOnRetry: number } {
+  const out = { passed: 0, failed: 0, skipped: 0, passedOnRetry: 0 };
   for (const r of rows) {
+    if (passedOnRetry(r.zcnic)) out.passedOnRetry++;
     if (r.zcnic.verdict === 'pass') out.passed++;
     else if (r.zcnic.verdict === 'skip') out.skipped++;
     else out.failed++;
