@@ -337,6 +337,8 @@ function hostPathsWord(): string {
 function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths: { ktap: string }, commandFile: string | null): ResultPromise {
   const moduleTree = o.hostRoot === true ? guest.image.moduleTree : null;
   const cmdline = [
+    // The suites may need to know how fast their guest runs (kselftest.sh: KSFT_MACHINE_SLOW).
+    `zcnic.accel=${guest.accel.accel}`,
     commandFile !== null ? `zcnic.command_file=${commandFile}` : '',
     o.shell ? 'zcnic.shell=1' : '',
     o.hostRoot === true ? 'zcnic.rootfs=host' : '',
