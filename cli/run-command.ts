@@ -8,7 +8,7 @@ import type { AccelRequest } from '../harness/accel.js';
 import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor } from '../harness/report.js';
 import { matrixAsOneRun, matrixHtml, matrixJson, matrixMarkdown, matrixTable, type KernelRun } from '../harness/matrix.js';
 import { NEGATIVE_CONTROLS, runSuites, type NegativeControl, type RunOptions } from '../harness/run.js';
-import { withSuiteBuilds } from '../harness/suite-builds.js';
+import { suiteConflict, withSuiteBuilds } from '../harness/suite-builds.js';
 import { suiteTables } from '../harness/suite-tables.js';
 import { integerOption, UsageError, withCommandContext } from './options.js';
 import { DEBIAN_KERNEL_PREFIX } from '../images/build.js';
@@ -66,8 +66,10 @@ printed after the run, and the exit status is 0 only when it exited 0. The NIC i
 
 Options:
   --suite NAME         suite to run (repeatable or comma-separated; default ${DEFAULT_SUITES.join(',')});
-                       xskxceiver (AF_XDP's own test, built from the guest kernel's linux-source
-                       on first use, cached) runs from the host's root: it implies --rootfs host
+                       xskxceiver (AF_XDP's own test) and kernel-msg-zerocopy (the kernel's
+                       msg_zerocopy between two zcnic NICs joined by the wire port; run it alone)
+                       are built from the guest kernel's linux-source on first use (cached) and
+                       run from the host's root: they imply --rootfs host
   --append ARGS        more kernel command line (e.g. "dyndbg=... initcall_debug"), after zcnic's
   --tests NAME,...     run only these tests of the suites (a name no suite has fails the run)
   --timeout S          per-test timeout in the guest, seconds (default 60)
@@ -149,6 +151,8 @@ function parse(argv: string[], withSuites: boolean) {
   }
   const suites = (values.suite ?? DEFAULT_SUITES).flatMap((s) => s.split(',')).filter((s) => s !== '');
   for (const s of suites) if (!/^[a-z0-9-]+$/.test(s)) throw new UsageError(`not a suite name: ${s}`);
+  const conflict = suiteConflict(suites);
+  if (conflict !== undefined) throw new UsageError(conflict);
   const tests = values.tests?.split(',').filter((t) => t !== '');
   for (const t of tests ?? []) if (!/^[a-z0-9-]+$/.test(t)) throw new UsageError(`not a test name: ${t}`);
   return { values, suites: command ? [COMMAND_SUITE] : suites, tests, kernels, command, negativeControl: negativeControl as NegativeControl | undefined };

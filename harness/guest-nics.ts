@@ -10,6 +10,7 @@
  */
 import type { NicBackend } from './qemu.js';
 import { createWire, ZcnicDevice } from './device-process.js';
+import type { DeviceRequests } from './guest-requests.js';
 import type { RecordedDevice } from './test-recorder.js';
 import { TapBridgeNetns } from './tap-bridge-netns.js';
 
@@ -32,6 +33,21 @@ export interface NicStartOptions {
   /** The devices offer GUEST_TSO4/TSO6/ECN (zcnic device --guest-tso). */
   readonly guestTso?: boolean;
   readonly onOutput: (source: string) => (line: string) => void;
+}
+
+/**
+ * The guest's requests to a NIC pair: to the first NIC, except `stats`, answered with both NICs'
+ * counters, the second's under `remoteNic` as in each test's record, so that a guest test can
+ * check (zcnic_ctl stats, wait) what crossed the wire into the second NIC.
+ */
+export function withRemoteStats(first: DeviceRequests, second: DeviceRequests): DeviceRequests {
+  return {
+    request: async (body) => {
+      if (body['cmd'] !== 'stats') return first.request(body);
+      const [local, remote] = await Promise.all([first.request(body), second.request(body)]);
+      return typeof local === 'object' && local !== null ? { ...local, remoteNic: remote } : local;
+    },
+  };
 }
 
 export class GuestNics {
@@ -86,8 +102,9 @@ export class GuestNics {
     const [first, second] = this.devices;
     const none = (): Promise<never> => Promise.reject(new Error(`no zcnic device: the NICs are ${this.network === 'qemu-tap-pair' ? "QEMU's own (the reference run)" : 'absent'}`));
     if (!first) return { stats: none, request: none };
+    const requests = (d: ZcnicDevice): DeviceRequests => ({ request: (body) => d.request(body as Parameters<ZcnicDevice['request']>[0]) });
     return {
-      request: (body) => first.request(body as Parameters<ZcnicDevice['request']>[0]),
+      request: second ? withRemoteStats(requests(first), requests(second)).request : requests(first).request,
       stats: async () => (second ? { ...(await first.stats()), remoteNic: await second.stats() } : first.stats()),
     };
   }

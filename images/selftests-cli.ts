@@ -3,6 +3,7 @@
 import { projectCacheDir } from './build.js';
 import { COMMON_OPTIONS, parseCliOptions, runCliMain } from './cli-main.js';
 import { DEFAULT_TARGETS, ensureSelftests } from './selftests.js';
+import { MSG_ZEROCOPY_TARGET } from './msg-zerocopy.js';
 import { XSKXCEIVER_TARGET } from './xskxceiver.js';
 
 const USAGE = `usage: node dist/images/selftests-cli.js --kernel-version X.Y|RELEASE [--targets T,...] [--force] [--verbose] [--json]
@@ -11,7 +12,8 @@ Builds (or finds in .cache/selftests/) the kernel's network selftests from Debia
 linux-source-X.Y and prints the install folder (run_kselftest.sh, kselftest-list.txt).
   --kernel-version  the guest kernel: 7.3, 6.12, 7.3.4+deb13-amd64 or debian:7.3
   --targets         selftest targets, comma-separated (default ${DEFAULT_TARGETS.join(',')}; net/lib comes along;
-                    ${XSKXCEIVER_TARGET}: xskxceiver alone, with test_xsk.sh)
+                    ${XSKXCEIVER_TARGET}: xskxceiver alone, with test_xsk.sh; ${MSG_ZEROCOPY_TARGET}:
+                    msg_zerocopy alone)
   --force           rebuild even when cached
   --verbose         print every command run
   --json            print the result as one JSON line instead of the folder`;

@@ -7,8 +7,9 @@
 // The guest mounts the host's root, so it runs them from the same absolute path.
 //
 // Besides the kselftest targets, a program target is one program of a target, built alone
-// (XSKXCEIVER_TARGET, bpf/xskxceiver: images/xskxceiver.ts): all of tools/testing/selftests/bpf
-// would be a long build for one test. A program target missing from a cached tree is built and
+// (XSKXCEIVER_TARGET, bpf/xskxceiver: images/xskxceiver.ts; MSG_ZEROCOPY_TARGET,
+// net/msg_zerocopy: images/msg-zerocopy.ts): all of tools/testing/selftests/bpf or net would be
+// a long build for one test. A program target missing from a cached tree is built and
 // added to it (its folder, its entry in the manifest); the tree is never rebuilt for it, so a
 // guest running tests from the tree meanwhile keeps its files. A missing kselftest target
 // rebuilds the tree, with every target it had.
@@ -16,20 +17,28 @@
 // Only what the build reads is unpacked (sourceMembers): tools/, Documentation/netlink (the
 // YNL specs and the schemas they are checked against), and what `make headers` needs for
 // KHDR_INCLUDES (the selftests compile against the tree's own usr/include, not the host's
-// 6.1 linux-libc-dev); for program targets alone, tools/.
+// 6.1 linux-libc-dev); for program targets alone, what each program's build reads.
 import { cp, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { compareVersions, parseMadison, PrivateApt, upstreamNumbers } from './debian-archive.js';
 import { ensureDeb } from './debian.js';
 import { BuildError, run, type RunOptions } from './run.js';
-import { buildXskxceiver, XSKXCEIVER_TARGET } from './xskxceiver.js';
+import { buildMsgZerocopy, MSG_ZEROCOPY_TARGET, msgZerocopySourceMembers } from './msg-zerocopy.js';
+import { buildXskxceiver, XSKXCEIVER_TARGET, xskxceiverSourceMembers } from './xskxceiver.js';
 
 /** What the guest suites run by default; net/lib comes with them (the selftests Makefile adds it). */
 export const DEFAULT_TARGETS: readonly string[] = ['drivers/net', 'drivers/net/hw'];
+/** One program of a kselftest target, built alone. */
+interface ProgramTarget {
+  /** tar members of the source its build reads, under the tarball's top folder `top`. */
+  readonly sourceMembers: (top: string) => string[];
+  readonly build: (src: string, installDir: string, ro: RunOptions) => Promise<TargetResult>;
+}
 /** Targets that are one program of a kselftest target, each with its own build. */
-const PROGRAM_TARGETS: Readonly<Record<string, (src: string, installDir: string, ro: RunOptions) => Promise<TargetResult>>> = {
-  [XSKXCEIVER_TARGET]: buildXskxceiver,
+const PROGRAM_TARGETS: Readonly<Record<string, ProgramTarget>> = {
+  [XSKXCEIVER_TARGET]: { sourceMembers: xskxceiverSourceMembers, build: buildXskxceiver },
+  [MSG_ZEROCOPY_TARGET]: { sourceMembers: msgZerocopySourceMembers, build: buildMsgZerocopy },
 };
 /** Bump when the build recipe changes for the same source version (cached trees are rebuilt). */
 export const SELFTESTS_BUILD_VERSION = 1;
@@ -123,8 +132,8 @@ export function isProgramTarget(target: string): boolean {
 
 /**
  * tar member patterns (with --wildcards) of what building `targets` reads, under the tarball's
- * top folder. Program targets alone: tools/ (libbpf, bpftool and the bpf selftests) and
- * scripts/bpf_doc.py (libbpf generates bpf_helper_defs.h with it). For kselftest targets,
+ * top folder. Program targets alone: what each one's build reads. For kselftest targets (which
+ * cover what a program target reads: tools/ and scripts/),
  * measured on 7.3.4: 123 MB of the 1.6 GB tree. Besides tools/ and the specs:
  * - Documentation/netlink/*.yaml: the YNL generator validates every spec against them;
  * - MAINTAINERS: ynl_gen_c.py finds the kernel root by it and loops forever without it;
@@ -134,7 +143,7 @@ export function isProgramTarget(target: string): boolean {
  */
 export function sourceMembers(series: string, targets: readonly string[]): string[] {
   const top = `linux-source-${series}`;
-  if (targets.every(isProgramTarget)) return [`${top}/tools/*`, `${top}/scripts/bpf_doc.py`];
+  if (targets.every(isProgramTarget)) return [...new Set(targets.flatMap((t) => PROGRAM_TARGETS[t]!.sourceMembers(top)))];
   return [
     'tools/*',
     'Documentation/netlink/*',
@@ -390,10 +399,12 @@ export async function ensureSelftests(opts: SelftestsOptions): Promise<Selftests
   await mkdir(installDir, { recursive: true });
   try {
     const members = sourceMembers(series, targets);
-    const src = await timed(ro, `unpacking ${plan.kselftestTargets.length > 0 ? 'tools/, the netlink specs and what make headers needs' : 'tools/ and scripts/bpf_doc.py'}`, () => unpackSource(deb, series, members, join(tmp, 'src'), ro));
+    const src = await timed(ro, `unpacking ${plan.kselftestTargets.length > 0 ? 'tools/, the netlink specs and what make headers needs' : `what ${plan.programTargets.join(', ')} read${plan.programTargets.length > 1 ? '' : 's'}`}`, () =>
+      unpackSource(deb, series, members, join(tmp, 'src'), ro),
+    );
     const { results, warnings } = plan.kselftestTargets.length > 0 ? await buildTree(src, plan.kselftestTargets, installDir, ro) : { results: [], warnings: [] };
     for (const target of plan.programTargets) {
-      const build = PROGRAM_TARGETS[target]!;
+      const { build } = PROGRAM_TARGETS[target]!;
       results.push(await timed(ro, `building ${target}`, () => build(src, installDir, { ...ro, env: buildEnv() })));
     }
     const buildSeconds = Math.round((Date.now() - started) / 1000);

@@ -38,6 +38,14 @@ const SCRIPTS = [XSKXCEIVER_SCRIPT, 'xsk_prereqs.sh'];
  */
 const JOBS = `-j${Math.min(2, availableParallelism())}`;
 
+/**
+ * What the build reads of the source tree, under its top folder `top`: tools/ (libbpf, bpftool
+ * and the bpf selftests) and scripts/bpf_doc.py (libbpf generates bpf_helper_defs.h with it).
+ */
+export function xskxceiverSourceMembers(top: string): string[] {
+  return [`${top}/tools/*`, `${top}/scripts/bpf_doc.py`];
+}
+
 /** Builds xskxceiver in the unpacked tree `src` and installs it under `installDir`. */
 export async function buildXskxceiver(src: string, installDir: string, ro: RunOptions): Promise<TargetResult> {
   const build = join(src, 'xskxceiver-build');

@@ -10,16 +10,13 @@
 #   zcnic.kselftest_dir=PATH            the installed tree (a host path: run_kselftest.sh,
 #                                       kselftest-list.txt)
 #   zcnic.kselftest_targets=T[,T...]    the collections to run (drivers/net,drivers/net/hw)
-#   zcnic.local_mac, zcnic.remote_mac   which NIC is which
+#   zcnic.local_mac, zcnic.remote_mac   which NIC is which (lib/nic-pair.sh)
 #   zcnic.machine_slow=auto|yes|no      KSFT_MACHINE_SLOW for the tests (auto: yes under TCG)
 #   zcnic.accel=tcg|kvm                 set by the harness for every boot
 # A test's name is the runner's COLLECTION:TEST (drivers/net:ping.py).
 
-KSELFTEST_LOCAL_V4=192.0.3.1
-KSELFTEST_REMOTE_V4=192.0.3.2
-KSELFTEST_LOCAL_V6=2001:db8:1::1
-KSELFTEST_REMOTE_V6=2001:db8:1::2
-KSELFTEST_NETNS=ns-remote
+. "$ZCNIC_SUITES_DIR/lib/nic-pair.sh"
+
 # The environment of every test (NetDrvEpEnv's variables), written once per boot.
 KSELFTEST_ENV=/tmp/kselftest.env
 
@@ -34,35 +31,13 @@ kselftest_list() {
 ZCNIC_TESTS=$(kselftest_list)
 ZCNIC_RUN_TEST=run_kselftest
 
-# Both NICs addressed as NIPA addresses them; the second in its own namespace.
+# The two NICs (lib/nic-pair.sh) as NetDrvEpEnv's variables name them.
 kselftest_setup() {
 	[ -r "$KSELFTEST_ENV" ] && return 0
-	local_if=$(iface_by_mac "$ZCNIC_LOCAL_MAC") || fail "no interface with the local NIC's MAC $ZCNIC_LOCAL_MAC"
-	remote_if=$(iface_by_mac "$ZCNIC_REMOTE_MAC") || fail "no interface with the remote NIC's MAC $ZCNIC_REMOTE_MAC"
-	# Only init's IPv4 address goes: flushing all would take the link-local IPv6 address too,
-	# which comes back only with the link, and the IPv6 variants of xdp.py then lost every
-	# exchange (seen on both devices: the remote's neighbour entry for NETIF stayed FAILED).
-	# IPv6 addresses go when a link goes down (stats.py takes NETIF down and up) unless the
-	# interface keeps them: without it every IPv6 case after stats.py failed, on both devices.
-	host_run sysctl -q -w "net.ipv6.conf.$local_if.keep_addr_on_down=1" &&
-		host_run ip -4 addr flush dev "$local_if" &&
-		host_run ip netns add "$KSELFTEST_NETNS" &&
-		host_run ip link set "$remote_if" netns "$KSELFTEST_NETNS" &&
-		host_run ip addr add "$KSELFTEST_LOCAL_V4/24" dev "$local_if" &&
-		host_run ip -6 addr add "$KSELFTEST_LOCAL_V6/64" dev "$local_if" nodad &&
-		host_run ip link set "$local_if" up &&
-		host_run ip netns exec "$KSELFTEST_NETNS" sysctl -q -w "net.ipv6.conf.$remote_if.keep_addr_on_down=1" &&
-		host_run ip -n "$KSELFTEST_NETNS" link set lo up &&
-		host_run ip -n "$KSELFTEST_NETNS" addr add "$KSELFTEST_REMOTE_V4/24" dev "$remote_if" &&
-		host_run ip -n "$KSELFTEST_NETNS" -6 addr add "$KSELFTEST_REMOTE_V6/64" dev "$remote_if" nodad &&
-		host_run ip -n "$KSELFTEST_NETNS" link set "$remote_if" up ||
-		fail "cannot set up the two NICs ($local_if here, $remote_if in $KSELFTEST_NETNS)"
-	# The remote's link comes up through linkwatch; a first test should not race it.
-	host_run ip netns exec "$KSELFTEST_NETNS" ping -c 1 -W 5 "$KSELFTEST_LOCAL_V4" >/dev/null ||
-		diag "the remote NIC does not answer yet (ping $KSELFTEST_LOCAL_V4 from $KSELFTEST_NETNS)"
+	nic_pair_setup
 	slow=$(kselftest_machine_slow)
-	echo "NETIF=$local_if LOCAL_V4=$KSELFTEST_LOCAL_V4 REMOTE_V4=$KSELFTEST_REMOTE_V4 LOCAL_V6=$KSELFTEST_LOCAL_V6 REMOTE_V6=$KSELFTEST_REMOTE_V6 REMOTE_TYPE=netns REMOTE_ARGS=$KSELFTEST_NETNS${slow:+ KSFT_MACHINE_SLOW=$slow}" >"$KSELFTEST_ENV"
-	diag "NICs: $local_if (NETIF), $remote_if in $KSELFTEST_NETNS; KSFT_MACHINE_SLOW=${slow:-unset}"
+	echo "NETIF=$NIC_PAIR_LOCAL_IF LOCAL_V4=$NIC_PAIR_LOCAL_V4 REMOTE_V4=$NIC_PAIR_REMOTE_V4 LOCAL_V6=$NIC_PAIR_LOCAL_V6 REMOTE_V6=$NIC_PAIR_REMOTE_V6 REMOTE_TYPE=netns REMOTE_ARGS=$NIC_PAIR_NETNS${slow:+ KSFT_MACHINE_SLOW=$slow}" >"$KSELFTEST_ENV"
+	diag "KSFT_MACHINE_SLOW=${slow:-unset}"
 }
 
 # KSFT_MACHINE_SLOW, the selftests' own allowance for a slow machine (netdev's CI sets it for

@@ -18,6 +18,7 @@ import {
   type SelftestsManifest,
   type TargetResult,
 } from '../../images/selftests.js';
+import { MSG_ZEROCOPY_TARGET } from '../../images/msg-zerocopy.js';
 import { XSKXCEIVER_TARGET } from '../../images/xskxceiver.js';
 
 test('the kernel series comes from a series, a release, a package version or debian:X.Y', () => {
@@ -55,9 +56,16 @@ test('tar members: xskxceiver alone reads tools/ (libbpf, bpftool, the bpf selft
   assert.equal(sourceMembers('7.3', [XSKXCEIVER_TARGET]), ['linux-source-7.3/tools/*', 'linux-source-7.3/scripts/bpf_doc.py']);
 });
 
-test('bpf/xskxceiver is a program target; kselftest targets, bpf itself included, are not', () => {
+test('tar members: msg_zerocopy alone reads its one source file; with xskxceiver, what both read', () => {
+  const source = 'linux-source-6.12/tools/testing/selftests/net/msg_zerocopy.c';
+  assert.equal(sourceMembers('6.12', [MSG_ZEROCOPY_TARGET]), [source]);
+  assert.equal(sourceMembers('6.12', [XSKXCEIVER_TARGET, MSG_ZEROCOPY_TARGET]), ['linux-source-6.12/tools/*', 'linux-source-6.12/scripts/bpf_doc.py', source]);
+});
+
+test('bpf/xskxceiver and net/msg_zerocopy are program targets; kselftest targets, bpf and net themselves included, are not', () => {
   assert.ok(isProgramTarget(XSKXCEIVER_TARGET));
-  for (const t of ['bpf', 'drivers/net', 'net/lib', 'bpf/test_progs', 'toString']) assert.not.ok(isProgramTarget(t), t);
+  assert.ok(isProgramTarget(MSG_ZEROCOPY_TARGET));
+  for (const t of ['bpf', 'net', 'drivers/net', 'net/lib', 'bpf/test_progs', 'toString']) assert.not.ok(isProgramTarget(t), t);
 });
 
 test('build plan: a program target is added to the cached tree, which is not rebuilt for it', () => {
