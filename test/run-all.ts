@@ -139,6 +139,10 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   // and the device segments for the netns peer (QEMU 7.2 forwards HOST_TSO4 to a vhost-user
   // backend as well; the default layer keeps the MTU-sized path).
   { name: "guest suites on Debian's QEMU 10, the device offering TSO", suites: ['smoke', 'xdpsock', 'msg-zerocopy'], options: ['--qemu', 'debian:10', '--tso'] },
+  // The kernel's own msg_zerocopy with -Z (every completion zero-copy) between two zcnic NICs
+  // on the wire port, and its negative control (scatter-gather off makes the kernel copy).
+  // It runs alone (the NIC pair); about 1 min on 7.3 under TCG.
+  { name: "the kernel's msg_zerocopy -Z between two zcnic NICs (newest Debian kernel)", suites: ['kernel-msg-zerocopy'], options: ['--kernel', 'debian:latest'] },
   // A few minutes of the kernel's own selftests (make selftests runs them all): each nested
   // result counts, on two zcnic NICs, and QEMU's virtio-net runs them too as the reference.
   // ping.py covers generic and native XDP, single and multi-buffer (MTU 9000); xdp.py is left
