@@ -6,9 +6,9 @@
  */
 import { Counter } from './counters.js';
 import { QueueError, type QueueErrorReporter } from './queue-errors.js';
-import type { Vring } from './vring.js';
+import type { Virtqueue } from './virtqueue.js';
 
-export function followDriverReset(ring: Vring, counters: Float64Array, reporter: QueueErrorReporter, queueIndex: number): void {
+export function followDriverReset(ring: Virtqueue, counters: Float64Array, reporter: QueueErrorReporter, queueIndex: number): void {
   const was = ring.publishedUsedIdx;
   const dropped = ring.restartAfterDriverReset();
   counters[Counter.driverQueueResets]!++;

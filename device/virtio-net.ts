@@ -8,7 +8,7 @@ import { Counter, createCounters, describeCounters, MAXIMUM_COUNTERS, sumCounter
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
-import type { RingLayout } from './vring.js';
+import type { RingLayout } from './virtqueue.js';
 
 export interface VirtioNetOptions {
   readonly queuePairs: number;
