@@ -1,6 +1,6 @@
 /**
  * The validated walk of one descriptor chain, split (virtio 1.2 2.7.5 and 2.7.5.3) or packed
- * (2.8.6 and 2.8.19): the only code that reads descriptors. Every rule a driver can break is
+ * (2.8, its scatter-gather and indirect sections): the only code that reads descriptors. Every rule a driver can break is
  * checked here, once, and both layouts record their buffers through the same checks: head and
  * next inside the table, no loop (no chain longer than the queue: a split chain that comes back
  * on itself, a packed one whose NEXT flags go round the ring), every buffer inside one region of
@@ -75,7 +75,7 @@ export class DescriptorChain {
     this.memory = memory;
     this.ring = ring;
     this.indirectAllowed = indirectAllowed;
-    // A chain may not be longer than the queue (2.7.5.3.1, 2.8.18), indirect tables included.
+    // A chain may not be longer than the queue (2.7.5.3.1, and the packed ring's scatter-gather rules), indirect tables included.
     const capacity = ring.size;
     this.region = new Int32Array(capacity);
     this.offset = new Float64Array(capacity);
@@ -135,8 +135,8 @@ export class DescriptorChain {
 
   /**
    * A packed chain: consecutive ring descriptors while NEXT is set, wrapping at the ring's end,
-   * the buffer id in the last one (2.8.6); or one descriptor pointing at an indirect table whose
-   * descriptors follow each other, as many as fit its length, WRITE their only flag (2.8.19).
+   * the buffer id in the last one; or one descriptor pointing at an indirect table whose
+   * descriptors follow each other, as many as fit its length, WRITE their only flag (the packed indirect rules).
    * The caller checked that the first one is available; the driver makes the rest available
    * with it (it writes the first's flags last).
    */

@@ -8,8 +8,8 @@
  * Completion is in order (see virtqueue.ts), so the used element of a chain goes in the slot
  * where that chain started, with the wrap counter of that slot: the driver, whatever IN_ORDER
  * says, finds its next used element at its last used slot plus the descriptors of the buffer it
- * last got back (2.8.7). A burst's elements are written at publish, the first one's flags last
- * (2.8.21: the driver sees none of the batch before all of it).
+ * last got back. A burst's elements are written at publish, the first one's flags last
+ * (the spec's batching of used descriptors: the driver sees none of the batch before all of it).
  */
 import type { GuestMemory } from 'vfio-user-ts';
 import { isValidQueueSize, MAX_QUEUE_SIZE, PackedDescFlags, PackedEventFlags, DescFlags } from 'vfio-user-ts';

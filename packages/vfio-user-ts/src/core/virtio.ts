@@ -20,7 +20,7 @@ export const DescFlags = { next: 1, write: 2, indirect: 4 } as const;
 export const RingFlags = { usedNoNotify: 1, availNoInterrupt: 1 } as const;
 
 /**
- * The packed ring's own descriptor flag bits (2.8.1): a descriptor is available when AVAIL
+ * The packed ring's own descriptor flag bits (2.8): a descriptor is available when AVAIL
  * equals the driver's wrap counter and USED does not; used when both equal the device's.
  * NEXT, WRITE and INDIRECT keep their DescFlags values.
  */
