@@ -5,7 +5,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { byteSpace, DescFlags, PackedEventFlags } from 'vfio-user-ts';
 import { Counter, createCounters } from '../../device/counters.js';
-import { ChainError, DescriptorChain } from '../../device/descriptor-chain.js';
+import { ChainError, chainErrorNames, DescriptorChain } from '../../device/descriptor-chain.js';
 import { PackedRing } from '../../device/packed-ring.js';
 import { queueErrorNames } from '../../device/queue-errors.js';
 import { ReceiveQueue } from '../../device/receive-queue.js';
@@ -393,6 +393,48 @@ test('seeded traffic: chains of random lengths, direct or indirect, completed in
     assert.ok(completed > 100, `seed ${seed}: ${completed} completed`);
     guest.close();
   }
+});
+
+test('seeded hostile rings: random descriptors and tables never throw; every chain is sent, refused and counted, or breaks the ring once', () => {
+  // Each flag with its own odds: mostly available (AVAIL without USED on lap 1), short chains,
+  // now and then indirect, writable, used, or pointing outside memory.
+  const odds: Array<[number, number]> = [[DescFlags.next, 0.3], [DescFlags.write, 0.05], [DescFlags.indirect, 0.1], [1 << 7, 0.9], [1 << 15, 0.1]];
+  const seen = { broken: 0, frames: 0, refused: 0 };
+  for (let seed = 1; seed <= 50; seed++) {
+    const prng = new Prng(`hostile ${seed}`);
+    const guest = new FakeGuest();
+    const size = 2 << prng.int(4);
+    const queue = new FakePackedQueue(guest, size);
+    const tables = Array.from({ length: 4 }, () => guest.alloc(16 * 8, 16));
+    const address = (): number => (prng.chance(0.9) ? 0x100000 + prng.int(2 << 20) : prng.pick([0x10, 2 ** 40, 2 ** 64 - 4096]));
+    const randomDescriptor = (slot: number, table?: number): void => {
+      const flags = odds.reduce((f, [bit, p]) => (prng.chance(p) ? f | bit : f), 0);
+      const indirect = (flags & DescFlags.indirect) !== 0;
+      const addr = indirect && prng.chance(0.9) ? tables[prng.int(4)]! : address();
+      const length = indirect ? 16 * prng.int(10) : prng.chance(0.9) ? 12 + prng.int(100) : prng.pick([0, 1, 0xffffffff]);
+      queue.setDescriptor(slot, addr, length, prng.int(0x10000), flags, table);
+    };
+    for (const table of tables) for (let i = 0; i < 8; i++) randomDescriptor(i, table);
+    for (let slot = 0; slot < size; slot++) randomDescriptor(slot);
+    const counters = createCounters();
+    let fatal = 0;
+    let frames = 0;
+    const tx = new TransmitQueue(guest.memory, queue.ring(), prng.chance(0.8), 12, counters, { transmitted: () => frames++ }, { queueError: (_q, _kind, isFatal) => (fatal += isFatal ? 1 : 0) }, 1);
+    let taken = 0;
+    for (let burst = 0; burst < 4; burst++) taken += tx.processBurst(64);
+    const chainErrors = counters.subarray(Counter.chainErrors, Counter.chainErrors + chainErrorNames.length - 1).reduce((n, v) => n + v, 0);
+    assert.is(fatal, chainErrors, `seed ${seed}: one report per broken ring`);
+    assert.ok(chainErrors <= 1, `seed ${seed}: the ring stops at its first bad chain`);
+    assert.is(tx.broken, chainErrors === 1, `seed ${seed}`);
+    assert.is(counters[Counter.txFrames], frames, `seed ${seed}`);
+    assert.is(tx.ring.publishedUsedIdx, taken, `seed ${seed}: every chain taken and not broken is completed`);
+    seen.broken += chainErrors;
+    seen.frames += frames;
+    seen.refused += taken - frames;
+    guest.close();
+  }
+  // The seeds reach all three outcomes.
+  assert.ok(seen.broken > 5 && seen.frames > 5 && seen.refused > 5, JSON.stringify(seen));
 });
 
 test.run();
