@@ -42,7 +42,7 @@ export class PackedRing implements Virtqueue {
   readonly size: number;
   readonly descRegion: number;
   readonly descOffset: number;
-  /** A driver's reset of a packed ring leaves nothing the device alone writes: it is not followed. */
+  /** VIRTIO_F_RING_RESET was negotiated: see driverReset(). */
   followsDriverResets = false;
   readonly recovery: InflightRecovery | null = null;
   private readonly desc16: Uint16Array;
@@ -78,6 +78,10 @@ export class PackedRing implements Virtqueue {
   private signalled = false;
   /** The base the ring started from: a restart, not a fresh ring, when it is not slot 0 of the first lap. */
   private readonly restarted: boolean;
+  /** The device has written its event suppression since the start (or the last reset followed). */
+  private suppressionWritten = false;
+  /** A driver's reset seen in the device area just before the device wrote over it. */
+  private resetSeen = false;
 
   private constructor(memory: GuestMemory, addresses: VringAddresses, descRegion: number, driverEvent: Uint16Array, deviceEvent: Uint16Array, eventIdx: boolean, base: number) {
     const size = addresses.size;
@@ -302,27 +306,65 @@ export class PackedRing implements Virtqueue {
     return true;
   }
 
-  /** ENABLE; with EVENT_IDX, DESC at the next slot to take (a kick for anything after it). */
+  /**
+   * ENABLE; with EVENT_IDX, DESC at the next slot to take (a kick for anything after it). The
+   * device area never holds all zeros after a device write (off_wrap, which the driver reads only
+   * with DESC, is then WRAP_BIT), so that a driver's reset, which zeroes it, shows (driverReset).
+   */
   enableKicks(): void {
+    this.noticeReset();
     const deviceEvent = this.deviceEvent;
     if (this.eventIdx) {
       deviceEvent[EVENT_OFF_WRAP] = this.availSlot | (this.availWrap === 1 ? WRAP_BIT : 0);
       Atomics.store(deviceEvent, EVENT_FLAGS, PackedEventFlags.desc);
     } else {
+      deviceEvent[EVENT_OFF_WRAP] = WRAP_BIT;
       Atomics.store(deviceEvent, EVENT_FLAGS, PackedEventFlags.enable);
     }
   }
 
   disableKicks(): void {
+    this.noticeReset();
     this.deviceEvent[EVENT_FLAGS] = PackedEventFlags.disable;
   }
 
+  /**
+   * Whether the driver reset the ring (VIRTIO_F_RING_RESET) since the device last looked: Linux's
+   * virtqueue_reset() zeroes a packed ring's descriptors and both event suppression structures and
+   * starts its wrap counter over, and the device area is otherwise written by the device alone,
+   * never to all zeros. A kick right after the reset makes the device write there before a queue
+   * looks, so every device write checks first (noticeReset).
+   */
   driverReset(): boolean {
-    return false;
+    if (!this.followsDriverResets) return false;
+    return this.resetSeen || this.deviceAreaZeroed();
   }
 
-  /** Never called: driverReset() never says so. */
+  private deviceAreaZeroed(): boolean {
+    return this.suppressionWritten && Atomics.load(this.deviceEvent, EVENT_FLAGS) === 0 && Atomics.load(this.deviceEvent, EVENT_OFF_WRAP) === 0;
+  }
+
+  private noticeReset(): void {
+    if (this.followsDriverResets && this.deviceAreaZeroed()) this.resetSeen = true;
+    this.suppressionWritten = true;
+  }
+
+  /**
+   * Starts over as a fresh ring (slot 0, wrap counter 1, nothing taken), as the driver did; the
+   * used elements not yet published are dropped and counted. The first publish notifies.
+   */
   restartAfterDriverReset(): number {
-    return 0;
+    const dropped = this.pushed;
+    this.availSlot = 0;
+    this.availWrap = 1;
+    this.usedSlot = 0;
+    this.usedWrap = 1;
+    this.taken = 0;
+    this.pushed = 0;
+    this.takenSlots = 0;
+    this.signalled = false;
+    this.resetSeen = false;
+    this.suppressionWritten = false;
+    return dropped;
   }
 }

@@ -204,19 +204,11 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
   }
 
   /**
-   * The queue's rings in the layout negotiated (RING_PACKED or split); a split ring is recovered
-   * from its inflight region when the frontend keeps one.
+   * The queue's rings, following the driver's own queue resets when it negotiated RING_RESET; a
+   * split ring recovered from an inflight region says how.
    */
   private openRing(memory: GuestMemory, start: QueueStart): Virtqueue | string {
-    const eventIdx = hasFeature(start.features, FeatureBit.ringEventIdx);
-    if (hasFeature(start.features, FeatureBit.ringPacked)) {
-      // The state file counts completions by the split ring's used.idx, which a restart reads back.
-      if (this.state) return '--state needs the split ring (the packed one keeps no used index in guest memory)';
-      return PackedRing.create(memory, start.addresses, eventIdx, start.base, Boolean(start.inflight));
-    }
-    const inflight = mapInflight(start);
-    if (typeof inflight === 'string') return inflight;
-    const ring = Vring.create(memory, start.addresses, eventIdx, start.base, inflight);
+    const ring = this.ringOfLayout(memory, start);
     if (typeof ring === 'string') return ring;
     ring.followsDriverResets = hasFeature(start.features, FeatureBit.ringReset);
     const recovery = ring.recovery;
@@ -225,6 +217,19 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
       this.reports.send(start.queue, 'inflightRecovery', detail, false);
     }
     return ring;
+  }
+
+  /** The rings in the layout negotiated (RING_PACKED or split), the split one with the frontend's inflight region if it keeps one. */
+  private ringOfLayout(memory: GuestMemory, start: QueueStart): Virtqueue | string {
+    const eventIdx = hasFeature(start.features, FeatureBit.ringEventIdx);
+    if (hasFeature(start.features, FeatureBit.ringPacked)) {
+      // The state file counts completions by the split ring's used.idx, which a restart reads back.
+      if (this.state) return '--state needs the split ring (the packed one keeps no used index in guest memory)';
+      return PackedRing.create(memory, start.addresses, eventIdx, start.base, Boolean(start.inflight));
+    }
+    const inflight = mapInflight(start);
+    if (typeof inflight === 'string') return inflight;
+    return Vring.create(memory, start.addresses, eventIdx, start.base, inflight);
   }
 
   /** Makes the ring the pair's transmit or receive side, as the negotiated features shape it. */

@@ -437,4 +437,36 @@ test('seeded hostile rings: random descriptors and tables never throw; every cha
   assert.ok(seen.broken > 5 && seen.frames > 5 && seen.refused > 5, JSON.stringify(seen));
 });
 
+test('a driver\'s queue reset (RING_RESET): seen in the zeroed device area, even after a kick rewrote it, and followed', () => {
+  for (const eventIdx of [false, true]) {
+    const { guest, queue, ring, chain } = setup(8, { eventIdx });
+    ring.enableKicks();
+    for (let i = 0; i < 3; i++) queue.post([{ length: 1 }, { length: 1 }]);
+    ring.availableCount();
+    ring.take(chain);
+    ring.pushUsed(chain.head, 0);
+    ring.publishUsed();
+    ring.take(chain);
+    ring.pushUsed(chain.head, 0);
+    queue.resetRing();
+    assert.is(ring.driverReset(), false, 'not followed without RING_RESET');
+    ring.followsDriverResets = true;
+    assert.is(ring.driverReset(), true, `eventIdx ${eventIdx}`);
+    ring.disableKicks();
+    assert.is(ring.driverReset(), true, 'still seen after the kick handler wrote over it');
+    assert.is(ring.restartAfterDriverReset(), 1, 'the used element not yet published is dropped');
+    assert.is(ring.driverReset(), false);
+    const id = queue.post([{ length: 7 }], { id: 300 });
+    assert.is(ring.availableCount(), 1, 'the ring starts over at slot 0, wrap counter 1');
+    ring.take(chain);
+    assert.is(chain.head, id);
+    ring.pushUsed(chain.head, 0);
+    assert.is(ring.publishUsed(), true, 'the first publish after the reset notifies');
+    assert.equal(queue.takeUsed(), { id, length: 0, written: false });
+    ring.enableKicks();
+    assert.is(ring.driverReset(), false, 'the device\'s own writes never look like a reset');
+    guest.close();
+  }
+});
+
 test.run();

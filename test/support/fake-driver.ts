@@ -302,6 +302,22 @@ export class FakePackedQueue {
     }
   }
 
+  /**
+   * What Linux's virtqueue_reset() does to a packed ring it keeps (virtqueue_reset_packed): the
+   * descriptors and both event suppression structures zeroed, posting starting over at slot 0
+   * with wrap counter 1.
+   */
+  resetRing(): void {
+    this.guest.write(this.descAddr, new Uint8Array(16 * this.size));
+    this.guest.write(this.driverEventAddr, new Uint8Array(4));
+    this.guest.write(this.deviceEventAddr, new Uint8Array(4));
+    this.availSlot = 0;
+    this.availWrap = 1;
+    this.usedSlot = 0;
+    this.usedWrap = 1;
+    this.descriptorsOf.clear();
+  }
+
   /** The next used element, as virtqueue_get_buf would find it, or null when none is there yet. */
   takeUsed(): { id: number; length: number; written: boolean } | null {
     const at = this.descAddr + 16 * this.usedSlot;
