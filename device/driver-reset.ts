@@ -1,8 +1,8 @@
 /**
  * Following a driver's own reset of one queue (VIRTIO_F_RING_RESET, inferred by
- * Vring.driverReset): the ring starts over, and the reset is counted and reported once, the same
- * for the transmitq and the receiveq. The queue clears its own state (broken, stalled, what it
- * remembers of the last frame) itself.
+ * Virtqueue.driverReset, split or packed): the ring starts over, and the reset is counted and
+ * reported once, the same for the transmitq and the receiveq. The queue clears its own state
+ * (broken, stalled, what it remembers of the last frame) itself.
  */
 import { Counter } from './counters.js';
 import { QueueError, type QueueErrorReporter } from './queue-errors.js';

@@ -259,7 +259,7 @@ export class TransmitQueue {
 
   private breakRing(kind: QueueErrorKind, head: number, a: number, b: number, c: number): void {
     this.broken = true;
-    // A broken ring wants no kicks; parked, a driver's reset of it shows (Vring.driverReset).
+    // A broken ring wants no kicks; parked, a driver's reset of it shows (Virtqueue.driverReset).
     if (this.ring.followsDriverResets) this.ring.disableKicks();
     this.reporter.queueError(this.queueIndex, kind, true, head, a, b, c);
   }
