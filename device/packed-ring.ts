@@ -30,6 +30,11 @@ const ID_U16 = 6;
 const FLAGS_U16 = 7;
 const LEN_U32 = 2;
 
+/** Whether a chain goes on after the descriptor with `flags` (an indirect one ends it: NEXT with it is the walk's error). */
+function chainContinues(flags: number): boolean {
+  return (flags & DescFlags.next) !== 0 && (flags & DescFlags.indirect) === 0;
+}
+
 /** Whether the descriptor with `flags` is available to a device whose driver wrap counter is `wrap` (1 or 0). */
 function isAvailable(flags: number, wrap: number): boolean {
   const avail = (flags & PackedDescFlags.avail) !== 0 ? 1 : 0;
@@ -146,9 +151,9 @@ export class PackedRing implements Virtqueue {
   /**
    * Chains available from the next slot on: each first descriptor's flags are read (the driver
    * writes them last), the rest of its chain is skipped by NEXT. The count stops at a slot not
-   * yet available, and at the ring descriptors the device holds untaken-back: a chain that does
-   * not end inside them counts when nothing is held (its walk then fails, chainTooLong), else
-   * waits for the next publish. Never -1: a packed ring has no index to jump.
+   * yet available, and where the slots the device holds (taken, not yet used) begin: a chain
+   * that runs into them counts when the device holds none (it is longer than the ring; its walk
+   * fails, chainTooLong), else waits for the next publish. Never -1: no index to jump.
    */
   availableCount(): number {
     const desc16 = this.desc16;
@@ -168,8 +173,8 @@ export class PackedRing implements Virtqueue {
           slot = 0;
           wrap ^= 1;
         }
-      } while ((flags & DescFlags.next) !== 0 && (flags & DescFlags.indirect) === 0 && scanned < room);
-      if ((flags & DescFlags.next) !== 0 && (flags & DescFlags.indirect) === 0) {
+      } while (chainContinues(flags) && scanned < room);
+      if (chainContinues(flags)) {
         if (this.takenSlots === 0) chains++;
         break;
       }
