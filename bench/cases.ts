@@ -27,6 +27,8 @@ export interface BenchSettings {
   zcnicCpus: string | undefined;
   /** What zcnic's sink does with each transmitq frame (see plan.ts). */
   sinkWork: SinkWork;
+  /** The frontend asks for packed rings (virtio-user packed_vq=1). */
+  packedRing: boolean;
   log: (msg: string) => void;
   verbose: boolean;
   /** Aborts waits when the bench is interrupted. */
@@ -81,6 +83,14 @@ interface BackendEnd {
   problems: string[];
   /** A copying sink that did not copy every frame: why (the measurement is then void). */
   notCopied?: string;
+  /** Queues that ran another ring layout than the bench asked for (the measurement is then void). */
+  wrongLayout?: string;
+}
+
+/** The device's queues that did not run `layout`, as a sentence; null when all did. */
+function layoutMismatch(final: DeviceStats, layout: 'split' | 'packed'): string | null {
+  const others = final.queues.filter((q) => q.layout !== layout);
+  return others.length === 0 ? null : `asked for ${layout} rings, but queue(s) ${others.map((q) => `${q.index} ran ${q.layout}`).join(', ')}`;
 }
 
 function frontendPackets(s: PortStats, d: Direction): number {
@@ -152,7 +162,7 @@ async function startZcnic(plan: NonNullable<SessionPlan['zcnic']>, socket: strin
   });
 }
 
-function zcnicBackend(spec: CaseSpec, device: ZcnicDevice, mustCopy: boolean): Backend {
+function zcnicBackend(spec: CaseSpec, device: ZcnicDevice, mustCopy: boolean, layout: 'split' | 'packed'): Backend {
   const pick = (s: DeviceStats): number =>
     spec.direction === 'transmitq' ? s.transmitq.frames : s.receiveq.frames;
   let closing: Promise<BackendEnd> | undefined;
@@ -171,7 +181,8 @@ function zcnicBackend(spec: CaseSpec, device: ZcnicDevice, mustCopy: boolean): B
         if (!exit.final) problems.push(`zcnic final stats missing: ${exit.finalError}`);
         // A copying sink proves it copied: every frame it took went through the verifier.
         const shortfall = mustCopy && exit.final ? copyShortfall(exit.final) : null;
-        return { final: exit.final ? pick(exit.final) : null, problems, ...(shortfall ? { notCopied: shortfall } : {}) };
+        const wrongLayout = exit.final ? layoutMismatch(exit.final, layout) : null;
+        return { final: exit.final ? pick(exit.final) : null, problems, ...(shortfall ? { notCopied: shortfall } : {}), ...(wrongLayout ? { wrongLayout } : {}) };
       })),
   };
 }
@@ -234,7 +245,7 @@ export async function withSession<T>(
       backend = dpdkBackend(spec, vhost);
     } else if (plan.zcnic) {
       device = await startZcnic(plan.zcnic, socket, settings);
-      backend = zcnicBackend(spec, device, plan.zcnic.port === 'sink' && plan.zcnic.verify);
+      backend = zcnicBackend(spec, device, plan.zcnic.port === 'sink' && plan.zcnic.verify, settings.packedRing ? 'packed' : 'split');
     } else {
       throw new Error(`internal: no backend planned for ${peer}`);
     }
@@ -243,6 +254,7 @@ export async function withSession<T>(
       socket,
       forwardMode: plan.frontend.mode,
       ...(plan.frontend.txPktLen !== undefined ? { txPktLen: plan.frontend.txPktLen } : {}),
+      ...(settings.packedRing ? { vdevArgs: 'packed_vq=1' } : {}),
       onOutput: outputLogger(settings, 'virtio-user'),
     });
     // The vhost PMD's link comes up only once the frontend has set DRIVER_OK; forwarding
@@ -326,6 +338,7 @@ export async function runCase(spec: CaseSpec, peer: Peer, settings: BenchSetting
   }
   // A copying sink that did not copy measured the wrong work: that is no result.
   if (end.notCopied) throw new Error(end.notCopied);
+  if (end.wrongLayout) throw new Error(end.wrongLayout);
   if (end.final !== null && end.final !== finalFrontend) {
     const why =
       peer === 'zcnic' && spec.direction === 'receiveq'

@@ -44,6 +44,8 @@ export interface BenchReport {
     zcnicCpus: string | null;
     only: string | null;
     sinkWork: SinkWork;
+    /** The frontend asked for packed rings (virtio-user packed_vq=1). */
+    packedRing: boolean;
   };
   rows: Row[];
   /** One entry per heap-check load (--heap-loads); empty when the check did not run. */
@@ -149,7 +151,8 @@ export function markdownReport(rep: BenchReport): string {
     'Both backends face the same DPDK virtio-user frontend (dpdk-testpmd), one forwarding core',
     `each. Rates are the frontend's counter deltas over a ${rep.settings.seconds} s window after a`,
     `${rep.settings.warmupSec} s warm-up (TX packets for transmitq, RX packets for receiveq).` +
-      (rep.settings.repeat > 1 ? ` Best of ${rep.settings.repeat} runs.` : ''),
+      (rep.settings.repeat > 1 ? ` Best of ${rep.settings.repeat} runs.` : '') +
+      ` Rings: ${rep.settings.packedRing ? 'packed (virtio-user packed_vq=1)' : 'split'}.`,
     '',
     'Each row says what each backend does per frame; the frontend does the same in both. Gbit/s',
     'counts the Ethernet frame bytes (no CRC, no virtio-net header), from the frontend\'s byte counter.',

@@ -30,6 +30,8 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --heap-loads LIST       heap loads, LOAD:SIZE with LOAD sink|gen|reflect
                           (default sink:64,sink:1500,gen:1500,reflect:1500)
   --heap-tolerance-mib X  allowed growth of the datapath heap during a heap load (default 1)
+  --packed-ring           the frontend asks for packed rings (virtio-user packed_vq=1), with both
+                          backends (zcnic fails the case if a queue ran another layout)
   --repeat N              run each case N times and report the best (default 1)
   --zcnic-cpus LIST       taskset CPU list for the zcnic process (default 1, the backend's
                           forwarding core; "none" = no pinning)
@@ -53,6 +55,7 @@ interface Cli {
   heapLoads: { load: HeapLoad; frameSize: number }[];
   heapToleranceMib: number;
   sinkWork: SinkWork;
+  packedRing: boolean;
   zcnicCpus: string | undefined;
   zcnicEntry: string;
   out: string;
@@ -82,6 +85,7 @@ function parseCli(argv: string[]): Cli | 'help' {
       'heap-tolerance-mib': { type: 'string' },
       'heap-loads': { type: 'string' },
       sink: { type: 'string' },
+      'packed-ring': { type: 'boolean' },
       'zcnic-cpus': { type: 'string' },
       'zcnic-entry': { type: 'string' },
       out: { type: 'string' },
@@ -130,6 +134,7 @@ function parseCli(argv: string[]): Cli | 'help' {
     heapSeconds,
     heapLoads,
     sinkWork,
+    packedRing: values['packed-ring'] === true,
     heapToleranceMib: positive('heap-tolerance-mib', values['heap-tolerance-mib'], 1),
     zcnicCpus: cpusArg === 'none' ? undefined : cpusArg,
     zcnicEntry: resolve(values['zcnic-entry'] ?? join(ROOT, 'dist', 'cli', 'zcnic.js')),
@@ -225,6 +230,7 @@ async function main(): Promise<number> {
     zcnicEntry: cli.zcnicEntry,
     zcnicCpus: cli.zcnicCpus,
     sinkWork: cli.sinkWork,
+    packedRing: cli.packedRing,
     log,
     verbose: cli.verbose,
     signal: abort.signal,
@@ -266,6 +272,7 @@ async function main(): Promise<number> {
       zcnicCpus: cli.zcnicCpus ?? null,
       only: cli.only,
       sinkWork: cli.sinkWork,
+      packedRing: cli.packedRing,
     },
     rows,
     heap,

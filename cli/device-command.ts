@@ -66,6 +66,10 @@ Options:
                        backend: the device sees it in the ring (used.idx rewritten to 0) and
                        starts that queue over; frames in flight then are dropped (counted), and
                        a ring resize (ethtool -G) is never seen. Off by default for that reason
+  --split-ring-only    withhold VIRTIO_F_RING_PACKED. It is offered by default: a frontend takes it
+                       only when asked (QEMU's virtio-net-pci packed=on, DPDK virtio-user's
+                       packed_vq=1), and the stats then say "layout":"packed" for each queue.
+                       No inflight region (INFLIGHT_SHMFD) and no --state with packed rings
   --access-platform    offer VIRTIO_F_ACCESS_PLATFORM (with the BACKEND_REQ protocol feature QEMU
                        then requires), for QEMU's iommu_platform=on without a vIOMMU: the
                        guest's driver uses the DMA API, addresses stay guest-physical
@@ -109,6 +113,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       poll: { type: 'boolean', default: false },
       verify: { type: 'boolean', default: false },
       'ring-reset': { type: 'boolean', default: false },
+      'split-ring-only': { type: 'boolean', default: false },
       'access-platform': { type: 'boolean', default: false },
       tso: { type: 'boolean', default: false },
       'guest-tso': { type: 'boolean', default: false },
@@ -160,6 +165,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     pcapPath: values.pcap ?? null,
     verify: values.verify,
     ringReset: values['ring-reset'],
+    splitRingOnly: values['split-ring-only'],
     accessPlatform: values['access-platform'],
     tso: values.tso,
     guestTso: values['guest-tso'],

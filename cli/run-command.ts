@@ -46,6 +46,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
                        the peer's tap hands TCP to the guest as GSO frames of up to 64 KiB; QEMU's
                        NIC gets ctrl_guest_offloads=off, so the guest cannot switch them off
                        behind the device's back (native XDP then refuses to attach)
+  --packed-ring        the NIC's queues run on packed rings (VIRTIO_F_RING_PACKED: QEMU's
+                       packed=on; the device offers it unless --split-ring-only); each test's
+                       deviceCounters name the features and every queue's layout
   --rootfs host        the guest's user space is this host's root file system (read-only over 9p,
                        a tmpfs overlay on top): host programs (python3, iproute2, ethtool, socat,
                        iperf3, ...) run on the guest's kernel and NICs; the shell is bash there
@@ -122,6 +125,7 @@ function parse(argv: string[], withSuites: boolean) {
       'xsk-zero-copy': { type: 'boolean', default: false },
       tso: { type: 'boolean', default: false },
       'guest-tso': { type: 'boolean', default: false },
+      'packed-ring': { type: 'boolean', default: false },
       rootfs: { type: 'string', default: 'initramfs' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -184,6 +188,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       xskZeroCopy: values['xsk-zero-copy'],
       tso: values.tso,
       guestTso: values['guest-tso'],
+      packedRing: values['packed-ring'],
       hostRoot: values.rootfs === 'host' || command !== undefined,
       command,
       progress,

@@ -1,14 +1,14 @@
 /**
  * Following a driver's own reset of one queue (VIRTIO_F_RING_RESET, inferred by
- * Vring.driverReset): the ring starts over, and the reset is counted and reported once, the same
- * for the transmitq and the receiveq. The queue clears its own state (broken, stalled, what it
- * remembers of the last frame) itself.
+ * Virtqueue.driverReset, split or packed): the ring starts over, and the reset is counted and
+ * reported once, the same for the transmitq and the receiveq. The queue clears its own state
+ * (broken, stalled, what it remembers of the last frame) itself.
  */
 import { Counter } from './counters.js';
 import { QueueError, type QueueErrorReporter } from './queue-errors.js';
-import type { Vring } from './vring.js';
+import type { Virtqueue } from './virtqueue.js';
 
-export function followDriverReset(ring: Vring, counters: Float64Array, reporter: QueueErrorReporter, queueIndex: number): void {
+export function followDriverReset(ring: Virtqueue, counters: Float64Array, reporter: QueueErrorReporter, queueIndex: number): void {
   const was = ring.publishedUsedIdx;
   const dropped = ring.restartAfterDriverReset();
   counters[Counter.driverQueueResets]!++;

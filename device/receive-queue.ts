@@ -14,10 +14,10 @@ import { followDriverReset } from './driver-reset.js';
 import { NO_RECEIVE_GSO, receiveGsoAllowed, type ReceiveGsoOffloads } from './gso.js';
 import { GSO_ECN, GsoType, NetHeader } from './net-header.js';
 import { QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
-import type { Vring } from './vring.js';
+import type { Virtqueue } from './virtqueue.js';
 
 export class ReceiveQueue {
-  readonly ring: Vring;
+  readonly ring: Virtqueue;
   broken = false;
   /** Set when published used elements want a driver notification; the caller clears it. */
   needsNotify = false;
@@ -43,7 +43,7 @@ export class ReceiveQueue {
 
   constructor(
     memory: GuestMemory,
-    ring: Vring,
+    ring: Virtqueue,
     indirectAllowed: boolean,
     private readonly headerLength: number,
     private readonly mergeable: boolean,
@@ -71,7 +71,7 @@ export class ReceiveQueue {
     const count = this.ring.availableCount();
     if (count < 0) {
       this.counters[Counter.availIndexJump]!++;
-      this.breakRing(QueueError.availIndexJump, 0, this.ring.size, this.ring.lastAvailIdx, 0);
+      this.breakRing(QueueError.availIndexJump, 0, this.ring.size, this.ring.resumeBase, 0);
       this.available = 0;
       return 0;
     }
@@ -125,10 +125,10 @@ export class ReceiveQueue {
         ring.unpushUsed(chains);
         return false;
       }
-      const head = ring.takeHead();
+      const error = ring.take(chain);
+      const head = chain.head;
       this.available--;
       chains++;
-      const error = chain.resolve(head);
       if (error !== ChainError.none) {
         this.counters[Counter.chainErrors + error - 1]!++;
         this.breakRing(error, head, chain.errorDescriptor, chain.errorAddress, chain.errorLength);
@@ -268,7 +268,7 @@ export class ReceiveQueue {
 
   private breakRing(kind: QueueErrorKind, head: number, a: number, b: number, c: number): void {
     this.broken = true;
-    // A broken ring wants no kicks; parked, a driver's reset of it shows (Vring.driverReset).
+    // A broken ring wants no kicks; parked, a driver's reset of it shows (Virtqueue.driverReset).
     if (this.ring.followsDriverResets) this.ring.disableKicks();
     this.reporter.queueError(this.queueIndex, kind, true, head, a, b, c);
   }

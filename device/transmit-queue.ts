@@ -13,7 +13,7 @@ import { GSO_HEADER_VALID, GsoCheck, gsoTypeAllowed, NO_GSO_OFFLOADS, type GsoOf
 import { checksumFits, GSO_ECN, GsoType, NetHeaderFlags } from './net-header.js';
 import { FIRST_GSO_HEADER_ERROR, QueueError, type QueueErrorKind, type QueueErrorReporter } from './queue-errors.js';
 import { MAX_FRAME_LENGTH, MAX_GSO_FRAME_LENGTH, TxFrame } from './tx-frame.js';
-import type { Vring } from './vring.js';
+import type { Virtqueue } from './virtqueue.js';
 
 export interface TxFrameConsumer {
   /** Called once per valid frame; `frame` is only valid during the call. */
@@ -37,7 +37,7 @@ export const linearHeaderRefusals: readonly LinearHeaderRefusal[] = ['stall', 'c
 export const DEFAULT_LINEAR_HEADER_REFUSAL: LinearHeaderRefusal = 'stall';
 
 export class TransmitQueue {
-  readonly ring: Vring;
+  readonly ring: Virtqueue;
   /** Set once the ring broke a rule; the queue does nothing more until it is set up again. */
   broken = false;
   /** Set when published used elements want a driver notification; the caller clears it. */
@@ -53,7 +53,7 @@ export class TransmitQueue {
   /** The GSO features the driver negotiated: which gso_types it may send (none by default). */
   gsoOffloads: GsoOffloads = NO_GSO_OFFLOADS;
   /** Called before each publish of used elements (the state file commits the counts there). */
-  beforePublish: ((ring: Vring) => void) | null = null;
+  beforePublish: ((ring: Virtqueue) => void) | null = null;
   private readonly chain: DescriptorChain;
   private readonly frame: TxFrame;
   private readonly gsoCheck = new GsoCheck();
@@ -62,7 +62,7 @@ export class TransmitQueue {
 
   constructor(
     memory: GuestMemory,
-    ring: Vring,
+    ring: Virtqueue,
     indirectAllowed: boolean,
     private readonly headerLength: number,
     private readonly counters: Float64Array,
@@ -93,8 +93,8 @@ export class TransmitQueue {
     const headerLength = this.headerLength;
     let taken = 0;
     for (; taken < n; taken++) {
-      const head = ring.takeHead();
-      const error = chain.resolve(head);
+      const error = ring.take(chain);
+      const head = chain.head;
       if (error !== ChainError.none) {
         this.breakOnChainError(head, error);
         break;
@@ -188,8 +188,8 @@ export class TransmitQueue {
     if (available < 0) return 0;
     let flushed = 0;
     for (; flushed < available; flushed++) {
-      const head = ring.takeHead();
-      const error = this.chain.resolve(head);
+      const error = ring.take(this.chain);
+      const head = this.chain.head;
       if (error !== ChainError.none) {
         this.breakOnChainError(head, error);
         break;
@@ -206,7 +206,7 @@ export class TransmitQueue {
     const available = ring.availableCount();
     if (available < 0) {
       this.counters[Counter.availIndexJump]!++;
-      this.breakRing(QueueError.availIndexJump, 0, ring.size, ring.lastAvailIdx, 0);
+      this.breakRing(QueueError.availIndexJump, 0, ring.size, ring.resumeBase, 0);
     }
     return available;
   }
@@ -259,7 +259,7 @@ export class TransmitQueue {
 
   private breakRing(kind: QueueErrorKind, head: number, a: number, b: number, c: number): void {
     this.broken = true;
-    // A broken ring wants no kicks; parked, a driver's reset of it shows (Vring.driverReset).
+    // A broken ring wants no kicks; parked, a driver's reset of it shows (Virtqueue.driverReset).
     if (this.ring.followsDriverResets) this.ring.disableKicks();
     this.reporter.queueError(this.queueIndex, kind, true, head, a, b, c);
   }

@@ -8,7 +8,7 @@ import { Counter, createCounters, describeCounters, MAXIMUM_COUNTERS, sumCounter
 import { DatapathWorker } from './datapath/datapath-worker.js';
 import type { DatapathMode, TxPolicy } from './datapath/messages.js';
 import type { PortOptions } from './ports/port.js';
-import type { RingLayout } from './vring.js';
+import type { RingLayout } from './virtqueue.js';
 
 export interface VirtioNetOptions {
   readonly queuePairs: number;
@@ -37,6 +37,11 @@ export interface VirtioNetOptions {
    * Not GUEST_USO4/6: neither QEMU 7.2 nor 10 passes them on to a guest (see HOST_USO).
    */
   readonly guestTso?: boolean;
+  /**
+   * Offer the split ring only: VIRTIO_F_RING_PACKED withheld. It is offered otherwise, and a
+   * frontend takes it only when asked to (QEMU's `packed=on`, DPDK virtio-user's `packed_vq=1`).
+   */
+  readonly splitRingOnly?: boolean;
   /** Offer VIRTIO_F_ACCESS_PLATFORM (see FeatureBit.accessPlatform): so does virtio_net's DMA API use. */
   readonly accessPlatform?: boolean;
   /** Counts that survive a kill (datapath/state-file.ts); one queue pair, one worker. */
@@ -120,6 +125,7 @@ export class VirtioNet implements VirtioDevice {
       FeatureBit.ringIndirectDesc,
       FeatureBit.ringEventIdx,
     ];
+    if (options.splitRingOnly !== true) bits.push(FeatureBit.ringPacked);
     if (options.queuePairs > 1) bits.push(FeatureBit.netMq);
     if (options.ringReset === true) bits.push(FeatureBit.ringReset);
     if (options.accessPlatform === true) bits.push(FeatureBit.accessPlatform);

@@ -10,27 +10,17 @@
  */
 import type { GuestMemory } from 'vfio-user-ts';
 import { isValidQueueSize, MAX_QUEUE_SIZE, RingFlags } from 'vfio-user-ts';
+import type { ChainErrorCode, DescriptorChain } from './descriptor-chain.js';
 import { InflightTracker, type InflightArea, type InflightRecovery } from './inflight-tracker.js';
+import type { RingLayout, Virtqueue, VringAddresses } from './virtqueue.js';
 
 /** The inflight region a ring is started with (tests make their own). */
 export type { InflightArea } from './inflight-tracker.js';
 
-/** How a queue's rings are laid out in guest memory (virtio 1.2 2.7); Vring reads the split layout. */
-export type RingLayout = 'split';
-
-export interface VringAddresses {
-  /** Queue size: a power of two, 1..MAX_QUEUE_SIZE. */
-  readonly size: number;
-  /** Guest-physical addresses of the three parts. */
-  readonly descAddr: number;
-  readonly availAddr: number;
-  readonly usedAddr: number;
-}
-
 /** How far the event index is parked ahead when the device polls and wants no kicks at all. */
 const PARKED_EVENT_DISTANCE = 0x8000;
 
-export class Vring {
+export class Vring implements Virtqueue {
   readonly layout: RingLayout = 'split';
   readonly size: number;
   /** Region and offset of the descriptor table, for DescriptorChain. */
@@ -173,6 +163,15 @@ export class Vring {
     this.suppressionWritten = 0;
     this.inflight?.clearAll();
     return dropped;
+  }
+
+  /** The avail index to resume from (GET_VRING_BASE of a split ring). */
+  get resumeBase(): number {
+    return this.lastAvailIdx;
+  }
+
+  take(chain: DescriptorChain): ChainErrorCode {
+    return chain.resolve(this.takeHead());
   }
 
   /** The next available head (unchecked: DescriptorChain validates it). */

@@ -67,6 +67,11 @@ export interface QemuOptions {
    */
   fixedGuestOffloads?: boolean;
   /**
+   * packed=on: the NIC offers the guest VIRTIO_F_RING_PACKED, so its queues run on packed rings
+   * when the backend offers it too (zcnic's device does unless --split-ring-only).
+   */
+  packedRing?: boolean;
+  /**
    * Several NICs, each on its own backend, instead of the one NIC of `vhostUserSocket` (which
    * then must be absent); `queues` and `accessPlatform` apply to each.
    */
@@ -214,6 +219,7 @@ function nicArgs(o: QemuOptions, nic: NicBackend, i: number, useIntx: boolean): 
   // A transitional device cannot have ACCESS_PLATFORM (legacy drivers know no such bit).
   if (o.accessPlatform === true) dev += ',iommu_platform=on,disable-legacy=on';
   if (o.fixedGuestOffloads === true) dev += ',ctrl_guest_offloads=off';
+  if (o.packedRing === true) dev += ',packed=on';
   dev += useIntx ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
   // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
   dev += ',romfile=';

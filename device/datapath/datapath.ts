@@ -21,7 +21,9 @@ import { QueuePair } from '../queue-pair.js';
 import type { QueueErrorKind, QueueErrorReporter } from '../queue-errors.js';
 import { ReceiveQueue } from '../receive-queue.js';
 import { DEFAULT_LINEAR_HEADER_REFUSAL, TransmitQueue, type LinearHeaderRefusal } from '../transmit-queue.js';
-import { Vring, type RingLayout } from '../vring.js';
+import { PackedRing } from '../packed-ring.js';
+import type { RingLayout, Virtqueue } from '../virtqueue.js';
+import { Vring } from '../vring.js';
 import { createZeroCopyProof } from '../zero-copy-map.js';
 import { GUEST_MEMORY_TRUNCATED, type DatapathMode, type DatapathWorkerData, type FromDatapath, type QueueStart, type ToDatapath, type TxPolicy } from './messages.js';
 import { WireGroup } from '../ports/wire.js';
@@ -195,17 +197,18 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     const queue: ActiveQueue = { start, watcher: this.mode === 'kick' ? this.watchKicks(pair, ring, start.kickFd) : null };
     if (queue.watcher === null) ring.disableKicks();
     this.active.set(start.queue, queue);
-    // See Vring.notifyOnStart: completions a killed predecessor published may never have been signalled.
+    // See Virtqueue.notifyOnStart: completions a killed predecessor published may never have been signalled.
     if (ring.notifyOnStart()) this.notify(start.queue);
     this.scheduler.schedule(pair);
     return { layout: ring.layout };
   }
 
-  /** The queue's rings, recovered from its inflight region when the frontend keeps one. */
-  private openRing(memory: GuestMemory, start: QueueStart): Vring | string {
-    const inflight = mapInflight(start);
-    if (typeof inflight === 'string') return inflight;
-    const ring = Vring.create(memory, start.addresses, hasFeature(start.features, FeatureBit.ringEventIdx), start.base, inflight);
+  /**
+   * The queue's rings, following the driver's own queue resets when it negotiated RING_RESET; a
+   * split ring recovered from an inflight region says how.
+   */
+  private openRing(memory: GuestMemory, start: QueueStart): Virtqueue | string {
+    const ring = this.ringOfLayout(memory, start);
     if (typeof ring === 'string') return ring;
     ring.followsDriverResets = hasFeature(start.features, FeatureBit.ringReset);
     const recovery = ring.recovery;
@@ -216,8 +219,21 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     return ring;
   }
 
+  /** The rings in the layout negotiated (RING_PACKED or split), the split one with the frontend's inflight region if it keeps one. */
+  private ringOfLayout(memory: GuestMemory, start: QueueStart): Virtqueue | string {
+    const eventIdx = hasFeature(start.features, FeatureBit.ringEventIdx);
+    if (hasFeature(start.features, FeatureBit.ringPacked)) {
+      // The state file counts completions by the split ring's used.idx, which a restart reads back.
+      if (this.state) return '--state needs the split ring (the packed one keeps no used index in guest memory)';
+      return PackedRing.create(memory, start.addresses, eventIdx, start.base, Boolean(start.inflight));
+    }
+    const inflight = mapInflight(start);
+    if (typeof inflight === 'string') return inflight;
+    return Vring.create(memory, start.addresses, eventIdx, start.base, inflight);
+  }
+
   /** Makes the ring the pair's transmit or receive side, as the negotiated features shape it. */
-  private attachQueue(memory: GuestMemory, pair: QueuePair, ring: Vring, start: QueueStart): void {
+  private attachQueue(memory: GuestMemory, pair: QueuePair, ring: Virtqueue, start: QueueStart): void {
     const indirect = hasFeature(start.features, FeatureBit.ringIndirectDesc);
     const mergeable = hasFeature(start.features, FeatureBit.netMrgRxbuf);
     const headerLength = negotiatedHeaderLength(start.features);
@@ -235,7 +251,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
   }
 
   /** Kick mode: the driver's kick schedules the pair (which keeps kicks off while it runs). */
-  private watchKicks(pair: QueuePair, ring: Vring, kickFd: number): FdWatcher {
+  private watchKicks(pair: QueuePair, ring: Virtqueue, kickFd: number): FdWatcher {
     ring.enableKicks();
     return sys.watchReadable(kickFd, () => {
       sys.eventfdRead(kickFd);
@@ -252,7 +268,7 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
     queue.watcher?.stop();
     this.active.delete(queueIndex);
     const side = (queueIndex & 1) === 1 ? pair.tx : pair.rx;
-    const base = side ? side.ring.lastAvailIdx : queue.start.base;
+    const base = side ? side.ring.resumeBase : queue.start.base;
     if ((queueIndex & 1) === 1) pair.tx = null;
     else pair.rx = null;
     return base;

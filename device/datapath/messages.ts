@@ -2,7 +2,7 @@
 import type { FeatureWord, MemoryRegion } from 'vfio-user-ts';
 import type { PortOptions } from '../ports/port.js';
 import type { LinearHeaderRefusal } from '../transmit-queue.js';
-import type { RingLayout, VringAddresses } from '../vring.js';
+import type { RingLayout, VringAddresses } from '../virtqueue.js';
 import type { ZeroCopyMapSpec } from '../zero-copy-map.js';
 
 export type DatapathMode = 'kick' | 'poll';

@@ -6,7 +6,7 @@
  */
 import { Counter } from '../counters.js';
 import type { QueuePair } from '../queue-pair.js';
-import type { Vring } from '../vring.js';
+import type { Virtqueue } from '../virtqueue.js';
 import type { StateFile } from './state-file.js';
 
 /**
@@ -37,7 +37,7 @@ export class StateKeeper {
    * start of this process, first continues from the commit marked published, counting how far
    * the ring's used.idx moved since as completed elsewhere. Returns what the start found, once.
    */
-  attach(pair: QueuePair, ring: Vring): StateEvent | null {
+  attach(pair: QueuePair, ring: Virtqueue): StateEvent | null {
     const event = this.restored ? null : this.restore(pair, ring);
     this.restored = true;
     this.commitBeforePublish(pair);
@@ -53,7 +53,7 @@ export class StateKeeper {
     this.file.close();
   }
 
-  private restore(pair: QueuePair, ring: Vring): StateEvent {
+  private restore(pair: QueuePair, ring: Virtqueue): StateEvent {
     const counters = this.counters;
     const restored = this.file.restore(ring.publishedUsedIdx);
     if (!restored) return { kind: 'stateFresh', detail: `no commit in the state file is at or behind used.idx ${ring.publishedUsedIdx}: counting from zero` };

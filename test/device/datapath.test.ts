@@ -13,7 +13,7 @@ import { Datapath } from '../../device/datapath/datapath.js';
 import type { DatapathMode, FromDatapath } from '../../device/datapath/messages.js';
 import type { PortOptions } from '../../device/ports/port.js';
 import { TestFrameVerdict, verifyTestFrame } from '../../device/test-frame.js';
-import { FakeGuest, FakeQueue } from '../support/fake-driver.js';
+import { FakeGuest, FakePackedQueue, FakeQueue } from '../support/fake-driver.js';
 
 const FEATURES = featureMask(FeatureBit.version1, FeatureBit.netMrgRxbuf, FeatureBit.ringEventIdx, FeatureBit.ringIndirectDesc);
 const HEADER = 12;
@@ -289,6 +289,44 @@ test('strict stall: the first refusal stops the transmit queue; leaving stall mo
     assert.is(h.txq.usedIdx(), 12);
   } finally {
     h.close();
+  }
+});
+
+test('RING_PACKED: the queues start on packed rings, a kick sends their frames, stop answers both halves of the base', async () => {
+  const guest = new FakeGuest([{ guestPhysAddr: 0x100000, size: 8 << 20 }]);
+  const counters = createCounters();
+  const messages: FromDatapath[] = [];
+  const datapath = new Datapath({ counters: counters.buffer as SharedArrayBuffer, pairs: [0], mode: 'kick', port: sink, pcapPath: null, verify: true }, (m) => messages.push(m));
+  const queues = [new FakePackedQueue(guest, 256), new FakePackedQueue(guest, 256)];
+  const fds = [0, 1, 2, 3].map(() => sys.eventfdCreate(0, true));
+  try {
+    datapath.handle({ type: 'memory', regions: guest.regions });
+    const features = FEATURES | featureMask(FeatureBit.ringPacked);
+    queues.forEach((q, i) => datapath.handle({ type: 'start', start: { queue: i, addresses: q.addresses, base: 0x80008000, kickFd: fds[i]!, callFd: fds[2 + i]!, features } }));
+    assert.equal(
+      messages.filter((m) => m.type === 'started').map((m) => (m.type === 'started' ? m.result : null)),
+      [{ layout: 'packed' }, { layout: 'packed' }],
+    );
+    const txq = queues[1]!;
+    // Two rounds of 100 chains of 2 descriptors: 400 slots, past the end of the 256-slot ring.
+    for (let round = 1; round <= 2; round++) {
+      for (let i = 0; i < 100; i++) txq.post([{ length: HEADER, data: new Uint8Array(HEADER) }, { length: 60, data: new Uint8Array(60).fill(i) }]);
+      sys.eventfdWrite(fds[1]!, 1);
+      await until(() => describeCounters(counters).transmitq.frames === 100 * round, `${100 * round} frames`);
+      let used = 0;
+      await until(() => {
+        while (txq.takeUsed()) used++;
+        return used === 100;
+      }, `round ${round}: 100 used elements`);
+      await until(() => sys.eventfdRead(fds[3]!) > 0, 'a call on the transmit queue');
+    }
+    datapath.handle({ type: 'stop', queue: 1 });
+    const stopped = messages.find((m) => m.type === 'stopped');
+    assert.equal(stopped, { type: 'stopped', queue: 1, base: 0x00900090 }, 'slot 144 of the second lap (wrap counter 0), in both halves');
+  } finally {
+    datapath.handle({ type: 'shutdown' });
+    for (const fd of fds) sys.close(fd);
+    guest.close();
   }
 });
 

@@ -5,7 +5,7 @@ import * as assert from 'uvu/assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VhostUserServer } from 'vfio-user-ts';
+import { FeatureBit, hasFeature, VhostUserServer } from 'vfio-user-ts';
 import { FrontendSession } from 'vfio-user-ts/vhost-user-frontend';
 import { VirtioNet } from '../../device/virtio-net.js';
 import { SINK_DEVICE_OPTIONS } from '../support/sink-device.js';
@@ -160,6 +160,18 @@ test('a second frontend after a disconnect gets a fresh device', async () => {
     await server?.close();
     await device?.close();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('RING_PACKED is offered unless the split ring only is asked for', async () => {
+  for (const splitRingOnly of [false, true]) {
+    const device = await VirtioNet.create({ ...SINK_DEVICE_OPTIONS, splitRingOnly, onQueueError: () => undefined, onFailure: () => undefined });
+    try {
+      assert.is(hasFeature(device.features, FeatureBit.ringPacked), !splitRingOnly, `splitRingOnly ${splitRingOnly}`);
+      assert.ok(hasFeature(device.features, FeatureBit.ringEventIdx), 'the rest as before');
+    } finally {
+      await device.close();
+    }
   }
 });
 

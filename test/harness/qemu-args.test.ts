@@ -128,6 +128,12 @@ test('fixedGuestOffloads (--guest-tso): ctrl_guest_offloads=off, so the guest ca
   assert.not.match(nic({}), 'ctrl_guest_offloads');
 });
 
+test('packedRing (--packed-ring): packed=on on the NIC, nothing of it otherwise', () => {
+  const nic = (o: Partial<QemuOptions>) => all(qemuArgs({ ...base, vhostUserSocket: 's.sock', ...o }), '-device').find((d) => d.startsWith('virtio-net-pci'))!;
+  assert.match(nic({ packedRing: true }), ',packed=on');
+  assert.not.match(nic({}), 'packed');
+});
+
 test('accessPlatform: the NIC modern-only with iommu_platform=on; nothing of it otherwise', () => {
   const nic = (o: Partial<QemuOptions>) => all(qemuArgs({ ...base, vhostUserSocket: 's.sock', ...o }), '-device').find((d) => d.startsWith('virtio-net-pci'))!;
   assert.match(nic({ accessPlatform: true }), ',iommu_platform=on,disable-legacy=on');

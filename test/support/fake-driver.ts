@@ -4,7 +4,8 @@
  * driver in another process would have written. Queues are laid out as the spec says and filled
  * descriptor by descriptor, valid or hostile.
  */
-import { DescFlags, GuestMemory, sys, type MemoryRegion } from 'vfio-user-ts';
+import { DescFlags, GuestMemory, PackedDescFlags, sys, type MemoryRegion } from 'vfio-user-ts';
+import { PackedRing } from '../../device/packed-ring.js';
 import { Vring } from '../../device/vring.js';
 
 export interface FakeRegion {
@@ -204,5 +205,150 @@ export class FakeQueue {
   usedElement(slot: number): { id: number; length: number } {
     const at = this.usedAddr + 4 + 8 * (slot % this.size);
     return { id: this.guest.u32(at), length: this.guest.u32(at + 4) };
+  }
+}
+
+/** A packed ring as Linux's virtio_ring drives it (2.8): descriptors posted in place, the first one's flags last. */
+export class FakePackedQueue {
+  readonly descAddr: number;
+  /** The driver area (the driver's event suppression) and the device area (the device's). */
+  readonly driverEventAddr: number;
+  readonly deviceEventAddr: number;
+  /** The driver's next slot to post at and its wrap counter there. */
+  private availSlot = 0;
+  private availWrap = 1;
+  /** The driver's next slot to look for a used element at, and the wrap counter it expects there. */
+  private usedSlot = 0;
+  private usedWrap = 1;
+  /** Ring descriptors each posted id took (what the driver skips when it gets the id back). */
+  private readonly descriptorsOf = new Map<number, number>();
+  private nextId = 0;
+
+  constructor(readonly guest: FakeGuest, readonly size: number) {
+    this.descAddr = guest.alloc(16 * size, 16);
+    this.driverEventAddr = guest.alloc(4, 4);
+    this.deviceEventAddr = guest.alloc(4, 4);
+  }
+
+  get addresses(): { size: number; descAddr: number; availAddr: number; usedAddr: number } {
+    return { size: this.size, descAddr: this.descAddr, availAddr: this.driverEventAddr, usedAddr: this.deviceEventAddr };
+  }
+
+  /** The device's view of this queue; `base` as SET_VRING_BASE gives it (default: a fresh ring). */
+  ring(eventIdx = false, base = 0x8000): PackedRing {
+    const ring = PackedRing.create(this.guest.memory, this.addresses, eventIdx, base, false);
+    if (typeof ring === 'string') throw new Error(ring);
+    return ring;
+  }
+
+  /** The AVAIL/USED bits of a descriptor the driver makes available on its current lap. */
+  availBits(wrap = this.availWrap): number {
+    return wrap === 1 ? PackedDescFlags.avail : PackedDescFlags.used;
+  }
+
+  /** Writes ring slot `slot` (or descriptor `slot` of `table`) as it is: hostile tests set any flags. */
+  setDescriptor(slot: number, addr: number, length: number, id: number, flags: number, table = this.descAddr): void {
+    const at = table + 16 * slot;
+    const g = this.guest;
+    g.setU32(at, addr % 4294967296);
+    g.setU32(at + 4, Math.floor(addr / 4294967296));
+    g.setU32(at + 8, length);
+    g.setU16(at + 12, id);
+    g.setU16(at + 14, flags);
+  }
+
+  descriptorFlags(slot: number): number {
+    return this.guest.u16(this.descAddr + 16 * slot + 14);
+  }
+
+  private bufferAddress(b: FakeBuffer): number {
+    const gpa = b.gpa ?? this.guest.alloc(Math.max(1, b.length), 1);
+    if (b.data) this.guest.write(gpa, b.data);
+    return gpa;
+  }
+
+  /**
+   * Posts a chain at the driver's position and makes it available (the first descriptor's flags
+   * written last); returns its buffer id. With `indirect`, one ring descriptor points at a table.
+   */
+  post(buffers: readonly FakeBuffer[], options: { indirect?: boolean; id?: number } = {}): number {
+    const id = options.id ?? this.nextId++ % 0x8000;
+    const addresses = buffers.map((b) => this.bufferAddress(b));
+    const start = this.availSlot;
+    const startFlags: number[] = [];
+    if (options.indirect) {
+      const table = this.guest.alloc(16 * buffers.length, 16);
+      buffers.forEach((b, i) => this.setDescriptor(i, addresses[i]!, b.length, 0, b.writable ? DescFlags.write : 0, table));
+      startFlags.push(DescFlags.indirect | this.availBits());
+      this.setDescriptor(start, table, 16 * buffers.length, id, 0);
+      this.advance();
+    } else {
+      buffers.forEach((b, i) => {
+        const flags = (b.writable ? DescFlags.write : 0) | (i < buffers.length - 1 ? DescFlags.next : 0) | this.availBits();
+        this.setDescriptor(this.availSlot, addresses[i]!, b.length, id, i === 0 ? 0 : flags);
+        if (i === 0) startFlags.push(flags);
+        this.advance();
+      });
+    }
+    this.descriptorsOf.set(id, options.indirect ? 1 : buffers.length);
+    this.guest.setU16(this.descAddr + 16 * start + 14, startFlags[0]!);
+    return id;
+  }
+
+  private advance(): void {
+    if (++this.availSlot === this.size) {
+      this.availSlot = 0;
+      this.availWrap ^= 1;
+    }
+  }
+
+  /**
+   * What Linux's virtqueue_reset() does to a packed ring it keeps (virtqueue_reset_packed): the
+   * descriptors and both event suppression structures zeroed, posting starting over at slot 0
+   * with wrap counter 1.
+   */
+  resetRing(): void {
+    this.guest.write(this.descAddr, new Uint8Array(16 * this.size));
+    this.guest.write(this.driverEventAddr, new Uint8Array(4));
+    this.guest.write(this.deviceEventAddr, new Uint8Array(4));
+    this.availSlot = 0;
+    this.availWrap = 1;
+    this.usedSlot = 0;
+    this.usedWrap = 1;
+    this.descriptorsOf.clear();
+  }
+
+  /** The next used element, as virtqueue_get_buf would find it, or null when none is there yet. */
+  takeUsed(): { id: number; length: number; written: boolean } | null {
+    const at = this.descAddr + 16 * this.usedSlot;
+    const flags = this.guest.u16(at + 14);
+    const avail = (flags & PackedDescFlags.avail) !== 0 ? 1 : 0;
+    const used = (flags & PackedDescFlags.used) !== 0 ? 1 : 0;
+    if (avail !== used || used !== this.usedWrap) return null;
+    const id = this.guest.u16(at + 12);
+    const length = this.guest.u32(at + 8);
+    const descriptors = this.descriptorsOf.get(id);
+    if (descriptors === undefined) throw new Error(`used id ${id} was never posted`);
+    this.descriptorsOf.delete(id);
+    this.usedSlot += descriptors;
+    if (this.usedSlot >= this.size) {
+      this.usedSlot -= this.size;
+      this.usedWrap ^= 1;
+    }
+    return { id, length, written: (flags & DescFlags.write) !== 0 };
+  }
+
+  /** The driver's position for its next used element (slot | wrap << 15), as it puts it in off_wrap. */
+  get usedOffWrap(): number {
+    return this.usedSlot | (this.usedWrap << 15);
+  }
+
+  setDriverEvent(flags: number, offWrap = 0): void {
+    this.guest.setU16(this.driverEventAddr, offWrap);
+    this.guest.setU16(this.driverEventAddr + 2, flags);
+  }
+
+  deviceEvent(): { offWrap: number; flags: number } {
+    return { offWrap: this.guest.u16(this.deviceEventAddr), flags: this.guest.u16(this.deviceEventAddr + 2) };
   }
 }

@@ -145,6 +145,8 @@ test('a ring size of 65536 is refused, 32768 and 1 are fine', () => {
 test('a vring base above 0xffff is refused', () => {
   refused(validate(Request.setVringBase, words(1, 0x10000)), 'base 65536 is beyond');
   assert.equal(ok(validate(Request.setVringBase, words(1, 0xffff))), { kind: 'vringState', request: Request.setVringBase, index: 1, num: 0xffff });
+  // A packed ring's base: avail slot 3 with wrap counter 1, used slot 2 with wrap counter 0.
+  assert.equal(ok(validateMessage({ request: Request.setVringBase, flags: 1, payload: words(1, 0x00028003), fds: [] }, { ...limits, packedRing: true })), { kind: 'vringState', request: Request.setVringBase, index: 1, num: 0x00028003 });
 });
 
 test('SET_VRING_ENABLE 2 is refused', () => {

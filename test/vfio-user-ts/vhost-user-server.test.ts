@@ -795,6 +795,29 @@ serverTest('GET_INFLIGHT_FD answers a zeroed memfd laid out for the queues; the 
   }
 });
 
+serverTest('RING_PACKED: 4-byte event areas, a base of two halves passed through both ways, no inflight region', async (f) => {
+  f.device.features = DEVICE_FEATURES | featureMask(FeatureBit.ringPacked);
+  const client = await readyClient(f);
+  const kick = f.eventfd();
+  const o = ringOffsets(1);
+  await client.setVringNum(1, QUEUE_SIZE, { needReply: true });
+  // The device area in the region's last 4 bytes: room for a packed ring's, not for a split used ring.
+  await client.setVringAddr(1, { desc: USER_BASE + o.desc, avail: USER_BASE + o.avail, used: USER_BASE + REGION_SIZE - 4 }, { needReply: true });
+  await client.setVringBase(1, 0x80038003, { needReply: true });
+  await client.setVringKick(1, kick, { needReply: true });
+  await client.setVringEnable(1, true, { needReply: true });
+  const setup = f.device.starts()[0]!.setup;
+  assert.is(setup.base, 0x80038003, 'slot 3 with wrap counter 1 in both halves');
+  assert.is(setup.usedAddr, GUEST_BASE + REGION_SIZE - 4);
+  f.device.stopBase.set(1, 0x00058005);
+  assert.is(await client.getVringBase(1), 0x00058005);
+  client.sendRaw(Request.getInflightFd, VERSION | HeaderFlags.needReply, inflightPayload(0, 0, 2, QUEUE_SIZE));
+  const reply = await client.expectReply();
+  assert.is(reply.fds.length, 0);
+  assert.is(ackStatus(reply.payload), 1, 'refused');
+  assert.equal(f.logged(/inflight regions of packed rings .* are not supported/).length, 1);
+});
+
 serverTest('SET_INFLIGHT_FD: a file smaller than the region, or a ring of another size, is refused', async (f) => {
   const client = await readyClient(f);
   const small = sys.memfdCreate('zcnic-test-inflight', 4096);

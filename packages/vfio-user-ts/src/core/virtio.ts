@@ -20,6 +20,16 @@ export const DescFlags = { next: 1, write: 2, indirect: 4 } as const;
 export const RingFlags = { usedNoNotify: 1, availNoInterrupt: 1 } as const;
 
 /**
+ * The packed ring's own descriptor flag bits (2.8): a descriptor is available when AVAIL
+ * equals the driver's wrap counter and USED does not; used when both equal the device's.
+ * NEXT, WRITE and INDIRECT keep their DescFlags values.
+ */
+export const PackedDescFlags = { avail: 1 << 7, used: 1 << 15 } as const;
+
+/** The packed ring's event suppression flags (2.8.10): desc_event_flags of either structure. */
+export const PackedEventFlags = { enable: 0, disable: 1, desc: 2 } as const;
+
+/**
  * Feature bits, as bit numbers (virtio 1.2 5.1.3 and 6). A feature word is a `bigint` holding all
  * 64 bits exactly (FeatureWord); test and build words only with hasFeature and featureMask.
  */
@@ -53,6 +63,8 @@ export const FeatureBit = {
    * leave it out of SET_FEATURES when there is no IOMMU to translate.
    */
   accessPlatform: 33,
+  /** The packed virtqueue layout (2.8) instead of the split one (2.7). */
+  ringPacked: 34,
   /**
    * The driver may reset one queue (virtio 1.2 2.6.1). A device offers it only on request: a
    * vhost-user frontend forwards no queue reset, so the device infers it from the ring (see
@@ -87,6 +99,7 @@ const FEATURE_NAMES: { readonly [K in keyof typeof FeatureBit]: string } = {
   ringEventIdx: 'EVENT_IDX',
   version1: 'VERSION_1',
   accessPlatform: 'ACCESS_PLATFORM',
+  ringPacked: 'RING_PACKED',
   ringReset: 'RING_RESET',
   netGuestUso4: 'GUEST_USO4',
   netGuestUso6: 'GUEST_USO6',
@@ -158,10 +171,14 @@ export function featureWordHex(features: FeatureWord): string {
   return `0x${features.toString(16)}`;
 }
 
-/** The largest split-ring size (2.7: Queue Size is a power of 2, at most 32768). */
+/** The largest queue size (2.7: a split ring's is a power of 2, at most 32768; 2.8: a packed ring's at most 32768). */
 export const MAX_QUEUE_SIZE = 32768;
 
-/** Whether `size` is a valid split-ring size: a power of two in 1..MAX_QUEUE_SIZE. */
+/**
+ * Whether `size` is a valid queue size: a power of two in 1..MAX_QUEUE_SIZE. The packed layout
+ * would allow any size up to 32768, but SET_VRING_NUM comes before the ring's layout is known
+ * to the validator, and no frontend we serve (QEMU, DPDK) asks for another.
+ */
 export function isValidQueueSize(size: number): boolean {
   return Number.isInteger(size) && size >= 1 && size <= MAX_QUEUE_SIZE && (size & (size - 1)) === 0;
 }

@@ -51,6 +51,11 @@ export interface ValidationLimits {
   /** Number of virtqueues (2 per queue pair). */
   readonly queueCount: number;
   readonly maxRegions: number;
+  /**
+   * RING_PACKED was negotiated: a vring base is then two 16-bit halves (avail and used, each an
+   * index in bits 0-14 and its wrap counter in bit 15), not a split ring's 16-bit avail index.
+   */
+  readonly packedRing?: boolean;
 }
 
 export type Validated = { readonly ok: true; readonly message: VhostUserMessage } | { readonly ok: false; readonly error: string };
@@ -118,7 +123,7 @@ export function validateMessage(raw: RawMessage, limits: ValidationLimits): Vali
     if (request === Request.setVringNum && !isValidQueueSize(num)) {
       return fail(`queue size ${num} is not a power of two in 1..${MAX_QUEUE_SIZE}`);
     }
-    if (request === Request.setVringBase && num > 0xffff) return fail(`base ${num} is beyond a split ring's 16-bit index`);
+    if (request === Request.setVringBase && limits.packedRing !== true && num > 0xffff) return fail(`base ${num} is beyond a split ring's 16-bit index`);
     if (request === Request.setVringEnable && num > 1) return fail(`enable must be 0 or 1, not ${num}`);
     return { ok: true, message: { kind: 'vringState', request, index, num } };
   }

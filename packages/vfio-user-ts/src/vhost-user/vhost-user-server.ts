@@ -49,6 +49,14 @@ function isEventfd(fd: number): boolean {
   }
 }
 
+/** Inflight regions are laid out for split rings only (InflightSplit); a packed ring runs without one. */
+const PACKED_INFLIGHT_REFUSAL = 'inflight regions of packed rings (InflightPacked) are not supported: the device keeps split rings\' only';
+
+/** The bytes of a ring's three areas from their addresses: split (2.7) or packed (2.8: two 4-byte event suppression structures). */
+function ringAreaBytes(size: number, packed: boolean): { desc: number; avail: number; used: number } {
+  return packed ? { desc: 16 * size, avail: 4, used: 4 } : { desc: 16 * size, avail: 6 + 2 * size, used: 6 + 8 * size };
+}
+
 const OFFERED_PROTOCOL_FEATURES = featureMask(
   ProtocolFeature.mq,
   ProtocolFeature.replyAck,
@@ -239,7 +247,7 @@ export class VhostUserServer {
       for (const fd of raw.fds) sys.close(fd);
       return;
     }
-    const validated = validateMessage(raw, { queueCount: this.vrings.length, maxRegions: MAX_MEM_REGIONS });
+    const validated = validateMessage(raw, { queueCount: this.vrings.length, maxRegions: MAX_MEM_REGIONS, packedRing: this.packedRing });
     const wantsAck = (raw.flags & HeaderFlags.needReply) !== 0 && hasFeature(this.protocolFeatures, ProtocolFeature.replyAck);
     if (!validated.ok) {
       for (const fd of raw.fds) sys.close(fd);
@@ -319,11 +327,17 @@ export class VhostUserServer {
     }
   }
 
+  /** RING_PACKED was negotiated: the rings' areas and bases take the packed layout (virtio 1.2 2.8). */
+  private get packedRing(): boolean {
+    return hasFeature(this.features, FeatureBit.ringPacked);
+  }
+
   /**
    * GET_INFLIGHT_FD: a zeroed memfd laid out for the frontend's queues (split layout). It is
    * also the region in use until the frontend sends one back with SET_INFLIGHT_FD.
    */
   private getInflight(queues: number, queueSize: number): { reply?: Uint8Array; replyFds?: number[]; error: string | null } {
+    if (this.packedRing) return { error: PACKED_INFLIGHT_REFUSAL };
     const mmapSize = queues * inflightQueueBytes(queueSize);
     const fd = sys.memfdCreate('zcnic-inflight', mmapSize);
     this.replaceInflight({ fd, mmapOffset: 0, mmapSize, queues, queueSize });
@@ -332,6 +346,10 @@ export class VhostUserServer {
 
   private setInflight(message: Extract<VhostUserMessage, { kind: 'setInflight' }>): string | null {
     const { fd, mmapOffset, mmapSize, queues, queueSize } = message;
+    if (this.packedRing) {
+      sys.close(fd);
+      return PACKED_INFLIGHT_REFUSAL;
+    }
     let bytes: number;
     try {
       bytes = sys.fileSize(fd);
@@ -478,9 +496,10 @@ export class VhostUserServer {
     const enabled = vring.enabled || !hasFeature(this.features, PROTOCOL_FEATURES_BIT);
     if (vring.running || !vring.started || !enabled || !vring.hasAddresses || vring.size === 0 || !this.memory || !this.featuresSet) return null;
     const memory = this.memory;
-    const descAddr = memory.guestAddrOfUserRange(vring.desc, 16 * vring.size);
-    const availAddr = memory.guestAddrOfUserRange(vring.avail, 6 + 2 * vring.size);
-    const usedAddr = memory.guestAddrOfUserRange(vring.used, 6 + 8 * vring.size);
+    const bytes = ringAreaBytes(vring.size, this.packedRing);
+    const descAddr = memory.guestAddrOfUserRange(vring.desc, bytes.desc);
+    const availAddr = memory.guestAddrOfUserRange(vring.avail, bytes.avail);
+    const usedAddr = memory.guestAddrOfUserRange(vring.used, bytes.used);
     if (descAddr < 0 || availAddr < 0 || usedAddr < 0) return `vring ${index}: ring addresses are outside the memory table`;
     const region = this.inflight;
     let inflight: VirtqueueSetup['inflight'] = null;
