@@ -1,20 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AttemptRecord, RunResults, TestRecord } from '../../harness/report.js';
+import { testRecord } from '../support/test-records.js';
 import { filesToRetry, mergeRetry, selftestFileOf } from '../../harness/selftest-retry.js';
 
-const rec = (name: string, verdict: 'pass' | 'fail' | 'skip', why = 'why'): TestRecord => ({
-  name,
-  suite: 'kselftest',
-  ok: verdict !== 'fail',
-  skip: verdict === 'skip',
-  skipReason: verdict === 'skip' ? 'no remote' : null,
-  timeout: null,
-  durationMs: 10,
-  metrics: {},
-  deviceCounters: null,
-  diagnostics: [why],
-});
+const rec = testRecord;
 const boot = (attempt: number): AttemptRecord => ({ attempt, startedAt: '', durationMs: 1, bootSeconds: 3, problem: null, emulatorFault: null, retried: false, tests: [] });
 const run = (tests: TestRecord[]): RunResults => ({ tests, attempts: [boot(1)] }) as unknown as RunResults;
 

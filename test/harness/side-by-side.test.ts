@@ -1,20 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { RunResults, TestRecord } from '../../harness/report.js';
+import { testRecord } from '../support/test-records.js';
 import { sideBySide, sideBySideCounts, sideBySideMarkdown, sideBySideTable, unretried } from '../../harness/side-by-side.js';
 
-const rec = (name: string, verdict: 'pass' | 'fail' | 'skip'): TestRecord => ({
-  name,
-  suite: 'kselftest',
-  ok: verdict !== 'fail',
-  skip: verdict === 'skip',
-  skipReason: verdict === 'skip' ? 'no remote' : null,
-  timeout: null,
-  durationMs: 10,
-  metrics: {},
-  deviceCounters: verdict === 'fail' ? null : { transmitq: { frames: 3 } },
-  diagnostics: ['why'],
-});
+const rec = testRecord;
 const run = (tests: TestRecord[]) => unretried({ tests } as unknown as RunResults);
 
 test('a test that passes on the reference and not on zcnic is a regression; the other way is not', () => {

@@ -1,19 +1,25 @@
 /**
- * zcnic against a frontend nobody here wrote: DPDK 22.11's net_virtio_user (testpmd). Counts
- * must agree exactly in both directions. Processes are started and stopped by PID; nothing is
+ * zcnic against a frontend nobody here wrote: DPDK 22.11's net_virtio_user (testpmd), over split
+ * rings and packed ones (packed_vq=1). Counts must agree exactly in both directions. Processes are started and stopped by PID; nothing is
  * left running.
  */
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { scratchFolderPerTest, until } from '../support/integration.js';
+import { scratchFolderPerTest, txonlyIntoSink, until } from '../support/integration.js';
 import { ZcnicDevice, type ZcnicDeviceOptions } from '../../harness/device-process.js';
 import { pidAlive, Testpmd, type TestpmdOptions } from '../../harness/dpdk/testpmd.js';
 
 const entry = new URL('../../cli/zcnic.js', import.meta.url).pathname;
 const dpdk = suite('dpdk');
 const scratch = scratchFolderPerTest(dpdk, 'zcnic-it-');
+
+/** The ring layouts testpmd's virtio-user can drive: split by default, packed with packed_vq=1 (zcnic offers both). */
+const LAYOUTS = [
+  { layout: 'split', vdevArgs: undefined },
+  { layout: 'packed', vdevArgs: 'packed_vq=1' },
+] as const;
 
 async function pair(device: Partial<ZcnicDeviceOptions>, testpmd: Partial<TestpmdOptions>) {
   const socket = join(scratch(), 'vhost.sock');
@@ -22,62 +28,63 @@ async function pair(device: Partial<ZcnicDeviceOptions>, testpmd: Partial<Testpm
   return { zc, tp };
 }
 
-dpdk('sink counts exactly the frames testpmd txonly sent', async () => {
-  const { zc, tp } = await pair({}, { forwardMode: 'txonly', txPktLen: 64 });
-  await tp.startForwarding();
-  await new Promise((r) => setTimeout(r, 1500));
-  await tp.stopForwarding();
-  const sent = (await tp.portStats()).txPackets;
-  assert.ok(sent > 10_000, `testpmd sent ${sent}`);
-  const stats = await until(() => zc.stats(), (s) => s.transmitq.frames >= sent, `${sent} frames at the device`);
-  assert.is(stats.transmitq.frames, sent);
-  assert.is(stats.transmitq.bytes, sent * 64);
-  assert.ok(Object.values(stats.errors).every((v) => v === 0), JSON.stringify(stats.errors));
-  const pids = [zc.pid, tp.pid];
-  await tp.close();
-  const exit = await zc.stop();
-  assert.is(exit.exitCode, 0);
-  assert.is(exit.final?.transmitq.frames, sent, 'the exit line agrees');
-  for (const pid of pids) assert.not.ok(pidAlive(pid), `pid ${pid} is gone`);
-});
+// Exact counts both ways and a reflect loop, over each ring layout; the stats must name the
+// layout that ran (a frontend that fell back to the other one would fail here).
+for (const { layout, vdevArgs } of LAYOUTS) {
+  dpdk(`${layout}: sink counts exactly the frames testpmd txonly sent`, async () => {
+    const { zc, tp } = await pair({}, { forwardMode: 'txonly', txPktLen: 64, vdevArgs });
+    const { sent, stats } = await txonlyIntoSink(zc, tp);
+    assert.is(stats.features.includes('RING_PACKED'), layout === 'packed', stats.features.join(' '));
+    assert.equal(stats.queues.map((q) => [q.index, q.layout]), [[0, layout], [1, layout]]);
+    const pids = [zc.pid, tp.pid];
+    await tp.close();
+    const exit = await zc.stop();
+    assert.is(exit.exitCode, 0);
+    assert.is(exit.final?.transmitq.frames, sent, 'the exit line agrees');
+    assert.equal(exit.final?.queues.map((q) => q.layout), [layout, layout]);
+    for (const pid of pids) assert.not.ok(pidAlive(pid), `pid ${pid} is gone`);
+  });
 
-dpdk('gen sends N frames and testpmd rxonly receives exactly N', async () => {
-  const { zc, tp } = await pair({}, { forwardMode: 'rxonly' });
-  await tp.startForwarding();
-  const n = 100_000;
-  assert.equal(await zc.request({ cmd: 'setPort', port: 'gen', gen: { size: 64, count: n, pps: 0 } }), { ok: true });
-  const port = await until(() => tp.portStats(), (s) => s.rxPackets >= n, `${n} frames at testpmd`);
-  await new Promise((r) => setTimeout(r, 300));
-  assert.is((await tp.portStats()).rxPackets, n, 'no more than N');
-  assert.is(port.rxBytes, n * 64);
-  const stats = await zc.stats();
-  assert.is(stats.receiveq.frames, n);
-  assert.is(stats.receiveq.noBuffers, 0);
-});
+  dpdk(`${layout}: gen sends N frames and testpmd rxonly receives exactly N`, async () => {
+    const { zc, tp } = await pair({}, { forwardMode: 'rxonly', vdevArgs });
+    await tp.startForwarding();
+    const n = 100_000;
+    assert.equal(await zc.request({ cmd: 'setPort', port: 'gen', gen: { size: 64, count: n, pps: 0 } }), { ok: true });
+    const port = await until(() => tp.portStats(), (s) => s.rxPackets >= n, `${n} frames at testpmd`);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.is((await tp.portStats()).rxPackets, n, 'no more than N');
+    assert.is(port.rxBytes, n * 64);
+    const stats = await zc.stats();
+    assert.is(stats.receiveq.frames, n);
+    assert.is(stats.receiveq.noBuffers, 0);
+    assert.equal(stats.queues.map((q) => q.layout), [layout, layout]);
+  });
 
-dpdk('reflect: every frame testpmd sends comes back or is counted as dropped', async () => {
-  const { zc, tp } = await pair({ port: 'reflect', verify: false }, { forwardMode: 'macswap' });
-  await tp.startForwarding({ txFirst: true });
-  await new Promise((r) => setTimeout(r, 1500));
-  await tp.stopForwarding();
-  const tpStats = await tp.portStats();
-  // Counters are read while the worker may be mid-burst: wait until both sides have settled.
-  const stats = await until(
-    () => zc.stats(),
-    (s) => s.transmitq.frames >= tpStats.txPackets && s.receiveq.frames + s.receiveq.noBuffers >= s.transmitq.frames,
-    'the device to take and reflect every frame',
-  );
-  const { frames: reflected, noBuffers } = stats.receiveq;
-  assert.ok(tpStats.txPackets > 1000, `testpmd sent ${tpStats.txPackets}`);
-  assert.is(stats.transmitq.frames, tpStats.txPackets);
-  assert.is(reflected + noBuffers, stats.transmitq.frames, 'reflected + dropped = transmitted');
-  // The last frames were reflected after testpmd stopped reading: let it drain without sending.
-  await tp.command('set fwd rxonly');
-  await tp.startForwarding();
-  const received = await until(() => tp.portStats(), (p) => p.rxPackets >= reflected, 'testpmd to drain its receive ring');
-  await tp.stopForwarding();
-  assert.is(received.rxPackets, reflected, 'testpmd received what the device reflected');
-});
+  dpdk(`${layout}: reflect: every frame testpmd sends comes back or is counted as dropped`, async () => {
+    const { zc, tp } = await pair({ port: 'reflect', verify: false }, { forwardMode: 'macswap', vdevArgs });
+    await tp.startForwarding({ txFirst: true });
+    await new Promise((r) => setTimeout(r, 1500));
+    await tp.stopForwarding();
+    const tpStats = await tp.portStats();
+    // Counters are read while the worker may be mid-burst: wait until both sides have settled.
+    const stats = await until(
+      () => zc.stats(),
+      (s) => s.transmitq.frames >= tpStats.txPackets && s.receiveq.frames + s.receiveq.noBuffers >= s.transmitq.frames,
+      'the device to take and reflect every frame',
+    );
+    const { frames: reflected, noBuffers } = stats.receiveq;
+    assert.ok(tpStats.txPackets > 1000, `testpmd sent ${tpStats.txPackets}`);
+    assert.is(stats.transmitq.frames, tpStats.txPackets);
+    assert.is(reflected + noBuffers, stats.transmitq.frames, 'reflected + dropped = transmitted');
+    // The last frames were reflected after testpmd stopped reading: let it drain without sending.
+    await tp.command('set fwd rxonly');
+    await tp.startForwarding();
+    const received = await until(() => tp.portStats(), (p) => p.rxPackets >= reflected, 'testpmd to drain its receive ring');
+    await tp.stopForwarding();
+    assert.is(received.rxPackets, reflected, 'testpmd received what the device reflected');
+    assert.equal(stats.queues.map((q) => q.layout), [layout, layout]);
+  });
+}
 
 dpdk('two queue pairs on two datapath workers', async () => {
   const socket = join(scratch(), 'vhost.sock');

@@ -1,8 +1,10 @@
-/** What the integration tests share: polling for a condition, a scratch folder per test that takes its processes with it, a guest run. */
+/** What the integration tests share: polling for a condition, a scratch folder per test that takes its processes with it, testpmd's txonly into the sink, a guest run. */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { DeviceStats } from '../../harness/device-control.js';
 import { ZcnicDevice } from '../../harness/device-process.js';
 import { Testpmd } from '../../harness/dpdk/testpmd.js';
 import { runSuites, type RunOptions, type RunOutcome } from '../../harness/run.js';
@@ -22,6 +24,23 @@ export async function until<T>(read: () => Promise<T>, done: (v: T) => boolean, 
  * Gives each test of `suite` a fresh temporary folder (read it through the returned function);
  * after each test every testpmd and zcnic device still running is stopped by PID and the folder removed.
  */
+/**
+ * testpmd txonly sends 64-byte frames for 1.5 s into the device's sink: the device must count
+ * exactly what testpmd sent, every byte, and no ring error. Returns the count and the stats.
+ */
+export async function txonlyIntoSink(zc: ZcnicDevice, tp: Testpmd): Promise<{ sent: number; stats: DeviceStats }> {
+  await tp.startForwarding();
+  await new Promise((r) => setTimeout(r, 1500));
+  await tp.stopForwarding();
+  const sent = (await tp.portStats()).txPackets;
+  assert.ok(sent > 10_000, `testpmd sent ${sent}`);
+  const stats = await until(() => zc.stats(), (s) => s.transmitq.frames >= sent, `${sent} frames at the device`);
+  assert.is(stats.transmitq.frames, sent);
+  assert.is(stats.transmitq.bytes, sent * 64);
+  assert.ok(Object.values(stats.errors).every((v) => v === 0), JSON.stringify(stats.errors));
+  return { sent, stats };
+}
+
 export function scratchFolderPerTest(suite: Test, prefix: string): () => string {
   let dir = '';
   suite.before.each(() => {
