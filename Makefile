@@ -1,6 +1,6 @@
 # zcnic: `make run` (the main job) and `make test` (everything CI checks) are the two commands
 # that matter on a fresh machine; both install what is missing first.
-.PHONY: all setup build test unit bench run images fuzz selftests clean
+.PHONY: all setup build test unit bench bench-tap run images fuzz selftests clean
 
 all: build
 
@@ -32,6 +32,11 @@ selftests: build
 
 bench: build
 	@node dist/bench/run.js $(BENCH_ARGS)
+
+# Guest TCP throughput (iperf3) through zcnic's tap port against QEMU's own -netdev tap, in one
+# run with the rounds alternating (bench/tap-throughput.ts; BENCH_ARGS e.g. --rounds 5).
+bench-tap: build
+	@node dist/bench/tap-throughput.js $(BENCH_ARGS)
 
 images: build
 	@node dist/images/cli.js $(IMAGE_ARGS)

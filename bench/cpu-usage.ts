@@ -21,13 +21,17 @@ export interface Contention {
   stealCores: number;
 }
 
-function procJiffies(pid: number): number {
+/**
+ * utime+stime of a process; with `reaped`, also cutime+cstime: the children it waited for, whose
+ * time would otherwise be lost when they end between two samples.
+ */
+function procJiffies(pid: number, reaped: boolean): number {
   try {
     const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // The command name may contain spaces and ')'; fields after the last ')' are fixed.
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is field 3 (state); utime and stime are fields 14 and 15.
-    return Number(fields[11]) + Number(fields[12]);
+    // fields[0] is field 3 (state); utime, stime, cutime and cstime are fields 14 to 17.
+    return Number(fields[11]) + Number(fields[12]) + (reaped ? Number(fields[13]) + Number(fields[14]) : 0);
   } catch {
     return 0;
   }
@@ -54,8 +58,12 @@ function withDescendants(pid: number, seen = new Set<number>()): Set<number> {
   return seen;
 }
 
-/** Reads /proc; returns undefined where there is no procfs (the report then omits it). */
-export function sampleCpu(pids: readonly number[]): CpuSample | undefined {
+/**
+ * Reads /proc; returns undefined where there is no procfs (the report then omits it). With
+ * `reaped`, the watched processes' time includes their children that ended and were waited for
+ * (a bench whose QEMU and device come and go between the samples).
+ */
+export function sampleCpu(pids: readonly number[], reaped = false): CpuSample | undefined {
   let stat: string;
   try {
     stat = readFileSync('/proc/stat', 'utf8');
@@ -72,7 +80,7 @@ export function sampleCpu(pids: readonly number[]): CpuSample | undefined {
   const procs = new Map<number, number>();
   const watched = new Set<number>();
   for (const pid of pids) withDescendants(pid, watched);
-  for (const pid of watched) procs.set(pid, procJiffies(pid));
+  for (const pid of watched) procs.set(pid, procJiffies(pid, reaped));
   return {
     total: user + nice + system + idle + iowait + irq + softirq + steal,
     idle: idle + iowait,

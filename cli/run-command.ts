@@ -9,6 +9,7 @@ import { counts, formatResultsJson, junitXml, markdown, terminalTable, wantColor
 import { matrixAsOneRun, matrixHtml, matrixJson, matrixMarkdown, matrixTable, type KernelRun } from '../harness/matrix.js';
 import { NEGATIVE_CONTROLS, runSuites, type NegativeControl, type RunOptions } from '../harness/run.js';
 import { suiteConflict, withSuiteBuilds } from '../harness/suite-builds.js';
+import { IPERF3_SUITE } from '../harness/iperf3-server.js';
 import { suiteTables } from '../harness/suite-tables.js';
 import { integerOption, UsageError, withCommandContext } from './options.js';
 import { DEBIAN_KERNEL_PREFIX } from '../images/build.js';
@@ -49,6 +50,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
   --packed-ring        the NIC's queues run on packed rings (VIRTIO_F_RING_PACKED: QEMU's
                        packed=on; the device offers it unless --split-ring-only); each test's
                        deviceCounters name the features and every queue's layout
+  --qemu-nic           the NIC is QEMU's own virtio-net on a host tap (-netdev tap, no vhost) that
+                       holds the netns peer's address, not zcnic's: the reference for suites
+                       that ask the device nothing (iperf3; the others fail their device checks)
   --rootfs host        the guest's user space is this host's root file system (read-only over 9p,
                        a tmpfs overlay on top): host programs (python3, iproute2, ethtool, socat,
                        iperf3, ...) run on the guest's kernel and NICs; the shell is bash there
@@ -72,7 +76,8 @@ Options:
                        xskxceiver (AF_XDP's own test) and kernel-msg-zerocopy (the kernel's
                        msg_zerocopy between two zcnic NICs joined by the wire port; run it alone)
                        are built from the guest kernel's linux-source on first use (cached) and
-                       run from the host's root: they imply --rootfs host
+                       run from the host's root: they imply --rootfs host; iperf3 (guest TCP
+                       throughput to the netns peer, the host's iperf3 at both ends) implies it too
   --append ARGS        more kernel command line (e.g. "dyndbg=... initcall_debug"), after zcnic's
   --tests NAME,...     run only these tests of the suites (a name no suite has fails the run)
   --timeout S          per-test timeout in the guest, seconds (default 60)
@@ -126,6 +131,7 @@ function parse(argv: string[], withSuites: boolean) {
       tso: { type: 'boolean', default: false },
       'guest-tso': { type: 'boolean', default: false },
       'packed-ring': { type: 'boolean', default: false },
+      'qemu-nic': { type: 'boolean', default: false },
       rootfs: { type: 'string', default: 'initramfs' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -189,7 +195,8 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       tso: values.tso,
       guestTso: values['guest-tso'],
       packedRing: values['packed-ring'],
-      hostRoot: values.rootfs === 'host' || command !== undefined,
+      hostRoot: values.rootfs === 'host' || command !== undefined || suites.includes(IPERF3_SUITE),
+      network: values['qemu-nic'] ? 'qemu-tap' : undefined,
       command,
       progress,
       signal,

@@ -5,16 +5,19 @@
  *   for queue pair (what one transmits the other receives): the guest-to-guest link the
  *   kernel's selftests run over (NETIF here, the other NIC in a netns);
  * - `qemu-tap-pair`: the reference, QEMU's own virtio-net on two taps bridged in a namespace of
- *   their own (harness/tap-bridge-netns.ts), for the same guest and tests.
+ *   their own (harness/reference-netns.ts), for the same guest and tests;
+ * - `qemu-tap`: the reference for one NIC, QEMU's own virtio-net on a tap that holds the netns
+ *   peer's address (as zcnic's tap port has it), for the suites that talk to the host's stack.
  * Each test's record holds the first NIC's counters, and the second's under `remoteNic`.
  */
 import type { NicBackend } from './qemu.js';
 import { createWire, ZcnicDevice } from './device-process.js';
 import type { DeviceRequests } from './guest-requests.js';
 import type { RecordedDevice } from './test-recorder.js';
-import { TapBridgeNetns } from './tap-bridge-netns.js';
+import { ReferenceNetns } from './reference-netns.js';
+import { PEER_ADDRESS, PEER_PREFIX } from './peer-netns.js';
 
-export const NETWORKS = ['zcnic', 'zcnic-pair', 'qemu-tap-pair'] as const;
+export const NETWORKS = ['zcnic', 'zcnic-pair', 'qemu-tap-pair', 'qemu-tap'] as const;
 export type Network = (typeof NETWORKS)[number];
 
 /** The NICs' MACs, first and second; the guest tells them apart by these. */
@@ -58,7 +61,7 @@ export class GuestNics {
     /** What QEMU attaches its NICs to, in order. */
     readonly backends: readonly NicBackend[],
     /** The reference's namespace; QEMU runs inside it. */
-    readonly netns: TapBridgeNetns | null,
+    readonly netns: ReferenceNetns | null,
   ) {}
 
   static async start(o: NicStartOptions): Promise<GuestNics> {
@@ -86,8 +89,12 @@ export class GuestNics {
         return new GuestNics(o.network, devices, NIC_MACS.map((mac, i) => ({ kind: 'vhost-user', socket: o.socket(i), mac })), null);
       }
       case 'qemu-tap-pair': {
-        const netns = TapBridgeNetns.start(NIC_MACS.length, o.queues);
+        const netns = ReferenceNetns.bridged(NIC_MACS.length, o.queues);
         return new GuestNics(o.network, [], netns.taps.map((ifname, i) => ({ kind: 'tap', ifname, mac: NIC_MACS[i]! })), netns);
+      }
+      case 'qemu-tap': {
+        const netns = ReferenceNetns.peer(o.queues, PEER_ADDRESS, PEER_PREFIX);
+        return new GuestNics(o.network, [], [{ kind: 'tap', ifname: netns.taps[0]!, mac: NIC_MACS[0] }], netns);
       }
     }
   }
@@ -100,7 +107,7 @@ export class GuestNics {
   /** What the test recorder reads and the guest's requests go to. */
   get recorded(): RecordedDevice {
     const [first, second] = this.devices;
-    const none = (): Promise<never> => Promise.reject(new Error(`no zcnic device: the NICs are ${this.network === 'qemu-tap-pair' ? "QEMU's own (the reference run)" : 'absent'}`));
+    const none = (): Promise<never> => Promise.reject(new Error(`no zcnic device: the NICs are ${this.netns !== null ? "QEMU's own (the reference run)" : 'absent'}`));
     if (!first) return { stats: none, request: none };
     const requests = (d: ZcnicDevice): DeviceRequests => ({ request: (body) => d.request(body as Parameters<ZcnicDevice['request']>[0]) });
     return {

@@ -22,6 +22,7 @@ import { GuestNics, NIC_MACS, type Network } from './guest-nics.js';
 import type { PeerUnavailable } from './guest-requests.js';
 import type { KtapSummary } from './ktap.js';
 import { PEER_ADDRESS, PeerNetns } from './peer-netns.js';
+import { IPERF3_PORT, IPERF3_SUITE, Iperf3Server } from './iperf3-server.js';
 import { launchQemu } from './qemu.js';
 import { msixUnderTcg, resolveQemu, type QemuBinary } from './qemu-binary.js';
 import type { AttemptRecord, RunResults } from './report.js';
@@ -111,7 +112,7 @@ const MAX_ATTEMPTS = 2;
 /** Time to the first KTAP line before the run is declared stuck. */
 const BOOT_TIMEOUT_MS = 120_000;
 /** Suites (or suite groups, expanded in the guest) that need the netns peer (harness/peer-netns.ts). */
-const PEER_SUITES: readonly string[] = ['msg-zerocopy', 'zcrx', 'seeds'];
+const PEER_SUITES: readonly string[] = ['msg-zerocopy', 'zcrx', 'seeds', IPERF3_SUITE];
 /** The device's tap for the peer, unique per run. */
 const PEER_TAP = `zcp${process.pid % 1_000_000}`;
 /** Per-test slack over the guest's own timeout (the guest kills a hung test itself). */
@@ -161,6 +162,7 @@ interface Attempt {
 interface Children {
   nics: GuestNics | null;
   peer: PeerNetns | null;
+  iperf3: Iperf3Server | null;
   qemu: ResultPromise | null;
   channel: GuestChannel | null;
 }
@@ -221,7 +223,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), 'zcnic-run-'));
   const paths = { vhost: join(dir, 'vhost.sock'), ktap: join(dir, 'ktap.sock'), console: join(dir, 'console.log'), deviceLog: join(dir, 'device.log') };
-  const children: Children = { nics: null, peer: null, qemu: null, channel: null };
+  const children: Children = { nics: null, peer: null, iperf3: null, qemu: null, channel: null };
   const deviceLog: string[] = [];
   const logLine = (source: string) => (line: string): void => {
     deviceLog.push(source === 'device' ? line : `${source}: ${line}`);
@@ -242,6 +244,7 @@ async function bootAndRun(o: RunOptions, guest: PreparedGuest, attempt: number):
     children.nics = nics;
     const peer = nics.primary ? await startPeerIfNeeded(o, nics.primary, join(dir, 'peer.ctl'), logLine('peer')) : undefined;
     if (peer instanceof PeerNetns) children.peer = peer;
+    children.iperf3 = await startIperf3IfNeeded(o, peer instanceof PeerNetns ? peer.namespace : nics.netns?.namespace, logLine('iperf3'));
     const recorder = new TestRecorder({ device: nics.recorded, begin: () => nics.begin(), peer, progress: o.progress, nestingSuites: NESTING_SUITES });
 
     o.progress(`booting ${guest.image.kernelRelease} under ${guest.accel.accel.toUpperCase()} (${guest.cpus} vCPU${guest.cpus > 1 ? 's' : ''}, ${o.memMiB} MiB)${attempt > 1 ? `, attempt ${attempt}` : ''}`);
@@ -313,6 +316,17 @@ async function startPeerIfNeeded(o: RunOptions, device: ZcnicDevice, control: st
   }
 }
 
+/**
+ * The iperf3 suite's far end: iperf3's server in the peer's namespace, zcnic's tap peer or the
+ * reference's tap (qemu-tap). A server that cannot start is a broken setup, and the run fails.
+ */
+async function startIperf3IfNeeded(o: RunOptions, namespace: string | undefined, onOutput: (line: string) => void): Promise<Iperf3Server | null> {
+  if (!o.suites.includes(IPERF3_SUITE)) return null;
+  if (namespace === undefined) throw new Error(`the ${IPERF3_SUITE} suite needs a peer: zcnic's tap port or QEMU's tap (network qemu-tap), and this run has none`);
+  o.progress(`iperf3: server at ${PEER_ADDRESS} in ${namespace}`);
+  return Iperf3Server.start(['ip', 'netns', 'exec', namespace], PEER_ADDRESS, onOutput);
+}
+
 /** Quotes a word for sh: single quotes, each ' as '\''. */
 export function shellQuote(word: string): string {
   return `'${word.replace(/'/g, "'\\''")}'`;
@@ -346,6 +360,9 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths
     o.hostRoot === true ? 'zcnic.rootfs=host' : '',
     o.hostRoot === true ? hostPathsWord() : '',
     moduleTree !== null ? `zcnic.module_tree=${moduleTree}` : '',
+    // The suites that run on either NIC (iperf3) ask the device nothing on QEMU's own.
+    nics.devices.length === 0 ? 'zcnic.nic=qemu' : '',
+    o.suites.includes(IPERF3_SUITE) ? `zcnic.iperf_port=${IPERF3_PORT}` : '',
     nics.backends.length > 1 ? `zcnic.local_mac=${NIC_MACS[0]} zcnic.remote_mac=${NIC_MACS[1]}` : '',
     o.negativeControl ? `zcnic.fault=${o.negativeControl}` : '',
     o.tests !== undefined && o.tests.length > 0 ? `zcnic.only=${o.tests.join(',')}` : '',
@@ -456,4 +473,5 @@ async function stopChildren(c: Children): Promise<void> {
   if (c.qemu) await stopQemu(c.qemu);
   await c.nics?.stop();
   await c.peer?.stop();
+  await c.iperf3?.stop();
 }

@@ -8,8 +8,9 @@
  * the frame's bytes from the guest's buffers, without a copy (a tap takes one frame per write, so
  * frames cannot share a system call). With the pcap or the verifier on, the device does that
  * work itself so that they see wire frames, and the tap gets those with an empty header.
- * Frames the host sends out of the tap go to the receiveq, and one that finds no receive buffer
- * posted is dropped and counted (receiveq.noBuffers), like a NIC whose ring is empty. Their
+ * Frames the host sends out of the tap go to the receiveq; one that finds no receive buffer
+ * posted is held back until the driver posts some, and the host queues behind it (frame-fd.ts,
+ * holdsWhenNoBuffers), as with QEMU's own tap backend. Their
  * checksum flags go on to a driver that negotiated GUEST_CSUM: the host may then leave checksums
  * partial (TUNSETOFFLOAD TUN_F_CSUM; NEEDS_CSUM) and says which ones it checked (DATA_VALID).
  * Without GUEST_CSUM the tap takes no offloads and the flags are dropped (a DATA_VALID only
@@ -58,6 +59,7 @@ class Tap extends FrameFd {
   constructor(fd: number, name: string) {
     super(fd, `port tap ${name}`, MAX_HEADER_LENGTH);
     this.headerLength = TAP_DEFAULT_HEADER_LENGTH;
+    this.holdsWhenNoBuffers = true;
   }
 }
 
