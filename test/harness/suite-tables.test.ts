@@ -33,4 +33,27 @@ test('a rate table per size and mode, and a headline table per suite', () => {
   assert.is(tables.length, 3, 'no table for a suite without metrics');
 });
 
+test("seed 001's table: a row per TSO state the test measured, none without those metrics", () => {
+  const run = (metrics: TestRecord['metrics']): ReturnType<typeof suiteTables> =>
+    suiteTables({ accel: 'tcg', accelReason: '', kernelRelease: '6.12', qemu: 'q', cpus: 1, bootSeconds: 3, suites: ['msg-zerocopy'], startedAt: '', durationMs: 1, attempts: [], tests: [record('msg-zerocopy', 'cpu-per-gib', metrics)] });
+  const both = run({
+    'cpuSecondsPerGiB.tsoOn.msgZerocopy': 40,
+    'cpuSecondsPerGiB.tsoOn.copy': 60,
+    'cpuRatio.tsoOn': 0.667,
+    'gbitPerSecond.tsoOn.msgZerocopy': 1.5,
+    'gbitPerSecond.tsoOn.copy': 1.1,
+    'cpuSecondsPerGiB.tsoOff.msgZerocopy': 50,
+    'cpuSecondsPerGiB.tsoOff.copy': 48,
+    'cpuRatio.tsoOff': 1.042,
+    'gbitPerSecond.tsoOff.msgZerocopy': 0.4,
+    'gbitPerSecond.tsoOff.copy': 0.45,
+  });
+  assert.equal(both[0]?.rows, [
+    ['TSO on', '40', '60', '0.667', '1.5', '1.1'],
+    ['TSO off', '50', '48', '1.042', '0.4', '0.45'],
+  ]);
+  assert.equal(run({ 'cpuSecondsPerGiB.tsoOff.msgZerocopy': 50, 'cpuSecondsPerGiB.tsoOff.copy': 48 })[0]?.rows, [['TSO off', '50', '48', '', '', '']]);
+  assert.is(run({ bytesVerified: 1 }).some((t) => t.title.includes('seed 001')), false);
+});
+
 test.run();
