@@ -123,8 +123,9 @@ function runLayer(name: string, args: string[]): Promise<LayerResult> {
  * What `make test` boots and runs in the guest: every suite on the default kernel and QEMU
  * (cpumap apart: it alone needs a second vCPU, and one TCG vCPU is what keeps the rest clear of
  * the two-vCPU crashes, see harness/run.ts guestCpus); the AF_XDP suites on the newest Debian
- * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports); two of
- * the kernel's own drivers/net selftests (zcnic selftests).
+ * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports); iperf3
+ * through the tap port and on QEMU's tap; two of the kernel's own drivers/net selftests (zcnic
+ * selftests).
  */
 const GUEST_LAYERS: readonly GuestLayer[] = [
   { name: 'guest suites in QEMU (default kernel, QEMU on PATH, 1 vCPU)', suites: ['smoke', 'xdpsock', 'xsk-zc', 'msg-zerocopy', 'tap-xdp', 'zcrx'], options: [] },
@@ -139,6 +140,12 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   // and the device segments for the netns peer (QEMU 7.2 forwards HOST_TSO4 to a vhost-user
   // backend as well; the default layer keeps the MTU-sized path).
   { name: "guest suites on Debian's QEMU 10, the device offering TSO", suites: ['smoke', 'xdpsock', 'msg-zerocopy'], options: ['--qemu', 'debian:10', '--tso'] },
+  // Guest TCP through the tap port, TSO both ways (GSO frames whole from the guest, the host's
+  // GSO frames whole into the guest's mergeable buffers, a held frame when it has none), and
+  // the same on QEMU's own tap NIC, whose namespace and iperf3 server the harness sets up the
+  // same way; 3 s per direction (make bench-tap measures, this only checks that it works).
+  { name: 'iperf3 through the tap port (TSO both ways)', suites: ['iperf3'], options: ['--tso', '--guest-tso', '--append', 'zcnic.iperf_seconds=3'] },
+  { name: "iperf3 on QEMU's own tap NIC (the bench's reference)", suites: ['iperf3'], options: ['--qemu-nic', '--append', 'zcnic.iperf_seconds=3'] },
   // The kernel's own msg_zerocopy with -Z (every completion zero-copy) between two zcnic NICs
   // on the wire port, and its negative control (scatter-gather off makes the kernel copy).
   // It runs alone (the NIC pair); about 1 min on 7.3 under TCG.
