@@ -858,7 +858,7 @@ function spoilWrap(g: RingGenome, prng: Prng, k: number): void {
 
 /**
  * The first chain takes every slot of the ring, each with NEXT, so it comes round to its own
- * first slot: a chain longer than the queue (2.8.17), the packed ring's loop.
+ * first slot: a chain longer than the queue, the packed ring's loop.
  */
 function packedLoop(name: string, side: 'tx' | 'rx', prng: Prng): RingGenome {
   const b = new RingBuilder(name, side, prng.pick([1, 2, 16, 64, 256]));

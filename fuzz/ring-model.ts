@@ -66,7 +66,7 @@ interface NetHeaderFields {
 /** The most frame bytes a GSO check reads: Ethernet, the longest IPv4 header, the longest TCP header. */
 const GSO_HEADERS_MAX = 14 + 60 + 60;
 
-/** A used element of a packed ring (2.8.13): in the slot where its chain started, with that lap's wrap counter. */
+/** A used element of a packed ring (2.8): in the slot where its chain started, with that lap's wrap counter. */
 export interface UsedElement {
   readonly slot: number;
   readonly wrap: number;
@@ -117,8 +117,9 @@ interface Descriptor {
 
 /**
  * One queue as the rules walk it: the device's position, the chains taken, the ones completed
- * (in order: every chain taken is completed or given back before the next is taken, virtio 1.2
- * 2.7.13.1 and 2.8.21 allow the device any order, the rules pick the device's own).
+ * (in order: every chain taken is completed or given back before the next is taken; the spec
+ * allows the device any order, the rules take the device's own, which the packed ring's used
+ * element positions depend on).
  */
 interface QueueWalk {
   /** Split: avail.idx claims more chains than the ring holds (availIndexJump). Packed: never. */
@@ -195,7 +196,7 @@ export function expectRings(input: ModelInput): Expectation {
   };
   /** One buffer of a chain, both layouts; null when it is fine. */
   const recordBuffer = (ring: ModelRing, chain: Chain, d: Descriptor): string | null => {
-    // 2.7.5.3.1 and 2.8.17: no chain longer than the queue, indirect tables included.
+    // 2.7.5.3.1 and its packed counterpart (2.8): no chain longer than the queue, indirect tables included.
     if (chain.buffers.length === ring.size) return 'chainTooLong';
     if (!inside(d.addr, d.len)) return 'bufferOutsideMemory';
     const writable = (d.flags & DescFlags.write) !== 0;
@@ -267,9 +268,9 @@ export function expectRings(input: ModelInput): Expectation {
   /**
    * A packed ring (2.8): a chain is available when its first descriptor's AVAIL bit equals the
    * driver's wrap counter at that slot and its USED bit does not (2.8.1); its descriptors follow
-   * each other round the ring while NEXT is set, the buffer id in the last (2.8.6), or one
+   * each other round the ring while NEXT is set, the buffer id in the last, or one
    * descriptor points at an indirect table whose entries follow each other, as many as its length
-   * holds, WRITE their only flag (2.8.19). Only a chain's first flags say whether it is available:
+   * holds, WRITE their only flag. Only a chain's first flags say whether it is available:
    * the driver writes them last, after the rest.
    *
    * A chain that reaches slots an earlier chain took (the driver posted over descriptors the

@@ -227,9 +227,7 @@ export function completions(memory: FrontendMemory, queue: Pick<SessionQueue, 's
   }
   const ring = memory.slice(queue.descGpa, 16 * queue.size);
   const view = new DataView(ring.buffer, ring.byteOffset, ring.byteLength);
-  const element = (slot: number): UsedElement & { flags: number } => ({
-    slot,
-    wrap: 0,
+  const element = (slot: number): { id: number; length: number; flags: number } => ({
     id: view.getUint16(16 * slot + 12, true),
     length: view.getUint32(16 * slot + 8, true),
     flags: Atomics.load(new Uint16Array(ring.buffer, ring.byteOffset + 16 * slot + 14, 1), 0),
