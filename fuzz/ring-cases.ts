@@ -790,6 +790,12 @@ function withStaleSlots(g: RingGenome, prng: Prng): RingGenome {
   return g;
 }
 
+/** Any driver event suppression (RingGenome.driverEvent): off_wrap anywhere, flags ENABLE, DISABLE, DESC or reserved. */
+function driverEvent(prng: Prng, size: number): [number, number] {
+  const offWrap = prng.pick([0, 0x8000, (size - 1) | 0x8000, size, prng.int(0x10000)]);
+  return [offWrap, prng.pick([0, 1, 2, 3, prng.int(0x10000)])];
+}
+
 /** The driver's wrap counter at `slot` on the lap that starts at a packed genome's base. */
 function lapOf(g: RingGenome, slot: number): number {
   const base = g.base ?? PACKED_FRESH_BASE;
@@ -806,6 +812,7 @@ function packedVariant(kind: RingCaseKind): RingCaseKind {
     build(prng) {
       const split = kind.build(prng);
       const g = packedGenome(split, name, packedStart(prng, split.size));
+      if (prng.chance(0.4)) g.driverEvent = driverEvent(prng, g.size);
       return prng.chance(0.5) ? withStaleSlots(g, prng) : g;
     },
   };
@@ -1043,7 +1050,9 @@ export function chaosPackedRing(prng: Prng): RingGenome {
     const bits = prng.chance(0.75) ? packedAvailBits(wrap) : prng.pick([0, PackedDescFlags.avail, PackedDescFlags.used, WRAP_BITS]);
     return [slot, { ...d, flags: (d.flags & ~WRAP_BITS) | bits }];
   });
-  return { ...split, name: `packed-${split.name}`, layout: 'packed', base, table, heads: [], availIdx: null };
+  const g: RingGenome = { ...split, name: `packed-${split.name}`, layout: 'packed', base, table, heads: [], availIdx: null };
+  if (prng.chance(0.5)) g.driverEvent = driverEvent(prng, split.size);
+  return g;
 }
 
 function mutateDesc(prng: Prng, g: RingGenome, d: Desc): void {
@@ -1118,8 +1127,9 @@ export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
         else if (g.heads.length < g.size) g.heads.push(prng.int(g.size));
         break;
       case 7:
-        // Packed: where the ring starts (slot and wrap counter).
-        if (g.layout === 'packed') g.base = prng.chance(0.5) ? (g.base ?? PACKED_FRESH_BASE) ^ 0x8000 : packedStart(prng, g.size);
+        // Packed: where the ring starts (slot and wrap counter), or the driver's event suppression.
+        if (g.layout === 'packed' && prng.chance(0.3)) g.driverEvent = driverEvent(prng, g.size);
+        else if (g.layout === 'packed') g.base = prng.chance(0.5) ? (g.base ?? PACKED_FRESH_BASE) ^ 0x8000 : packedStart(prng, g.size);
         else g.availIdx = prng.chance(0.3) ? null : prng.chance(0.5) ? interestingIndex(prng, g) : (g.heads.length + prng.pick([-1, 1, 2])) & 0xffff;
         break;
       case 8: {

@@ -58,6 +58,12 @@ export interface RingGenome {
    * driver's wrap counter in bit 15); absent: PACKED_FRESH_BASE. The other queue starts fresh.
    */
   base?: number;
+  /**
+   * Packed: the hostile queue's driver event suppression (off_wrap, flags) as the driver wrote
+   * it; absent: zeros (ENABLE). Only the device's notifications depend on it, which the rules do
+   * not check: it is there for the device to survive any value.
+   */
+  driverEvent?: [number, number];
   /** Queue size of both queues (power of two). */
   size: number;
   /** Negotiated features. */

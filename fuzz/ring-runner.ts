@@ -102,6 +102,11 @@ export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'f
   g.tables.slice(0, INDIRECT_SLOTS).forEach((table, slot) => {
     table.slice(0, INDIRECT_SLOT / 16).forEach((d, i) => writeDesc(indirectSlotAddress(slot) + 16 * i, d));
   });
+  if (packed && g.driverEvent) {
+    const at = memory.gpaToOffset(hostile.availGpa, 4);
+    view.setUint16(at, g.driverEvent[0] & 0xffff, true);
+    view.setUint16(at + 2, g.driverEvent[1] & 0xffff, true);
+  }
   const flagsAt = new Map<number, number>();
   const headSlots = new Set(packed ? g.heads : []);
   for (const [index, d] of g.table) {

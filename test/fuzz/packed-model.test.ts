@@ -94,14 +94,17 @@ test('packedGenome: each chain in consecutive slots from the base, flagged on it
   assert.throws(() => packedGenome(b.build(), 'jump', 0x8000), /avail\.idx/);
 });
 
-test('writeCase: packed descriptors (id at 12, flags at 14); a truncation case\'s later chains stay unavailable (flags 0) until published', () => {
+test('writeCase: packed descriptors (id at 12, flags at 14), the driver\'s event suppression; a truncation case\'s later chains stay unavailable (flags 0) until published', () => {
   const b = new RingBuilder('cut', 'tx', 4);
   b.publish(b.txFrame(60), b.txFrame(70));
   b.truncateAfter(1, 0x10000);
-  const { memory, queue, publishRest } = written(packedGenome(b.build(), 'cut', 0x8000));
+  const g = packedGenome(b.build(), 'cut', 0x8000);
+  g.driverEvent = [0x8003, 2];
+  const { memory, queue, publishRest } = written(g);
   const tx = queue(TRANSMITQ);
   const u16 = (slot: number, offset: number): number => memory.view.getUint16(memory.gpaToOffset(tx.descGpa + 16 * slot + offset), true);
   assert.equal([u16(0, 12), u16(0, 14), u16(1, 12), u16(1, 14)], [0, AVAIL, 1, 0]);
+  assert.equal([memory.view.getUint16(memory.gpaToOffset(tx.availGpa), true), memory.view.getUint16(memory.gpaToOffset(tx.availGpa + 2), true)], [0x8003, 2]);
   publishRest();
   assert.is(u16(1, 14), AVAIL);
 });
