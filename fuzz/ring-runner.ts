@@ -215,16 +215,18 @@ function truncatedMemory(session: FrontendSession, g: RingGenome): FrontendMemor
   return copy;
 }
 
+export interface Completions {
+  /** Chains completed. */
+  readonly count: number;
+  /** Packed: every slot the device wrote otherwise than the rules expect. */
+  readonly problems: string[];
+}
+
 /**
  * How far a queue's completions got: split, used.idx; packed, how many of the used elements the
  * rules expect are in their slots, in order, with every slot the device wrote elsewhere (or
  * wrote wrong) named. `written` is the descriptor ring as the driver wrote it (the whole case).
  */
-export interface Completions {
-  readonly count: number;
-  readonly problems: string[];
-}
-
 export function completions(memory: FrontendMemory, queue: Pick<SessionQueue, 'size' | 'descGpa' | 'usedGpa'>, name: string, elements: readonly UsedElement[] | null, written: Uint8Array | null): Completions {
   if (elements === null || written === null) {
     const at = memory.gpaToOffset(queue.usedGpa, 4);
