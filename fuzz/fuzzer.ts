@@ -11,12 +11,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DeviceStats } from '../harness/device-control.js';
 import { Corpus, type Genome } from './coverage.js';
-import { chaosRing, mutateRing, ringKinds, type RingCaseKind } from './ring-cases.js';
+import { chaosPackedRing, chaosRing, mutateRing, ringKinds, type RingCaseKind } from './ring-cases.js';
 import { messageKinds, mutateMessage, type MessageCaseKind } from './message-cases.js';
 import { runMessageCase } from './message-runner.js';
 import { Prng } from './prng.js';
 import { emptyReport, type Finding, type FuzzReport } from './report.js';
-import { RingBuilder } from './ring-genome.js';
+import { PACKED_FRESH_BASE, packedGenome, RingBuilder, type RingGenome } from './ring-genome.js';
 import { runRingCase, type RingOutcome } from './ring-runner.js';
 import type { Target } from './target.js';
 
@@ -47,21 +47,27 @@ export type Planned =
   | { readonly category: string; readonly type: 'message'; readonly genome: Genome & { type: 'message' } };
 
 function ringCategory(kind: RingCaseKind): string {
-  return kind.side === 'rx' ? 'ring-rx' : 'ring-tx';
+  return `${kind.layout === 'packed' ? 'packed' : 'ring'}-${kind.side}`;
+}
+
+/** A chaos or mutated ring case's category: packed rings apart from split ones. */
+function layoutCategory(ring: RingGenome, what: 'chaos' | 'mutated'): string {
+  return `${ring.layout === 'packed' ? 'packed' : 'ring'}-${what}`;
 }
 
 function messageCategory(kind: MessageCaseKind): string {
   return STORMS.has(kind.name) ? 'storm' : 'message';
 }
 
-/** A valid frontend sends `frames` frames; the device must count exactly those, without errors. */
-export async function trafficCheck(target: Target, reflect: boolean, frames = 32): Promise<string[]> {
+/** A valid frontend sends `frames` frames over a split or packed ring; the device must count exactly those, without errors. */
+export async function trafficCheck(target: Target, reflect: boolean, frames = 32, layout: 'split' | 'packed' = 'split'): Promise<string[]> {
   if (frames < 1 || frames > 128) throw new RangeError(`trafficCheck: ${frames} frames is not in 1..128`);
   const b = new RingBuilder('traffic-check', 'tx', 256);
   const heads: number[] = [];
   for (let i = 0; i < frames; i++) heads.push(b.txFrame(60 + ((i * 37) % 1400), i % 3 === 0 ? 'split' : i % 3 === 1 ? 'indirect' : 'one'));
   b.publish(...heads);
-  const outcome: RingOutcome = await runRingCase(target, b.build(), { reflect });
+  const genome = layout === 'packed' ? packedGenome(b.build(), 'traffic-check-packed', PACKED_FRESH_BASE) : b.build();
+  const outcome: RingOutcome = await runRingCase(target, genome, { reflect });
   const problems = [...outcome.mismatches];
   if (outcome.expected.txFrames !== frames) problems.push(`the traffic check expected ${frames} frames, its own model says ${outcome.expected.txFrames}`);
   if (Object.keys(outcome.expected.errors).length > 0) problems.push(`the traffic check is not valid traffic: ${JSON.stringify(outcome.expected.errors)}`);
@@ -108,25 +114,29 @@ export class CasePlanner {
     while (this.nextFork < index) prng = this.master.fork(`case ${++this.nextFork}`);
     this.nextFork++;
     const reflect = this.reflect;
-    const usableRingKinds = ringKinds.filter((k) => reflect || k.side === 'tx');
+    const usable = (layout: 'packed' | undefined): RingCaseKind[] => ringKinds.filter((k) => k.layout === layout && (reflect || k.side === 'tx'));
     // The weights do not depend on the run so far (a guided run has a corpus by the end of
     // the sweep), so a replay draws the same choice.
     const choice = prng.weighted<string>([
-      [30, 'ring'],
-      [12, 'chaos'],
+      [20, 'ring'],
+      [12, 'packed'],
+      [8, 'chaos'],
+      [4, 'packed-chaos'],
       [25, 'message'],
       [8, 'storm'],
       [this.guided ? 25 : 0, 'mutate'],
     ]);
     switch (choice) {
-      case 'ring': {
-        const kind = prng.pick(usableRingKinds);
+      case 'ring':
+      case 'packed': {
+        const kind = prng.pick(usable(choice === 'packed' ? 'packed' : undefined));
         return { category: ringCategory(kind), type: 'ring', genome: { type: 'ring', ring: kind.build(prng) } };
       }
-      case 'chaos': {
-        let ring = chaosRing(prng);
+      case 'chaos':
+      case 'packed-chaos': {
+        let ring = choice === 'packed-chaos' ? chaosPackedRing(prng) : chaosRing(prng);
         if (!reflect) ring = { ...ring, side: 'tx' };
-        return { category: 'ring-chaos', type: 'ring', genome: { type: 'ring', ring } };
+        return { category: layoutCategory(ring, 'chaos'), type: 'ring', genome: { type: 'ring', ring } };
       }
       case 'storm': {
         const kind = prng.pick(messageKinds.filter((k) => STORMS.has(k.name)));
@@ -139,7 +149,7 @@ export class CasePlanner {
         if (parent.type === 'ring') {
           let ring = mutateRing(parent.ring, prng);
           if (!reflect) ring = { ...ring, side: 'tx' };
-          return { category: 'ring-mutated', type: 'ring', genome: { type: 'ring', ring } };
+          return { category: layoutCategory(ring, 'mutated'), type: 'ring', genome: { type: 'ring', ring } };
         }
         return { category: 'message-mutated', type: 'message', genome: { type: 'message', message: mutateMessage(parent.message, prng) } };
       }
@@ -224,6 +234,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   const trafficEvery = options.trafficEvery ?? 50;
   const corpus = new Corpus();
   const kinds = new Set<string>();
+  const packedKinds = new Set<string>();
   const started = Date.now();
   const deadline = started + options.seconds * 1000;
   const maxCases = options.maxCases ?? Infinity;
@@ -286,7 +297,8 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
 
   const runTraffic = async (index: number): Promise<boolean> => {
     try {
-      const problems = await trafficCheck(target, reflect);
+      // Every other check over a packed ring.
+      const problems = await trafficCheck(target, reflect, 32, (report.traffic.passed + report.traffic.failed) % 2 === 1 ? 'packed' : 'split');
       if (problems.length === 0) {
         report.traffic.passed++;
         return true;
@@ -320,6 +332,10 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
           const outcome = await runRingCase(target, planned.genome.ring, { reflect });
           mismatches = outcome.mismatches;
           for (const k of outcome.kinds) kinds.add(k);
+          if (planned.genome.ring.layout === 'packed') {
+            report.packed.cases++;
+            for (const k of outcome.kinds) packedKinds.add(k);
+          }
           signal = [...outcome.kinds, `needsReset:${outcome.actual?.needsReset ?? outcome.expected.needsReset}`, `frames:${Math.sign(outcome.expected.txFrames)}:${Math.sign(outcome.expected.rxFrames)}`];
         } else {
           const outcome = await runMessageCase(target, planned.genome.message);
@@ -371,6 +387,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   report.seconds = (Date.now() - started) / 1000;
   report.casesPerSecond = report.seconds > 0 ? ran / report.seconds : 0;
   report.kinds = [...kinds].sort();
+  report.packed.kinds = [...packedKinds].sort();
   report.corpus = corpus.size;
   report.coverageFeatures = corpus.features;
   return report;

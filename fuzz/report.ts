@@ -23,12 +23,14 @@ export interface FuzzReport {
   seconds: number;
   cases: number;
   casesPerSecond: number;
-  /** Cases per category (ring-tx, ring-rx, ring-chaos, ring-mutated, message, storm, message-mutated). */
+  /** Cases per category (ring-tx, ring-rx, ring-chaos, ring-mutated, their packed-* twins, message, storm, message-mutated). */
   categories: Record<string, number>;
   /** Cases per generator. */
   generators: Record<string, number>;
   /** Unique error kinds the backend showed: ring:<counter> and protocol:<refusal reason>. */
   kinds: string[];
+  /** Ring cases on packed rings (RING_PACKED negotiated; counted in `cases` too) and the error kinds they reached. */
+  packed: { cases: number; kinds: string[] };
   crashes: Crash[];
   /** Cases where the backend did not do what the rules say (an uncounted error, a lost frame, ...). */
   mismatches: Finding[];
@@ -52,6 +54,7 @@ export function emptyReport(seed: number): FuzzReport {
     categories: {},
     generators: {},
     kinds: [],
+    packed: { cases: 0, kinds: [] },
     crashes: [],
     mismatches: [],
     mismatchCount: 0,
@@ -90,6 +93,8 @@ export function formatReport(r: FuzzReport): string {
   const protocol = r.kinds.filter((k) => k.startsWith('protocol:'));
   out.push(`unique error kinds reached: ${r.kinds.length} (${ring.length} ring, ${protocol.length} protocol)`);
   for (const k of r.kinds) out.push(`  ${k}`);
+  out.push(`packed rings: ${r.packed.cases} cases, ${r.packed.kinds.length} error kinds reached`);
+  for (const k of r.packed.kinds) out.push(`  ${k}`);
   out.push(`valid traffic checks: ${r.traffic.passed} passed, ${r.traffic.failed} failed`);
   const { fdsBefore, fdsAfter, heapBefore, heapAfter } = r.resources;
   if (fdsBefore !== null && fdsAfter !== null) out.push(`backend open fds: ${fdsBefore} before, ${fdsAfter} after`);

@@ -4,7 +4,7 @@
  * errors that only drop a frame, after) the hostile chain, a chaos generator of random
  * descriptors biased to boundary values, and field-level mutations for coverage guidance.
  */
-import { DescFlags } from 'vfio-user-ts';
+import { DescFlags, PackedDescFlags } from 'vfio-user-ts';
 import {
   BUFFER_AREA,
   GUEST_BASE,
@@ -15,7 +15,7 @@ import {
   QUEUE_SIZES,
 } from './layout.js';
 import type { Prng } from './prng.js';
-import { desc, descWords, RingBuilder, type Desc, type RingGenome } from './ring-genome.js';
+import { desc, descWords, PACKED_FRESH_BASE, packedAvailBits, packedGenome, packedPosition, RingBuilder, type Desc, type RingGenome } from './ring-genome.js';
 
 export interface RingCaseKind {
   readonly name: string;
@@ -24,6 +24,8 @@ export interface RingCaseKind {
   /** Whether the error stops the ring (DEVICE_NEEDS_RESET). */
   readonly fatal: boolean;
   readonly side: 'tx' | 'rx';
+  /** The genomes it builds are packed (RingGenome.layout); absent: split. */
+  readonly layout?: 'packed';
   build(prng: Prng): RingGenome;
 }
 
@@ -745,8 +747,226 @@ const truncationKinds: RingCaseKind[] = [
   },
 ];
 
-/** Every ring pattern the fuzzer knows, transmit side first, truncation last. */
-export const ringKinds: readonly RingCaseKind[] = [...txKinds, ...gsoKinds, ...rxKinds, ...truncationKinds];
+const splitKinds: readonly RingCaseKind[] = [...txKinds, ...gsoKinds, ...rxKinds, ...truncationKinds];
+
+// ---- packed rings ------------------------------------------------------------------------------
+
+/**
+ * Split patterns that are about the split ring's own structure: avail.idx, head indexes, next
+ * links. A packed ring has none of them (its chains are consecutive slots; a loop is a chain
+ * round the whole ring, packedLoop below).
+ */
+const SPLIT_ONLY = new Set(['tx-loop', 'tx-avail-jump', 'tx-head-out-of-range', 'tx-next-out-of-range', 'rx-avail-jump', 'rx-loop']);
+
+const WRAP_BITS = PackedDescFlags.avail | PackedDescFlags.used;
+
+/**
+ * Where a packed case's hostile queue starts (SET_VRING_BASE): a fresh ring, a slot just before
+ * the ring's end (its chains cross it, the wrap counter flipping there), or anywhere, on either
+ * lap.
+ */
+function packedStart(prng: Prng, size: number): number {
+  const wrap = prng.chance(0.5) ? 0x8000 : 0;
+  return prng.weighted([
+    [4, PACKED_FRESH_BASE],
+    [4, wrap | (size - 1 - prng.int(Math.min(size, 8)))],
+    [2, wrap | prng.int(size)],
+  ]);
+}
+
+/**
+ * The slots after the chains hold what a driver's ring holds there after a lap: used elements
+ * of the previous lap (AVAIL and USED both the other wrap counter), never available. Up to 16
+ * of them: the device looks no further than the first.
+ */
+function withStaleSlots(g: RingGenome, prng: Prng): RingGenome {
+  const base = g.base ?? PACKED_FRESH_BASE;
+  const posted = g.table.length;
+  for (let k = posted; k < Math.min(g.size, posted + 16); k++) {
+    const { slot, wrap } = packedPosition(base, g.size, k);
+    const stale = wrap === 0 ? WRAP_BITS : 0;
+    g.table.push([slot, desc(BUFFER_AREA + 16 * prng.int(1024), prng.pick([0, 60, 1514]), stale | (prng.chance(0.3) ? DescFlags.write : 0), prng.int(g.size))]);
+  }
+  return g;
+}
+
+/** Any driver event suppression (RingGenome.driverEvent): off_wrap anywhere, flags ENABLE, DISABLE, DESC or reserved. */
+function driverEvent(prng: Prng, size: number): [number, number] {
+  const offWrap = prng.pick([0, 0x8000, (size - 1) | 0x8000, size, prng.int(0x10000)]);
+  return [offWrap, prng.pick([0, 1, 2, 3, prng.int(0x10000)])];
+}
+
+/** The driver's wrap counter at `slot` on the lap that starts at a packed genome's base. */
+function lapOf(g: RingGenome, slot: number): number {
+  const base = g.base ?? PACKED_FRESH_BASE;
+  return packedPosition(base, g.size, (slot - packedPosition(base, g.size, 0).slot + g.size) % g.size).wrap;
+}
+
+/** A split pattern on a packed ring: the same chains from a packed start (packedGenome), the same error kind. */
+function packedVariant(kind: RingCaseKind): RingCaseKind {
+  const name = `packed-${kind.name}`;
+  return {
+    ...kind,
+    name,
+    layout: 'packed',
+    build(prng) {
+      const split = kind.build(prng);
+      const g = packedGenome(split, name, packedStart(prng, split.size));
+      if (prng.chance(0.4)) g.driverEvent = driverEvent(prng, g.size);
+      return prng.chance(0.5) ? withStaleSlots(g, prng) : g;
+    },
+  };
+}
+
+/** The slots of chain `k` of a packed genome: from its head while NEXT (not with INDIRECT) goes on. */
+function chainSlots(g: RingGenome, k: number): number[] {
+  const slots = [g.heads[k]!];
+  for (let d = entry(g, slots[0]!); (d.flags & DescFlags.next) !== 0 && (d.flags & DescFlags.indirect) === 0 && slots.length < g.size; ) {
+    slots.push((slots[slots.length - 1]! + 1) % g.size);
+    d = entry(g, slots[slots.length - 1]!);
+  }
+  return slots;
+}
+
+function entry(g: RingGenome, slot: number): Desc {
+  const found = g.table.find(([s]) => s === slot);
+  if (!found) throw new RangeError(`${g.name}: slot ${slot} holds no descriptor`);
+  return found[1];
+}
+
+/** Valid transmit frames on a packed ring, at least two chains, the last a header and a frame in two descriptors. */
+function packedTxFrames(name: string, prng: Prng): RingGenome {
+  const b = new RingBuilder(name, 'tx', pickSize(prng, 16), { version1: prng.chance(0.8), mergeable: prng.chance(0.7) });
+  const heads = validTx(b, prng, 10, 3, 2);
+  if (heads.length === 0) heads.push(b.txFrame(frameLength(prng)));
+  heads.push(b.txFrame(frameLength(prng), 'split'));
+  b.publish(...heads);
+  return packedGenome(b.build(), name, packedStart(prng, b.size));
+}
+
+/** Receive buffers on a packed ring for frames fed from the transmitq, one 2048-byte chain each. */
+function packedRxBuffers(name: string, prng: Prng, frames: number): RingGenome {
+  const b = new RingBuilder(name, 'rx', pickSize(prng, 16), { mergeable: prng.chance(0.5) });
+  b.publish(...rxSlots(b, frames));
+  b.feed(...Array.from({ length: frames }, () => prng.range(60, 1500)));
+  return packedGenome(b.build(), name, packedStart(prng, b.size));
+}
+
+/**
+ * Chain `k`'s first descriptor with AVAIL and USED not as the driver makes it available on its
+ * lap: as used on that lap, as available on the other lap, or neither. The device must not take
+ * it, nor anything after it; no error: to the device it is a ring the driver has not filled yet.
+ */
+function spoilWrap(g: RingGenome, prng: Prng, k: number): void {
+  const first = entry(g, g.heads[k]!);
+  const right = first.flags & WRAP_BITS;
+  first.flags = (first.flags & ~WRAP_BITS) | prng.pick([0, PackedDescFlags.avail, PackedDescFlags.used, WRAP_BITS].filter((bits) => bits !== right));
+}
+
+/**
+ * The first chain takes every slot of the ring, each with NEXT, so it comes round to its own
+ * first slot: a chain longer than the queue, the packed ring's loop.
+ */
+function packedLoop(name: string, side: 'tx' | 'rx', prng: Prng): RingGenome {
+  const b = new RingBuilder(name, side, prng.pick([1, 2, 16, 64, 256]));
+  const g = packedGenome(b.build(), name, packedStart(prng, b.size));
+  const base = g.base!;
+  for (let k = 0; k < g.size; k++) {
+    const { slot, wrap } = packedPosition(base, g.size, k);
+    g.table.push([slot, desc(b.buffer(16), 16, DescFlags.next | packedAvailBits(wrap) | (side === 'rx' ? DescFlags.write : 0), 0)]);
+  }
+  g.heads = [packedPosition(base, g.size, 0).slot];
+  if (side === 'rx') g.feed = feedFrames(prng, 3);
+  return g;
+}
+
+const packedOnlyKinds: RingCaseKind[] = [
+  {
+    name: 'packed-tx-wrong-wrap',
+    expect: 'none',
+    fatal: false,
+    side: 'tx',
+    layout: 'packed',
+    build(prng) {
+      const g = packedTxFrames('packed-tx-wrong-wrap', prng);
+      spoilWrap(g, prng, prng.range(1, g.heads.length - 1));
+      return g;
+    },
+  },
+  {
+    name: 'packed-tx-wrap-bits-after-first',
+    expect: 'none',
+    fatal: false,
+    side: 'tx',
+    layout: 'packed',
+    build(prng) {
+      // Only a chain's first flags make it available (the driver writes them last): the wrap
+      // bits of the descriptors after it say nothing, and the chain goes out.
+      const g = packedTxFrames('packed-tx-wrap-bits-after-first', prng);
+      const second = entry(g, chainSlots(g, g.heads.length - 1)[1]!);
+      second.flags = (second.flags & ~WRAP_BITS) | prng.pick([0, PackedDescFlags.avail, PackedDescFlags.used, WRAP_BITS]);
+      return g;
+    },
+  },
+  {
+    name: 'packed-tx-unoffered-ids',
+    expect: 'none',
+    fatal: false,
+    side: 'tx',
+    layout: 'packed',
+    build(prng) {
+      // Buffer ids the driver never offered, repeated, or out of the ring's range: the device
+      // returns whatever the chain's last descriptor names.
+      const g = packedTxFrames('packed-tx-unoffered-ids', prng);
+      for (let k = 0; k < g.heads.length; k++) {
+        if (prng.chance(0.4)) continue;
+        const id = prng.pick([g.size, g.size + 1, 0x7fff, 0x8000, 0xffff, prng.int(0x10000), g.heads[0]!]);
+        const slots = chainSlots(g, k);
+        // Sometimes only the last descriptor's id changes, sometimes only the others'.
+        const which = prng.int(3);
+        slots.forEach((s, i) => {
+          const last = i === slots.length - 1;
+          if (which === 0 || (which === 1 && last) || (which === 2 && !last)) entry(g, s).next = id;
+        });
+      }
+      return g;
+    },
+  },
+  {
+    name: 'packed-tx-loop',
+    expect: 'chainTooLong',
+    fatal: true,
+    side: 'tx',
+    layout: 'packed',
+    build: (prng) => packedLoop('packed-tx-loop', 'tx', prng),
+  },
+  {
+    name: 'packed-rx-wrong-wrap',
+    expect: 'none',
+    fatal: false,
+    side: 'rx',
+    layout: 'packed',
+    build(prng) {
+      // The frames after the spoiled chain find no buffers.
+      const g = packedRxBuffers('packed-rx-wrong-wrap', prng, prng.range(2, 6));
+      spoilWrap(g, prng, prng.range(1, g.heads.length - 1));
+      return g;
+    },
+  },
+  {
+    name: 'packed-rx-loop',
+    expect: 'chainTooLong',
+    fatal: true,
+    side: 'rx',
+    layout: 'packed',
+    build: (prng) => packedLoop('packed-rx-loop', 'rx', prng),
+  },
+];
+
+const packedKinds: readonly RingCaseKind[] = [...splitKinds.filter((k) => !SPLIT_ONLY.has(k.name)).map(packedVariant), ...packedOnlyKinds];
+
+/** Every ring pattern the fuzzer knows: split (transmit side first, truncation last), then packed. */
+export const ringKinds: readonly RingCaseKind[] = [...splitKinds, ...packedKinds];
 
 export function ringKind(name: string): RingCaseKind {
   const kind = ringKinds.find((k) => k.name === name);
@@ -818,6 +1038,23 @@ export function chaosRing(prng: Prng): RingGenome {
   return g;
 }
 
+/**
+ * A packed ring of random descriptors: a run of them from the ring's start slot on (most
+ * flagged available on their lap, the rest with any AVAIL and USED bits), a few elsewhere.
+ */
+export function chaosPackedRing(prng: Prng): RingGenome {
+  const split = chaosRing(prng);
+  const base = packedStart(prng, split.size);
+  const table: [number, Desc][] = split.table.map(([index, d], k) => {
+    const { slot, wrap } = packedPosition(base, split.size, prng.chance(0.85) ? k : index);
+    const bits = prng.chance(0.75) ? packedAvailBits(wrap) : prng.pick([0, PackedDescFlags.avail, PackedDescFlags.used, WRAP_BITS]);
+    return [slot, { ...d, flags: (d.flags & ~WRAP_BITS) | bits }];
+  });
+  const g: RingGenome = { ...split, name: `packed-${split.name}`, layout: 'packed', base, table, heads: [], availIdx: null };
+  if (prng.chance(0.5)) g.driverEvent = driverEvent(prng, split.size);
+  return g;
+}
+
 function mutateDesc(prng: Prng, g: RingGenome, d: Desc): void {
   switch (prng.int(7)) {
     case 0: {
@@ -867,18 +1104,33 @@ export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
           g.tables.push([randomDesc(prng, g)]);
         }
         break;
-      case 4:
-        g.table.push([prng.int(g.size), randomDesc(prng, g)]);
+      case 4: {
+        const d = randomDesc(prng, g);
+        const slot = prng.int(g.size);
+        // Packed: most often available on the slot's lap.
+        if (g.layout === 'packed' && prng.chance(0.7)) d.flags = (d.flags & ~WRAP_BITS) | packedAvailBits(lapOf(g, slot));
+        g.table.push([slot, d]);
         break;
+      }
       case 5:
         if (g.table.length > 1) g.table.splice(prng.int(g.table.length), 1);
         break;
       case 6:
-        if (g.heads.length > 0 && prng.chance(0.5)) g.heads[prng.int(g.heads.length)] = interestingIndex(prng, g);
+        // Packed: a descriptor's AVAIL or USED bit (wrong lap, looks used), or its buffer id.
+        if (g.layout === 'packed') {
+          if (g.table.length > 0) {
+            const d = prng.pick(g.table)[1];
+            if (prng.chance(0.7)) d.flags ^= prng.pick([PackedDescFlags.avail, PackedDescFlags.used, WRAP_BITS]);
+            else d.next = interestingIndex(prng, g);
+          }
+        } else if (g.heads.length > 0 && prng.chance(0.5)) g.heads[prng.int(g.heads.length)] = interestingIndex(prng, g);
         else if (g.heads.length < g.size) g.heads.push(prng.int(g.size));
         break;
       case 7:
-        g.availIdx = prng.chance(0.3) ? null : prng.chance(0.5) ? interestingIndex(prng, g) : (g.heads.length + prng.pick([-1, 1, 2])) & 0xffff;
+        // Packed: where the ring starts (slot and wrap counter), or the driver's event suppression.
+        if (g.layout === 'packed' && prng.chance(0.3)) g.driverEvent = driverEvent(prng, g.size);
+        else if (g.layout === 'packed') g.base = prng.chance(0.5) ? (g.base ?? PACKED_FRESH_BASE) ^ 0x8000 : packedStart(prng, g.size);
+        else g.availIdx = prng.chance(0.3) ? null : prng.chance(0.5) ? interestingIndex(prng, g) : (g.heads.length + prng.pick([-1, 1, 2])) & 0xffff;
         break;
       case 8: {
         const which = prng.int(4);

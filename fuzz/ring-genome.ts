@@ -4,7 +4,7 @@
  * replayed and mutated field by field. Addresses are guest-physical and split in two u32 words
  * so that values up to 2^64 - 1 survive exactly.
  */
-import { DescFlags } from 'vfio-user-ts';
+import { DescFlags, PackedDescFlags } from 'vfio-user-ts';
 import {
   BUFFER_AREA,
   BUFFER_AREA_END,
@@ -17,14 +17,53 @@ export interface Desc {
   addrLo: number;
   addrHi: number;
   len: number;
+  /** A packed descriptor's flags carry its AVAIL and USED bits too. */
   flags: number;
+  /** Split: the next descriptor's index. Packed: the buffer id (the u16 before the flags there). */
   next: number;
 }
+
+/** A packed ring's base at its start: slot 0, the driver's wrap counter (bit 15) 1. */
+export const PACKED_FRESH_BASE = 0x8000;
+const PACKED_WRAP_BIT = 0x8000;
+
+/** Slot and driver wrap counter of the `k`-th descriptor posted from `base` (SET_VRING_BASE's low half) in a ring of `size`. */
+export function packedPosition(base: number, size: number, k: number): { slot: number; wrap: number } {
+  const first = (base & ~PACKED_WRAP_BIT & 0xffff) % size;
+  const laps = Math.floor((first + k) / size);
+  return { slot: (first + k) % size, wrap: ((base & PACKED_WRAP_BIT) !== 0 ? 1 : 0) ^ (laps & 1) };
+}
+
+/** The AVAIL and USED bits of a descriptor the driver makes available on a lap with wrap counter `wrap` (2.8.1). */
+export function packedAvailBits(wrap: number): number {
+  return wrap === 1 ? PackedDescFlags.avail : PackedDescFlags.used;
+}
+
+const WRAP_BITS = PackedDescFlags.avail | PackedDescFlags.used;
+const ZERO_DESC: Desc = { addrLo: 0, addrHi: 0, len: 0, flags: 0, next: 0 };
 
 export interface RingGenome {
   /** The name of the generator (or "mutated:<parent>"). */
   name: string;
   side: 'tx' | 'rx';
+  /**
+   * Both queues' layout, RING_PACKED negotiated when 'packed' (absent: split, as in cases printed
+   * before it existed). In a packed genome `table` holds ring slots, `heads` the slots of the
+   * chains' first descriptors, whose flags the driver writes last and in this order (that makes
+   * them available), and `availIdx` is null.
+   */
+  layout?: 'packed';
+  /**
+   * Packed: the hostile queue's SET_VRING_BASE (slot in bits 0-14, taken modulo the size, the
+   * driver's wrap counter in bit 15); absent: PACKED_FRESH_BASE. The other queue starts fresh.
+   */
+  base?: number;
+  /**
+   * Packed: the hostile queue's driver event suppression (off_wrap, flags) as the driver wrote
+   * it; absent: zeros (ENABLE). Only the device's notifications depend on it, which the rules do
+   * not check: it is there for the device to survive any value.
+   */
+  driverEvent?: [number, number];
   /** Queue size of both queues (power of two). */
   size: number;
   /** Negotiated features. */
@@ -229,4 +268,38 @@ export class RingBuilder {
   build(): RingGenome {
     return structuredClone(this.genome);
   }
+}
+
+/**
+ * The packed ring a driver writes for the chains of a split genome: each published head's chain
+ * (its descriptors by their next links, as the split walk follows them) in consecutive slots
+ * from `base`, flagged available on the lap of each slot, every descriptor carrying the head as
+ * its buffer id (as Linux writes it), NEXT and WRITE kept. Indirect tables, buffers, features and
+ * the rest stay: what a descriptor rule or a frame check makes of them does not depend on the
+ * layout. Chains the packed ring cannot express (a split genome with its own avail.idx, chains
+ * that together need more slots than the ring has) are refused.
+ */
+export function packedGenome(g: RingGenome, name: string, base: number): RingGenome {
+  if (g.layout === 'packed') throw new RangeError(`${g.name} is packed already`);
+  if (g.availIdx !== null) throw new RangeError(`${g.name}: a split avail.idx of its own has no packed equivalent`);
+  const byIndex = new Map(g.table);
+  const table: [number, Desc][] = [];
+  const heads: number[] = [];
+  let k = 0;
+  for (const head of g.heads) {
+    const chain: Desc[] = [];
+    let d = byIndex.get(head) ?? ZERO_DESC;
+    for (;;) {
+      chain.push(d);
+      if ((d.flags & DescFlags.next) === 0 || (d.flags & DescFlags.indirect) !== 0 || chain.length === g.size) break;
+      d = byIndex.get(d.next) ?? ZERO_DESC;
+    }
+    if (k + chain.length > g.size) throw new RangeError(`${g.name}: its chains need more than the ${g.size} slots of a packed ring`);
+    heads.push(packedPosition(base, g.size, k).slot);
+    for (const c of chain) {
+      const { slot, wrap } = packedPosition(base, g.size, k++);
+      table.push([slot, { ...c, flags: (c.flags & ~WRAP_BITS) | packedAvailBits(wrap), next: head }]);
+    }
+  }
+  return { ...structuredClone(g), name, layout: 'packed', base: base & 0xffff, table, heads };
 }

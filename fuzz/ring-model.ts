@@ -1,9 +1,10 @@
 /**
  * The fuzzer's oracle for ring cases: what a correct device must do with the rings as they are
- * in guest memory, worked out from the virtio 1.2 rules (2.7.5, 2.7.5.3, 5.1.6) without any
- * device code. The device's counters and used rings are compared with it, so an error the
+ * in guest memory, worked out from the virtio 1.2 rules (split rings 2.7.5 and 2.7.5.3, packed
+ * rings 2.8, the net device 5.1.6) without any device code. The device's counters and used rings are compared with it, so an error the
  * device misses, counts twice or counts under the wrong kind, a frame it drops or invents, and
- * a used element it forgets to publish all show up as mismatches.
+ * a used element it forgets to publish (or, on a packed ring, writes with the wrong id, length or
+ * wrap counter, or where none belongs) all show up as mismatches.
  *
  * It simulates a device with the `reflect` port (or `sink`): the transmitq's chains in order,
  * each valid frame handed to the receiveq at once. A ring error stops that ring
@@ -13,7 +14,7 @@
  * (descriptors, available rings), the result depends on timing: the expectation is then marked
  * uncertain and only liveness is checked.
  */
-import { DescFlags } from 'vfio-user-ts';
+import { DescFlags, PackedDescFlags } from 'vfio-user-ts';
 import { GSO_ECN, GsoType, NetHeaderFlags } from '../device/net-header.js';
 import { MAX_FRAME, MAX_GSO_FRAME } from './layout.js';
 
@@ -28,13 +29,20 @@ export interface GuestView {
 
 export interface ModelRing {
   readonly size: number;
+  /** The descriptor table (split) or ring (packed). */
   readonly descGpa: number;
+  /** The available ring (split) or driver area (packed). */
   readonly availGpa: number;
+  /** The used ring (split) or device area (packed). */
   readonly usedGpa: number;
+  /** Packed: SET_VRING_BASE (slot in bits 0-14, below the size; the driver's wrap counter in bit 15). */
+  readonly base: number;
 }
 
 export interface ModelInput {
   readonly mem: GuestView;
+  /** Both queues' layout (RING_PACKED negotiated: 'packed'). */
+  readonly layout: 'split' | 'packed';
   readonly tx: ModelRing;
   readonly rx: ModelRing;
   readonly indirect: boolean;
@@ -58,6 +66,14 @@ interface NetHeaderFields {
 /** The most frame bytes a GSO check reads: Ethernet, the longest IPv4 header, the longest TCP header. */
 const GSO_HEADERS_MAX = 14 + 60 + 60;
 
+/** A used element of a packed ring (2.8): in the slot where its chain started, with that lap's wrap counter. */
+export interface UsedElement {
+  readonly slot: number;
+  readonly wrap: number;
+  readonly id: number;
+  readonly length: number;
+}
+
 export interface Expectation {
   txFrames: number;
   txBytes: number;
@@ -67,9 +83,12 @@ export interface Expectation {
   /** Error kind -> count (only kinds that occur). */
   errors: Record<string, number>;
   needsReset: boolean;
-  /** used.idx each ring must end up at. */
+  /** Chains each ring must complete (split: where used.idx ends up). */
   txUsed: number;
   rxUsed: number;
+  /** Packed: the used elements, in order; null for split rings. */
+  txElements: UsedElement[] | null;
+  rxElements: UsedElement[] | null;
   /** False when device writes overlap what the rules read (see above). */
   certain: boolean;
   /** One line per ring error, for reports. */
@@ -78,85 +97,263 @@ export interface Expectation {
 
 interface Chain {
   error: string | null;
+  /** The buffer id its used element names: the head (split), the last ring descriptor's id (packed). */
+  id: number;
   /** Buffers: [gpa, length, writable]. */
   buffers: [number, number, boolean][];
   readable: number;
   writable: number;
+  /** A writable buffer was recorded (readable ones may not follow, even after a 0-byte one). */
+  sawWritable: boolean;
+}
+
+interface Descriptor {
+  addr: bigint;
+  len: number;
+  flags: number;
+  /** Split: next; packed: the buffer id. */
+  next: number;
+}
+
+/**
+ * One queue as the rules walk it: the device's position, the chains taken, the ones completed
+ * (in order: every chain taken is completed or given back before the next is taken; the spec
+ * allows the device any order, the rules take the device's own, which the packed ring's used
+ * element positions depend on).
+ */
+interface QueueWalk {
+  /** Split: avail.idx claims more chains than the ring holds (availIndexJump). Packed: never. */
+  jumped(): boolean;
+  /** Whether a chain is available at the device's position. */
+  available(): boolean;
+  /** Takes the chain at the device's position and walks it. */
+  take(): Chain;
+  /** Gives back the last `count` chains taken (a frame that found too few). */
+  untake(count: number): void;
+  /** The oldest chain taken and not completed is used, `length` bytes written into it. */
+  complete(length: number): void;
+  readonly used: number;
+  readonly elements: UsedElement[] | null;
 }
 
 type Range = [number, number];
 
 const TWO_32 = 4294967296;
+const WRAP_BIT = 0x8000;
 
 export function expectRings(input: ModelInput): Expectation {
   const { mem, header, mergeable } = input;
   const reads: Range[] = [];
   const writes: Range[] = [];
-  const e: Expectation = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxNoBuffers: 0, errors: {}, needsReset: false, txUsed: 0, rxUsed: 0, certain: true, notes: [] };
+  /** Packed used elements written so far: what a read after them may or may not see. */
+  const usedWrites: Range[] = [];
+  const e: Expectation = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxNoBuffers: 0, errors: {}, needsReset: false, txUsed: 0, rxUsed: 0, txElements: null, rxElements: null, certain: true, notes: [] };
   const error = (ring: string, kind: string, note: string): void => {
     e.errors[kind] = (e.errors[kind] ?? 0) + 1;
     e.notes.push(`${ring}: ${kind}: ${note}`);
   };
   /** All of [gpa, gpa + len) inside guest memory (exact: BigInt, no wrap at 2^64). */
   const inside = (addr: bigint, len: number): boolean => addr >= BigInt(mem.base) && addr + BigInt(len) <= BigInt(mem.base + mem.size);
+  const overlaps = ([s1, e1]: Range, [s2, e2]: Range): boolean => s1 < e2 && s2 < e1;
+  /** Something the rules read; the device may read it before or after a used element it wrote over it. */
+  const read = (range: Range): void => {
+    reads.push(range);
+    if (usedWrites.some((w) => overlaps(w, range))) e.certain = false;
+  };
 
-  for (const ring of [input.tx, input.rx]) {
-    writes.push([ring.usedGpa, ring.usedGpa + 6 + 8 * ring.size]);
-    reads.push([ring.availGpa, ring.availGpa + 4 + 2 * ring.size]);
+  if (input.layout === 'split') {
+    for (const ring of [input.tx, input.rx]) {
+      writes.push([ring.usedGpa, ring.usedGpa + 6 + 8 * ring.size]);
+      reads.push([ring.availGpa, ring.availGpa + 4 + 2 * ring.size]);
+    }
+  } else {
+    // The device writes its event suppression whenever it asks for kicks or not.
+    for (const ring of [input.tx, input.rx]) writes.push([ring.usedGpa, ring.usedGpa + 4]);
   }
 
-  const readDescriptor = (gpa: number): { addr: bigint; len: number; flags: number; next: number } => {
-    reads.push([gpa, gpa + 16]);
+  /** A descriptor in either layout: split has flags at 12 and next at 14, packed the id at 12 and flags at 14. */
+  const readDescriptor = (gpa: number): Descriptor => {
+    read([gpa, gpa + 16]);
+    const packed = input.layout === 'packed';
     return {
       addr: BigInt(mem.u32(gpa)) + BigInt(mem.u32(gpa + 4)) * BigInt(TWO_32),
       len: mem.u32(gpa + 8),
-      flags: mem.u16(gpa + 12),
-      next: mem.u16(gpa + 14),
+      flags: mem.u16(gpa + (packed ? 14 : 12)),
+      next: mem.u16(gpa + (packed ? 12 : 14)),
     };
   };
 
-  /** Walks one chain by the rules (the order in which a rule is checked decides the kind). */
-  const resolve = (ring: ModelRing, head: number): Chain => {
-    const chain: Chain = { error: null, buffers: [], readable: 0, writable: 0 };
-    const fail = (kind: string): Chain => ((chain.error = kind), chain);
-    if (head >= ring.size) return fail('headOutOfRange');
+  const newChain = (id: number): Chain => ({ error: null, id, buffers: [], readable: 0, writable: 0, sawWritable: false });
+  const fail = (chain: Chain, kind: string): Chain => ((chain.error = kind), chain);
+  /** The rules of an indirect descriptor, both layouts (the order decides the kind); null when it may be followed. */
+  const indirectError = (ring: ModelRing, d: Descriptor, inIndirect: boolean): string | null => {
+    if (!input.indirect) return 'indirectNotNegotiated';
+    if (inIndirect) return 'nestedIndirect';
+    if ((d.flags & DescFlags.next) !== 0) return 'indirectWithNext';
+    if (d.len === 0 || d.len % 16 !== 0 || d.len / 16 > ring.size) return 'indirectBadLength';
+    if (!inside(d.addr, d.len)) return 'indirectOutsideMemory';
+    return null;
+  };
+  /** One buffer of a chain, both layouts; null when it is fine. */
+  const recordBuffer = (ring: ModelRing, chain: Chain, d: Descriptor): string | null => {
+    // 2.7.5.3.1 and its packed counterpart (2.8): no chain longer than the queue, indirect tables included.
+    if (chain.buffers.length === ring.size) return 'chainTooLong';
+    if (!inside(d.addr, d.len)) return 'bufferOutsideMemory';
+    const writable = (d.flags & DescFlags.write) !== 0;
+    if (writable) {
+      chain.sawWritable = true;
+      chain.writable += d.len;
+    } else {
+      if (chain.sawWritable) return 'readableAfterWritable';
+      chain.readable += d.len;
+    }
+    chain.buffers.push([Number(d.addr), d.len, writable]);
+    return null;
+  };
+
+  /** Walks one split chain by the rules (the order in which a rule is checked decides the kind). */
+  const resolveSplit = (ring: ModelRing, head: number): Chain => {
+    const chain = newChain(head);
+    if (head >= ring.size) return fail(chain, 'headOutOfRange');
     let tableGpa = ring.descGpa;
     let tableSize = ring.size;
     let inIndirect = false;
     let index = head;
-    let sawWritable = false;
     for (;;) {
       const d = readDescriptor(tableGpa + 16 * index);
       if ((d.flags & DescFlags.indirect) !== 0) {
-        if (!input.indirect) return fail('indirectNotNegotiated');
-        if (inIndirect) return fail('nestedIndirect');
-        if ((d.flags & DescFlags.next) !== 0) return fail('indirectWithNext');
-        if (d.len === 0 || d.len % 16 !== 0 || d.len / 16 > ring.size) return fail('indirectBadLength');
-        if (!inside(d.addr, d.len)) return fail('indirectOutsideMemory');
+        const kind = indirectError(ring, d, inIndirect);
+        if (kind) return fail(chain, kind);
         inIndirect = true;
         tableGpa = Number(d.addr);
         tableSize = d.len / 16;
         index = 0;
         continue;
       }
-      // 2.7.5.3.1: no chain longer than the queue, indirect tables included.
-      if (chain.buffers.length === ring.size) return fail('chainTooLong');
-      if (!inside(d.addr, d.len)) return fail('bufferOutsideMemory');
-      const writable = (d.flags & DescFlags.write) !== 0;
-      if (writable) {
-        sawWritable = true;
-        chain.writable += d.len;
-      } else {
-        if (sawWritable) return fail('readableAfterWritable');
-        chain.readable += d.len;
-      }
-      chain.buffers.push([Number(d.addr), d.len, writable]);
+      const kind = recordBuffer(ring, chain, d);
+      if (kind) return fail(chain, kind);
       if ((d.flags & DescFlags.next) === 0) return chain;
-      if (d.next >= tableSize) return fail('nextOutOfRange');
+      if (d.next >= tableSize) return fail(chain, 'nextOutOfRange');
       index = d.next;
     }
   };
 
+  const splitWalk = (ring: ModelRing): QueueWalk => {
+    let taken = 0;
+    const availIdx = (): number => mem.u16(ring.availGpa + 2);
+    const waiting = (): number => (availIdx() - taken) & 0xffff;
+    const walk = {
+      used: 0,
+      elements: null,
+      jumped: () => waiting() > ring.size,
+      available: () => waiting() > 0,
+      take: () => resolveSplit(ring, mem.u16(ring.availGpa + 4 + 2 * (taken++ % ring.size))),
+      untake: (count: number) => void (taken -= count),
+      complete: () => void walk.used++,
+    };
+    return walk;
+  };
+
+  /** The entries of a packed indirect table, one after another; NEXT means nothing there, WRITE is their only flag. */
+  const packedTable = (ring: ModelRing, chain: Chain, gpa: number, entries: number): string | null => {
+    for (let i = 0; i < entries; i++) {
+      const t = readDescriptor(gpa + 16 * i);
+      if ((t.flags & DescFlags.indirect) !== 0) return 'nestedIndirect';
+      const kind = recordBuffer(ring, chain, { ...t, flags: t.flags & DescFlags.write });
+      if (kind) return kind;
+    }
+    return null;
+  };
+
+  /**
+   * A packed ring (2.8): a chain is available when its first descriptor's AVAIL bit equals the
+   * driver's wrap counter at that slot and its USED bit does not (2.8.1); its descriptors follow
+   * each other round the ring while NEXT is set, the buffer id in the last, or one
+   * descriptor points at an indirect table whose entries follow each other, as many as its length
+   * holds, WRITE their only flag. Only a chain's first flags say whether it is available:
+   * the driver writes them last, after the rest.
+   *
+   * A chain that reaches slots an earlier chain took (the driver posted over descriptors the
+   * device holds or gave back) reads them as the driver wrote them or as the device rewrote them
+   * (a used element), depending on when the device published: the outcome is then uncertain.
+   */
+  const packedWalk = (ring: ModelRing): QueueWalk => {
+    let slot = ring.base & ~WRAP_BIT;
+    let wrap = (ring.base & WRAP_BIT) !== 0 ? 1 : 0;
+    /** Which chain (by sequence number) first took each slot; chains taken, in order, and how many completed. */
+    const owner = new Map<number, number>();
+    const taken: { slot: number; wrap: number; id: number; sequence: number }[] = [];
+    let completed = 0;
+    let sequence = 0;
+    const elements: UsedElement[] = [];
+    const slotGpa = (s: number): number => ring.descGpa + 16 * s;
+    const isAvailable = (flags: number): boolean => ((flags & PackedDescFlags.avail) !== 0 ? 1 : 0) === wrap && ((flags & PackedDescFlags.used) !== 0 ? 1 : 0) !== wrap;
+    const walk = {
+      used: 0,
+      elements,
+      jumped: () => false,
+      available: () => {
+        const gpa = slotGpa(slot) + 14;
+        reads.push([gpa, gpa + 2]);
+        const available = isAvailable(mem.u16(gpa));
+        // A used element there is never available; the driver's descriptor, available, may still be read.
+        if (available && owner.has(slot)) e.certain = false;
+        return available;
+      },
+      take: (): Chain => {
+        const me = ++sequence;
+        const start = { slot, wrap };
+        const chain = newChain(0);
+        let index = slot;
+        let descriptors = 0;
+        const ringDescriptor = (): Descriptor => {
+          const first = owner.get(index);
+          if (first === undefined) owner.set(index, me);
+          else if (first !== me) e.certain = false;
+          descriptors++;
+          return readDescriptor(slotGpa(index));
+        };
+        for (;;) {
+          const d = ringDescriptor();
+          if ((d.flags & DescFlags.indirect) !== 0) {
+            chain.id = d.next;
+            const kind = indirectError(ring, d, false) ?? packedTable(ring, chain, Number(d.addr), d.len / 16);
+            if (kind) fail(chain, kind);
+            break;
+          }
+          const kind = recordBuffer(ring, chain, d);
+          if (kind) {
+            fail(chain, kind);
+            break;
+          }
+          if ((d.flags & DescFlags.next) === 0) {
+            chain.id = d.next;
+            break;
+          }
+          index = (index + 1) % ring.size;
+        }
+        taken.push({ ...start, id: chain.id, sequence: me });
+        const next = slot + descriptors;
+        slot = next % ring.size;
+        wrap ^= Math.floor(next / ring.size) & 1;
+        return chain;
+      },
+      untake: (count: number) => {
+        const back = taken.splice(taken.length - count, count);
+        if (back.length === 0) return;
+        ({ slot, wrap } = back[0]!);
+        const sequences = new Set(back.map((t) => t.sequence));
+        for (const [s, by] of owner) if (sequences.has(by)) owner.delete(s);
+      },
+      complete: (length: number) => {
+        const t = taken[completed++]!;
+        elements.push({ slot: t.slot, wrap: t.wrap, id: t.id, length });
+        usedWrites.push([slotGpa(t.slot) + 8, slotGpa(t.slot) + 16]);
+        walk.used++;
+      },
+    };
+    return walk;
+  };
   /** `count` bytes from byte `skip` of the chain's readable buffers (fewer when the chain ends first). */
   const gather = (chain: Chain, skip: number, count: number): number[] => {
     const bytes: number[] = [];
@@ -166,7 +363,7 @@ export function expectRings(input: ModelInput): Expectation {
       const n = Math.min(len - from, count - bytes.length);
       offset += len;
       if (n <= 0) continue;
-      reads.push([gpa + from, gpa + from + n]);
+      read([gpa + from, gpa + from + n]);
       for (let i = 0; i < n; i++) bytes.push(mem.u8(gpa + from + i));
       if (bytes.length === count) break;
     }
@@ -179,14 +376,11 @@ export function expectRings(input: ModelInput): Expectation {
     return { flags: b[0]!, gsoType: b[1]!, hdrLen: b[2]! | (b[3]! << 8), gsoSize: b[4]! | (b[5]! << 8), csumStart: b[6]! | (b[7]! << 8), csumOffset: b[8]! | (b[9]! << 8) };
   };
 
-  const availIdx = (ring: ModelRing): number => mem.u16(ring.availGpa + 2);
-  const headAt = (ring: ModelRing, i: number): number => mem.u16(ring.availGpa + 4 + 2 * (i % ring.size));
+  const walkOf = (ring: ModelRing): QueueWalk => (input.layout === 'split' ? splitWalk(ring) : packedWalk(ring));
 
   // ---- the receiveq: frames placed as they come ----
-  const rx = input.rx;
+  const rx = walkOf(input.rx);
   let rxBroken = false;
-  let rxTaken = 0;
-  const rxAvailable = (): number => (availIdx(rx) - rxTaken) & 0xffff;
   const breakRx = (kind: string, note: string): void => {
     rxBroken = true;
     e.needsReset = true;
@@ -194,8 +388,8 @@ export function expectRings(input: ModelInput): Expectation {
   };
   const checkRxJump = (): boolean => {
     if (rxBroken) return false;
-    if (rxAvailable() > rx.size) {
-      breakRx('availIndexJump', `avail.idx ${availIdx(rx)} is more than ${rx.size} ahead of ${rxTaken}`);
+    if (rx.jumped()) {
+      breakRx('availIndexJump', `avail.idx is more than ${input.rx.size} ahead of the chains taken`);
       return false;
     }
     return true;
@@ -204,33 +398,31 @@ export function expectRings(input: ModelInput): Expectation {
   const receive = (length: number): boolean => {
     if (rxBroken || !checkRxJump()) return false;
     const total = header + length;
-    let chains = 0;
+    /** Bytes written into each chain taken for the frame. */
+    const lengths: number[] = [];
     let written = 0;
     while (written < total) {
-      if (rxAvailable() === 0) {
-        rxTaken -= chains; // nothing consumed: the frame waits for buffers
+      if (!rx.available()) {
+        rx.untake(lengths.length); // nothing consumed: the frame waits for buffers
         return false;
       }
-      const head = headAt(rx, rxTaken);
-      rxTaken++;
-      chains++;
-      const chain = resolve(rx, head);
+      const chain = rx.take();
       if (chain.error) {
-        breakRx(chain.error, `head ${head}`);
+        breakRx(chain.error, `id ${chain.id}`);
         return false;
       }
       if (chain.readable > 0) {
-        breakRx('rxReadableBuffer', `head ${head}`);
+        breakRx('rxReadableBuffer', `id ${chain.id}`);
         return false;
       }
       if (written === 0) {
         if (!mergeable && chain.writable < total) {
-          error('receiveq', 'rxBufferTooSmall', `head ${head}: ${chain.writable} < ${total}, dropped`);
-          e.rxUsed++;
+          error('receiveq', 'rxBufferTooSmall', `id ${chain.id}: ${chain.writable} < ${total}, dropped`);
+          rx.complete(0);
           return true;
         }
         if (chain.writable < header) {
-          breakRx('rxBufferTooSmall', `head ${head}: ${chain.writable} bytes for the header`);
+          breakRx('rxBufferTooSmall', `id ${chain.id}: ${chain.writable} bytes for the header`);
           return false;
         }
       }
@@ -243,36 +435,37 @@ export function expectRings(input: ModelInput): Expectation {
         if (n > 0) writes.push([gpa, gpa + n]);
         room -= n;
       }
-      written += Math.min(chain.writable, total - written);
+      const n = Math.min(chain.writable, total - written);
+      lengths.push(n);
+      written += n;
     }
-    e.rxUsed += chains;
+    for (const n of lengths) rx.complete(n);
     e.rxFrames++;
     e.rxBytes += length;
     return true;
   };
 
   // ---- the transmitq, in order; each frame reflected at once ----
-  const tx = input.tx;
-  const txCount = availIdx(tx);
-  if (txCount > tx.size) {
+  const tx = walkOf(input.tx);
+  if (tx.jumped()) {
     e.needsReset = true;
-    error('transmitq', 'availIndexJump', `avail.idx ${txCount} is more than ${tx.size} ahead of 0`);
+    error('transmitq', 'availIndexJump', `avail.idx is more than ${input.tx.size} ahead of 0`);
   } else {
-    for (let i = 0; i < txCount; i++) {
-      const head = headAt(tx, i);
-      const chain = resolve(tx, head);
+    while (tx.available()) {
+      const chain = tx.take();
+      const head = chain.id;
       if (chain.error) {
         e.needsReset = true;
-        error('transmitq', chain.error, `head ${head}`);
+        error('transmitq', chain.error, `id ${head}`);
         break;
       }
-      e.txUsed++;
+      tx.complete(0);
       if (chain.writable > 0) {
-        error('transmitq', 'txWriteOnlyBuffer', `head ${head}`);
+        error('transmitq', 'txWriteOnlyBuffer', `id ${head}`);
         continue;
       }
       if (chain.readable < header) {
-        error('transmitq', 'txHeaderTooShort', `head ${head}`);
+        error('transmitq', 'txHeaderTooShort', `id ${head}`);
         continue;
       }
       const frame = chain.readable - header;
@@ -280,21 +473,21 @@ export function expectRings(input: ModelInput): Expectation {
       const gso = h.gsoType !== GsoType.none;
       // Only the GSO types the negotiated features allow (5.1.6.2): none without them.
       if (gso && !gsoAllowed(input.gso, h.gsoType)) {
-        error('transmitq', 'txGsoNotNegotiated', `head ${head}: gso_type ${h.gsoType}`);
+        error('transmitq', 'txGsoNotNegotiated', `id ${head}: gso_type ${h.gsoType}`);
         continue;
       }
       if ((h.flags & NetHeaderFlags.needsCsum) !== 0 && !(h.csumStart < frame && h.csumStart + h.csumOffset + 2 <= frame)) {
-        error('transmitq', 'txChecksumOutsideFrame', `head ${head}: csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
+        error('transmitq', 'txChecksumOutsideFrame', `id ${head}: csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
         continue;
       }
       if (frame > (gso ? MAX_GSO_FRAME : MAX_FRAME)) {
-        error('transmitq', 'txFrameTooLarge', `head ${head}: ${frame} bytes`);
+        error('transmitq', 'txFrameTooLarge', `id ${head}: ${frame} bytes`);
         continue;
       }
       // A GSO frame goes on as its segments; any other as it is.
       const wire = gso ? gsoSegments(h, gather(chain, header, Math.min(frame, GSO_HEADERS_MAX)), frame) : [frame];
       if (typeof wire === 'string') {
-        error('transmitq', wire, `head ${head}: gso_type ${h.gsoType} hdr_len ${h.hdrLen} gso_size ${h.gsoSize} csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
+        error('transmitq', wire, `id ${head}: gso_type ${h.gsoType} hdr_len ${h.hdrLen} gso_size ${h.gsoSize} csum_start ${h.csumStart} csum_offset ${h.csumOffset}, ${frame}-byte frame`);
         continue;
       }
       e.txFrames++;
@@ -304,15 +497,12 @@ export function expectRings(input: ModelInput): Expectation {
   }
   // The device looks at the receiveq whenever the pair runs, frames or not.
   checkRxJump();
+  e.txUsed = tx.used;
+  e.rxUsed = rx.used;
+  e.txElements = tx.elements;
+  e.rxElements = rx.elements;
 
-  for (const [ws, we] of writes) {
-    for (const [rs, re] of reads) {
-      if (ws < re && rs < we) {
-        e.certain = false;
-        return e;
-      }
-    }
-  }
+  if (writes.some((w) => reads.some((r) => overlaps(w, r)))) e.certain = false;
   return e;
 }
 

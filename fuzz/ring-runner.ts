@@ -5,7 +5,7 @@
  * disconnects, which resets the device for the next case.
  */
 import { ftruncateSync } from 'node:fs';
-import { DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, ProtocolFeature, type FeatureWord } from 'vfio-user-ts';
+import { DescFlags, DeviceStatus, FeatureBit, featureMask, hasFeature, isValidQueueSize, PackedDescFlags, ProtocolFeature, type FeatureWord } from 'vfio-user-ts';
 import { FrontendMemory, type FrontendSession, type SessionQueue } from 'vfio-user-ts/vhost-user-frontend';
 import { openSession } from './connect.js';
 import {
@@ -21,8 +21,8 @@ import {
   RECEIVEQ,
   TRANSMITQ,
 } from './layout.js';
-import type { Desc, RingGenome } from './ring-genome.js';
-import { expectRings, type Expectation, type GuestView, type ModelRing } from './ring-model.js';
+import { PACKED_FRESH_BASE, packedAvailBits, packedPosition, type Desc, type RingGenome } from './ring-genome.js';
+import { expectRings, type Expectation, type GuestView, type ModelRing, type UsedElement } from './ring-model.js';
 import { difference, snapshot, type Snapshot, type SnapshotDelta } from './snapshot.js';
 import type { Target } from './target.js';
 
@@ -53,11 +53,12 @@ export function genomeFeatures(g: RingGenome): FeatureWord {
   if (g.mergeable) bits.push(FeatureBit.netMrgRxbuf);
   if (g.indirect) bits.push(FeatureBit.ringIndirectDesc);
   if (g.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn, FeatureBit.netHostUso);
+  if (g.layout === 'packed') bits.push(FeatureBit.ringPacked);
   return featureMask(...bits);
 }
 
-function ringOf(queue: SessionQueue): ModelRing {
-  return { size: queue.size, descGpa: queue.descGpa, availGpa: queue.availGpa, usedGpa: queue.usedGpa };
+function ringOf(queue: SessionQueue, base = PACKED_FRESH_BASE): ModelRing {
+  return { size: queue.size, descGpa: queue.descGpa, availGpa: queue.availGpa, usedGpa: queue.usedGpa, base };
 }
 
 /** Feed frames longer than a feed slot are cut to fit (the genome may say anything). */
@@ -65,20 +66,30 @@ export function feedLength(length: number, header: number): number {
   return Math.max(0, Math.min(Math.floor(length), FEED_SLOT - header));
 }
 
+/** SET_VRING_BASE of the hostile queue of a packed genome, its slot taken modulo the size (a mutation may say anything). */
+export function packedBase(g: RingGenome): number {
+  const base = g.base ?? PACKED_FRESH_BASE;
+  return (base & 0x8000) | packedPosition(base, g.size, 0).slot;
+}
+
 /**
  * Writes the genome (and, for a receive case, the transmitq frames that feed it). A truncation
  * case publishes only its first heads and feed frames; the function returned publishes the rest.
+ * Split rings publish through avail.idx; packed ones by writing each chain's first flags last,
+ * so until then those slots hold flags 0, which is never available.
  */
 export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'features'>, g: RingGenome): () => void {
   const memory = session.memory;
   const view = memory.view;
-  const writeDesc = (gpa: number, d: Desc): void => {
+  const packed = g.layout === 'packed';
+  /** Split: flags at 12, next at 14; packed: the id at 12, flags at 14. */
+  const writeDesc = (gpa: number, d: Desc, flags = d.flags): void => {
     const at = memory.gpaToOffset(gpa, 16);
     view.setUint32(at, d.addrLo >>> 0, true);
     view.setUint32(at + 4, d.addrHi >>> 0, true);
     view.setUint32(at + 8, d.len >>> 0, true);
-    view.setUint16(at + 12, d.flags & 0xffff, true);
-    view.setUint16(at + 14, d.next & 0xffff, true);
+    view.setUint16(at + 12, (packed ? d.next : flags) & 0xffff, true);
+    view.setUint16(at + 14, (packed ? flags : d.next) & 0xffff, true);
   };
   const hostile = session.queue(g.side === 'tx' ? TRANSMITQ : RECEIVEQ);
   for (const [gpa, bytes] of g.bytes ?? []) {
@@ -91,41 +102,92 @@ export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'f
   g.tables.slice(0, INDIRECT_SLOTS).forEach((table, slot) => {
     table.slice(0, INDIRECT_SLOT / 16).forEach((d, i) => writeDesc(indirectSlotAddress(slot) + 16 * i, d));
   });
-  for (const [index, d] of g.table) if (Number.isInteger(index) && index >= 0 && index < hostile.size) writeDesc(hostile.descGpa + 16 * index, d);
-  const publish = (queue: SessionQueue, heads: readonly number[], availIdx: number): void => {
+  if (packed && g.driverEvent) {
+    const at = memory.gpaToOffset(hostile.availGpa, 4);
+    view.setUint16(at, g.driverEvent[0] & 0xffff, true);
+    view.setUint16(at + 2, g.driverEvent[1] & 0xffff, true);
+  }
+  const flagsAt = new Map<number, number>();
+  const headSlots = new Set(packed ? g.heads : []);
+  for (const [index, d] of g.table) {
+    if (!Number.isInteger(index) || index < 0 || index >= hostile.size) continue;
+    flagsAt.set(index, d.flags);
+    writeDesc(hostile.descGpa + 16 * index, d, headSlots.has(index) ? 0 : d.flags);
+  }
+  /** Makes `heads` available: split, avail ring entries then avail.idx (`count`); packed, each head's flags (`flagsOf`). */
+  const publish = (queue: SessionQueue, heads: readonly number[], count: number, flagsOf: (slot: number) => number): void => {
+    if (packed) {
+      for (const slot of heads) {
+        if (!Number.isInteger(slot) || slot < 0 || slot >= queue.size) continue;
+        // One atomic store per chain: the device may be looking already.
+        const at = memory.gpaToOffset(queue.descGpa + 16 * slot + 14, 2);
+        Atomics.store(new Uint16Array(memory.bytes.buffer, memory.bytes.byteOffset + at, 1), 0, flagsOf(slot) & 0xffff);
+      }
+      return;
+    }
     const avail = memory.gpaToOffset(queue.availGpa, 4 + 2 * queue.size);
     heads.forEach((head, i) => view.setUint16(avail + 4 + 2 * (i % queue.size), head & 0xffff, true));
     // avail.idx last, as one atomic store: the device may be looking already.
-    Atomics.store(new Uint16Array(memory.bytes.buffer, memory.bytes.byteOffset + avail, 2), 1, availIdx & 0xffff);
+    Atomics.store(new Uint16Array(memory.bytes.buffer, memory.bytes.byteOffset + avail, 2), 1, count & 0xffff);
   };
   if (g.side === 'rx') {
-    // The transmitq carries valid frames (header + frame in one buffer), one per feed entry.
+    // The transmitq carries valid frames (header + frame in one buffer), one per feed entry, from
+    // a fresh ring: in slot i (packed: id i, available on the first lap).
     const tx = session.queue(TRANSMITQ);
     const header = headerLength(hasFeature(session.features, FeatureBit.version1), hasFeature(session.features, FeatureBit.netMrgRxbuf));
     const feed = g.feed.slice(0, Math.min(FEED_SLOTS, tx.size));
-    feed.forEach((length, i) => writeDesc(tx.descGpa + 16 * i, { addrLo: feedSlotAddress(i), addrHi: 0, len: header + feedLength(length, header), flags: 0, next: 0 }));
+    const feedFlags = (): number => (packed ? packedAvailBits(1) : 0);
+    feed.forEach((length, i) => writeDesc(tx.descGpa + 16 * i, { addrLo: feedSlotAddress(i), addrHi: 0, len: header + feedLength(length, header), flags: 0, next: packed ? i : 0 }));
     const feedFirst = g.truncate ? Math.min(g.truncate.before, feed.length) : feed.length;
     const rest = publishHostile();
-    publish(tx, feed.slice(0, feedFirst).map((_, i) => i), feedFirst);
+    const slots = feed.map((_, i) => i);
+    publish(tx, slots.slice(0, feedFirst), feedFirst, feedFlags);
     return () => {
       rest();
-      publish(tx, feed.map((_, i) => i), feed.length);
+      publish(tx, packed ? slots.slice(feedFirst) : slots, feed.length, feedFlags);
     };
   }
   return publishHostile();
 
   function publishHostile(): () => void {
     const all = g.availIdx ?? g.heads.length;
+    const flagsOf = (slot: number): number => flagsAt.get(slot) ?? 0;
     if (!g.truncate) {
-      publish(hostile, g.heads, all);
+      publish(hostile, g.heads, all, flagsOf);
       return () => {};
     }
     const first = Math.min(g.truncate.before, g.heads.length);
-    publish(hostile, g.heads.slice(0, first), first);
-    return () => publish(hostile, g.heads, all);
+    publish(hostile, g.heads.slice(0, first), first, flagsOf);
+    return () => publish(hostile, packed ? g.heads.slice(first) : g.heads, all, flagsOf);
   }
 }
 
+/**
+ * What the rules expect of case `g` written into `session.memory` (the whole case) under the
+ * features it negotiated, for a device on the reflect port when `reflect` (else sink).
+ */
+export function expectCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'features'>, g: RingGenome, reflect: boolean): Expectation {
+  const features = session.features;
+  const mergeable = hasFeature(features, FeatureBit.netMrgRxbuf);
+  const packed = hasFeature(features, FeatureBit.ringPacked);
+  const hostileBase = packed ? packedBase(g) : PACKED_FRESH_BASE;
+  return expectRings({
+    mem: guestView(session.memory),
+    layout: packed ? 'packed' : 'split',
+    tx: ringOf(session.queue(TRANSMITQ), g.side === 'tx' ? hostileBase : PACKED_FRESH_BASE),
+    rx: ringOf(session.queue(RECEIVEQ), g.side === 'rx' ? hostileBase : PACKED_FRESH_BASE),
+    indirect: hasFeature(features, FeatureBit.ringIndirectDesc),
+    mergeable,
+    header: headerLength(hasFeature(features, FeatureBit.version1), mergeable),
+    reflect,
+    gso: {
+      tcp4: hasFeature(features, FeatureBit.netHostTso4),
+      tcp6: hasFeature(features, FeatureBit.netHostTso6),
+      ecn: hasFeature(features, FeatureBit.netHostEcn),
+      udpL4: hasFeature(features, FeatureBit.netHostUso),
+    },
+  });
+}
 
 function guestView(memory: FrontendMemory): GuestView {
   return {
@@ -144,27 +206,77 @@ function guestView(memory: FrontendMemory): GuestView {
  * too, which is what the device reads there once its SIGBUS guard put zero pages in; the indirect
  * tables beyond the cut were read before it.
  */
-function truncatedView(session: FrontendSession, g: RingGenome): GuestView {
+function truncatedMemory(session: FrontendSession, g: RingGenome): FrontendMemory {
   const memory = session.memory;
   const copy = new FrontendMemory(memory.guestPhysAddr, memory.size, memory.userAddr, memory.bytes.slice().buffer);
   const whole: RingGenome = { ...g };
   delete whole.truncate;
   writeCase({ memory: copy, queue: (index) => session.queue(index), features: session.features }, whole);
-  return guestView(copy);
+  return copy;
 }
 
-function usedIdx(session: FrontendSession, queue: SessionQueue): number {
-  const at = session.memory.gpaToOffset(queue.usedGpa, 4);
-  return Atomics.load(new Uint16Array(session.memory.bytes.buffer, session.memory.bytes.byteOffset + at, 2), 1);
+export interface Completions {
+  /** Chains completed. */
+  readonly count: number;
+  /** Packed: every slot the device wrote otherwise than the rules expect. */
+  readonly problems: string[];
 }
 
-function compare(expected: Expectation, actual: SnapshotDelta | null, txUsed: number, rxUsed: number): string[] {
+/**
+ * How far a queue's completions got: split, used.idx; packed, how many of the used elements the
+ * rules expect are in their slots, in order, with every slot the device wrote elsewhere (or
+ * wrote wrong) named. `written` is the descriptor ring as the driver wrote it (the whole case).
+ */
+export function completions(memory: FrontendMemory, queue: Pick<SessionQueue, 'size' | 'descGpa' | 'usedGpa'>, name: string, elements: readonly UsedElement[] | null, written: Uint8Array | null): Completions {
+  if (elements === null || written === null) {
+    const at = memory.gpaToOffset(queue.usedGpa, 4);
+    return { count: Atomics.load(new Uint16Array(memory.bytes.buffer, memory.bytes.byteOffset + at, 2), 1), problems: [] };
+  }
+  const ring = memory.slice(queue.descGpa, 16 * queue.size);
+  const view = new DataView(ring.buffer, ring.byteOffset, ring.byteLength);
+  const element = (slot: number): { id: number; length: number; flags: number } => ({
+    id: view.getUint16(16 * slot + 12, true),
+    length: view.getUint32(16 * slot + 8, true),
+    flags: Atomics.load(new Uint16Array(ring.buffer, ring.byteOffset + 16 * slot + 14, 1), 0),
+  });
+  const flagsOf = (u: UsedElement): number => (u.wrap === 1 ? PackedDescFlags.avail | PackedDescFlags.used : 0) | (u.length > 0 ? DescFlags.write : 0);
+  const present = (u: UsedElement): boolean => {
+    const got = element(u.slot);
+    return got.flags === flagsOf(u) && got.id === u.id && got.length === u.length;
+  };
+  let count = 0;
+  while (count < elements.length && present(elements[count]!)) count++;
+  const problems: string[] = [];
+  const expected = new Map(elements.map((u) => [u.slot, u]));
+  for (let slot = 0; slot < queue.size; slot++) {
+    const unchanged = ring.subarray(16 * slot, 16 * slot + 16).every((b, i) => b === written[16 * slot + i]);
+    const want = expected.get(slot);
+    if (unchanged || (want && present(want))) continue;
+    const got = element(slot);
+    const what = want ? `id ${want.id} length ${want.length} flags 0x${flagsOf(want).toString(16)}` : 'nothing';
+    problems.push(`${name} slot ${slot}: the device wrote id ${got.id} length ${got.length} flags 0x${got.flags.toString(16)}, the rules say ${what}`);
+  }
+  return { count, problems };
+}
+
+/** Both queues' completions now (see completions()). */
+export interface Progress {
+  readonly txUsed: number;
+  readonly rxUsed: number;
+  /** Packed: used elements written wrong or where none belongs. */
+  readonly problems: string[];
+}
+
+/** Every way the device's counters and completions differ from the rules' expectation. */
+export function compare(expected: Expectation, actual: SnapshotDelta | null, progress: Progress): string[] {
   const out: string[] = [];
   const check = (what: string, want: number, got: number): void => {
     if (want !== got) out.push(`${what}: expected ${want}, device ${got}`);
   };
-  check('transmitq used.idx', expected.txUsed, txUsed);
-  check('receiveq used.idx', expected.rxUsed, rxUsed);
+  const used = expected.txElements === null ? 'used.idx' : 'used elements';
+  check(`transmitq ${used}`, expected.txUsed, progress.txUsed);
+  check(`receiveq ${used}`, expected.rxUsed, progress.rxUsed);
+  out.push(...progress.problems);
   if (!actual) return out;
   check('transmitq.frames', expected.txFrames, actual.txFrames);
   check('transmitq.bytes', expected.txBytes, actual.txBytes);
@@ -201,9 +313,10 @@ async function finishTruncation(
   before: Snapshot | null,
   settleMs: number,
   publishRest: () => void,
+  progress: () => Progress,
 ): Promise<RingOutcome> {
   const generated = !g.name.startsWith('mutated:');
-  const hostile = session.queue(g.side === 'tx' ? TRANSMITQ : RECEIVEQ);
+  const hostileUsed = (): number => (g.side === 'tx' ? progress().txUsed : progress().rxUsed);
   const first = Math.min(truncate.before, g.heads.length);
   const connection = { closed: false };
   void session.client.closed.then(() => (connection.closed = true));
@@ -211,14 +324,14 @@ async function finishTruncation(
   // Before the cut: a generated case's first chains complete; a mutated case's may never, so
   // it goes on once used.idx stopped moving.
   let deadline = Date.now() + settleMs;
-  let used = usedIdx(session, hostile);
+  let used = hostileUsed();
   let stableSince = Date.now();
   while (used !== first && Date.now() <= deadline && (generated || Date.now() - stableSince < QUIET_MS)) {
     await pause(1);
-    const now = usedIdx(session, hostile);
+    const now = hostileUsed();
     if (now !== used) [used, stableSince] = [now, Date.now()];
   }
-  if (generated && used !== first) mismatches.push(`before the cut: used.idx ${used}, expected ${first}`);
+  if (generated && used !== first) mismatches.push(`before the cut: ${used} chains completed, expected ${first}`);
   ftruncateSync(session.memoryFd, truncate.kept);
   publishRest();
   session.kick(RECEIVEQ);
@@ -235,23 +348,22 @@ async function finishTruncation(
     if (before) actual = difference(before, snapshot(await target.stats()));
     const counted = actual?.errors['guestMemoryTruncated'] ?? 0;
     if (connection.closed && (actual === null || (counted > 0 && !actual.needsReset))) break;
-    const state = JSON.stringify([actual, connection.closed, usedIdx(session, hostile)]);
+    const state = JSON.stringify([actual, connection.closed, hostileUsed()]);
     if (state !== previous) [previous, stableSince] = [state, Date.now()];
     else if (!generated && counted === 0 && Date.now() - stableSince >= QUIET_MS) break;
     if (Date.now() > deadline) break;
   }
   const closed = connection.closed;
-  const txUsed = usedIdx(session, session.queue(TRANSMITQ));
-  const rxUsed = usedIdx(session, session.queue(RECEIVEQ));
+  const now = progress();
   const expected: Expectation = generated
     ? { ...rules, errors: { ...rules.errors, guestMemoryTruncated: 1 }, needsReset: false }
     : { ...rules, certain: false };
-  if (generated) mismatches.push(...compare(expected, actual, txUsed, rxUsed));
+  if (generated) mismatches.push(...compare(expected, actual, now));
   const truncations = actual?.errors['guestMemoryTruncated'] ?? 0;
   if (truncations > 1) mismatches.push(`errors.guestMemoryTruncated: ${truncations} for one truncation`);
   if (!closed && (generated || truncations > 0)) mismatches.push('the frontend that truncated its memory was not disconnected');
   const kinds = actual ? Object.keys(actual.errors).map((k) => `ring:${k}`) : [];
-  return { expected, actual, txUsed, rxUsed, mismatches, kinds };
+  return { expected, actual, txUsed: now.txUsed, rxUsed: now.rxUsed, mismatches, kinds };
 }
 
 export async function runRingCase(target: Target, g: RingGenome, options: RingRunOptions): Promise<RingOutcome> {
@@ -264,35 +376,33 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
     queueSize: g.size,
     features: genomeFeatures(g),
     client: { replyTimeoutMs: options.replyTimeoutMs ?? 5000 },
+    ...(g.layout === 'packed' ? { vringBase: g.side === 'tx' ? [PACKED_FRESH_BASE, packedBase(g)] : [packedBase(g), PACKED_FRESH_BASE] } : {}),
   });
   try {
     const before: Snapshot | null = target.hasControl ? snapshot(await target.stats()) : null;
     const publishRest = writeCase(session, g);
-    const features = session.features;
-    const mergeable = hasFeature(features, FeatureBit.netMrgRxbuf);
-    const expected = expectRings({
-      mem: g.truncate ? truncatedView(session, g) : guestView(session.memory),
-      tx: ringOf(session.queue(TRANSMITQ)),
-      rx: ringOf(session.queue(RECEIVEQ)),
-      indirect: hasFeature(features, FeatureBit.ringIndirectDesc),
-      mergeable,
-      header: headerLength(hasFeature(features, FeatureBit.version1), mergeable),
-      reflect: options.reflect && target.hasControl,
-      gso: {
-        tcp4: hasFeature(features, FeatureBit.netHostTso4),
-        tcp6: hasFeature(features, FeatureBit.netHostTso6),
-        ecn: hasFeature(features, FeatureBit.netHostEcn),
-        udpL4: hasFeature(features, FeatureBit.netHostUso),
-      },
-    });
+    const packed = hasFeature(session.features, FeatureBit.ringPacked);
+    // What the driver wrote, the whole case (a truncation case's rest too): what the rules read
+    // and, on a packed ring, what the device's used elements are told apart from.
+    const written = g.truncate ? truncatedMemory(session, g) : session.memory;
+    const tx = session.queue(TRANSMITQ);
+    const rx = session.queue(RECEIVEQ);
+    const expected = expectCase({ memory: written, queue: (index) => session.queue(index), features: session.features }, g, options.reflect && target.hasControl);
+    const ringBytes = (queue: SessionQueue): Uint8Array | null => (packed ? written.slice(queue.descGpa, 16 * queue.size).slice() : null);
+    const txWritten = ringBytes(tx);
+    const rxWritten = ringBytes(rx);
+    const progress = (): Progress => {
+      const t = completions(session.memory, tx, 'transmitq', expected.txElements, txWritten);
+      const r = completions(session.memory, rx, 'receiveq', expected.rxElements, rxWritten);
+      return { txUsed: t.count, rxUsed: r.count, problems: [...t.problems, ...r.problems] };
+    };
     session.kick(RECEIVEQ);
     session.kick(TRANSMITQ);
-    if (g.truncate) return await finishTruncation(target, session, g, g.truncate, expected, before, options.settleMs ?? 2000, publishRest);
+    if (g.truncate) return await finishTruncation(target, session, g, g.truncate, expected, before, options.settleMs ?? 2000, publishRest, progress);
 
     const deadline = Date.now() + (options.settleMs ?? 2000);
     let actual: SnapshotDelta | null = null;
-    let txUsed = 0;
-    let rxUsed = 0;
+    let now: Progress = { txUsed: 0, rxUsed: 0, problems: [] };
     let mismatches: string[] = [];
     let previous = '';
     let stableSince = Date.now();
@@ -303,12 +413,11 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
     for (;;) {
       await pause(1);
       if (before) actual = difference(before, snapshot(await target.stats()));
-      txUsed = usedIdx(session, session.queue(TRANSMITQ));
-      rxUsed = usedIdx(session, session.queue(RECEIVEQ));
-      mismatches = compare(expected, actual, txUsed, rxUsed);
+      now = progress();
+      mismatches = compare(expected, actual, now);
       if (!waitForQuiet && mismatches.length === 0) break;
       // Otherwise (and while it differs) wait for the device to go quiet.
-      const state = JSON.stringify([actual, txUsed, rxUsed]);
+      const state = JSON.stringify([actual, now]);
       if (state !== previous) {
         previous = state;
         stableSince = Date.now();
@@ -328,7 +437,7 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
       if ((status & DeviceStatus.needsReset) === 0) mismatches.push(`GET_STATUS 0x${status.toString(16)} lacks DEVICE_NEEDS_RESET after a ring error`);
     }
     const kinds = actual ? Object.keys(actual.errors).map((k) => `ring:${k}`) : [];
-    return { expected, actual, txUsed, rxUsed, mismatches, kinds };
+    return { expected, actual, txUsed: now.txUsed, rxUsed: now.rxUsed, mismatches, kinds };
   } finally {
     session.close();
   }

@@ -9,6 +9,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Corpus } from '../../fuzz/coverage.js';
 import { CasePlanner, replayCommand, type Planned } from '../../fuzz/fuzzer.js';
+import { messageKinds } from '../../fuzz/message-cases.js';
+import { ringKinds } from '../../fuzz/ring-cases.js';
 import { ZCNIC_ENTRY } from '../../fuzz/target.js';
 
 const SEED = 156198693;
@@ -57,8 +59,11 @@ test('the replay command: --seed S --case N, or --replay FILE holding the genome
 });
 
 test('zcnic fuzz --seed S --case N runs that one case against a device of its own', () => {
-  const plans = runPlans(120);
-  const index = plans.findIndex((p, i) => i > 80 && p.type === 'ring' && !p.category.endsWith('-mutated'));
+  // A case after the sweep (every generator once), which the seed alone plans.
+  const sweep = ringKinds.length + messageKinds.length;
+  const plans = runPlans(sweep + 40);
+  const index = plans.findIndex((p, i) => i >= sweep && p.type === 'ring' && !p.category.endsWith('-mutated'));
+  assert.ok(index >= 0, 'a generated ring case after the sweep');
   const run = spawnSync(process.execPath, [ZCNIC_ENTRY, 'fuzz', '--seed', String(SEED), '--case', String(index)], { encoding: 'utf8', timeout: 30_000 });
   assert.is(run.status, 0, `${run.stdout}\n${run.stderr}`);
   assert.match(run.stdout, new RegExp(`case ${index} of seed ${SEED} \\(${plans[index]!.category}, `));

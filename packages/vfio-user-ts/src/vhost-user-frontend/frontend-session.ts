@@ -19,6 +19,8 @@ export const DEFAULT_SESSION_FEATURES = featureMask(FeatureBit.version1, Feature
 export const DEFAULT_SESSION_PROTOCOL_FEATURES = featureMask(ProtocolFeature.replyAck, ProtocolFeature.mq, ProtocolFeature.status);
 
 const PAGE_SIZE = 4096;
+/** A packed ring's base at its start: slot 0, the driver's wrap counter (bit 15) 1. */
+const PACKED_FRESH_BASE = 0x8000;
 
 export interface FrontendSessionOptions {
   readonly socketPath: string;
@@ -36,6 +38,12 @@ export interface FrontendSessionOptions {
   readonly features?: FeatureWord;
   /** Protocol features wanted (default DEFAULT_SESSION_PROTOCOL_FEATURES); only offered ones are set. */
   readonly protocolFeatures?: FeatureWord;
+  /**
+   * SET_VRING_BASE per queue index. Missing entries: a fresh ring, 0 for a split one and, once
+   * RING_PACKED is negotiated, slot 0 with the driver's wrap counter 1 (0x8000: bit 15 is the wrap
+   * counter), where a packed driver starts.
+   */
+  readonly vringBase?: readonly number[];
   readonly client?: VhostUserClientOptions;
 }
 
@@ -163,7 +171,8 @@ export class FrontendSession {
 
       const queues: SessionQueue[] = [];
       for (let index = 0; index < options.queues; index++) {
-        // Each part on a page of its own: more alignment than the spec's 16/2/4 never hurts.
+        // Each part on a page of its own: more alignment than the spec's 16/2/4 never hurts. A
+        // packed ring uses the first 4 bytes of the last two (its event suppression areas).
         const descGpa = memory.alloc(16 * queueSize, PAGE_SIZE);
         const availGpa = memory.alloc(6 + 2 * queueSize, PAGE_SIZE);
         const usedGpa = memory.alloc(6 + 8 * queueSize, PAGE_SIZE);
@@ -173,7 +182,7 @@ export class FrontendSession {
         fds.push(callFd);
         queues.push({ index, size: queueSize, descGpa, availGpa, usedGpa, kickFd, callFd });
         await client.setVringNum(index, queueSize, ack);
-        await client.setVringBase(index, 0, ack);
+        await client.setVringBase(index, options.vringBase?.[index] ?? (hasFeature(features, FeatureBit.ringPacked) ? PACKED_FRESH_BASE : 0), ack);
         await client.setVringAddr(index, { desc: memory.userAddrOf(descGpa), used: memory.userAddrOf(usedGpa), avail: memory.userAddrOf(availGpa) }, ack);
         await client.setVringKick(index, kickFd, ack);
         await client.setVringCall(index, callFd, ack);
