@@ -49,6 +49,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
   --packed-ring        the NIC's queues run on packed rings (VIRTIO_F_RING_PACKED: QEMU's
                        packed=on; the device offers it unless --split-ring-only); each test's
                        deviceCounters name the features and every queue's layout
+  --in-order           QEMU's NIC offers the guest VIRTIO_F_IN_ORDER (in_order=on: QEMU 10 has it,
+                       7.2 not, so with --qemu debian:10; the device offers it unless
+                       --no-in-order)
   --rootfs host        the guest's user space is this host's root file system (read-only over 9p,
                        a tmpfs overlay on top): host programs (python3, iproute2, ethtool, socat,
                        iperf3, ...) run on the guest's kernel and NICs; the shell is bash there
@@ -126,6 +129,7 @@ function parse(argv: string[], withSuites: boolean) {
       tso: { type: 'boolean', default: false },
       'guest-tso': { type: 'boolean', default: false },
       'packed-ring': { type: 'boolean', default: false },
+      'in-order': { type: 'boolean', default: false },
       rootfs: { type: 'string', default: 'initramfs' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -189,6 +193,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       tso: values.tso,
       guestTso: values['guest-tso'],
       packedRing: values['packed-ring'],
+      inOrder: values['in-order'],
       hostRoot: values.rootfs === 'host' || command !== undefined,
       command,
       progress,
