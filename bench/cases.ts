@@ -29,6 +29,8 @@ export interface BenchSettings {
   sinkWork: SinkWork;
   /** The frontend asks for packed rings (virtio-user packed_vq=1). */
   packedRing: boolean;
+  /** The frontend takes VIRTIO_F_IN_ORDER (virtio-user's default in_order=1), or declines it (in_order=0). */
+  inOrder: boolean;
   log: (msg: string) => void;
   verbose: boolean;
   /** Aborts waits when the bench is interrupted. */
@@ -83,14 +85,22 @@ interface BackendEnd {
   problems: string[];
   /** A copying sink that did not copy every frame: why (the measurement is then void). */
   notCopied?: string;
-  /** Queues that ran another ring layout than the bench asked for (the measurement is then void). */
-  wrongLayout?: string;
+  /** Rings that ran otherwise than the bench asked (another layout, IN_ORDER or not): the measurement is then void. */
+  wrongRings?: string;
 }
 
-/** The device's queues that did not run `layout`, as a sentence; null when all did. */
-function layoutMismatch(final: DeviceStats, layout: 'split' | 'packed'): string | null {
+/** How the device's rings ran otherwise than `layout` and `inOrder` ask, as a sentence; null when as asked. */
+function ringMismatch(final: DeviceStats, layout: 'split' | 'packed', inOrder: boolean): string | null {
   const others = final.queues.filter((q) => q.layout !== layout);
-  return others.length === 0 ? null : `asked for ${layout} rings, but queue(s) ${others.map((q) => `${q.index} ran ${q.layout}`).join(', ')}`;
+  if (others.length > 0) return `asked for ${layout} rings, but queue(s) ${others.map((q) => `${q.index} ran ${q.layout}`).join(', ')}`;
+  if (final.features.includes('IN_ORDER') !== inOrder) return `asked for ${inOrder ? '' : 'no '}IN_ORDER, negotiated ${final.features.join(' ')}`;
+  return null;
+}
+
+/** virtio-user's --vdev arguments for the rings the bench asks for (none: split rings with IN_ORDER, its defaults). */
+function frontendVdevArgs(settings: BenchSettings): string | undefined {
+  const args = [...(settings.packedRing ? ['packed_vq=1'] : []), ...(settings.inOrder ? [] : ['in_order=0'])];
+  return args.length === 0 ? undefined : args.join(',');
 }
 
 function frontendPackets(s: PortStats, d: Direction): number {
@@ -162,7 +172,7 @@ async function startZcnic(plan: NonNullable<SessionPlan['zcnic']>, socket: strin
   });
 }
 
-function zcnicBackend(spec: CaseSpec, device: ZcnicDevice, mustCopy: boolean, layout: 'split' | 'packed'): Backend {
+function zcnicBackend(spec: CaseSpec, device: ZcnicDevice, mustCopy: boolean, layout: 'split' | 'packed', inOrder: boolean): Backend {
   const pick = (s: DeviceStats): number =>
     spec.direction === 'transmitq' ? s.transmitq.frames : s.receiveq.frames;
   let closing: Promise<BackendEnd> | undefined;
@@ -181,8 +191,8 @@ function zcnicBackend(spec: CaseSpec, device: ZcnicDevice, mustCopy: boolean, la
         if (!exit.final) problems.push(`zcnic final stats missing: ${exit.finalError}`);
         // A copying sink proves it copied: every frame it took went through the verifier.
         const shortfall = mustCopy && exit.final ? copyShortfall(exit.final) : null;
-        const wrongLayout = exit.final ? layoutMismatch(exit.final, layout) : null;
-        return { final: exit.final ? pick(exit.final) : null, problems, ...(shortfall ? { notCopied: shortfall } : {}), ...(wrongLayout ? { wrongLayout } : {}) };
+        const wrongRings = exit.final ? ringMismatch(exit.final, layout, inOrder) : null;
+        return { final: exit.final ? pick(exit.final) : null, problems, ...(shortfall ? { notCopied: shortfall } : {}), ...(wrongRings ? { wrongRings } : {}) };
       })),
   };
 }
@@ -245,7 +255,7 @@ export async function withSession<T>(
       backend = dpdkBackend(spec, vhost);
     } else if (plan.zcnic) {
       device = await startZcnic(plan.zcnic, socket, settings);
-      backend = zcnicBackend(spec, device, plan.zcnic.port === 'sink' && plan.zcnic.verify, settings.packedRing ? 'packed' : 'split');
+      backend = zcnicBackend(spec, device, plan.zcnic.port === 'sink' && plan.zcnic.verify, settings.packedRing ? 'packed' : 'split', settings.inOrder);
     } else {
       throw new Error(`internal: no backend planned for ${peer}`);
     }
@@ -254,7 +264,7 @@ export async function withSession<T>(
       socket,
       forwardMode: plan.frontend.mode,
       ...(plan.frontend.txPktLen !== undefined ? { txPktLen: plan.frontend.txPktLen } : {}),
-      ...(settings.packedRing ? { vdevArgs: 'packed_vq=1' } : {}),
+      vdevArgs: frontendVdevArgs(settings),
       onOutput: outputLogger(settings, 'virtio-user'),
     });
     // The vhost PMD's link comes up only once the frontend has set DRIVER_OK; forwarding
@@ -338,7 +348,7 @@ export async function runCase(spec: CaseSpec, peer: Peer, settings: BenchSetting
   }
   // A copying sink that did not copy measured the wrong work: that is no result.
   if (end.notCopied) throw new Error(end.notCopied);
-  if (end.wrongLayout) throw new Error(end.wrongLayout);
+  if (end.wrongRings) throw new Error(end.wrongRings);
   if (end.final !== null && end.final !== finalFrontend) {
     const why =
       peer === 'zcnic' && spec.direction === 'receiveq'

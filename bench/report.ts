@@ -46,6 +46,8 @@ export interface BenchReport {
     sinkWork: SinkWork;
     /** The frontend asked for packed rings (virtio-user packed_vq=1). */
     packedRing: boolean;
+    /** The frontend took VIRTIO_F_IN_ORDER (virtio-user in_order=1), both backends offering it. */
+    inOrder: boolean;
   };
   rows: Row[];
   /** One entry per heap-check load (--heap-loads); empty when the check did not run. */
@@ -152,7 +154,7 @@ export function markdownReport(rep: BenchReport): string {
     `each. Rates are the frontend's counter deltas over a ${rep.settings.seconds} s window after a`,
     `${rep.settings.warmupSec} s warm-up (TX packets for transmitq, RX packets for receiveq).` +
       (rep.settings.repeat > 1 ? ` Best of ${rep.settings.repeat} runs.` : '') +
-      ` Rings: ${rep.settings.packedRing ? 'packed (virtio-user packed_vq=1)' : 'split'}.`,
+      ` Rings: ${rep.settings.packedRing ? 'packed (virtio-user packed_vq=1)' : 'split'}, ${rep.settings.inOrder ? 'IN_ORDER (virtio-user in_order=1)' : 'without IN_ORDER (virtio-user in_order=0)'}.`,
     '',
     'Each row says what each backend does per frame; the frontend does the same in both. Gbit/s',
     'counts the Ethernet frame bytes (no CRC, no virtio-net header), from the frontend\'s byte counter.',

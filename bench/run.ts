@@ -30,6 +30,9 @@ const USAGE = `usage: node dist/bench/run.js [options]
   --heap-loads LIST       heap loads, LOAD:SIZE with LOAD sink|gen|reflect
                           (default sink:64,sink:1500,gen:1500,reflect:1500)
   --heap-tolerance-mib X  allowed growth of the datapath heap during a heap load (default 1)
+  --no-in-order           the frontend declines VIRTIO_F_IN_ORDER (virtio-user in_order=0); by
+                          default it takes it (its in_order=1), from both backends (zcnic fails
+                          the case if the negotiation went otherwise)
   --packed-ring           the frontend asks for packed rings (virtio-user packed_vq=1), with both
                           backends (zcnic fails the case if a queue ran another layout)
   --repeat N              run each case N times and report the best (default 1)
@@ -56,6 +59,7 @@ interface Cli {
   heapToleranceMib: number;
   sinkWork: SinkWork;
   packedRing: boolean;
+  inOrder: boolean;
   zcnicCpus: string | undefined;
   zcnicEntry: string;
   out: string;
@@ -86,6 +90,7 @@ function parseCli(argv: string[]): Cli | 'help' {
       'heap-loads': { type: 'string' },
       sink: { type: 'string' },
       'packed-ring': { type: 'boolean' },
+      'no-in-order': { type: 'boolean' },
       'zcnic-cpus': { type: 'string' },
       'zcnic-entry': { type: 'string' },
       out: { type: 'string' },
@@ -135,6 +140,7 @@ function parseCli(argv: string[]): Cli | 'help' {
     heapLoads,
     sinkWork,
     packedRing: values['packed-ring'] === true,
+    inOrder: values['no-in-order'] !== true,
     heapToleranceMib: positive('heap-tolerance-mib', values['heap-tolerance-mib'], 1),
     zcnicCpus: cpusArg === 'none' ? undefined : cpusArg,
     zcnicEntry: resolve(values['zcnic-entry'] ?? join(ROOT, 'dist', 'cli', 'zcnic.js')),
@@ -231,6 +237,7 @@ async function main(): Promise<number> {
     zcnicCpus: cli.zcnicCpus,
     sinkWork: cli.sinkWork,
     packedRing: cli.packedRing,
+    inOrder: cli.inOrder,
     log,
     verbose: cli.verbose,
     signal: abort.signal,
@@ -273,6 +280,7 @@ async function main(): Promise<number> {
       only: cli.only,
       sinkWork: cli.sinkWork,
       packedRing: cli.packedRing,
+      inOrder: cli.inOrder,
     },
     rows,
     heap,

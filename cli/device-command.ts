@@ -70,6 +70,12 @@ Options:
                        only when asked (QEMU's virtio-net-pci packed=on, DPDK virtio-user's
                        packed_vq=1), and the stats then say "layout":"packed" for each queue.
                        No inflight region (INFLIGHT_SHMFD) and no --state with packed rings
+  --no-in-order        withhold VIRTIO_F_IN_ORDER. It is offered by default (the device completes
+                       chains in the order they were made available anyway): a frontend takes
+                       it when it can (DPDK virtio-user by default, in_order=0 declines; QEMU's
+                       virtio-net-pci in_order=on), and a transmitq then marks each burst used
+                       with one used element, the last chain's. The receiveq writes one per
+                       chain (each buffer needs its length)
   --access-platform    offer VIRTIO_F_ACCESS_PLATFORM (with the BACKEND_REQ protocol feature QEMU
                        then requires), for QEMU's iommu_platform=on without a vIOMMU: the
                        guest's driver uses the DMA API, addresses stay guest-physical
@@ -114,6 +120,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
       verify: { type: 'boolean', default: false },
       'ring-reset': { type: 'boolean', default: false },
       'split-ring-only': { type: 'boolean', default: false },
+      'no-in-order': { type: 'boolean', default: false },
       'access-platform': { type: 'boolean', default: false },
       tso: { type: 'boolean', default: false },
       'guest-tso': { type: 'boolean', default: false },
@@ -166,6 +173,7 @@ export async function deviceCommand(argv: string[]): Promise<number> {
     verify: values.verify,
     ringReset: values['ring-reset'],
     splitRingOnly: values['split-ring-only'],
+    inOrder: !values['no-in-order'],
     accessPlatform: values['access-platform'],
     tso: values.tso,
     guestTso: values['guest-tso'],

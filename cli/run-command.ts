@@ -53,6 +53,9 @@ const common = `  --accel auto|kvm|tcg KVM if a real boot under it works here (p
   --qemu-nic           the NIC is QEMU's own virtio-net on a host tap (-netdev tap, no vhost) that
                        holds the netns peer's address, not zcnic's: the reference for suites
                        that ask the device nothing (iperf3; the others fail their device checks)
+  --in-order           QEMU's NIC offers the guest VIRTIO_F_IN_ORDER (in_order=on: QEMU 10 has it,
+                       7.2 not, so with --qemu debian:10; the device offers it unless
+                       --no-in-order)
   --rootfs host        the guest's user space is this host's root file system (read-only over 9p,
                        a tmpfs overlay on top): host programs (python3, iproute2, ethtool, socat,
                        iperf3, ...) run on the guest's kernel and NICs; the shell is bash there
@@ -132,6 +135,7 @@ function parse(argv: string[], withSuites: boolean) {
       'guest-tso': { type: 'boolean', default: false },
       'packed-ring': { type: 'boolean', default: false },
       'qemu-nic': { type: 'boolean', default: false },
+      'in-order': { type: 'boolean', default: false },
       rootfs: { type: 'string', default: 'initramfs' },
       keep: { type: 'boolean', default: false },
       verbose: { type: 'boolean', default: false },
@@ -195,6 +199,7 @@ async function execute(argv: string[], shell: boolean): Promise<number> {
       tso: values.tso,
       guestTso: values['guest-tso'],
       packedRing: values['packed-ring'],
+      inOrder: values['in-order'],
       hostRoot: values.rootfs === 'host' || command !== undefined || suites.includes(IPERF3_SUITE),
       network: values['qemu-nic'] ? 'qemu-tap' : undefined,
       command,

@@ -9,7 +9,8 @@
  * where that chain started, with the wrap counter of that slot: the driver, whatever IN_ORDER
  * says, finds its next used element at its last used slot plus the descriptors of the buffer it
  * last got back. A burst's elements are written at publish, the first one's flags last
- * (the spec's batching of used descriptors: the driver sees none of the batch before all of it).
+ * (the spec's batching of used descriptors: the driver sees none of the batch before all of it);
+ * with IN_ORDER a transmitq's burst is one element (completeInBatches).
  */
 import type { GuestMemory } from 'vfio-user-ts';
 import { isValidQueueSize, MAX_QUEUE_SIZE, PackedDescFlags, PackedEventFlags, DescFlags } from 'vfio-user-ts';
@@ -79,6 +80,8 @@ export class PackedRing implements Virtqueue {
   private pushed = 0;
   /** Ring descriptors the `taken` chains hold (what availableCount may not count again). */
   private takenSlots = 0;
+  /** A publish writes one used element for all its chains (completeInBatches). */
+  private batched = false;
   /** Whether a notification was sent since the queue started (see Vring.signalled). */
   private signalled = false;
   /** The base the ring started from: a restart, not a fresh ring, when it is not slot 0 of the first lap. */
@@ -231,16 +234,27 @@ export class PackedRing implements Virtqueue {
   }
 
   /**
+   * Batched completion (Virtqueue.completeInBatches): a publish writes the last chain's used
+   * element in the first chain's slot, and the driver skips the descriptors of all of them
+   * (virtio 1.2, 2.8 "In-order use of descriptors").
+   */
+  completeInBatches(): void {
+    this.batched = true;
+  }
+
+  /**
    * Writes the used elements pushed since the last publish into the slots their chains started
-   * at, the first one's flags last, and says whether the driver wants a notification for them
-   * (its event suppression: ENABLE, DISABLE, or DESC with the used slot it waits for).
+   * at, the first one's flags last (batched: only the last element, in the first chain's slot),
+   * and says whether the driver wants a notification for them (its event suppression: ENABLE,
+   * DISABLE, or DESC with the used slot it waits for).
    */
   publishUsed(): boolean {
     const count = this.pushed;
     if (count === 0) return false;
     const oldSlot = this.usedSlot;
     const oldWrap = this.usedWrap;
-    for (let i = count - 1; i >= 0; i--) this.writeUsed(i, i !== 0);
+    if (this.batched) this.writeUsed(0, count - 1, false);
+    else for (let i = count - 1; i >= 0; i--) this.writeUsed(i, i, i !== 0);
     this.published += count;
     this.retire(count);
     if (!this.signalled) {
@@ -250,16 +264,19 @@ export class PackedRing implements Virtqueue {
     return this.driverWantsNotification(oldSlot, oldWrap);
   }
 
-  /** Writes used element `i` into its chain's first slot; `plain` stores the flags without a barrier. */
-  private writeUsed(i: number, plain: boolean): void {
-    const slot = this.takenSlot[i]!;
-    const length = this.usedLength[i]!;
+  /**
+   * Writes used element `element` into the first slot of taken chain `chain` (the same one
+   * unless batched); `plain` stores the flags without a barrier.
+   */
+  private writeUsed(chain: number, element: number, plain: boolean): void {
+    const slot = this.takenSlot[chain]!;
+    const length = this.usedLength[element]!;
     const desc16 = this.desc16;
-    desc16[slot * DESCRIPTOR_U16 + ID_U16] = this.usedId[i]!;
+    desc16[slot * DESCRIPTOR_U16 + ID_U16] = this.usedId[element]!;
     this.desc32[slot * DESCRIPTOR_U32 + LEN_U32] = length;
     // Both AVAIL and USED equal the wrap counter of the lap the slot is used in; WRITE says the
     // device wrote `length` bytes (2.8.13: length means nothing without it).
-    const flags = (this.takenWrap[i] === 1 ? PackedDescFlags.avail | PackedDescFlags.used : 0) | (length > 0 ? DescFlags.write : 0);
+    const flags = (this.takenWrap[chain] === 1 ? PackedDescFlags.avail | PackedDescFlags.used : 0) | (length > 0 ? DescFlags.write : 0);
     const at = slot * DESCRIPTOR_U16 + FLAGS_U16;
     if (plain) desc16[at] = flags;
     else Atomics.store(desc16, at, flags);

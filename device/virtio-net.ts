@@ -42,6 +42,12 @@ export interface VirtioNetOptions {
    * frontend takes it only when asked to (QEMU's `packed=on`, DPDK virtio-user's `packed_vq=1`).
    */
   readonly splitRingOnly?: boolean;
+  /**
+   * Offer VIRTIO_F_IN_ORDER (default true): the device completes every queue's chains in the
+   * order taken whatever it offers, so the bit promises nothing new, and a transmitq whose driver
+   * takes it publishes each burst with one used element. false withholds it.
+   */
+  readonly inOrder?: boolean;
   /** Offer VIRTIO_F_ACCESS_PLATFORM (see FeatureBit.accessPlatform): so does virtio_net's DMA API use. */
   readonly accessPlatform?: boolean;
   /** Counts that survive a kill (datapath/state-file.ts); one queue pair, one worker. */
@@ -126,6 +132,7 @@ export class VirtioNet implements VirtioDevice {
       FeatureBit.ringEventIdx,
     ];
     if (options.splitRingOnly !== true) bits.push(FeatureBit.ringPacked);
+    if (options.inOrder !== false) bits.push(FeatureBit.inOrder);
     if (options.queuePairs > 1) bits.push(FeatureBit.netMq);
     if (options.ringReset === true) bits.push(FeatureBit.ringReset);
     if (options.accessPlatform === true) bits.push(FeatureBit.accessPlatform);

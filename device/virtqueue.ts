@@ -8,6 +8,8 @@
  * Completion is in order in both: every chain taken gets its used element (pushUsed) in the order
  * taken, or is given back (untake). The packed ring relies on it to place used elements where the
  * driver looks for them; the split ring's inflight recovery relies on it too (docs/architecture.md).
+ * It is also why the device can offer VIRTIO_F_IN_ORDER, and, where every buffer is used whole,
+ * publish a burst with one used element (completeInBatches).
  */
 import type { ChainErrorCode, DescriptorChain } from './descriptor-chain.js';
 import type { InflightRecovery } from './inflight-tracker.js';
@@ -64,6 +66,16 @@ export interface Virtqueue extends DescriptorTable {
   unpushUsed(count: number): void;
   /** Publishes the used elements recorded since the last publish; true when the driver wants a notification. */
   publishUsed(): boolean;
+  /**
+   * From now on a publish writes one used element for all the chains pushed since the last one,
+   * the last chain's (its id and length), and moves the used position past all of them, as
+   * VIRTIO_F_IN_ORDER allows: the driver takes every chain before it as used whole. Only for a
+   * queue whose driver negotiated IN_ORDER and whose buffers are all used whole: the transmitq
+   * (read to the end, length 0), not the receiveq (every buffer needs its own length). A split
+   * ring with an inflight region goes on writing one element per chain: its recovery reads the
+   * heads of published elements back from the used ring.
+   */
+  completeInBatches(): void;
   /** Completions as the next publishUsed() will count them (the split ring's used.idx). */
   readonly nextUsedIdx: number;
   /** Completions as last published. */

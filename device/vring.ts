@@ -32,6 +32,11 @@ export class Vring implements Virtqueue {
   private readonly used16: Uint16Array;
   /** used as u32: element i is at 1 + 2i (id) and 2 + 2i (len). */
   private readonly used32: Uint32Array;
+  /**
+   * Where pushUsed records elements: the used ring itself, or, once completeInBatches() is on,
+   * this device-side copy of its layout, from which a publish writes only the last element.
+   */
+  private usedLog: Uint32Array;
   private readonly mask: number;
   private readonly eventIdx: boolean;
 
@@ -71,6 +76,7 @@ export class Vring implements Virtqueue {
     this.avail = avail;
     this.used16 = used16;
     this.used32 = used32;
+    this.usedLog = used32;
     this.eventIdx = eventIdx;
     this.suppressionIndex = eventIdx ? 2 + 4 * addresses.size : 0;
     this.lastAvailIdx = base;
@@ -206,9 +212,20 @@ export class Vring implements Virtqueue {
     const slot = (this.usedIdx + this.pendingUsed) & this.mask;
     const inflight = this.inflight;
     if (inflight !== null) inflight.pushUsed(slot, head);
-    this.used32[1 + 2 * slot] = head;
-    this.used32[2 + 2 * slot] = length;
+    const log = this.usedLog;
+    log[1 + 2 * slot] = head;
+    log[2 + 2 * slot] = length;
     this.pendingUsed++;
+  }
+
+  /**
+   * Batched completion (Virtqueue.completeInBatches): elements are recorded apart and a publish
+   * writes the last one into the used slot of the first, used.idx advancing by all of them
+   * (virtio 1.2, 2.7 "In-order use of descriptors"). Not with an inflight region, whose
+   * recovery reads every published element's head from the used ring (InflightTracker.attach).
+   */
+  completeInBatches(): void {
+    if (this.inflight === null && this.usedLog === this.used32) this.usedLog = new Uint32Array(this.used32.length);
   }
 
   /** Forgets the last `count` used elements recorded and not yet published. */
@@ -225,6 +242,14 @@ export class Vring implements Virtqueue {
     const old = this.usedIdx;
     const count = this.pendingUsed;
     const next = (old + count) & 0xffff;
+    const log = this.usedLog;
+    if (log !== this.used32) {
+      // The batch's one element, in the slot the driver reads next; written before used.idx.
+      const from = (next - 1) & this.mask;
+      const to = old & this.mask;
+      this.used32[1 + 2 * to] = log[1 + 2 * from]!;
+      this.used32[2 + 2 * to] = log[2 + 2 * from]!;
+    }
     this.pendingUsed = 0;
     this.usedIdx = next;
     const inflight = this.inflight;

@@ -72,6 +72,11 @@ export interface QemuOptions {
    */
   packedRing?: boolean;
   /**
+   * in_order=on: the NIC offers the guest VIRTIO_F_IN_ORDER (QEMU 10.0 has the property, off by
+   * default; 7.2 has none and refuses the option). zcnic's device offers it unless --no-in-order.
+   */
+  inOrder?: boolean;
+  /**
    * Several NICs, each on its own backend, instead of the one NIC of `vhostUserSocket` (which
    * then must be absent); `queues` and `accessPlatform` apply to each.
    */
@@ -220,6 +225,7 @@ function nicArgs(o: QemuOptions, nic: NicBackend, i: number, useIntx: boolean): 
   if (o.accessPlatform === true) dev += ',iommu_platform=on,disable-legacy=on';
   if (o.fixedGuestOffloads === true) dev += ',ctrl_guest_offloads=off';
   if (o.packedRing === true) dev += ',packed=on';
+  if (o.inOrder === true) dev += ',in_order=on';
   dev += useIntx ? ',vectors=0' : queues > 1 ? `,vectors=${2 * queues + 2}` : '';
   // No option ROM: nothing boots from the network, and it spares the iPXE dependency.
   dev += ',romfile=';

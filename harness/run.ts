@@ -78,6 +78,8 @@ export interface RunOptions {
   readonly guestTso?: boolean;
   /** The NIC's queues run on packed rings (QEMU's packed=on; see QemuOptions.packedRing). */
   readonly packedRing?: boolean;
+  /** The NIC offers the guest IN_ORDER (QEMU's in_order=on; see QemuOptions.inOrder). */
+  readonly inOrder?: boolean;
   /** The guest's NICs (harness/guest-nics.ts); default one zcnic NIC. */
   readonly network?: Network;
   /** The guest's user space is the host's root file system (zcnic.rootfs=host, over 9p). */
@@ -390,6 +392,7 @@ function launchGuest(o: RunOptions, guest: PreparedGuest, nics: GuestNics, paths
       accessPlatform: o.xskZeroCopy === true,
       fixedGuestOffloads: o.guestTso === true,
       packedRing: o.packedRing === true,
+      inOrder: o.inOrder === true,
       // The suites' one NIC has the standard MTU, which the device learns (NET_SET_MTU); the
       // selftests' NIC pairs have none, as netdev's CI gives them, nor has xskxceiver's NIC:
       // it sets MTU 1518 for every test and 9000 for its multi-buffer ones.

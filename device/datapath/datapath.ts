@@ -243,6 +243,9 @@ export class Datapath implements QueueErrorReporter, SchedulerHost {
       pair.rx.receiveGso = receiveGsoOffloads(start.features);
       return;
     }
+    // Every transmit chain is used whole (read to its end, nothing written), so with IN_ORDER a
+    // burst needs one used element; the receiveq's buffers each need their own length.
+    if (hasFeature(start.features, FeatureBit.inOrder)) ring.completeInBatches();
     pair.tx = new TransmitQueue(memory, ring, indirect, headerLength, this.counters, pair, this, start.queue);
     pair.tx.linearHeaderRefusal = linearHeaderRefusal(this.txPolicy);
     pair.tx.gsoOffloads = gsoOffloads(start.features);

@@ -132,7 +132,7 @@ test('markdownReport: the heap section lists every load', () => {
     startedAt: 'a',
     finishedAt: 'b',
     host: { cpuModel: 'cpu', cpus: 2, kernel: 'k', node: 'v20', dpdk: 'd' },
-    settings: { warmupSec: 1, seconds: 2, repeat: 1, zcnicCpus: '1', only: null, sinkWork: 'copy', packedRing: false },
+    settings: { warmupSec: 1, seconds: 2, repeat: 1, zcnicCpus: '1', only: null, sinkWork: 'copy', packedRing: false, inOrder: true },
     rows: [],
     heap: [
       { status: 'ok', result: heapResult({ load: 'sink', frameSize: 64 }) },
@@ -140,7 +140,7 @@ test('markdownReport: the heap section lists every load', () => {
       { status: 'ok', result: heapResult({ load: 'reflect' }) },
     ],
   });
-  assert.match(md, /Rings: split\./);
+  assert.match(md, /Rings: split, IN_ORDER \(virtio-user in_order=1\)\./);
   assert.match(md, /## zcnic heap under load/);
   assert.match(md, /- sink \(transmitq\), 64 B/);
   assert.match(md, /- gen \(receiveq\), 1500 B/);

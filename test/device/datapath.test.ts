@@ -26,7 +26,7 @@ function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
   });
 }
 
-function harness(port: PortOptions, mode: DatapathMode = 'kick', pcapPath: string | null = null) {
+function harness(port: PortOptions, mode: DatapathMode = 'kick', pcapPath: string | null = null, features = FEATURES) {
   const guest = new FakeGuest([{ guestPhysAddr: 0x100000, size: 8 << 20 }]);
   const counters = createCounters();
   const messages: FromDatapath[] = [];
@@ -36,7 +36,7 @@ function harness(port: PortOptions, mode: DatapathMode = 'kick', pcapPath: strin
   const kicks = queues.map(() => sys.eventfdCreate(0, true));
   const calls = queues.map(() => sys.eventfdCreate(0, true));
   queues.forEach((q, i) =>
-    datapath.handle({ type: 'start', start: { queue: i, addresses: q.addresses, base: 0, kickFd: kicks[i]!, callFd: calls[i]!, features: FEATURES } }),
+    datapath.handle({ type: 'start', start: { queue: i, addresses: q.addresses, base: 0, kickFd: kicks[i]!, callFd: calls[i]!, features } }),
   );
   const close = () => {
     datapath.handle({ type: 'shutdown' });
@@ -128,6 +128,31 @@ test('reflect returns each transmitted frame on the receive queue; a pcap record
     assert.is(file.length, 24 + 3 * (16 + 80), 'two transmitted and one received frame');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('IN_ORDER: the transmitq marks a burst used with one element, the receiveq gives every buffer its own length', async () => {
+  const h = harness({ ...sink, port: 'reflect' }, 'kick', null, FEATURES | featureMask(FeatureBit.inOrder));
+  try {
+    for (let slot = 0; slot < 256; slot++) h.txq.setUsedId(slot, 0xdead);
+    const rxHeads: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      rxHeads.push(h.rxq.addChain([{ length: 2048, writable: true }]));
+      h.rxq.makeAvailable(rxHeads[i]!);
+    }
+    const txHeads: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      txChain(h.txq, new Uint8Array(60 + i).fill(i));
+      txHeads.push(2 * i);
+    }
+    sys.eventfdWrite(h.kicks[1]!, 1);
+    await until(() => h.rxq.usedIdx() === 10, 'ten frames reflected');
+    assert.is(h.txq.usedIdx(), 10);
+    assert.equal(h.txq.usedElement(0), { id: txHeads[9]!, length: 0 }, 'one element, the last chain\'s, in the first slot');
+    for (let slot = 1; slot < 10; slot++) assert.is(h.txq.usedElement(slot).id, 0xdead, `transmit used slot ${slot} not written`);
+    for (let i = 0; i < 10; i++) assert.equal(h.rxq.usedElement(i), { id: rxHeads[i]!, length: HEADER + 60 + i }, `receive element ${i}`);
+  } finally {
+    h.close();
   }
 });
 

@@ -175,4 +175,16 @@ test('RING_PACKED is offered unless the split ring only is asked for', async () 
   }
 });
 
+test('IN_ORDER is offered unless withheld (inOrder: false)', async () => {
+  for (const inOrder of [undefined, false]) {
+    const device = await VirtioNet.create({ ...SINK_DEVICE_OPTIONS, ...(inOrder === undefined ? {} : { inOrder }), onQueueError: () => undefined, onFailure: () => undefined });
+    try {
+      assert.is(hasFeature(device.features, FeatureBit.inOrder), inOrder === undefined, `inOrder ${String(inOrder)}`);
+      assert.ok(hasFeature(device.features, FeatureBit.ringPacked), 'the rest as before');
+    } finally {
+      await device.close();
+    }
+  }
+});
+
 test.run();

@@ -134,6 +134,12 @@ test('packedRing (--packed-ring): packed=on on the NIC, nothing of it otherwise'
   assert.not.match(nic({}), 'packed');
 });
 
+test('inOrder (--in-order): in_order=on on the NIC, nothing of it otherwise', () => {
+  const nic = (o: Partial<QemuOptions>) => all(qemuArgs({ ...base, vhostUserSocket: 's.sock', ...o }), '-device').find((d) => d.startsWith('virtio-net-pci'))!;
+  assert.match(nic({ inOrder: true }), ',in_order=on');
+  assert.not.match(nic({}), 'in_order');
+});
+
 test('accessPlatform: the NIC modern-only with iommu_platform=on; nothing of it otherwise', () => {
   const nic = (o: Partial<QemuOptions>) => all(qemuArgs({ ...base, vhostUserSocket: 's.sock', ...o }), '-device').find((d) => d.startsWith('virtio-net-pci'))!;
   assert.match(nic({ accessPlatform: true }), ',iommu_platform=on,disable-legacy=on');

@@ -1,6 +1,7 @@
 /**
  * zcnic against a frontend nobody here wrote: DPDK 22.11's net_virtio_user (testpmd), over split
- * rings and packed ones (packed_vq=1). Counts must agree exactly in both directions. Processes are started and stopped by PID; nothing is
+ * rings and packed ones (packed_vq=1), each with VIRTIO_F_IN_ORDER negotiated and without it.
+ * Counts must agree exactly in both directions. Processes are started and stopped by PID; nothing is
  * left running.
  */
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { execa } from 'execa';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { scratchFolderPerTest, txonlyIntoSink, until } from '../support/integration.js';
+import type { DeviceStats } from '../../harness/device-control.js';
 import { ZcnicDevice, type ZcnicDeviceOptions } from '../../harness/device-process.js';
 import { pidAlive, Testpmd, type TestpmdOptions } from '../../harness/dpdk/testpmd.js';
 
@@ -15,10 +17,18 @@ const entry = new URL('../../cli/zcnic.js', import.meta.url).pathname;
 const dpdk = suite('dpdk');
 const scratch = scratchFolderPerTest(dpdk, 'zcnic-it-');
 
-/** The ring layouts testpmd's virtio-user can drive: split by default, packed with packed_vq=1 (zcnic offers both). */
-const LAYOUTS = [
-  { layout: 'split', vdevArgs: undefined },
-  { layout: 'packed', vdevArgs: 'packed_vq=1' },
+/**
+ * The rings testpmd's virtio-user can drive: split by default, packed with packed_vq=1, and
+ * either with IN_ORDER (in_order=1, its default) or without. zcnic offers all of it; IN_ORDER
+ * is left out once by the device (--no-in-order, the frontend asking) and once by the frontend
+ * (in_order=0, the device offering). With it, DPDK takes other paths on both rings (in-order
+ * transmit cleanup, which reads one used element per batch) and the device batches its transmitq.
+ */
+const VARIANTS = [
+  { name: 'split', layout: 'split', inOrder: false, deviceArgs: ['--no-in-order'], vdevArgs: 'in_order=1' },
+  { name: 'split in-order', layout: 'split', inOrder: true, deviceArgs: [], vdevArgs: 'in_order=1' },
+  { name: 'packed', layout: 'packed', inOrder: false, deviceArgs: [], vdevArgs: 'packed_vq=1,in_order=0' },
+  { name: 'packed in-order', layout: 'packed', inOrder: true, deviceArgs: [], vdevArgs: 'packed_vq=1,in_order=1' },
 ] as const;
 
 async function pair(device: Partial<ZcnicDeviceOptions>, testpmd: Partial<TestpmdOptions>) {
@@ -28,14 +38,20 @@ async function pair(device: Partial<ZcnicDeviceOptions>, testpmd: Partial<Testpm
   return { zc, tp };
 }
 
-// Exact counts both ways and a reflect loop, over each ring layout; the stats must name the
-// layout that ran (a frontend that fell back to the other one would fail here).
-for (const { layout, vdevArgs } of LAYOUTS) {
-  dpdk(`${layout}: sink counts exactly the frames testpmd txonly sent`, async () => {
-    const { zc, tp } = await pair({}, { forwardMode: 'txonly', txPktLen: 64, vdevArgs });
+/** The stats name the layout that ran and whether IN_ORDER was negotiated (a frontend that fell back would fail here). */
+function assertNegotiated(stats: DeviceStats, layout: string, inOrder: boolean): void {
+  assert.is(stats.features.includes('RING_PACKED'), layout === 'packed', stats.features.join(' '));
+  assert.is(stats.features.includes('IN_ORDER'), inOrder, stats.features.join(' '));
+  assert.equal(stats.queues.map((q) => [q.index, q.layout]), [[0, layout], [1, layout]]);
+}
+
+// Exact counts both ways and a reflect loop, over each ring layout, with and without IN_ORDER.
+for (const { name, layout, inOrder, deviceArgs, vdevArgs } of VARIANTS) {
+  const device = { extraArgs: [...deviceArgs] };
+  dpdk(`${name}: sink counts exactly the frames testpmd txonly sent`, async () => {
+    const { zc, tp } = await pair(device, { forwardMode: 'txonly', txPktLen: 64, vdevArgs });
     const { sent, stats } = await txonlyIntoSink(zc, tp);
-    assert.is(stats.features.includes('RING_PACKED'), layout === 'packed', stats.features.join(' '));
-    assert.equal(stats.queues.map((q) => [q.index, q.layout]), [[0, layout], [1, layout]]);
+    assertNegotiated(stats, layout, inOrder);
     const pids = [zc.pid, tp.pid];
     await tp.close();
     const exit = await zc.stop();
@@ -45,8 +61,8 @@ for (const { layout, vdevArgs } of LAYOUTS) {
     for (const pid of pids) assert.not.ok(pidAlive(pid), `pid ${pid} is gone`);
   });
 
-  dpdk(`${layout}: gen sends N frames and testpmd rxonly receives exactly N`, async () => {
-    const { zc, tp } = await pair({}, { forwardMode: 'rxonly', vdevArgs });
+  dpdk(`${name}: gen sends N frames and testpmd rxonly receives exactly N`, async () => {
+    const { zc, tp } = await pair(device, { forwardMode: 'rxonly', vdevArgs });
     await tp.startForwarding();
     const n = 100_000;
     assert.equal(await zc.request({ cmd: 'setPort', port: 'gen', gen: { size: 64, count: n, pps: 0 } }), { ok: true });
@@ -57,11 +73,11 @@ for (const { layout, vdevArgs } of LAYOUTS) {
     const stats = await zc.stats();
     assert.is(stats.receiveq.frames, n);
     assert.is(stats.receiveq.noBuffers, 0);
-    assert.equal(stats.queues.map((q) => q.layout), [layout, layout]);
+    assertNegotiated(stats, layout, inOrder);
   });
 
-  dpdk(`${layout}: reflect: every frame testpmd sends comes back or is counted as dropped`, async () => {
-    const { zc, tp } = await pair({ port: 'reflect', verify: false }, { forwardMode: 'macswap', vdevArgs });
+  dpdk(`${name}: reflect: every frame testpmd sends comes back or is counted as dropped`, async () => {
+    const { zc, tp } = await pair({ ...device, port: 'reflect', verify: false }, { forwardMode: 'macswap', vdevArgs });
     await tp.startForwarding({ txFirst: true });
     await new Promise((r) => setTimeout(r, 1500));
     await tp.stopForwarding();
@@ -82,7 +98,7 @@ for (const { layout, vdevArgs } of LAYOUTS) {
     const received = await until(() => tp.portStats(), (p) => p.rxPackets >= reflected, 'testpmd to drain its receive ring');
     await tp.stopForwarding();
     assert.is(received.rxPackets, reflected, 'testpmd received what the device reflected');
-    assert.equal(stats.queues.map((q) => q.layout), [layout, layout]);
+    assertNegotiated(stats, layout, inOrder);
   });
 }
 

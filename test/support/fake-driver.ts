@@ -320,22 +320,52 @@ export class FakePackedQueue {
 
   /** The next used element, as virtqueue_get_buf would find it, or null when none is there yet. */
   takeUsed(): { id: number; length: number; written: boolean } | null {
+    const element = this.nextUsed();
+    if (element === null) return null;
+    const descriptors = this.descriptorsOf.get(element.id);
+    if (descriptors === undefined) throw new Error(`used id ${element.id} was never posted`);
+    this.descriptorsOf.delete(element.id);
+    this.skipUsed(descriptors);
+    return element;
+  }
+
+  /**
+   * The next used element as a driver that negotiated IN_ORDER reads it (virtio 1.2, 2.8
+   * "In-order use of descriptors"): it completes every chain posted up to and including the one
+   * whose id it names, and the driver skips all their descriptors. `chains` says how many.
+   * Null when none is there yet.
+   */
+  takeUsedInOrder(): { id: number; length: number; written: boolean; chains: number } | null {
+    const element = this.nextUsed();
+    if (element === null) return null;
+    if (!this.descriptorsOf.has(element.id)) throw new Error(`used id ${element.id} was never posted`);
+    let chains = 0;
+    // The map keeps the order of posting: the chains in flight, oldest first.
+    for (const [posted, descriptors] of this.descriptorsOf) {
+      this.descriptorsOf.delete(posted);
+      this.skipUsed(descriptors);
+      chains++;
+      if (posted === element.id) break;
+    }
+    return { ...element, chains };
+  }
+
+  /** The used element at the driver's position, if the device has written one there on this lap. */
+  private nextUsed(): { id: number; length: number; written: boolean } | null {
     const at = this.descAddr + 16 * this.usedSlot;
     const flags = this.guest.u16(at + 14);
     const avail = (flags & PackedDescFlags.avail) !== 0 ? 1 : 0;
     const used = (flags & PackedDescFlags.used) !== 0 ? 1 : 0;
     if (avail !== used || used !== this.usedWrap) return null;
-    const id = this.guest.u16(at + 12);
-    const length = this.guest.u32(at + 8);
-    const descriptors = this.descriptorsOf.get(id);
-    if (descriptors === undefined) throw new Error(`used id ${id} was never posted`);
-    this.descriptorsOf.delete(id);
+    return { id: this.guest.u16(at + 12), length: this.guest.u32(at + 8), written: (flags & DescFlags.write) !== 0 };
+  }
+
+  private skipUsed(descriptors: number): void {
     this.usedSlot += descriptors;
     if (this.usedSlot >= this.size) {
       this.usedSlot -= this.size;
       this.usedWrap ^= 1;
     }
-    return { id, length, written: (flags & DescFlags.write) !== 0 };
   }
 
   /** The driver's position for its next used element (slot | wrap << 15), as it puts it in off_wrap. */

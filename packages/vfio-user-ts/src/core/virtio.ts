@@ -66,6 +66,13 @@ export const FeatureBit = {
   /** The packed virtqueue layout (2.8) instead of the split one (2.7). */
   ringPacked: 34,
   /**
+   * The device uses buffers in the order they were made available (virtio 1.2, "In-order use
+   * of descriptors" in 2.7 and 2.8), which lets it mark a batch used with one used element, the
+   * last buffer's: the driver takes every buffer before it as used whole (read or written to
+   * its end). A promise of the device; the driver then also uses descriptors in ring order.
+   */
+  inOrder: 35,
+  /**
    * The driver may reset one queue (virtio 1.2 2.6.1). A device offers it only on request: a
    * vhost-user frontend forwards no queue reset, so the device infers it from the ring (see
    * device/vring.ts driverReset), frames in flight at that moment are dropped, and a ring
@@ -100,6 +107,7 @@ const FEATURE_NAMES: { readonly [K in keyof typeof FeatureBit]: string } = {
   version1: 'VERSION_1',
   accessPlatform: 'ACCESS_PLATFORM',
   ringPacked: 'RING_PACKED',
+  inOrder: 'IN_ORDER',
   ringReset: 'RING_RESET',
   netGuestUso4: 'GUEST_USO4',
   netGuestUso6: 'GUEST_USO6',
