@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { failedTests, uvuFailures, type ListedTest } from './support/layer-failures.js';
+import { failedTests, passedWithout, uvuFailures, type ListedTest } from './support/layer-failures.js';
 import { parseUvuSummary, UvuSummaryError, type Totals } from './support/uvu-summary.js';
 
 const HANG_AFTER_SUMMARY_MS = 15_000;
@@ -46,6 +46,12 @@ interface GuestLayer {
   readonly command?: 'run' | 'selftests';
   readonly suites: readonly string[];
   readonly options: readonly string[];
+  /**
+   * Features every test's device must have negotiated (deviceCounters.features): one more
+   * failure for each test without them, so that a layer for a feature cannot pass on a guest
+   * that quietly declined it.
+   */
+  readonly negotiated?: readonly string[];
 }
 
 async function runGuestSuites(layer: GuestLayer): Promise<LayerResult> {
@@ -56,8 +62,10 @@ async function runGuestSuites(layer: GuestLayer): Promise<LayerResult> {
     const code = await runLayerProcess(layer.name, [join(dist, 'cli/zcnic.js'), ...command, ...layer.options, '--results', results]);
     let totals: Totals;
     let failures: string[] = [];
+    let parsedTests: ListedTest[] = [];
     try {
       const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: ListedTest[] };
+      parsedTests = parsed.tests;
       totals = { passed: parsed.passed, failed: parsed.failed, skipped: parsed.skipped };
       failures = failedTests(parsed.tests);
       // The counts must be the tests listed, each counted once.
@@ -68,6 +76,10 @@ async function runGuestSuites(layer: GuestLayer): Promise<LayerResult> {
     } catch {
       process.stdout.write(`${layer.name}: no results (exit ${code}): counted as one failure\n`);
       return { totals: { ...ONE_FAILURE }, failures: [`no results (exit ${code})`] };
+    }
+    for (const name of layer.negotiated ? passedWithout(parsedTests, layer.negotiated) : []) {
+      totals.failed++;
+      failures.push(`${name}: the device did not negotiate ${layer.negotiated!.join(', ')}`);
     }
     if (code !== 0 && totals.failed === 0) {
       totals.failed = 1;
@@ -123,7 +135,8 @@ function runLayer(name: string, args: string[]): Promise<LayerResult> {
  * What `make test` boots and runs in the guest: every suite on the default kernel and QEMU
  * (cpumap apart: it alone needs a second vCPU, and one TCG vCPU is what keeps the rest clear of
  * the two-vCPU crashes, see harness/run.ts guestCpus); the AF_XDP suites on the newest Debian
- * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports); iperf3
+ * kernel; smoke, xdpsock and msg-zerocopy (with TSO) on QEMU 10 (bookworm-backports), and smoke
+ * and xdpsock there with packed rings and IN_ORDER; iperf3
  * through the tap port and on QEMU's tap; two of the kernel's own drivers/net selftests (zcnic
  * selftests).
  */
@@ -140,6 +153,15 @@ const GUEST_LAYERS: readonly GuestLayer[] = [
   // and the device segments for the netns peer (QEMU 7.2 forwards HOST_TSO4 to a vhost-user
   // backend as well; the default layer keeps the MTU-sized path).
   { name: "guest suites on Debian's QEMU 10, the device offering TSO", suites: ['smoke', 'xdpsock', 'msg-zerocopy'], options: ['--qemu', 'debian:10', '--tso'] },
+  // Packed rings and in-order completion with a real driver: only QEMU 10 has in_order=on, and
+  // only the newest kernel's virtio_ring takes IN_ORDER (6.12's does not). Each test's device
+  // must have negotiated both, or the layer fails: a guest that declined them proves nothing.
+  {
+    name: "smoke and xdpsock on QEMU 10 with packed rings and IN_ORDER (newest Debian kernel)",
+    suites: ['smoke', 'xdpsock'],
+    options: ['--qemu', 'debian:10', '--kernel', 'debian:latest', '--packed-ring', '--in-order'],
+    negotiated: ['RING_PACKED', 'IN_ORDER'],
+  },
   // Guest TCP through the tap port, TSO both ways (GSO frames whole from the guest, the host's
   // GSO frames whole into the guest's mergeable buffers, a held frame when it has none), and
   // the same on QEMU's own tap NIC, whose namespace and iperf3 server the harness sets up the

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { failedTests, uvuFailures } from './layer-failures.js';
+import { failedTests, uvuFailures, passedWithout } from './layer-failures.js';
 
 test('a zcnic run failure is named with its first diagnostic; passes and skips are not', () => {
   const tests = [
@@ -24,6 +24,18 @@ test("uvu's FAIL lines are found through its colours, and nothing else is", () =
   const output = 'ok\n\x1b[41m\x1b[1m FAIL \x1b[22m\x1b[49m \x1b[31m\x1b[1mvring\x1b[22m\x1b[39m  "wraps"\n    Expected 1\n  Total: 3\n';
   assert.equal(uvuFailures(output), ['FAIL vring "wraps"']);
   assert.equal(uvuFailures('  Total: 3\n  Passed: 3\n'), []);
+});
+
+test('passedWithout: a passed test whose device lacks a wanted feature is named; skipped and failed ones are not', () => {
+  const tests = [
+    { name: 'a', ok: true, deviceCounters: { features: ['RING_PACKED', 'IN_ORDER'] } },
+    { name: 'b', ok: true, deviceCounters: { features: ['RING_PACKED'] } },
+    { name: 'c', ok: true, deviceCounters: null },
+    { name: 'd', ok: true, skip: true, deviceCounters: null },
+    { name: 'e', ok: false, deviceCounters: null },
+  ];
+  assert.equal(passedWithout(tests, ['RING_PACKED', 'IN_ORDER']), ['b', 'c']);
+  assert.equal(passedWithout(tests, []), []);
 });
 
 test.run();

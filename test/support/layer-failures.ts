@@ -10,6 +10,15 @@ export interface ListedTest {
   readonly skip?: boolean;
   readonly diagnostics?: readonly string[];
   readonly zcnic?: { readonly verdict?: string; readonly diagnostics?: readonly string[] };
+  readonly deviceCounters?: { readonly features?: readonly string[] } | null;
+}
+
+/**
+ * The passed tests (by name) whose device did not negotiate every feature of `wanted`
+ * (deviceCounters.features): a layer for a feature must not pass on a guest that declined it.
+ */
+export function passedWithout(tests: readonly ListedTest[], wanted: readonly string[]): string[] {
+  return tests.filter((t) => t.ok === true && t.skip !== true && !wanted.every((f) => t.deviceCounters?.features?.includes(f) === true)).map((t) => t.name ?? '?');
 }
 
 /** The longest reason quoted per failure. */
