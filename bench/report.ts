@@ -219,7 +219,8 @@ export function fileStamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }
 
-function writeAtomic(path: string, text: string): void {
+/** Writes a file whole or not at all (a reader never sees half a report). */
+export function writeAtomic(path: string, text: string): void {
   const tmp = `${path}.tmp`;
   writeFileSync(tmp, text);
   renameSync(tmp, path);

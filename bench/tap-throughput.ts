@@ -13,11 +13,11 @@
  *   qemu             QEMU's virtio-net on a tap (vhost off: these machines have no vhost-net),
  *                    whose offloads QEMU negotiates itself (TSO and GUEST_TSO with a vnet tap)
  */
-import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { contention, sampleCpu } from './cpu-usage.js';
-import { fileStamp } from './report.js';
+import { fileStamp, writeAtomic } from './report.js';
 import { IPERF3_SUITE } from '../harness/iperf3-server.js';
 import { runSuites, type RunOptions } from '../harness/run.js';
 import { integerOption, UsageError, withCommandContext } from '../cli/options.js';
@@ -225,11 +225,6 @@ async function measure(p: Parsed, nic: TapNic, round: number, progress: (line: s
     };
   });
   return { samples, guest: { kernelRelease: results.kernelRelease, accel: results.accel, cpus: results.cpus, qemu: results.qemu } };
-}
-
-function writeAtomic(path: string, text: string): void {
-  writeFileSync(`${path}.tmp`, text);
-  renameSync(`${path}.tmp`, path);
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -5,6 +5,7 @@
  * serves one client after another until stop(); execa's cleanup kills it if the harness dies.
  */
 import { execa, type ResultPromise } from 'execa';
+import { untilReady } from './child-ready.js';
 
 /** guest/suites/iperf3.sh: guest TCP throughput to the netns peer, run from the host's root. */
 export const IPERF3_SUITE = 'iperf3';
@@ -21,29 +22,14 @@ export class Iperf3Server {
     const server = execa(command[0]!, command.slice(1), { stdin: 'ignore', buffer: false, reject: false, cleanup: true, all: true });
     const started = new Iperf3Server(server);
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`iperf3 server: not listening within ${READY_TIMEOUT_MS / 1000} s`)), READY_TIMEOUT_MS);
-        let pending = '';
-        const said: string[] = [];
-        server.all?.setEncoding('utf8');
-        server.all?.on('data', (chunk: string) => {
-          pending += chunk;
-          for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-            const line = pending.slice(0, nl);
-            pending = pending.slice(nl + 1);
-            if (line.startsWith('Server listening')) {
-              clearTimeout(timer);
-              resolve();
-            }
-            if (line.trim() === '' || /^[- ]+$/.test(line)) continue;
-            said.push(line);
-            onOutput(line);
-          }
-        });
-        void server.then((r) => {
-          clearTimeout(timer);
-          reject(new Error(`iperf3 server exited (${r.exitCode ?? r.signal}) before listening: ${[...said, pending].join(' | ').trim()}`));
-        });
+      await untilReady(server, {
+        what: 'iperf3 server',
+        isReady: (line) => line.startsWith('Server listening'),
+        timeoutMs: READY_TIMEOUT_MS,
+        // iperf3 rules off each report with a line of dashes.
+        onLine: (line) => {
+          if (!/^[- ]+$/.test(line)) onOutput(line);
+        },
       });
       return started;
     } catch (err) {

@@ -11,6 +11,7 @@
  * it fails half-way.
  */
 import { execa, type ResultPromise } from 'execa';
+import { untilReady } from './child-ready.js';
 import { ip } from './ip-command.js';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
@@ -59,35 +60,10 @@ export class PeerNetns {
         buffer: false,
         reject: false,
         cleanup: true,
+        all: true,
       });
       started.peer = peer;
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error('peer: not listening within the timeout')), o.readyTimeoutMs ?? 10_000);
-        let pending = '';
-        let stderr = '';
-        peer.stdout?.setEncoding('utf8');
-        peer.stdout?.on('data', (chunk: string) => {
-          pending += chunk;
-          for (let nl = pending.indexOf('\n'); nl >= 0; nl = pending.indexOf('\n')) {
-            const line = pending.slice(0, nl);
-            pending = pending.slice(nl + 1);
-            if (line.startsWith('listening ')) {
-              clearTimeout(timer);
-              resolve();
-            }
-            o.onOutput?.(line);
-          }
-        });
-        peer.stderr?.setEncoding('utf8');
-        peer.stderr?.on('data', (chunk: string) => {
-          stderr += chunk;
-          for (const line of chunk.split('\n')) if (line) o.onOutput?.(line);
-        });
-        void peer.then((r) => {
-          clearTimeout(timer);
-          reject(new Error(`peer exited (${r.exitCode ?? r.signal}) ${stderr.trim().split('\n').slice(-2).join(' | ')}`));
-        });
-      });
+      await untilReady(peer, { what: 'peer', isReady: (line) => line.startsWith('listening '), timeoutMs: o.readyTimeoutMs ?? 10_000, onLine: (line) => o.onOutput?.(line) });
       return started;
     } catch (err) {
       await started.stop();

@@ -70,7 +70,7 @@ test('a tap holds the frame back until buffers come, and delivers it first', () 
   );
 });
 
-test('a held frame the port drops (no receiver) is counted once', () => {
+test('a port reading with no receiver drops and counts the held frame like the ones after it', () => {
   withFrames(
     2,
     (fd, counters) => {
