@@ -4,15 +4,17 @@
  * through as it runs. A layer that dies without a summary counts as one failure.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { failedTests, passedWithout, uvuFailures, type ListedTest } from './support/layer-failures.js';
+import { failedTestDetails, failedTests, passedWithout, uvuFailures, type ListedTest } from './support/layer-failures.js';
 import { parseUvuSummary, UvuSummaryError, type Totals } from './support/uvu-summary.js';
 
 const HANG_AFTER_SUMMARY_MS = 15_000;
 const dist = fileURLToPath(new URL('..', import.meta.url));
+/** Where a failed guest layer's results JSON is kept (the layer's temp folder is not). */
+const keptResults = fileURLToPath(new URL('../../out/test-results/', import.meta.url));
 const uvu = fileURLToPath(new URL('../../node_modules/uvu/bin.js', import.meta.url));
 const ONE_FAILURE: Totals = { passed: 0, failed: 1, skipped: 0 };
 /** How many failures a layer names in the closing summary (its own output has them all). */
@@ -60,35 +62,49 @@ async function runGuestSuites(layer: GuestLayer): Promise<LayerResult> {
   try {
     const command = layer.command === 'selftests' ? ['selftests'] : ['run', '--suite', layer.suites.join(',')];
     const code = await runLayerProcess(layer.name, [join(dist, 'cli/zcnic.js'), ...command, ...layer.options, '--results', results]);
-    let totals: Totals;
-    let failures: string[] = [];
-    let parsedTests: ListedTest[] = [];
-    try {
-      const parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: ListedTest[] };
-      parsedTests = parsed.tests;
-      totals = { passed: parsed.passed, failed: parsed.failed, skipped: parsed.skipped };
-      failures = failedTests(parsed.tests);
-      // The counts must be the tests listed, each counted once.
-      if (totals.passed + totals.failed + totals.skipped !== parsed.tests.length || Object.values(totals).some((n) => !Number.isInteger(n) || n < 0)) {
-        process.stdout.write(`${layer.name}: results count ${JSON.stringify(totals)} for ${parsed.tests.length} tests: counted as one failure\n`);
-        return { totals: { ...ONE_FAILURE }, failures: ['results counts contradict the tests listed'] };
-      }
-    } catch {
-      process.stdout.write(`${layer.name}: no results (exit ${code}): counted as one failure\n`);
-      return { totals: { ...ONE_FAILURE }, failures: [`no results (exit ${code})`] };
-    }
-    for (const name of layer.negotiated ? passedWithout(parsedTests, layer.negotiated) : []) {
-      totals.failed++;
-      failures.push(`${name}: the device did not negotiate ${layer.negotiated!.join(', ')}`);
-    }
-    if (code !== 0 && totals.failed === 0) {
-      totals.failed = 1;
-      failures.push(`exit ${code} with no failed test`);
-    }
-    return { totals, failures };
+    const result = guestLayerResult(layer, results, code);
+    if (result.totals.failed > 0) keepResults(layer.name, results);
+    return result;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A guest layer's counts and failures from its results JSON and its exit status. */
+function guestLayerResult(layer: GuestLayer, results: string, code: number | null): LayerResult {
+  let parsed: Totals & { tests: ListedTest[] };
+  try {
+    parsed = JSON.parse(readFileSync(results, 'utf8')) as Totals & { tests: ListedTest[] };
+  } catch {
+    process.stdout.write(`${layer.name}: no results (exit ${code}): counted as one failure\n`);
+    return { totals: { ...ONE_FAILURE }, failures: [`no results (exit ${code})`] };
+  }
+  const totals: Totals = { passed: parsed.passed, failed: parsed.failed, skipped: parsed.skipped };
+  // The counts must be the tests listed, each counted once.
+  if (totals.passed + totals.failed + totals.skipped !== parsed.tests.length || Object.values(totals).some((n) => !Number.isInteger(n) || n < 0)) {
+    process.stdout.write(`${layer.name}: results count ${JSON.stringify(totals)} for ${parsed.tests.length} tests: counted as one failure\n`);
+    return { totals: { ...ONE_FAILURE }, failures: ['results counts contradict the tests listed'] };
+  }
+  const failures = failedTests(parsed.tests);
+  if (failures.length > 0) process.stdout.write(`\n${layer.name}: the failed tests' diagnostics\n${failedTestDetails(parsed.tests)}\n`);
+  for (const name of layer.negotiated ? passedWithout(parsed.tests, layer.negotiated) : []) {
+    totals.failed++;
+    failures.push(`${name}: the device did not negotiate ${layer.negotiated!.join(', ')}`);
+  }
+  if (code !== 0 && totals.failed === 0) {
+    totals.failed = 1;
+    failures.push(`exit ${code} with no failed test`);
+  }
+  return { totals, failures };
+}
+
+/** Copies a failed layer's results JSON to out/test-results/, named for the layer. */
+function keepResults(layerName: string, results: string): void {
+  if (!existsSync(results)) return;
+  mkdirSync(keptResults, { recursive: true });
+  const kept = join(keptResults, `${layerName.replace(/[^A-Za-z0-9.]+/g, '-').replace(/^-|-$/g, '').slice(0, 80)}.json`);
+  copyFileSync(results, kept);
+  process.stdout.write(`${layerName}: results kept in ${kept}\n`);
 }
 
 function runLayerProcess(name: string, args: string[]): Promise<number | null> {

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { failedTests, uvuFailures, passedWithout } from './layer-failures.js';
+import { failedTestDetails, failedTests, uvuFailures, passedWithout } from './layer-failures.js';
 
 test('a zcnic run failure is named with its first diagnostic; passes and skips are not', () => {
   const tests = [
@@ -18,6 +18,24 @@ test('a selftest failure is judged by the zcnic verdict, not the reference', () 
     { name: 'psp', zcnic: { verdict: 'skip', diagnostics: [] } },
   ];
   assert.equal(failedTests(tests), ['ping.test_xdp_native_mb: Command failed: socat']);
+});
+
+test('the reason quoted is the MISMATCH line, not what the suite said it was running', () => {
+  const tests = [
+    { name: 'zc-proof-xsk', ok: false, diagnostics: ['xdpsock: ready mode=txonly', 'xdpsock -t -> status 0', 'MISMATCH zeroCopyProven: got 0.998, expected 1.000', 'zc-proof-xsk: 1 check(s) failed (see MISMATCH lines)'] },
+    { name: 'quiet', ok: false, diagnostics: ['first words', 'second words'] },
+  ];
+  assert.equal(failedTests(tests), ['zc-proof-xsk: MISMATCH zeroCopyProven: got 0.998, expected 1.000', 'quiet: first words']);
+});
+
+test('the details of a failed test keep its last lines and say how many were left out', () => {
+  const lines = Array.from({ length: 45 }, (_, i) => `line ${i}`);
+  const details = failedTestDetails([{ name: 'long', ok: false, diagnostics: lines }, { name: 'fine', ok: true, diagnostics: ['x'] }]).split('\n');
+  assert.equal(details[0], 'not ok long');
+  assert.equal(details[1], '  # (5 earlier lines left out)');
+  assert.equal(details[2], '  # line 5');
+  assert.equal(details.at(-1), '  # line 44');
+  assert.equal(details.length, 42);
 });
 
 test("uvu's FAIL lines are found through its colours, and nothing else is", () => {
