@@ -28,7 +28,21 @@ export function copyBytes(dst: ByteSpace, dstOffset: number, src: ByteSpace, src
     let dWord = (dstOffset + i) >> 2;
     let sWord = (srcOffset + i) >> 2;
     const words = (length - i) >> 2;
-    for (let w = 0; w < words; w++) dw[dWord++] = sw[sWord++]!;
+    let w = 0;
+    // Eight words a turn: about 40 % less time than one a turn at 64 bytes (bench/results/2026-12-03-datapath-64b.md).
+    for (const last = words - 7; w < last; w += 8) {
+      dw[dWord] = sw[sWord]!;
+      dw[dWord + 1] = sw[sWord + 1]!;
+      dw[dWord + 2] = sw[sWord + 2]!;
+      dw[dWord + 3] = sw[sWord + 3]!;
+      dw[dWord + 4] = sw[sWord + 4]!;
+      dw[dWord + 5] = sw[sWord + 5]!;
+      dw[dWord + 6] = sw[sWord + 6]!;
+      dw[dWord + 7] = sw[sWord + 7]!;
+      dWord += 8;
+      sWord += 8;
+    }
+    for (; w < words; w++) dw[dWord++] = sw[sWord++]!;
     i += words << 2;
   } else {
     for (const last = length - 3; i < last; i += 4) d.setUint32(dstOffset + i, s.getUint32(srcOffset + i, true), true);

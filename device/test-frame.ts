@@ -76,8 +76,10 @@ export function patchTestFrameSeq(view: DataView, offset: number, seq: number, h
   sum = (sum & 0xffff) + (sum >>> 16);
   view.setUint16(ip + 4, id, false);
   view.setUint16(ip + 10, ~sum & 0xffff, false);
-  view.setUint32(offset + 50, seq % 4294967296, true);
-  view.setUint32(offset + 54, Math.floor(seq / 4294967296), true);
+  // seq is a non-negative integer below 2^53: >>> 0 is its low word, without a float division.
+  const low = seq >>> 0;
+  view.setUint32(offset + 50, low, true);
+  view.setUint32(offset + 54, (seq - low) / 4294967296, true);
 }
 
 /** The one's-complement sum of an IPv4 header's words other than identification and checksum. */

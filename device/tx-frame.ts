@@ -65,7 +65,43 @@ export class TxFrame implements WireFrame {
   load(headerLength: number): boolean {
     const chain = this.chain;
     if (chain.readableBytes < headerLength) return false;
-    // Gather the header, which may itself be split (a driver may send 1-byte buffers).
+    if (chain.length[0]! >= headerLength) this.loadFrom(this.memory.spaces[chain.region[0]!]!.view, chain.offset[0]!, 0, headerLength);
+    else {
+      this.gatherHeader(headerLength);
+      this.loadFrom(this.header.view, 0, this.firstBuffer, this.firstOffset);
+    }
+    this.length = chain.readableBytes - headerLength;
+    this.linearized = false;
+    return true;
+  }
+
+  /**
+   * The header's fields from `view` at `at` (read in place when the first buffer holds the
+   * whole header, the usual case, else from the gathered copy); the frame starts at `offset`
+   * of buffer `buffer`, past any empty buffers so firstBuffer really holds the first frame byte.
+   */
+  private loadFrom(view: DataView, at: number, buffer: number, offset: number): void {
+    const chain = this.chain;
+    while (buffer < chain.count && offset === chain.length[buffer]!) {
+      buffer++;
+      offset = 0;
+    }
+    this.firstBuffer = buffer;
+    this.firstOffset = offset;
+    this.flags = view.getUint8(at + NetHeader.flags);
+    this.gsoType = view.getUint8(at + NetHeader.gsoType);
+    this.hdrLen = view.getUint16(at + NetHeader.hdrLen, true);
+    this.gsoSize = view.getUint16(at + NetHeader.gsoSize, true);
+    this.csumStart = view.getUint16(at + NetHeader.csumStart, true);
+    this.csumOffset = view.getUint16(at + NetHeader.csumOffset, true);
+  }
+
+  /**
+   * Copies a header split over several buffers (a driver may send 1-byte buffers) into
+   * `header`; firstBuffer and firstOffset say where its last byte ended.
+   */
+  private gatherHeader(headerLength: number): void {
+    const chain = this.chain;
     let buffer = 0;
     let offset = 0;
     for (let copied = 0; copied < headerLength; ) {
@@ -78,23 +114,8 @@ export class TxFrame implements WireFrame {
         offset = 0;
       }
     }
-    // Skip empty buffers so firstBuffer really holds the first frame byte.
-    while (buffer < chain.count && offset === chain.length[buffer]!) {
-      buffer++;
-      offset = 0;
-    }
     this.firstBuffer = buffer;
     this.firstOffset = offset;
-    this.length = chain.readableBytes - headerLength;
-    this.linearized = false;
-    const h = this.header.view;
-    this.flags = h.getUint8(NetHeader.flags);
-    this.gsoType = h.getUint8(NetHeader.gsoType);
-    this.hdrLen = h.getUint16(NetHeader.hdrLen, true);
-    this.gsoSize = h.getUint16(NetHeader.gsoSize, true);
-    this.csumStart = h.getUint16(NetHeader.csumStart, true);
-    this.csumOffset = h.getUint16(NetHeader.csumOffset, true);
-    return true;
   }
 
   /**
