@@ -6,16 +6,20 @@
  * device is played by writing used elements into the rings; the negative controls judge those
  * rings with a deliberately wrong model (one element per chain under IN_ORDER), and a device
  * that does not batch, or batches into the wrong slot, with the right one: each must come out as
- * mismatches.
+ * mismatches. And a run must plan such cases, on both layouts, hostile ones among them.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { FeatureBit, featureMask } from 'vfio-user-ts';
+import { FeatureBit, featureMask, hasFeature } from 'vfio-user-ts';
+import { CasePlanner } from '../../fuzz/fuzzer.js';
 import { DEVICE_BURST, TRANSMITQ } from '../../fuzz/layout.js';
+import { ringKinds } from '../../fuzz/ring-cases.js';
 import { descWords, packedGenome, RingBuilder, type RingGenome } from '../../fuzz/ring-genome.js';
 import type { Expectation, UsedElement } from '../../fuzz/ring-model.js';
 import { expectCase, genomeFeatures, writeCase } from '../../fuzz/ring-runner.js';
 import { guest, judgeRings, usedAreas, writeUsed, written, type WrittenCase } from '../support/fuzz-rings.js';
+
+const SEED = 20240611;
 
 /** Three transmit frames (one buffer, header and frame apart, indirect): heads 0, 1 and 3 of a ring of 8. */
 function threeFrames(inOrder: boolean): RingGenome {
@@ -166,6 +170,19 @@ test('negative control, packed: a wrong model finds mismatches in a device\'s ba
   const notBatched = judgeRings(perChain, perChain.expected, before);
   assert.is(notBatched[0], 'transmitq chains used: expected 3, device 0');
   assert.match(notBatched.join('\n'), /transmitq slot 7: the device wrote id 1 length 0 flags 0x8080, the rules say nothing/);
+});
+
+test('a run plans IN_ORDER cases on both layouts, every pattern that breaks a chain among them; genomeFeatures asks for the bit', () => {
+  const planner = new CasePlanner(SEED, true, false);
+  const planned = Array.from({ length: 400 }, (_, i) => planner.plan(i, null));
+  const rings = planned.flatMap((p) => (p.type === 'ring' ? [p.genome.ring] : []));
+  const inOrder = rings.filter((g) => g.inOrder === true);
+  assert.ok(inOrder.filter((g) => g.layout !== 'packed').length >= 40, 'split');
+  assert.ok(inOrder.filter((g) => g.layout === 'packed').length >= 20, 'packed');
+  for (const g of rings) assert.is(hasFeature(genomeFeatures(g), FeatureBit.inOrder), g.inOrder === true, g.name);
+  const breaking = new Set(ringKinds.filter((k) => k.fatal).map((k) => k.expect));
+  const reached = new Set(inOrder.map((g) => ringKinds.find((k) => k.name === g.name)?.expect));
+  assert.equal([...breaking].filter((kind) => !reached.has(kind)), [], 'every chain error kind in an IN_ORDER case');
 });
 
 test.run();
