@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { DescFlags, FeatureBit, featureMask } from 'vfio-user-ts';
 import { openSession } from '../../fuzz/connect.js';
 import { trafficCheck } from '../../fuzz/fuzzer.js';
-import { GUEST_BASE, GUEST_END, MAX_FRAME, MEMORY_BYTES, RECEIVEQ, TRANSMITQ } from '../../fuzz/layout.js';
+import { DEVICE_BURST, GUEST_BASE, GUEST_END, MAX_FRAME, MEMORY_BYTES, RECEIVEQ, TRANSMITQ } from '../../fuzz/layout.js';
 import { messageKind, messageKinds, type MessageCase } from '../../fuzz/message-cases.js';
 import { runMessageCase } from '../../fuzz/message-runner.js';
 import { Prng } from '../../fuzz/prng.js';
@@ -162,6 +162,18 @@ hostile('IN_ORDER, packed, from the ring\'s last slot: the same burst is one use
   assert.equal(outcome.expected.txElements, [{ slot: 15, wrap: 1, id: 1, length: 0, chains: 2 }]);
   assert.is(outcome.txUsed, 2);
   assert.equal(outcome.actual.errors, { bufferOutsideMemory: 1 });
+});
+
+hostile(`IN_ORDER: 600 chains made available at once are bursts of ${DEVICE_BURST}, ${DEVICE_BURST} and 88 chains, one used element each, on split and packed rings`, async () => {
+  const b = new RingBuilder('long-burst', 'tx', 1024);
+  b.publish(...Array.from({ length: 600 }, (_, i) => b.txFrame(60 + (i % 7))));
+  const split: RingGenome = { ...b.build(), inOrder: true };
+  for (const g of [split, { ...packedGenome(split, 'long-burst', 0x8000 | 1000), inOrder: true }]) {
+    const outcome = await ring(g);
+    assert.equal(outcome.expected.txElements.map((u) => u.chains), [DEVICE_BURST, DEVICE_BURST, 600 - 2 * DEVICE_BURST], g.layout ?? 'split');
+    assert.is(outcome.txUsed, 600);
+    assert.is(outcome.actual.txFrames, 600);
+  }
 });
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
