@@ -157,7 +157,7 @@ hostile('IN_ORDER, split: a chain that breaks a rule mid-burst: the two frames b
   assert.is(outcome.actual.txFrames, 2);
 });
 
-hostile('IN_ORDER, packed, from the ring\'s last slot: the same burst is one used descriptor in slot 15 with wrap counter 1, the chains after it on lap 0 skipped', async () => {
+hostile('IN_ORDER, packed, from the ring\'s last slot: the same two frames (the second on lap 0) are one used descriptor in slot 15 with wrap counter 1', async () => {
   const outcome = await ring({ ...packedGenome(errorMidBurst(), 'error-mid-burst', 0x8000 | 15), inOrder: true });
   assert.equal(outcome.expected.txElements, [{ slot: 15, wrap: 1, id: 1, length: 0, chains: 2 }]);
   assert.is(outcome.txUsed, 2);
