@@ -18,7 +18,8 @@ over-long chains, addresses outside memory or wrapping 2^64, huge lengths, bad i
 avail index jumps, heads out of range, write-only transmit buffers, short headers, GSO types
 the device does not offer, checksum offsets outside the frame, oversized
 frames, hostile receive buffers, guest memory truncated mid-traffic) with valid traffic mixed
-in, and messages (sizes that lie, unknown requests, wrong fd counts, bad memory tables, bad
+in, on split and packed rings, half the cases negotiating IN_ORDER (a transmit burst is then one
+used element), and messages (sizes that lie, unknown requests, wrong fd counts, bad memory tables, bad
 vring sizes, indexes and addresses, kick/call without or with the wrong fds, truncated
 messages, byte storms). Every case checks the backend's counters and replies against the
 rules; cases that show new behaviour are mutated.

@@ -59,14 +59,18 @@ function messageCategory(kind: MessageCaseKind): string {
   return STORMS.has(kind.name) ? 'storm' : 'message';
 }
 
-/** A valid frontend sends `frames` frames over a split or packed ring; the device must count exactly those, without errors. */
-export async function trafficCheck(target: Target, reflect: boolean, frames = 32, layout: 'split' | 'packed' = 'split'): Promise<string[]> {
+/**
+ * A valid frontend sends `frames` frames over a split or packed ring, negotiating IN_ORDER or
+ * not; the device must count exactly those, without errors.
+ */
+export async function trafficCheck(target: Target, reflect: boolean, frames = 32, layout: 'split' | 'packed' = 'split', inOrder = false): Promise<string[]> {
   if (frames < 1 || frames > 128) throw new RangeError(`trafficCheck: ${frames} frames is not in 1..128`);
   const b = new RingBuilder('traffic-check', 'tx', 256);
   const heads: number[] = [];
   for (let i = 0; i < frames; i++) heads.push(b.txFrame(60 + ((i * 37) % 1400), i % 3 === 0 ? 'split' : i % 3 === 1 ? 'indirect' : 'one'));
   b.publish(...heads);
-  const genome = layout === 'packed' ? packedGenome(b.build(), 'traffic-check-packed', PACKED_FRESH_BASE) : b.build();
+  const split: RingGenome = { ...b.build(), inOrder };
+  const genome = layout === 'packed' ? packedGenome(split, 'traffic-check-packed', PACKED_FRESH_BASE) : split;
   const outcome: RingOutcome = await runRingCase(target, genome, { reflect });
   const problems = [...outcome.mismatches];
   if (outcome.expected.txFrames !== frames) problems.push(`the traffic check expected ${frames} frames, its own model says ${outcome.expected.txFrames}`);
@@ -235,6 +239,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   const corpus = new Corpus();
   const kinds = new Set<string>();
   const packedKinds = new Set<string>();
+  const inOrderKinds = new Set<string>();
   const started = Date.now();
   const deadline = started + options.seconds * 1000;
   const maxCases = options.maxCases ?? Infinity;
@@ -297,8 +302,9 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
 
   const runTraffic = async (index: number): Promise<boolean> => {
     try {
-      // Every other check over a packed ring.
-      const problems = await trafficCheck(target, reflect, 32, (report.traffic.passed + report.traffic.failed) % 2 === 1 ? 'packed' : 'split');
+      // Every other check over a packed ring, every other two with IN_ORDER.
+      const check = report.traffic.passed + report.traffic.failed;
+      const problems = await trafficCheck(target, reflect, 32, check % 2 === 1 ? 'packed' : 'split', check % 4 >= 2);
       if (problems.length === 0) {
         report.traffic.passed++;
         return true;
@@ -335,6 +341,10 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
           if (planned.genome.ring.layout === 'packed') {
             report.packed.cases++;
             for (const k of outcome.kinds) packedKinds.add(k);
+          }
+          if (outcome.expected.inOrder) {
+            report.inOrder[outcome.expected.layout]++;
+            for (const k of outcome.kinds) inOrderKinds.add(k);
           }
           signal = [...outcome.kinds, `needsReset:${outcome.actual?.needsReset ?? outcome.expected.needsReset}`, `frames:${Math.sign(outcome.expected.txFrames)}:${Math.sign(outcome.expected.rxFrames)}`];
         } else {
@@ -388,6 +398,7 @@ export async function fuzz(options: FuzzOptions): Promise<FuzzReport> {
   report.casesPerSecond = report.seconds > 0 ? ran / report.seconds : 0;
   report.kinds = [...kinds].sort();
   report.packed.kinds = [...packedKinds].sort();
+  report.inOrder.kinds = [...inOrderKinds].sort();
   report.corpus = corpus.size;
   report.coverageFeatures = corpus.features;
   return report;

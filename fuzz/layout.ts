@@ -30,6 +30,11 @@ export const QUEUE_SIZES = [1, 2, 16, 64, 256, 1024] as const;
 export const RECEIVEQ = 0;
 export const TRANSMITQ = 1;
 
+/**
+ * Chains the device takes per transmit burst at most (device/datapath/scheduler.ts BURST): under
+ * VIRTIO_F_IN_ORDER a burst is published as one used element, so the rules must know where it ends.
+ */
+export const DEVICE_BURST = 256;
 /** The device's largest frame (device/tx-frame.ts MAX_FRAME_LENGTH). */
 export const MAX_FRAME = 65536;
 /** The device's largest GSO frame (device/tx-frame.ts MAX_GSO_FRAME_LENGTH): Ethernet, a 40-byte IPv6 header, 65535 bytes of payload. */

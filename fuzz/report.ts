@@ -31,6 +31,11 @@ export interface FuzzReport {
   kinds: string[];
   /** Ring cases on packed rings (RING_PACKED negotiated; counted in `cases` too) and the error kinds they reached. */
   packed: { cases: number; kinds: string[] };
+  /**
+   * Ring cases that negotiated VIRTIO_F_IN_ORDER (the transmitq publishing a burst as one used
+   * element), on split and packed rings, and the error kinds they reached.
+   */
+  inOrder: { split: number; packed: number; kinds: string[] };
   crashes: Crash[];
   /** Cases where the backend did not do what the rules say (an uncounted error, a lost frame, ...). */
   mismatches: Finding[];
@@ -55,6 +60,7 @@ export function emptyReport(seed: number): FuzzReport {
     generators: {},
     kinds: [],
     packed: { cases: 0, kinds: [] },
+    inOrder: { split: 0, packed: 0, kinds: [] },
     crashes: [],
     mismatches: [],
     mismatchCount: 0,
@@ -95,6 +101,8 @@ export function formatReport(r: FuzzReport): string {
   for (const k of r.kinds) out.push(`  ${k}`);
   out.push(`packed rings: ${r.packed.cases} cases, ${r.packed.kinds.length} error kinds reached`);
   for (const k of r.packed.kinds) out.push(`  ${k}`);
+  out.push(`IN_ORDER: ${r.inOrder.split + r.inOrder.packed} cases (${r.inOrder.split} split, ${r.inOrder.packed} packed), ${r.inOrder.kinds.length} error kinds reached`);
+  for (const k of r.inOrder.kinds) out.push(`  ${k}`);
   out.push(`valid traffic checks: ${r.traffic.passed} passed, ${r.traffic.failed} failed`);
   const { fdsBefore, fdsAfter, heapBefore, heapAfter } = r.resources;
   if (fdsBefore !== null && fdsAfter !== null) out.push(`backend open fds: ${fdsBefore} before, ${fdsAfter} after`);

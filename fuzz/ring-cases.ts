@@ -965,8 +965,19 @@ const packedOnlyKinds: RingCaseKind[] = [
 
 const packedKinds: readonly RingCaseKind[] = [...splitKinds.filter((k) => !SPLIT_ONLY.has(k.name)).map(packedVariant), ...packedOnlyKinds];
 
+/**
+ * The share of ring cases (generated and chaos) that negotiate VIRTIO_F_IN_ORDER: their
+ * transmitq publishes each burst as one used element, whatever the case does to the ring.
+ */
+const IN_ORDER_SHARE = 0.5;
+
+/** A generator whose cases negotiate IN_ORDER in IN_ORDER_SHARE of them (drawn once the case is built). */
+function sometimesInOrder(kind: RingCaseKind): RingCaseKind {
+  return { ...kind, build: (prng) => ({ ...kind.build(prng), inOrder: prng.chance(IN_ORDER_SHARE) }) };
+}
+
 /** Every ring pattern the fuzzer knows: split (transmit side first, truncation last), then packed. */
-export const ringKinds: readonly RingCaseKind[] = [...splitKinds, ...packedKinds];
+export const ringKinds: readonly RingCaseKind[] = [...splitKinds, ...packedKinds].map(sometimesInOrder);
 
 export function ringKind(name: string): RingCaseKind {
   const kind = ringKinds.find((k) => k.name === name);
@@ -1021,6 +1032,7 @@ export function chaosRing(prng: Prng): RingGenome {
     indirect: prng.chance(0.8),
     mergeable: prng.chance(0.6),
     version1: prng.chance(0.8),
+    inOrder: prng.chance(IN_ORDER_SHARE),
     table: [],
     tables: [],
     heads: [],
@@ -1133,11 +1145,12 @@ export function mutateRing(parent: RingGenome, prng: Prng): RingGenome {
         else g.availIdx = prng.chance(0.3) ? null : prng.chance(0.5) ? interestingIndex(prng, g) : (g.heads.length + prng.pick([-1, 1, 2])) & 0xffff;
         break;
       case 8: {
-        const which = prng.int(4);
+        const which = prng.int(5);
         if (which === 0) g.indirect = !g.indirect;
         else if (which === 1) g.mergeable = !g.mergeable;
         else if (which === 2) g.version1 = !g.version1;
-        else g.tso = g.tso !== true;
+        else if (which === 3) g.tso = g.tso !== true;
+        else g.inOrder = g.inOrder !== true;
         break;
       }
       case 9:

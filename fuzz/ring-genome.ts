@@ -49,8 +49,8 @@ export interface RingGenome {
   /**
    * Both queues' layout, RING_PACKED negotiated when 'packed' (absent: split, as in cases printed
    * before it existed). In a packed genome `table` holds ring slots, `heads` the slots of the
-   * chains' first descriptors, whose flags the driver writes last and in this order (that makes
-   * them available), and `availIdx` is null.
+   * chains' first descriptors, whose flags the driver writes last (that makes them available),
+   * from the last chain to the first (writeCase), and `availIdx` is null.
    */
   layout?: 'packed';
   /**
@@ -72,6 +72,11 @@ export interface RingGenome {
   version1: boolean;
   /** HOST_TSO4, HOST_TSO6 and HOST_ECN negotiated (when the backend offers them); absent in cases printed before it existed. */
   tso?: boolean;
+  /**
+   * VIRTIO_F_IN_ORDER negotiated (when the backend offers it): the transmitq then publishes each
+   * burst as one used element (ring-model.ts). Absent in cases printed before it existed.
+   */
+  inOrder?: boolean;
   /** Entries of the hostile ring's descriptor table, as [index, descriptor]; the rest are zero. */
   table: [number, Desc][];
   /** Indirect tables: tables[k] is written at indirectSlotAddress(k). */

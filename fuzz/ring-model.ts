@@ -10,13 +10,25 @@
  * each valid frame handed to the receiveq at once. A ring error stops that ring
  * (DEVICE_NEEDS_RESET); what was accepted before it is delivered and published.
  *
+ * With VIRTIO_F_IN_ORDER the transmitq publishes each burst as one used element (virtio 1.2,
+ * "In-order use of descriptors" in 2.7 and 2.8): the last chain's id and length, in the place of
+ * the burst's first chain (split: its used ring slot; packed: its first descriptor's slot, with
+ * that lap's wrap counter), completing every chain of the burst; the other chains' places are not
+ * written. So the rules need the bursts: a burst takes what the driver had made available when the
+ * device looked, at most DEVICE_BURST chains, and ends early at a chain that breaks a rule (which
+ * is never completed; the chains before it are published). The driver here makes each publish
+ * visible at once (one avail.idx store; on a packed ring the first chain's flags written last), so
+ * a burst ends only there, at DEVICE_BURST, or where the driver waited for the device before
+ * publishing more (ModelInput.txPublishEnds). The receiveq keeps one element per chain: each
+ * receive buffer needs its own length.
+ *
  * When the device's own writes (used rings, receive buffers) land on memory the rules read
  * (descriptors, available rings), the result depends on timing: the expectation is then marked
  * uncertain and only liveness is checked.
  */
 import { DescFlags, PackedDescFlags } from 'vfio-user-ts';
 import { GSO_ECN, GsoType, NetHeaderFlags } from '../device/net-header.js';
-import { MAX_FRAME, MAX_GSO_FRAME } from './layout.js';
+import { DEVICE_BURST, MAX_FRAME, MAX_GSO_FRAME } from './layout.js';
 
 /** Read access to the guest RAM as the driver wrote it. */
 export interface GuestView {
@@ -52,6 +64,17 @@ export interface ModelInput {
   readonly reflect: boolean;
   /** The GSO features negotiated (HOST_TSO4, HOST_TSO6, HOST_ECN, HOST_USO). */
   readonly gso: { readonly tcp4: boolean; readonly tcp6: boolean; readonly ecn: boolean; readonly udpL4: boolean };
+  /**
+   * VIRTIO_F_IN_ORDER negotiated: the transmitq publishes a burst as one used element. (A split
+   * ring with an inflight region would not batch; the fuzzer's frontend keeps none.)
+   */
+  readonly inOrder: boolean;
+  /**
+   * Where the driver stopped publishing transmit chains and waited for the device to complete
+   * them before it published more, in chains from the ring's start (a truncation case's chains
+   * before its cut): a burst ends there. Empty: everything was published at once.
+   */
+  readonly txPublishEnds: readonly number[];
 }
 
 interface NetHeaderFields {
@@ -66,15 +89,25 @@ interface NetHeaderFields {
 /** The most frame bytes a GSO check reads: Ethernet, the longest IPv4 header, the longest TCP header. */
 const GSO_HEADERS_MAX = 14 + 60 + 60;
 
-/** A used element of a packed ring (2.8): in the slot where its chain started, with that lap's wrap counter. */
+/**
+ * A used element where the device writes it: split (2.7), in used ring slot used.idx mod size as
+ * it was before the element; packed (2.8), in the descriptor slot where its chain started, with
+ * that lap's wrap counter.
+ */
 export interface UsedElement {
   readonly slot: number;
+  /** Packed: the wrap counter of the lap the slot is used in; split: 0. */
   readonly wrap: number;
   readonly id: number;
   readonly length: number;
+  /** The chains it completes: 1, or under IN_ORDER the chains of the transmit burst it publishes. */
+  readonly chains: number;
 }
 
 export interface Expectation {
+  /** What the rules were worked out for: the negotiated layout and VIRTIO_F_IN_ORDER. */
+  layout: 'split' | 'packed';
+  inOrder: boolean;
   txFrames: number;
   txBytes: number;
   rxFrames: number;
@@ -86,9 +119,9 @@ export interface Expectation {
   /** Chains each ring must complete (split: where used.idx ends up). */
   txUsed: number;
   rxUsed: number;
-  /** Packed: the used elements, in order; null for split rings. */
-  txElements: UsedElement[] | null;
-  rxElements: UsedElement[] | null;
+  /** The used elements the device writes, in order; no other element of the ring is written. */
+  txElements: UsedElement[];
+  rxElements: UsedElement[];
   /** False when device writes overlap what the rules read (see above). */
   certain: boolean;
   /** One line per ring error, for reports. */
@@ -132,8 +165,10 @@ interface QueueWalk {
   untake(count: number): void;
   /** The oldest chain taken and not completed is used, `length` bytes written into it. */
   complete(length: number): void;
+  /** The device publishes what it completed since the last burst ended (see usedLog). */
+  endBurst(): void;
   readonly used: number;
-  readonly elements: UsedElement[] | null;
+  readonly elements: UsedElement[];
 }
 
 type Range = [number, number];
@@ -144,10 +179,28 @@ const WRAP_BIT = 0x8000;
 export function expectRings(input: ModelInput): Expectation {
   const { mem, header, mergeable } = input;
   const reads: Range[] = [];
+  /** What the device writes: its ring structures, and (frameWrites) the frames it places. */
   const writes: Range[] = [];
+  const frameWrites: Range[] = [];
   /** Packed used elements written so far: what a read after them may or may not see. */
   const usedWrites: Range[] = [];
-  const e: Expectation = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxNoBuffers: 0, errors: {}, needsReset: false, txUsed: 0, rxUsed: 0, txElements: null, rxElements: null, certain: true, notes: [] };
+  const e: Expectation = {
+    layout: input.layout,
+    inOrder: input.inOrder,
+    txFrames: 0,
+    txBytes: 0,
+    rxFrames: 0,
+    rxBytes: 0,
+    rxNoBuffers: 0,
+    errors: {},
+    needsReset: false,
+    txUsed: 0,
+    rxUsed: 0,
+    txElements: [],
+    rxElements: [],
+    certain: true,
+    notes: [],
+  };
   const error = (ring: string, kind: string, note: string): void => {
     e.errors[kind] = (e.errors[kind] ?? 0) + 1;
     e.notes.push(`${ring}: ${kind}: ${note}`);
@@ -238,18 +291,60 @@ export function expectRings(input: ModelInput): Expectation {
     }
   };
 
-  const splitWalk = (ring: ModelRing): QueueWalk => {
+  /**
+   * The used elements of one queue as the device publishes them: one per chain as it completes;
+   * batched (IN_ORDER on the transmitq), one per burst when it ends, the last chain's id and
+   * length in the place of the burst's first chain. `written` learns each element as the device
+   * writes it.
+   */
+  const usedLog = (batched: boolean, written: (u: UsedElement) => void): { elements: UsedElement[]; complete(u: UsedElement): void; endBurst(): void } => {
+    const elements: UsedElement[] = [];
+    let burst: UsedElement[] = [];
+    const publish = (u: UsedElement): void => {
+      elements.push(u);
+      written(u);
+    };
+    return {
+      elements,
+      complete: (u) => (batched ? void burst.push(u) : publish(u)),
+      endBurst: () => {
+        if (burst.length === 0) return;
+        const first = burst[0]!;
+        const last = burst[burst.length - 1]!;
+        publish({ slot: first.slot, wrap: first.wrap, id: last.id, length: last.length, chains: burst.length });
+        burst = [];
+      },
+    };
+  };
+
+  /** A split ring from a fresh start: used.idx 0, so chain k's used element goes in slot k mod size. */
+  const splitWalk = (ring: ModelRing, batched: boolean): QueueWalk => {
     let taken = 0;
+    /** The heads taken and not completed, oldest first. */
+    const pending: number[] = [];
     const availIdx = (): number => mem.u16(ring.availGpa + 2);
     const waiting = (): number => (availIdx() - taken) & 0xffff;
+    // Writes to the used ring are among `writes` already.
+    const log = usedLog(batched, () => {});
     const walk = {
       used: 0,
-      elements: null,
+      elements: log.elements,
       jumped: () => waiting() > ring.size,
       available: () => waiting() > 0,
-      take: () => resolveSplit(ring, mem.u16(ring.availGpa + 4 + 2 * (taken++ % ring.size))),
-      untake: (count: number) => void (taken -= count),
-      complete: () => void walk.used++,
+      take: () => {
+        const chain = resolveSplit(ring, mem.u16(ring.availGpa + 4 + 2 * (taken++ % ring.size)));
+        pending.push(chain.id);
+        return chain;
+      },
+      untake: (count: number) => {
+        taken -= count;
+        pending.splice(pending.length - count, count);
+      },
+      complete: (length: number) => {
+        log.complete({ slot: walk.used % ring.size, wrap: 0, id: pending.shift()!, length, chains: 1 });
+        walk.used++;
+      },
+      endBurst: log.endBurst,
     };
     return walk;
   };
@@ -277,7 +372,7 @@ export function expectRings(input: ModelInput): Expectation {
    * device holds or gave back) reads them as the driver wrote them or as the device rewrote them
    * (a used element), depending on when the device published: the outcome is then uncertain.
    */
-  const packedWalk = (ring: ModelRing): QueueWalk => {
+  const packedWalk = (ring: ModelRing, batched: boolean): QueueWalk => {
     let slot = ring.base & ~WRAP_BIT;
     let wrap = (ring.base & WRAP_BIT) !== 0 ? 1 : 0;
     /** Which chain (by sequence number) first took each slot; chains taken, in order, and how many completed. */
@@ -285,12 +380,12 @@ export function expectRings(input: ModelInput): Expectation {
     const taken: { slot: number; wrap: number; id: number; sequence: number }[] = [];
     let completed = 0;
     let sequence = 0;
-    const elements: UsedElement[] = [];
     const slotGpa = (s: number): number => ring.descGpa + 16 * s;
+    const log = usedLog(batched, (u) => usedWrites.push([slotGpa(u.slot) + 8, slotGpa(u.slot) + 16]));
     const isAvailable = (flags: number): boolean => ((flags & PackedDescFlags.avail) !== 0 ? 1 : 0) === wrap && ((flags & PackedDescFlags.used) !== 0 ? 1 : 0) !== wrap;
     const walk = {
       used: 0,
-      elements,
+      elements: log.elements,
       jumped: () => false,
       available: () => {
         const gpa = slotGpa(slot) + 14;
@@ -347,10 +442,10 @@ export function expectRings(input: ModelInput): Expectation {
       },
       complete: (length: number) => {
         const t = taken[completed++]!;
-        elements.push({ slot: t.slot, wrap: t.wrap, id: t.id, length });
-        usedWrites.push([slotGpa(t.slot) + 8, slotGpa(t.slot) + 16]);
+        log.complete({ slot: t.slot, wrap: t.wrap, id: t.id, length, chains: 1 });
         walk.used++;
       },
+      endBurst: log.endBurst,
     };
     return walk;
   };
@@ -376,10 +471,10 @@ export function expectRings(input: ModelInput): Expectation {
     return { flags: b[0]!, gsoType: b[1]!, hdrLen: b[2]! | (b[3]! << 8), gsoSize: b[4]! | (b[5]! << 8), csumStart: b[6]! | (b[7]! << 8), csumOffset: b[8]! | (b[9]! << 8) };
   };
 
-  const walkOf = (ring: ModelRing): QueueWalk => (input.layout === 'split' ? splitWalk(ring) : packedWalk(ring));
+  const walkOf = (ring: ModelRing, batched: boolean): QueueWalk => (input.layout === 'split' ? splitWalk(ring, batched) : packedWalk(ring, batched));
 
-  // ---- the receiveq: frames placed as they come ----
-  const rx = walkOf(input.rx);
+  // ---- the receiveq: frames placed as they come, one used element per chain ----
+  const rx = walkOf(input.rx, false);
   let rxBroken = false;
   const breakRx = (kind: string, note: string): void => {
     rxBroken = true;
@@ -432,7 +527,7 @@ export function expectRings(input: ModelInput): Expectation {
       for (const [gpa, len] of chain.buffers) {
         if (room === 0) break;
         const n = Math.min(room, len);
-        if (n > 0) writes.push([gpa, gpa + n]);
+        if (n > 0) frameWrites.push([gpa, gpa + n]);
         room -= n;
       }
       const n = Math.min(chain.writable, total - written);
@@ -445,14 +540,23 @@ export function expectRings(input: ModelInput): Expectation {
     return true;
   };
 
-  // ---- the transmitq, in order; each frame reflected at once ----
-  const tx = walkOf(input.tx);
+  // ---- the transmitq, in order, in bursts; each frame reflected at once ----
+  const tx = walkOf(input.tx, input.inOrder);
   if (tx.jumped()) {
     e.needsReset = true;
     error('transmitq', 'availIndexJump', `avail.idx is more than ${input.tx.size} ahead of 0`);
   } else {
+    const publishEnds = new Set(input.txPublishEnds);
+    let taken = 0;
+    let inBurst = 0;
     while (tx.available()) {
+      if (inBurst === DEVICE_BURST || publishEnds.has(taken)) {
+        tx.endBurst();
+        inBurst = 0;
+      }
       const chain = tx.take();
+      taken++;
+      inBurst++;
       const head = chain.id;
       if (chain.error) {
         e.needsReset = true;
@@ -494,6 +598,8 @@ export function expectRings(input: ModelInput): Expectation {
       e.txBytes += frame;
       if (input.reflect) for (const length of wire) if (!receive(length)) e.rxNoBuffers++;
     }
+    // The last burst, or the one a broken chain ended: what it completed is published.
+    tx.endBurst();
   }
   // The device looks at the receiveq whenever the pair runs, frames or not.
   checkRxJump();
@@ -502,7 +608,10 @@ export function expectRings(input: ModelInput): Expectation {
   e.txElements = tx.elements;
   e.rxElements = rx.elements;
 
-  if (writes.some((w) => reads.some((r) => overlaps(w, r)))) e.certain = false;
+  if ([...writes, ...frameWrites].some((w) => reads.some((r) => overlaps(w, r)))) e.certain = false;
+  // A frame placed over a split used ring: what the driver then finds there depends on whether
+  // the device published before or after placing it.
+  if (input.layout === 'split' && frameWrites.some((w) => [input.tx, input.rx].some((ring) => overlaps(w, [ring.usedGpa, ring.usedGpa + 6 + 8 * ring.size])))) e.certain = false;
   return e;
 }
 

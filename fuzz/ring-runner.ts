@@ -54,6 +54,7 @@ export function genomeFeatures(g: RingGenome): FeatureWord {
   if (g.indirect) bits.push(FeatureBit.ringIndirectDesc);
   if (g.tso === true) bits.push(FeatureBit.netHostTso4, FeatureBit.netHostTso6, FeatureBit.netHostEcn, FeatureBit.netHostUso);
   if (g.layout === 'packed') bits.push(FeatureBit.ringPacked);
+  if (g.inOrder === true) bits.push(FeatureBit.inOrder);
   return featureMask(...bits);
 }
 
@@ -72,11 +73,29 @@ export function packedBase(g: RingGenome): number {
   return (base & 0x8000) | packedPosition(base, g.size, 0).slot;
 }
 
+/** The feed frames a receive case sends on the transmitq (as many as fit its slots and the ring). */
+function feedOf(g: RingGenome, txSize: number): number[] {
+  return g.feed.slice(0, Math.min(FEED_SLOTS, txSize));
+}
+
+/**
+ * How many transmit chains a truncation case publishes before its cut (its first heads, or the
+ * feed frames of a receive case), waiting for the device to complete them; null for other cases.
+ */
+export function transmitChainsBeforeCut(g: RingGenome, txSize: number): number | null {
+  if (!g.truncate) return null;
+  return Math.min(g.truncate.before, g.side === 'tx' ? g.heads.length : feedOf(g, txSize).length);
+}
+
 /**
  * Writes the genome (and, for a receive case, the transmitq frames that feed it). A truncation
  * case publishes only its first heads and feed frames; the function returned publishes the rest.
  * Split rings publish through avail.idx; packed ones by writing each chain's first flags last,
- * so until then those slots hold flags 0, which is never available.
+ * so until then those slots hold flags 0, which is never available. A packed publish writes them
+ * from its last chain to its first: the device may be looking already (it polls for a while after
+ * a queue starts, and after a truncation case's first chains), and sees none of the chains until
+ * it sees all of them, one burst, as with the split ring's one avail.idx store (under IN_ORDER a
+ * burst is one used element, so the rules must know where bursts end).
  */
 export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'features'>, g: RingGenome): () => void {
   const memory = session.memory;
@@ -117,7 +136,7 @@ export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'f
   /** Makes `heads` available: split, avail ring entries then avail.idx (`count`); packed, each head's flags (`flagsOf`). */
   const publish = (queue: SessionQueue, heads: readonly number[], count: number, flagsOf: (slot: number) => number): void => {
     if (packed) {
-      for (const slot of heads) {
+      for (const slot of [...heads].reverse()) {
         if (!Number.isInteger(slot) || slot < 0 || slot >= queue.size) continue;
         // One atomic store per chain: the device may be looking already.
         const at = memory.gpaToOffset(queue.descGpa + 16 * slot + 14, 2);
@@ -135,10 +154,10 @@ export function writeCase(session: Pick<FrontendSession, 'memory' | 'queue' | 'f
     // a fresh ring: in slot i (packed: id i, available on the first lap).
     const tx = session.queue(TRANSMITQ);
     const header = headerLength(hasFeature(session.features, FeatureBit.version1), hasFeature(session.features, FeatureBit.netMrgRxbuf));
-    const feed = g.feed.slice(0, Math.min(FEED_SLOTS, tx.size));
+    const feed = feedOf(g, tx.size);
     const feedFlags = (): number => (packed ? packedAvailBits(1) : 0);
     feed.forEach((length, i) => writeDesc(tx.descGpa + 16 * i, { addrLo: feedSlotAddress(i), addrHi: 0, len: header + feedLength(length, header), flags: 0, next: packed ? i : 0 }));
-    const feedFirst = g.truncate ? Math.min(g.truncate.before, feed.length) : feed.length;
+    const feedFirst = transmitChainsBeforeCut(g, tx.size) ?? feed.length;
     const rest = publishHostile();
     const slots = feed.map((_, i) => i);
     publish(tx, slots.slice(0, feedFirst), feedFirst, feedFlags);
@@ -171,6 +190,7 @@ export function expectCase(session: Pick<FrontendSession, 'memory' | 'queue' | '
   const mergeable = hasFeature(features, FeatureBit.netMrgRxbuf);
   const packed = hasFeature(features, FeatureBit.ringPacked);
   const hostileBase = packed ? packedBase(g) : PACKED_FRESH_BASE;
+  const beforeCut = transmitChainsBeforeCut(g, session.queue(TRANSMITQ).size);
   return expectRings({
     mem: guestView(session.memory),
     layout: packed ? 'packed' : 'split',
@@ -186,6 +206,8 @@ export function expectCase(session: Pick<FrontendSession, 'memory' | 'queue' | '
       ecn: hasFeature(features, FeatureBit.netHostEcn),
       udpL4: hasFeature(features, FeatureBit.netHostUso),
     },
+    inOrder: hasFeature(features, FeatureBit.inOrder),
+    txPublishEnds: beforeCut === null ? [] : [beforeCut],
   });
 }
 
@@ -200,13 +222,16 @@ function guestView(memory: FrontendMemory): GuestView {
 }
 
 /**
- * What the rules read for a truncation case, on a copy of guest memory with all of the case
- * published (what the device sees after the cut). In a generated case, what the device reads
- * beyond the cut after it, the buffers of the frames published then, held zeros before the cut
- * too, which is what the device reads there once its SIGBUS guard put zero pages in; the indirect
- * tables beyond the cut were read before it.
+ * What the rules read: a copy of guest memory, made before the case is written into it, with all
+ * of the case written and published. The device may be looking at the rings already (it polls
+ * for a while after a queue starts) and write used elements over what the rules read; the copy
+ * holds the rings as the driver wrote them. A truncation case is whole there, as the device sees
+ * it after the cut: in a generated case, what the device reads beyond the cut after it, the
+ * buffers of the frames published then, held zeros before the cut too, which is what the device
+ * reads there once its SIGBUS guard put zero pages in; the indirect tables beyond the cut were
+ * read before it.
  */
-function truncatedMemory(session: FrontendSession, g: RingGenome): FrontendMemory {
+export function writtenCopy(session: FrontendSession, g: RingGenome): FrontendMemory {
   const memory = session.memory;
   const copy = new FrontendMemory(memory.guestPhysAddr, memory.size, memory.userAddr, memory.bytes.slice().buffer);
   const whole: RingGenome = { ...g };
@@ -218,20 +243,25 @@ function truncatedMemory(session: FrontendSession, g: RingGenome): FrontendMemor
 export interface Completions {
   /** Chains completed. */
   readonly count: number;
-  /** Packed: every slot the device wrote otherwise than the rules expect. */
+  /** Every used element the device wrote otherwise than the rules expect, or where none belongs. */
   readonly problems: string[];
 }
 
+/** Where a queue's used elements go: the split ring's used ring (its elements from byte 4 on), the packed ring's descriptors. */
+export function usedArea(layout: 'split' | 'packed', queue: Pick<SessionQueue, 'size' | 'descGpa' | 'usedGpa'>): { gpa: number; bytes: number } {
+  return layout === 'split' ? { gpa: queue.usedGpa, bytes: 4 + 8 * queue.size } : { gpa: queue.descGpa, bytes: 16 * queue.size };
+}
+
 /**
- * How far a queue's completions got: split, used.idx; packed, how many of the used elements the
- * rules expect are in their slots, in order, with every slot the device wrote elsewhere (or
- * wrote wrong) named. `written` is the descriptor ring as the driver wrote it (the whole case).
+ * How far a queue's completions got, and every used element written otherwise than the rules
+ * expect (`elements`) or where none belongs. Split: used.idx says how far; of the used slots it
+ * covers, those of the elements published by then must hold them, and the others (under
+ * IN_ORDER, every chain's but a burst's first) must be as the driver left them; slots after it
+ * are the device's to fill. Packed: the chains of the elements found in their slots, in order,
+ * and every slot of the ring checked. `written` is usedArea as the driver wrote it (the whole case).
  */
-export function completions(memory: FrontendMemory, queue: Pick<SessionQueue, 'size' | 'descGpa' | 'usedGpa'>, name: string, elements: readonly UsedElement[] | null, written: Uint8Array | null): Completions {
-  if (elements === null || written === null) {
-    const at = memory.gpaToOffset(queue.usedGpa, 4);
-    return { count: Atomics.load(new Uint16Array(memory.bytes.buffer, memory.bytes.byteOffset + at, 2), 1), problems: [] };
-  }
+export function completions(memory: FrontendMemory, queue: Pick<SessionQueue, 'size' | 'descGpa' | 'usedGpa'>, name: string, layout: 'split' | 'packed', elements: readonly UsedElement[], written: Uint8Array): Completions {
+  if (layout === 'split') return splitCompletions(memory, queue, name, elements, written);
   const ring = memory.slice(queue.descGpa, 16 * queue.size);
   const view = new DataView(ring.buffer, ring.byteOffset, ring.byteLength);
   const element = (slot: number): { id: number; length: number; flags: number } => ({
@@ -244,8 +274,9 @@ export function completions(memory: FrontendMemory, queue: Pick<SessionQueue, 's
     const got = element(u.slot);
     return got.flags === flagsOf(u) && got.id === u.id && got.length === u.length;
   };
+  let found = 0;
   let count = 0;
-  while (count < elements.length && present(elements[count]!)) count++;
+  while (found < elements.length && present(elements[found]!)) count += elements[found++]!.chains;
   const problems: string[] = [];
   const expected = new Map(elements.map((u) => [u.slot, u]));
   for (let slot = 0; slot < queue.size; slot++) {
@@ -259,11 +290,37 @@ export function completions(memory: FrontendMemory, queue: Pick<SessionQueue, 's
   return { count, problems };
 }
 
+/** completions() of a split ring, which starts at used.idx 0 (a fresh session). */
+function splitCompletions(memory: FrontendMemory, queue: Pick<SessionQueue, 'size' | 'usedGpa'>, name: string, elements: readonly UsedElement[], written: Uint8Array): Completions {
+  const used = memory.slice(queue.usedGpa, 4 + 8 * queue.size);
+  // used.idx first: the elements it publishes were written before it.
+  const count = Atomics.load(new Uint16Array(used.buffer, used.byteOffset, 2), 1);
+  const view = new DataView(used.buffer, used.byteOffset, used.byteLength);
+  const before = new DataView(written.buffer, written.byteOffset, written.byteLength);
+  const published = new Map<number, UsedElement>();
+  let chains = 0;
+  for (const u of elements) {
+    if (chains + u.chains > count) break;
+    chains += u.chains;
+    published.set(u.slot, u);
+  }
+  const problems: string[] = [];
+  for (let slot = 0; slot < Math.min(count, queue.size); slot++) {
+    const at = 4 + 8 * slot;
+    const id = view.getUint32(at, true);
+    const length = view.getUint32(at + 4, true);
+    const want = published.get(slot);
+    if (want ? id === want.id && length === want.length : id === before.getUint32(at, true) && length === before.getUint32(at + 4, true)) continue;
+    problems.push(`${name} used slot ${slot} holds id ${id} length ${length}, the rules say ${want ? `id ${want.id} length ${want.length}` : 'nothing (as the driver left it)'}`);
+  }
+  return { count, problems };
+}
+
 /** Both queues' completions now (see completions()). */
 export interface Progress {
   readonly txUsed: number;
   readonly rxUsed: number;
-  /** Packed: used elements written wrong or where none belongs. */
+  /** Used elements written wrong or where none belongs. */
   readonly problems: string[];
 }
 
@@ -273,7 +330,7 @@ export function compare(expected: Expectation, actual: SnapshotDelta | null, pro
   const check = (what: string, want: number, got: number): void => {
     if (want !== got) out.push(`${what}: expected ${want}, device ${got}`);
   };
-  const used = expected.txElements === null ? 'used.idx' : 'used elements';
+  const used = expected.layout === 'split' ? 'used.idx' : 'chains used';
   check(`transmitq ${used}`, expected.txUsed, progress.txUsed);
   check(`receiveq ${used}`, expected.rxUsed, progress.rxUsed);
   out.push(...progress.problems);
@@ -380,20 +437,22 @@ export async function runRingCase(target: Target, g: RingGenome, options: RingRu
   });
   try {
     const before: Snapshot | null = target.hasControl ? snapshot(await target.stats()) : null;
-    const publishRest = writeCase(session, g);
-    const packed = hasFeature(session.features, FeatureBit.ringPacked);
     // What the driver wrote, the whole case (a truncation case's rest too): what the rules read
-    // and, on a packed ring, what the device's used elements are told apart from.
-    const written = g.truncate ? truncatedMemory(session, g) : session.memory;
+    // and what the device's used elements are told apart from.
+    const written = writtenCopy(session, g);
+    const publishRest = writeCase(session, g);
     const tx = session.queue(TRANSMITQ);
     const rx = session.queue(RECEIVEQ);
     const expected = expectCase({ memory: written, queue: (index) => session.queue(index), features: session.features }, g, options.reflect && target.hasControl);
-    const ringBytes = (queue: SessionQueue): Uint8Array | null => (packed ? written.slice(queue.descGpa, 16 * queue.size).slice() : null);
+    const ringBytes = (queue: SessionQueue): Uint8Array => {
+      const area = usedArea(expected.layout, queue);
+      return written.slice(area.gpa, area.bytes);
+    };
     const txWritten = ringBytes(tx);
     const rxWritten = ringBytes(rx);
     const progress = (): Progress => {
-      const t = completions(session.memory, tx, 'transmitq', expected.txElements, txWritten);
-      const r = completions(session.memory, rx, 'receiveq', expected.rxElements, rxWritten);
+      const t = completions(session.memory, tx, 'transmitq', expected.layout, expected.txElements, txWritten);
+      const r = completions(session.memory, rx, 'receiveq', expected.layout, expected.rxElements, rxWritten);
       return { txUsed: t.count, rxUsed: r.count, problems: [...t.problems, ...r.problems] };
     };
     session.kick(RECEIVEQ);

@@ -2,22 +2,26 @@
  * Every hostile pattern of the fuzzer as its own deterministic test, against one `zcnic device`
  * child process (the reflect port, so receive rings see frames): each ring case must move
  * exactly its error counter (and stop the ring, or not), deliver the frames accepted before the
- * error and publish their used elements; each message case must get a REPLY_ACK failure (with
+ * error and publish their used elements (once per pattern with VIRTIO_F_IN_ORDER, the transmitq
+ * publishing each burst as one element); each message case must get a REPLY_ACK failure (with
  * REPLY_ACK) or a disconnect (without) and be counted under its reason. Afterwards the device
  * must still serve a valid frontend, hold no more fds than before, and have logged within its
  * rate limits.
  */
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import { DescFlags } from 'vfio-user-ts';
+import { DescFlags, FeatureBit, featureMask } from 'vfio-user-ts';
+import { openSession } from '../../fuzz/connect.js';
 import { trafficCheck } from '../../fuzz/fuzzer.js';
-import { GUEST_BASE, GUEST_END, MAX_FRAME } from '../../fuzz/layout.js';
+import { DEVICE_BURST, GUEST_BASE, GUEST_END, MAX_FRAME, MEMORY_BYTES, RECEIVEQ, TRANSMITQ } from '../../fuzz/layout.js';
 import { messageKind, messageKinds, type MessageCase } from '../../fuzz/message-cases.js';
 import { runMessageCase } from '../../fuzz/message-runner.js';
 import { Prng } from '../../fuzz/prng.js';
 import { ringKinds } from '../../fuzz/ring-cases.js';
-import { descWords, RingBuilder, type RingGenome } from '../../fuzz/ring-genome.js';
-import { runRingCase, type RingOutcome } from '../../fuzz/ring-runner.js';
+import { descWords, PACKED_FRESH_BASE, packedGenome, RingBuilder, type RingGenome } from '../../fuzz/ring-genome.js';
+import type { Expectation } from '../../fuzz/ring-model.js';
+import { compare, completions, expectCase, genomeFeatures, packedBase, runRingCase, usedArea, writeCase, writtenCopy, type RingOutcome } from '../../fuzz/ring-runner.js';
+import { difference, snapshot } from '../../fuzz/snapshot.js';
 import { SpawnedTarget } from '../../fuzz/target.js';
 
 const hostile = suite('hostile cases');
@@ -55,9 +59,12 @@ async function ring(genome: RingGenome): Promise<RingOutcome & { actual: NonNull
 
 for (const kind of ringKinds) {
   for (const seed of [1, 2, 3]) {
-    hostile(`ring ${kind.name} #${seed}: ${kind.expect === 'none' ? 'no error' : `errors.${kind.expect}${kind.fatal ? ', DEVICE_NEEDS_RESET' : ', frame dropped'}`}`, async () => {
-      const genome = kind.build(new Prng(`hostile:${kind.name}:${seed}`));
+    // Seeds 1 and 2 without IN_ORDER, seed 3 with it, whatever the generator drew.
+    const inOrder = seed === 3;
+    hostile(`ring ${kind.name} #${seed}${inOrder ? ' (IN_ORDER)' : ''}: ${kind.expect === 'none' ? 'no error' : `errors.${kind.expect}${kind.fatal ? ', DEVICE_NEEDS_RESET' : ', frame dropped'}`}`, async () => {
+      const genome: RingGenome = { ...kind.build(new Prng(`hostile:${kind.name}:${seed}`)), inOrder };
       const outcome = await ring(genome);
+      assert.is(outcome.expected.inOrder, inOrder, 'IN_ORDER negotiated as the case asks');
       if (kind.expect === 'none') {
         assert.equal(outcome.actual.errors, {});
         assert.ok(outcome.actual.txFrames + outcome.actual.rxFrames > 0, 'traffic moved');
@@ -128,6 +135,118 @@ hostile('ring boundary: a receive chain broken after two placed frames: both pub
   assert.is(outcome.actual.rxFrames, 2);
   assert.is(outcome.actual.rxNoBuffers, 1);
   assert.equal(outcome.actual.errors, { bufferOutsideMemory: 1 });
+});
+
+// ---- rings under IN_ORDER: bursts as one used element -------------------------------------------
+
+/** Two frames, a chain whose buffer lies at 2^53, a frame after it, in a ring of 16, negotiating IN_ORDER. */
+function errorMidBurst(): RingGenome {
+  const b = new RingBuilder('error-mid-burst', 'tx', 16);
+  const frames = [b.txFrame(60), b.txFrame(70, 'split')];
+  const bad = b.takeDescriptors(1);
+  b.setDescriptor(bad, descWords(0x200000, 0, 64, 0));
+  b.publish(...frames, bad, b.txFrame(80));
+  return { ...b.build(), inOrder: true };
+}
+
+hostile('IN_ORDER, split: a chain that breaks a rule mid-burst: the two frames before it are one used element in slot 0 naming the second head, used.idx 2', async () => {
+  const outcome = await ring(errorMidBurst());
+  assert.equal(outcome.expected.txElements, [{ slot: 0, wrap: 0, id: 1, length: 0, chains: 2 }]);
+  assert.is(outcome.txUsed, 2);
+  assert.equal(outcome.actual.errors, { bufferOutsideMemory: 1 });
+  assert.is(outcome.actual.txFrames, 2);
+});
+
+hostile('IN_ORDER, packed, from the ring\'s last slot: the same two frames (the second on lap 0) are one used descriptor in slot 15 with wrap counter 1', async () => {
+  const outcome = await ring({ ...packedGenome(errorMidBurst(), 'error-mid-burst', 0x8000 | 15), inOrder: true });
+  assert.equal(outcome.expected.txElements, [{ slot: 15, wrap: 1, id: 1, length: 0, chains: 2 }]);
+  assert.is(outcome.txUsed, 2);
+  assert.equal(outcome.actual.errors, { bufferOutsideMemory: 1 });
+});
+
+hostile(`IN_ORDER: 600 chains made available at once are bursts of ${DEVICE_BURST}, ${DEVICE_BURST} and 88 chains, one used element each, on split and packed rings`, async () => {
+  const b = new RingBuilder('long-burst', 'tx', 1024);
+  b.publish(...Array.from({ length: 600 }, (_, i) => b.txFrame(60 + (i % 7))));
+  const split: RingGenome = { ...b.build(), inOrder: true };
+  for (const g of [split, { ...packedGenome(split, 'long-burst', 0x8000 | 1000), inOrder: true }]) {
+    const outcome = await ring(g);
+    assert.equal(outcome.expected.txElements.map((u) => u.chains), [DEVICE_BURST, DEVICE_BURST, 600 - 2 * DEVICE_BURST], g.layout ?? 'split');
+    assert.is(outcome.txUsed, 600);
+    assert.is(outcome.actual.txFrames, 600);
+  }
+});
+
+const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs transmit case `g` as runRingCase does, until the device matches the rules; then judges the
+ * same rings with a deliberately wrong model: the rules worked out as if IN_ORDER had not been
+ * negotiated (one used element per chain). Returns what each found.
+ */
+async function judgedByWrongModel(g: RingGenome): Promise<{ right: string[]; wrong: string[] }> {
+  const session = await openSession({
+    socketPath: target.socketPath,
+    memoryBytes: MEMORY_BYTES,
+    guestPhysAddr: GUEST_BASE,
+    queues: 2,
+    queueSize: g.size,
+    features: genomeFeatures(g),
+    client: { replyTimeoutMs: 5000 },
+    ...(g.layout === 'packed' ? { vringBase: [PACKED_FRESH_BASE, packedBase(g)] } : {}),
+  });
+  try {
+    const before = snapshot(await target.stats());
+    const written = writtenCopy(session, g);
+    writeCase(session, g);
+    const view = { memory: written, queue: (index: number) => session.queue(index), features: session.features };
+    const right = expectCase(view, g, true);
+    const wrong = expectCase({ ...view, features: session.features & ~featureMask(FeatureBit.inOrder) }, g, true);
+    const [txWritten, rxWritten] = [TRANSMITQ, RECEIVEQ].map((index) => {
+      const area = usedArea(right.layout, session.queue(index));
+      return written.slice(area.gpa, area.bytes);
+    });
+    const judge = async (e: Expectation): Promise<string[]> => {
+      const actual = difference(before, snapshot(await target.stats()));
+      const t = completions(session.memory, session.queue(TRANSMITQ), 'transmitq', e.layout, e.txElements, txWritten!);
+      const r = completions(session.memory, session.queue(RECEIVEQ), 'receiveq', e.layout, e.rxElements, rxWritten!);
+      return compare(e, actual, { txUsed: t.count, rxUsed: r.count, problems: [...t.problems, ...r.problems] });
+    };
+    session.kick(RECEIVEQ);
+    session.kick(TRANSMITQ);
+    const deadline = Date.now() + 2000;
+    let found = await judge(right);
+    while (found.length > 0 && Date.now() < deadline) {
+      await pause(1);
+      found = await judge(right);
+    }
+    return { right: found, wrong: await judge(wrong) };
+  } finally {
+    session.close();
+  }
+}
+
+/** Three frames (one buffer, header and frame apart, one more buffer): heads 0, 1 and 3 of a ring of 16, negotiating IN_ORDER. */
+function threeFrames(): RingGenome {
+  const b = new RingBuilder('three', 'tx', 16);
+  b.publish(b.txFrame(60), b.txFrame(100, 'split'), b.txFrame(200));
+  return { ...b.build(), inOrder: true };
+}
+
+hostile('negative control, split: a model that predicts one used element per chain under IN_ORDER finds mismatches in the device\'s used ring', async () => {
+  const { right, wrong } = await judgedByWrongModel(threeFrames());
+  assert.equal(right, [], 'the right model');
+  assert.equal(wrong, [
+    'transmitq used slot 0 holds id 3 length 0, the rules say id 0 length 0',
+    'transmitq used slot 1 holds id 0 length 0, the rules say id 1 length 0',
+    'transmitq used slot 2 holds id 0 length 0, the rules say id 3 length 0',
+  ]);
+});
+
+hostile('negative control, packed: a model that predicts one used element per chain under IN_ORDER finds mismatches in the device\'s ring', async () => {
+  const { right, wrong } = await judgedByWrongModel({ ...packedGenome(threeFrames(), 'three', 0x8000 | 14), inOrder: true });
+  assert.equal(right, [], 'the right model');
+  assert.is(wrong[0], 'transmitq chains used: expected 3, device 0');
+  assert.match(wrong[1]!, /^transmitq slot 14: the device wrote id 3 length 0 flags 0x8080, the rules say id 0 length 0 flags 0x8080$/);
 });
 
 // ---- cases a fuzz run found -------------------------------------------------------------------

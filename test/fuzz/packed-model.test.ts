@@ -8,56 +8,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DescFlags, PackedDescFlags } from 'vfio-user-ts';
-import { FrontendMemory, type SessionQueue } from 'vfio-user-ts/vhost-user-frontend';
-import { GUEST_BASE, MEMORY_BYTES, RECEIVEQ, TRANSMITQ } from '../../fuzz/layout.js';
+import { TRANSMITQ } from '../../fuzz/layout.js';
 import { Prng } from '../../fuzz/prng.js';
 import { ringKind, ringKinds } from '../../fuzz/ring-cases.js';
 import { desc, packedGenome, packedPosition, RingBuilder, type RingGenome } from '../../fuzz/ring-genome.js';
-import type { Expectation, UsedElement } from '../../fuzz/ring-model.js';
-import { compare, completions, expectCase, genomeFeatures, writeCase } from '../../fuzz/ring-runner.js';
-import type { SnapshotDelta } from '../../fuzz/snapshot.js';
+import type { Expectation } from '../../fuzz/ring-model.js';
+import { compare, completions } from '../../fuzz/ring-runner.js';
+import { deltaOf, writeUsed, written } from '../support/fuzz-rings.js';
 
 const AVAIL = PackedDescFlags.avail;
 const USED = PackedDescFlags.used;
-
-/** Guest RAM laid out as FrontendSession lays it out (rings from the region's start, a page each part), in plain memory. */
-function guest(size: number): { memory: FrontendMemory; queue: (index: number) => SessionQueue } {
-  const memory = new FrontendMemory(GUEST_BASE, MEMORY_BYTES, 0x7f0000000000, new ArrayBuffer(MEMORY_BYTES));
-  const queues: SessionQueue[] = [RECEIVEQ, TRANSMITQ].map((index) => ({
-    index,
-    size,
-    descGpa: memory.alloc(16 * size, 4096),
-    availGpa: memory.alloc(6 + 2 * size, 4096),
-    usedGpa: memory.alloc(6 + 8 * size, 4096),
-    kickFd: -1,
-    callFd: -1,
-  }));
-  return { memory, queue: (index) => queues[index]! };
-}
-
-/** Writes `g` and returns what the rules expect of it, with the memory and the ring as the driver wrote it. */
-function written(g: RingGenome, reflect = true): { memory: FrontendMemory; queue: (index: number) => SessionQueue; expected: Expectation; ring: Uint8Array; publishRest: () => void } {
-  const { memory, queue } = guest(g.size);
-  const session = { memory, queue, features: genomeFeatures(g) };
-  const publishRest = writeCase(session, g);
-  const hostile = queue(g.side === 'tx' ? TRANSMITQ : RECEIVEQ);
-  return { memory, queue, expected: expectCase(session, g, reflect), ring: memory.slice(hostile.descGpa, 16 * g.size).slice(), publishRest };
-}
-
-/** Plays the device: writes used elements into the ring as a packed device does (id, length, flags; the address stays). */
-function writeUsed(memory: FrontendMemory, queue: SessionQueue, elements: readonly UsedElement[]): void {
-  for (const u of elements) {
-    const at = queue.descGpa + 16 * u.slot;
-    memory.view.setUint32(memory.gpaToOffset(at + 8), u.length, true);
-    memory.view.setUint16(memory.gpaToOffset(at + 12), u.id, true);
-    memory.view.setUint16(memory.gpaToOffset(at + 14), (u.wrap === 1 ? AVAIL | USED : 0) | (u.length > 0 ? DescFlags.write : 0), true);
-  }
-}
-
-/** The counters a device that did what `e` says would show. */
-function deltaOf(e: Expectation): SnapshotDelta {
-  return { txFrames: e.txFrames, txBytes: e.txBytes, rxFrames: e.rxFrames, rxBytes: e.rxBytes, rxNoBuffers: e.rxNoBuffers, errors: { ...e.errors }, protocolErrors: {}, needsReset: e.needsReset };
-}
 
 /** Three transmit frames (one buffer, header and frame apart, indirect) in a ring of 4 from `base`. */
 function threeFrames(base: number): RingGenome {
@@ -115,9 +75,9 @@ test('the rules: chains across the ring\'s end are taken, each used element in i
   assert.equal(expected.errors, {});
   assert.is(expected.txFrames, 3);
   assert.equal(expected.txElements, [
-    { slot: 2, wrap: 1, id: 0, length: 0 },
-    { slot: 3, wrap: 1, id: 1, length: 0 },
-    { slot: 1, wrap: 0, id: 3, length: 0 },
+    { slot: 2, wrap: 1, id: 0, length: 0, chains: 1 },
+    { slot: 3, wrap: 1, id: 1, length: 0, chains: 1 },
+    { slot: 1, wrap: 0, id: 3, length: 0, chains: 1 },
   ]);
 });
 
@@ -145,7 +105,7 @@ test('the rules: ids never offered come back as the chain\'s last descriptor nam
   g.table.find(([slot]) => slot === 1)![1].next = 0x7777; // the header of the split chain: not its id
   g.table.find(([slot]) => slot === 2)![1].next = 0xffff; // its last descriptor
   g.table.find(([slot]) => slot === 3)![1].next = 0; // the indirect chain: a repeat of the first id
-  assert.equal(written(g).expected.txElements!.map((u) => u.id), [0, 0xffff, 0]);
+  assert.equal(written(g).expected.txElements.map((u) => u.id), [0, 0xffff, 0]);
 });
 
 test('the rules: a chain whose NEXT goes round the whole ring is chainTooLong; one reaching slots of earlier chains is uncertain', () => {
@@ -171,9 +131,9 @@ test('the rules: a receive frame over packed chains, each used element with the 
   assert.ok(expected.certain);
   assert.is(expected.rxFrames, 2);
   assert.equal(expected.rxElements, [
-    { slot: 6, wrap: 1, id: 0, length: 52 },
-    { slot: 7, wrap: 1, id: 1, length: 80 },
-    { slot: 0, wrap: 0, id: 2, length: 72 },
+    { slot: 6, wrap: 1, id: 0, length: 52, chains: 1 },
+    { slot: 7, wrap: 1, id: 1, length: 80, chains: 1 },
+    { slot: 0, wrap: 0, id: 2, length: 72, chains: 1 },
   ]);
 });
 
@@ -198,21 +158,21 @@ test('completions and compare: the elements the rules expect match; a wrong id, 
   const { memory, queue, expected, ring } = written(threeFrames(0x8000 | 2));
   const tx = queue(TRANSMITQ);
   const progress = (): { txUsed: number; rxUsed: number; problems: string[] } => {
-    const c = completions(memory, tx, 'transmitq', expected.txElements, ring);
+    const c = completions(memory, tx, 'transmitq', 'packed', expected.txElements, ring);
     return { txUsed: c.count, rxUsed: 0, problems: c.problems };
   };
-  assert.equal(compare(expected, deltaOf(expected), progress()), ['transmitq used elements: expected 3, device 0'], 'nothing written yet');
-  writeUsed(memory, tx, expected.txElements!);
+  assert.equal(compare(expected, deltaOf(expected), progress()), ['transmitq chains used: expected 3, device 0'], 'nothing written yet');
+  writeUsed(memory, tx, 'packed', expected.txElements);
   assert.equal(compare(expected, deltaOf(expected), progress()), [], 'a device that did what the rules say');
 
   const wrongPrediction: Expectation = { ...expected, errors: { chainTooLong: 1 }, txFrames: 2 };
   assert.equal(compare(wrongPrediction, deltaOf(expected), progress()), ['transmitq.frames: expected 2, device 3', 'errors.chainTooLong: expected 1, device 0']);
 
-  writeUsed(memory, tx, [{ ...expected.txElements![1]!, id: 42 }]);
+  writeUsed(memory, tx, 'packed', [{ ...expected.txElements[1]!, id: 42 }]);
   const wrongId = compare(expected, deltaOf(expected), progress());
-  assert.is(wrongId[0], 'transmitq used elements: expected 3, device 1');
+  assert.is(wrongId[0], 'transmitq chains used: expected 3, device 1');
   assert.match(wrongId[1]!, /transmitq slot 3: the device wrote id 42 length 0 flags 0x8080, the rules say id 1 length 0 flags 0x8080/);
-  writeUsed(memory, tx, [expected.txElements![1]!, { slot: 0, wrap: 0, id: 5, length: 0 }]);
+  writeUsed(memory, tx, 'packed', [expected.txElements[1]!, { slot: 0, wrap: 0, id: 5, length: 0, chains: 1 }]);
   assert.equal(compare(expected, deltaOf(expected), progress()), ['transmitq slot 0: the device wrote id 5 length 0 flags 0x0, the rules say nothing']);
 });
 

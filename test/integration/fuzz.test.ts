@@ -1,7 +1,9 @@
 /**
  * A fixed-seed fuzz run (FUZZ_TEST_SECONDS, default 60 s, as the hardening issue asks) against a `zcnic device` child: no
  * crash, every case's errors counted as the rules say, valid traffic checks passing, every ring
- * error kind reached, on split rings and (but those of the split ring's own structure) on packed ones. Then a frontend nobody here wrote, DPDK testpmd's net_virtio_user, moves
+ * error kind reached, on split rings and (but those of the split ring's own structure) on packed ones, and
+ * every one also in cases that negotiated VIRTIO_F_IN_ORDER (on both layouts), whose transmitq publishes a
+ * burst as one used element. Then a frontend nobody here wrote, DPDK testpmd's net_virtio_user, moves
  * an exact frame count through the same backend process.
  */
 import { join } from 'node:path';
@@ -69,6 +71,10 @@ fz(`seed ${SEED}, ${SECONDS} s: no crash, every error counted; then testpmd txon
   assert.ok(report.packed.cases >= 100, `only ${report.packed.cases} packed cases`);
   const packed = new Set(report.packed.kinds.filter((k) => k.startsWith('ring:')).map((k) => k.slice(5)));
   assert.equal(PACKED_RING_KINDS.filter((k) => !packed.has(k)), [], 'every ring error kind a packed ring has reached on packed rings');
+  assert.ok(report.inOrder.split >= 50, `only ${report.inOrder.split} split cases with IN_ORDER`);
+  assert.ok(report.inOrder.packed >= 20, `only ${report.inOrder.packed} packed cases with IN_ORDER`);
+  const inOrder = new Set(report.inOrder.kinds.filter((k) => k.startsWith('ring:')).map((k) => k.slice(5)));
+  assert.equal(RING_KINDS.filter((k) => !inOrder.has(k)), [], 'every ring error kind reached with IN_ORDER');
   assert.ok(report.kinds.filter((k) => k.startsWith('protocol:')).length >= 30, text);
   assert.not.ok(zc.exited, 'the device is still running');
 
