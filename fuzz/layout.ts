@@ -31,14 +31,12 @@ export const RECEIVEQ = 0;
 export const TRANSMITQ = 1;
 
 /**
- * Chains the device takes per transmit burst at most (device/datapath/scheduler.ts BURST): under
- * VIRTIO_F_IN_ORDER a burst is published as one used element, so the rules must know where it ends.
+ * The device's limits the rules must know, from the device's own definitions: chains per
+ * transmit burst (under VIRTIO_F_IN_ORDER a burst is published as one used element), the largest
+ * frame and the largest GSO frame.
  */
-export const DEVICE_BURST = 256;
-/** The device's largest frame (device/tx-frame.ts MAX_FRAME_LENGTH). */
-export const MAX_FRAME = 65536;
-/** The device's largest GSO frame (device/tx-frame.ts MAX_GSO_FRAME_LENGTH): Ethernet, a 40-byte IPv6 header, 65535 bytes of payload. */
-export const MAX_GSO_FRAME = 14 + 40 + 65535;
+export { CHAINS_PER_BURST as DEVICE_BURST } from '../device/datapath/scheduler.js';
+export { MAX_FRAME_LENGTH as MAX_FRAME, MAX_GSO_FRAME_LENGTH as MAX_GSO_FRAME } from '../device/tx-frame.js';
 
 export function indirectSlotAddress(slot: number): number {
   return INDIRECT_AREA + slot * INDIRECT_SLOT;

@@ -5,7 +5,7 @@
  * the index). Poll mode: pairs never leave the run list.
  *
  * This is the hot loop: a turn allocates nothing and makes no closures; it calls the queues'
- * bursts, each of which moves up to BURST chains.
+ * bursts, each of which moves up to CHAINS_PER_BURST chains.
  */
 import type { PcapWriter } from '../pcap-writer.js';
 import { ServiceAgain } from '../ports/port.js';
@@ -14,8 +14,12 @@ import type { DatapathMode } from './messages.js';
 import type { RunClock } from './queue-error-reporter.js';
 import type { StateKeeper } from './state-keeper.js';
 
-/** Chains per burst: large enough to amortise the index reads, small enough to stay fair. */
-const BURST = 256;
+/**
+ * Chains per transmit burst: large enough to amortise the index reads, small enough to stay
+ * fair. Under VIRTIO_F_IN_ORDER a burst is published as one used element (the fuzzer's model
+ * predicts where bursts end from this).
+ */
+export const CHAINS_PER_BURST = 256;
 /** How long one scheduler turn may run before it yields to the event loop, in ms. */
 const TURN_MS = 1;
 /**
@@ -139,7 +143,7 @@ export class Scheduler implements RunClock {
     // A broken queue still runs when the driver may reset it (RING_RESET): that brings it back.
     if (tx === null || (tx.broken && !tx.ring.followsDriverResets)) return false;
     const queue = pair.index * 2 + 1;
-    const moved = tx.processBurst(BURST);
+    const moved = tx.processBurst(CHAINS_PER_BURST);
     this.host.noticeTruncation(queue);
     // The burst's commit (if any) is published now: a restart continues from it.
     if (this.state !== null && tx.beforePublish !== null) this.state.markPublished();
