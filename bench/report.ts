@@ -3,6 +3,8 @@
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
+import { describeRoundTrip, type CacheLineRoundTrip } from './cache-line.js';
+
 import type { Direction, Measurement, SinkWork } from './cases.js';
 import type { HeapResult } from './heap.js';
 import { perFrameWork } from './plan.js';
@@ -27,6 +29,8 @@ export interface HostInfo {
   kernel: string;
   node: string;
   dpdk: string;
+  /** The cache-line round trip between the frontend's and the backend's CPU (bench/cache-line.ts), before and after the cases. */
+  cacheLine?: { cpus: [number, number]; before: CacheLineRoundTrip; after: CacheLineRoundTrip | null };
 }
 
 export type HeapEntry =
@@ -208,6 +212,7 @@ export function markdownReport(rep: BenchReport): string {
     '## Host',
     '',
     `${h.cpuModel}, ${h.cpus} CPUs; kernel ${h.kernel}; Node ${h.node}; DPDK ${h.dpdk}.`,
+    ...(h.cacheLine ? [cacheLineSentence(h.cacheLine)] : []),
     `Finished ${rep.finishedAt}.`,
     '',
   );
@@ -215,6 +220,15 @@ export function markdownReport(rep: BenchReport): string {
 }
 
 /** ISO 8601 basic format (no ':'), safe in file names and CI artifact paths. */
+/**
+ * The cache-line round trip in the report's words: both backends' 64-byte rates follow it, and
+ * on a VM it changes with where the hypervisor runs the two vCPUs.
+ */
+export function cacheLineSentence(c: NonNullable<HostInfo['cacheLine']>): string {
+  const after = c.after ? `, ${describeRoundTrip(c.after)} after` : '';
+  return `Cache-line round trip between CPU ${c.cpus[0]} (frontend) and CPU ${c.cpus[1]} (backend): ${describeRoundTrip(c.before)} before the cases${after}. The 64-byte rows of both backends move with it (ring and buffer lines cross between the two CPUs for every frame).`;
+}
+
 export function fileStamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
 }

@@ -8,7 +8,9 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { defaultCpus } from '../harness/dpdk/args.js';
 import { Testpmd } from '../harness/dpdk/testpmd.js';
+import { CacheLineProbe, describeRoundTrip } from './cache-line.js';
 import { runCase, type BenchSettings, type Direction, type Measurement, type Peer } from './cases.js';
 import { runHeapCheck } from './heap.js';
 import { parseHeapLoads, type HeapLoad, type SinkWork } from './plan.js';
@@ -244,14 +246,26 @@ async function main(): Promise<number> {
   };
   const started = new Date();
   const host = await hostInfo();
-
+  // The two forwarding CPUs: the frontend's, and the backend's (zcnic's default --zcnic-cpus).
+  const probeCpus: [number, number] = [defaultCpus('frontend').fwdCpu, defaultCpus('backend').fwdCpu];
+  const probe = await CacheLineProbe.build();
   const rows: Row[] = [];
-  for (const direction of cli.cases) {
-    for (const frameSize of cli.sizes) {
-      const dpdk = await runCell(direction, frameSize, 'dpdk', cli, settings);
-      const zcnic = await runCell(direction, frameSize, 'zcnic', cli, settings);
-      rows.push({ direction, frameSize, dpdk, zcnic, ratio: ratioOf(dpdk, zcnic) });
+  try {
+    host.cacheLine = { cpus: probeCpus, before: await probe.measure(...probeCpus), after: null };
+    log(`cache-line round trip CPU ${probeCpus[0]} <-> CPU ${probeCpus[1]}: ${describeRoundTrip(host.cacheLine.before)}`);
+    for (const direction of cli.cases) {
+      for (const frameSize of cli.sizes) {
+        const dpdk = await runCell(direction, frameSize, 'dpdk', cli, settings);
+        const zcnic = await runCell(direction, frameSize, 'zcnic', cli, settings);
+        rows.push({ direction, frameSize, dpdk, zcnic, ratio: ratioOf(dpdk, zcnic) });
+      }
     }
+    if (rows.length > 0) {
+      host.cacheLine.after = await probe.measure(...probeCpus);
+      log(`cache-line round trip after the cases: ${describeRoundTrip(host.cacheLine.after)}`);
+    }
+  } finally {
+    probe.close();
   }
 
   const heap: HeapEntry[] = [];

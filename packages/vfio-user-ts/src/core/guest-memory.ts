@@ -6,20 +6,28 @@
 import { MemoryTable, type MemoryRegion } from './memory-table.js';
 
 /**
- * Bytes seen three ways: a DataView for fields at any offset, 32-bit words and a byte array
- * for the bulk copies of device/copy-bytes.ts.
+ * Bytes seen four ways: a DataView for fields at any offset, and 64-bit and 32-bit words and a
+ * byte array for the bulk copies of device/copy-bytes.ts.
  */
 export interface ByteSpace {
   readonly view: DataView;
+  /**
+   * The space as 8-byte elements, moved as raw bits (never computed with); empty when the space
+   * does not start 8-byte aligned in its buffer (copies then move 32-bit words).
+   */
+  readonly doubles: Float64Array;
   readonly words: Int32Array;
   readonly bytes: Uint8Array;
 }
+
+const NO_DOUBLES = new Float64Array(0);
 
 /** A ByteSpace over `length` bytes of `buffer` from `byteOffset` (a multiple of 4). */
 export function byteSpace(buffer: ArrayBufferLike, byteOffset = 0, length = buffer.byteLength - byteOffset): ByteSpace {
   if (byteOffset % 4 !== 0) throw new Error(`a byte space must start 4-byte aligned, not at ${byteOffset}`);
   return {
     view: new DataView(buffer, byteOffset, length),
+    doubles: byteOffset % 8 === 0 ? new Float64Array(buffer, byteOffset, Math.floor(length / 8)) : NO_DOUBLES,
     words: new Int32Array(buffer, byteOffset, Math.floor(length / 4)),
     bytes: new Uint8Array(buffer, byteOffset, length),
   };
