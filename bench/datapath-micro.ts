@@ -21,6 +21,18 @@ const seconds = Number(process.argv[2] ?? 2);
 /** Only the cases whose name contains this (e.g. for a profile of one path). */
 const only = process.argv[3] ?? '';
 
+/** The driver's side: makes every one of `heads` available again, as one avail.idx update. */
+function refill(q: FakeQueue, heads: readonly number[]): () => void {
+  let idx = 0;
+  return () => {
+    for (const head of heads) {
+      guest.setU16(q.availAddr + 4 + 2 * (idx % SIZE), head);
+      idx = (idx + 1) & 0xffff;
+    }
+    guest.setU16(q.availAddr + 2, idx);
+  };
+}
+
 function measure(name: string, fill: () => void, drain: () => number): void {
   if (!name.includes(only)) return;
   let frames = 0;
@@ -48,16 +60,9 @@ for (const [name, layout] of [
   const q = new FakeQueue(guest, SIZE);
   const heads = Array.from({ length: SIZE }, () => q.addChain(layout.map((length) => ({ length }))));
   const tx = new TransmitQueue(guest.memory, q.vring(), true, HEADER, counters, { transmitted() {} }, reporter, 1);
-  let idx = 0;
   measure(
     name,
-    () => {
-      for (const head of heads) {
-        guest.setU16(q.availAddr + 4 + 2 * (idx % SIZE), head);
-        idx = (idx + 1) & 0xffff;
-      }
-      guest.setU16(q.availAddr + 2, idx);
-    },
+    refill(q, heads),
     () => tx.processBurst(SIZE),
   );
 }
@@ -72,16 +77,9 @@ for (const [name, layout] of [
   pair.verifier = new FrameVerifier(counters);
   const tx = new TransmitQueue(guest.memory, q.vring(), true, HEADER, counters, pair, reporter, 1);
   pair.tx = tx;
-  let idx = 0;
   measure(
     'transmitq 64 B -> sink + verify',
-    () => {
-      for (const head of heads) {
-        guest.setU16(q.availAddr + 4 + 2 * (idx % SIZE), head);
-        idx = (idx + 1) & 0xffff;
-      }
-      guest.setU16(q.availAddr + 2, idx);
-    },
+    refill(q, heads),
     () => tx.processBurst(SIZE),
   );
 }
@@ -91,16 +89,9 @@ for (const frameLength of [64, 1500]) {
   const heads = Array.from({ length: SIZE }, () => q.addChain([{ length: 2048, writable: true }]));
   const rx = new ReceiveQueue(guest.memory, q.vring(), true, HEADER, true, counters, reporter, 0);
   const frame = byteSpace(new ArrayBuffer(frameLength));
-  let idx = 0;
   measure(
     `receiveq ${frameLength} B, mergeable`,
-    () => {
-      for (const head of heads) {
-        guest.setU16(q.availAddr + 4 + 2 * (idx % SIZE), head);
-        idx = (idx + 1) & 0xffff;
-      }
-      guest.setU16(q.availAddr + 2, idx);
-    },
+    refill(q, heads),
     () => {
       rx.beginBurst();
       let n = 0;
@@ -116,16 +107,9 @@ for (const frameLength of [64, 1500]) {
   const heads = Array.from({ length: SIZE }, () => q.addChain([{ length: 2048, writable: true }]));
   const rx = new ReceiveQueue(guest.memory, q.vring(), true, HEADER, true, counters, reporter, 0);
   const gen = new GenPort({ receive: (src, offset, length) => rx.receive(src, offset, length) }, { size: 64, count: 0, pps: 0 }, '52:54:00:12:34:56', 0);
-  let idx = 0;
   measure(
     'gen 64 B into receiveq',
-    () => {
-      for (const head of heads) {
-        guest.setU16(q.availAddr + 4 + 2 * (idx % SIZE), head);
-        idx = (idx + 1) & 0xffff;
-      }
-      guest.setU16(q.availAddr + 2, idx);
-    },
+    refill(q, heads),
     () => {
       const before = counters[Counter.rxFrames]!;
       rx.beginBurst();

@@ -43,7 +43,11 @@ function copyHead(d: DataView, dstOffset: number, s: DataView, srcOffset: number
   return i;
 }
 
-/** Both offsets agree mod 8: a byte head, then 8-byte elements, eight a turn. Returns the bytes copied. */
+/**
+ * Both offsets agree mod 8: a byte head, then 8-byte elements, eight a turn. Returns the bytes
+ * copied. copyWords is the same loop over Int32Arrays on purpose: one function taking either
+ * array type would make every element access in it polymorphic.
+ */
 function copyDoubles(dst: ByteSpace, dstOffset: number, src: ByteSpace, srcOffset: number, length: number): number {
   const i = copyHead(dst.view, dstOffset, src.view, srcOffset, length, 8);
   const dd = dst.doubles;

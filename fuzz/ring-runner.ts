@@ -423,18 +423,23 @@ async function finishTruncation(
   return { expected, actual, txUsed: now.txUsed, rxUsed: now.rxUsed, mismatches, kinds };
 }
 
-export async function runRingCase(target: Target, g: RingGenome, options: RingRunOptions): Promise<RingOutcome> {
-  if (!isValidQueueSize(g.size)) throw new RangeError(`ring case ${g.name}: queue size ${g.size} is not a power of two`);
-  const session = await openSession({
+/** A frontend session shaped as ring case `g` wants it: its queue size, features and (packed) ring bases. */
+export function openRingSession(target: Target, g: RingGenome, replyTimeoutMs: number): Promise<FrontendSession> {
+  return openSession({
     socketPath: target.socketPath,
     memoryBytes: MEMORY_BYTES,
     guestPhysAddr: GUEST_BASE,
     queues: 2,
     queueSize: g.size,
     features: genomeFeatures(g),
-    client: { replyTimeoutMs: options.replyTimeoutMs ?? 5000 },
+    client: { replyTimeoutMs },
     ...(g.layout === 'packed' ? { vringBase: g.side === 'tx' ? [PACKED_FRESH_BASE, packedBase(g)] : [packedBase(g), PACKED_FRESH_BASE] } : {}),
   });
+}
+
+export async function runRingCase(target: Target, g: RingGenome, options: RingRunOptions): Promise<RingOutcome> {
+  if (!isValidQueueSize(g.size)) throw new RangeError(`ring case ${g.name}: queue size ${g.size} is not a power of two`);
+  const session = await openRingSession(target, g, options.replyTimeoutMs ?? 5000);
   try {
     const before: Snapshot | null = target.hasControl ? snapshot(await target.stats()) : null;
     // What the driver wrote, the whole case (a truncation case's rest too): what the rules read

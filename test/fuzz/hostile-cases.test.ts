@@ -11,16 +11,15 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { DescFlags, FeatureBit, featureMask } from 'vfio-user-ts';
-import { openSession } from '../../fuzz/connect.js';
 import { trafficCheck } from '../../fuzz/fuzzer.js';
-import { DEVICE_BURST, GUEST_BASE, GUEST_END, MAX_FRAME, MEMORY_BYTES, RECEIVEQ, TRANSMITQ } from '../../fuzz/layout.js';
+import { DEVICE_BURST, GUEST_BASE, GUEST_END, MAX_FRAME, RECEIVEQ, TRANSMITQ } from '../../fuzz/layout.js';
 import { messageKind, messageKinds, type MessageCase } from '../../fuzz/message-cases.js';
 import { runMessageCase } from '../../fuzz/message-runner.js';
 import { Prng } from '../../fuzz/prng.js';
 import { ringKinds } from '../../fuzz/ring-cases.js';
-import { descWords, PACKED_FRESH_BASE, packedGenome, RingBuilder, type RingGenome } from '../../fuzz/ring-genome.js';
+import { descWords, packedGenome, RingBuilder, type RingGenome } from '../../fuzz/ring-genome.js';
 import type { Expectation } from '../../fuzz/ring-model.js';
-import { compare, completions, expectCase, genomeFeatures, packedBase, runRingCase, usedArea, writeCase, writtenCopy, type RingOutcome } from '../../fuzz/ring-runner.js';
+import { compare, completions, expectCase, openRingSession, runRingCase, usedArea, writeCase, writtenCopy, type RingOutcome } from '../../fuzz/ring-runner.js';
 import { difference, snapshot } from '../../fuzz/snapshot.js';
 import { SpawnedTarget } from '../../fuzz/target.js';
 
@@ -184,16 +183,7 @@ const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
  * negotiated (one used element per chain). Returns what each found.
  */
 async function judgedByWrongModel(g: RingGenome): Promise<{ right: string[]; wrong: string[] }> {
-  const session = await openSession({
-    socketPath: target.socketPath,
-    memoryBytes: MEMORY_BYTES,
-    guestPhysAddr: GUEST_BASE,
-    queues: 2,
-    queueSize: g.size,
-    features: genomeFeatures(g),
-    client: { replyTimeoutMs: 5000 },
-    ...(g.layout === 'packed' ? { vringBase: [PACKED_FRESH_BASE, packedBase(g)] } : {}),
-  });
+  const session = await openRingSession(target, g, 5000);
   try {
     const before = snapshot(await target.stats());
     const written = writtenCopy(session, g);
